@@ -29,8 +29,21 @@ def test_verify_exits_nonzero_when_an_identity_fails(monkeypatch, capsys):
 
 def test_mdvi_writes_png_and_json(tmp_path, capsys):
     png = tmp_path / "fig" / "mdvi.png"
-    code = main(["mdvi", "--out", str(png), "--iterations", "30", "--seeds", "2",
-                 "--states", "6", "--lams", "0.5,5"])
+    code = main(
+        [
+            "mdvi",
+            "--out",
+            str(png),
+            "--iterations",
+            "30",
+            "--seeds",
+            "2",
+            "--states",
+            "6",
+            "--lams",
+            "0.5,5",
+        ]
+    )
     assert code == 0
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
     data = json.loads(png.with_suffix(".json").read_text())

@@ -57,8 +57,9 @@ def test_rewards_on_a_hand_made_rollout():
     # r_R + 0.5 (lp_prior - lp_pi): -0.5 - 0.25, 0 - 0.25, 0.5 + 0.25
     np.testing.assert_allclose(reward("kl", beta=0.5), [-0.75, -0.25, 0.75])
     # r_R + 0.2 lp_prior - 0.1 lp_pi
-    np.testing.assert_allclose(reward("residual", omega_prime=0.2, alpha_hat=0.1),
-                               [-0.65, -0.25, 0.5])
+    np.testing.assert_allclose(
+        reward("residual", omega_prime=0.2, alpha_hat=0.1), [-0.65, -0.25, 0.5]
+    )
 
 
 def test_kl_accepts_equal_aliases_and_equals_residual():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tailor import TailorError
+from tailor.methods import resolve
 from tailor.tabular import (
     FiniteMDP,
     evaluate_policy,
@@ -16,7 +17,6 @@ from tailor.tabular import (
 from tailor.tabular.mdvi import approximate_vi, da_vi, md_vi, mirror_descent_step, munchausen_vi
 from tailor.tabular.pg import exact_gradient, policy_gradient
 from tailor.tabular.verify import CHECKS, format_table, run_checks
-from tailor.methods import resolve
 
 E = math.e
 
@@ -79,7 +79,7 @@ def test_evaluate_policy_known_answer():
 
 
 def test_evaluate_policy_deterministic_policy_has_no_entropy_term():
-    q, v = evaluate_policy(bandit([1.0, 0.0]), np.array([[1.0, 0.0]]), alpha=5.0)
+    _, v = evaluate_policy(bandit([1.0, 0.0]), np.array([[1.0, 0.0]]), alpha=5.0)
     assert v[0] == pytest.approx(2.0)
 
 
@@ -115,8 +115,9 @@ def test_residual_uses_only_the_addon_reward():
     r_addon = rng.uniform(-1, 1, m.r.shape)
     prior = rng.dirichlet(np.ones(3), size=6)
     a = residual_soft_value_iteration(m.with_reward(r_addon), prior, 0.3, 0.5)
-    b = residual_soft_value_iteration(garnet(6, 3, 2, 0.9, seed=1).with_reward(r_addon),
-                                      prior, 0.3, 0.5)
+    b = residual_soft_value_iteration(
+        garnet(6, 3, 2, 0.9, seed=1).with_reward(r_addon), prior, 0.3, 0.5
+    )
     np.testing.assert_array_equal(a[0], b[0])
 
 
@@ -154,8 +155,11 @@ def test_mdvi_with_zero_lam_and_tau_is_approximate_vi():
 
 def test_mdvi_schemes_share_noise_draws_and_validate():
     m = garnet(5, 2, 2, 0.8, seed=0)
-    for h in (md_vi(m, 1.0, 0.5, 5, 0.3, seed=4), da_vi(m, 1.0, 0.5, 5, 0.3, seed=4),
-              munchausen_vi(m, 2 / 3, 1.5, 5, 0.3, seed=4)):
+    for h in (
+        md_vi(m, 1.0, 0.5, 5, 0.3, seed=4),
+        da_vi(m, 1.0, 0.5, 5, 0.3, seed=4),
+        munchausen_vi(m, 2 / 3, 1.5, 5, 0.3, seed=4),
+    ):
         np.testing.assert_array_equal(h.noise, md_vi(m, 0.0, 0.0, 5, 0.3, seed=4).noise)
     with pytest.raises(TailorError, match="lam must be finite and >= 0"):
         md_vi(m, -1.0, 0.0, 5)
@@ -176,8 +180,9 @@ def test_exact_gradient_known_answer_bandit():
     g_end, _ = exact_gradient(m, theta, resolve("end-entropy", alpha=1.0), m.r)
     logp = np.log([0.75, 0.25])
     h_dir = -np.array([0.75, 0.25]) * (logp - (0.75 * logp[0] + 0.25 * logp[1]))
-    np.testing.assert_allclose(g_end[0], np.array([0.75, 0.25]) * (np.array([1.0, 0.0]) - 0.75)
-                               + h_dir, atol=1e-15)
+    np.testing.assert_allclose(
+        g_end[0], np.array([0.75, 0.25]) * (np.array([1.0, 0.0]) - 0.75) + h_dir, atol=1e-15
+    )
 
 
 def test_policy_gradient_requires_prior_for_customization():
@@ -195,16 +200,18 @@ def test_kl_pg_equals_residual_pg_with_equal_coefficients():
     _, prior = soft_value_iteration(m, 0.5)
     addon = m.with_reward(np.random.default_rng(1).uniform(-1, 1, m.r.shape))
     a = policy_gradient(addon, "kl", beta=0.4, prior=prior, iterations=200, lr=0.5)
-    b = policy_gradient(addon, "residual", omega_prime=0.4, alpha_hat=0.4, prior=prior,
-                        iterations=200, lr=0.5)
+    b = policy_gradient(
+        addon, "residual", omega_prime=0.4, alpha_hat=0.4, prior=prior, iterations=200, lr=0.5
+    )
     np.testing.assert_array_equal(a.logits, b.logits)
 
 
 def test_full_pg_reaches_soft_vi_of_the_sum():
     m = garnet(4, 2, 2, 0.8, seed=4)
     r_addon = np.random.default_rng(2).uniform(-1, 1, m.r.shape)
-    res = policy_gradient(m, "full", alpha=0.7, addon_reward=r_addon, iterations=50_000,
-                          lr=0.25, tol=1e-14)
+    res = policy_gradient(
+        m, "full", alpha=0.7, addon_reward=r_addon, iterations=50_000, lr=0.25, tol=1e-14
+    )
     _, pi = soft_value_iteration(m.with_reward(m.r + r_addon), 0.7)
     np.testing.assert_allclose(res.pi, pi, atol=1e-8)
 
@@ -212,8 +219,9 @@ def test_full_pg_reaches_soft_vi_of_the_sum():
 def test_sampled_pg_is_deterministic_given_seed():
     m = garnet(4, 2, 2, 0.8, seed=1)
     kw = {"alpha": 0.5, "iterations": 5, "estimator": "sampled", "episodes": 16, "seed": 3}
-    np.testing.assert_array_equal(policy_gradient(m, "soft", **kw).logits,
-                                  policy_gradient(m, "soft", **kw).logits)
+    np.testing.assert_array_equal(
+        policy_gradient(m, "soft", **kw).logits, policy_gradient(m, "soft", **kw).logits
+    )
 
 
 # --- Every identity of `tailor verify`, on fresh Garnets of a fixed seed ----------------------

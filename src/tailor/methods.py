@@ -66,31 +66,52 @@ METHODS: dict[str, MethodInfo] = {
     for m in (
         MethodInfo("no-entropy", "basic", False, (), "plain PPO, no entropy anywhere"),
         MethodInfo(
-            "end-entropy", "basic", False, ("alpha",),
+            "end-entropy",
+            "basic",
+            False,
+            ("alpha",),
             "entropy bonus in the loss only (first-step entropy, A3C style)",
         ),
         MethodInfo(
-            "repeat-entropy", "basic", False, ("alpha",),
+            "repeat-entropy",
+            "basic",
+            False,
+            ("alpha",),
             "soft reward plus an extra entropy bonus in the loss (first step counted twice)",
         ),
         MethodInfo(
-            "soft", "basic", False, ("alpha",),
+            "soft",
+            "basic",
+            False,
+            ("alpha",),
             "Soft PPO: reward r - alpha log pi_theta, no loss bonus",
         ),
         MethodInfo(
-            "full", "both", False, ("alpha",),
+            "full",
+            "both",
+            False,
+            ("alpha",),
             "Soft PPO on the full reward r + r_R (upper bound; sees the basic reward)",
         ),
         MethodInfo(
-            "greedy", "addon", True, ("alpha_hat",),
+            "greedy",
+            "addon",
+            True,
+            ("alpha_hat",),
             "Greedy PPO: Soft PPO on r_R alone, starting from the prior",
         ),
         MethodInfo(
-            "kl", "addon", True, ("beta",),
+            "kl",
+            "addon",
+            True,
+            ("beta",),
             "KL PPO (classic RLHF): r_R - beta log(pi_theta / pi_prior)",
         ),
         MethodInfo(
-            "residual", "addon", True, ("omega_prime", "alpha_hat"),
+            "residual",
+            "addon",
+            True,
+            ("omega_prime", "alpha_hat"),
             "Residual PPO: r_R + omega' log pi_prior - alpha_hat log pi_theta",
         ),
     )
@@ -157,7 +178,9 @@ def resolve(
     given = {
         k: v
         for k, v in (
-            ("alpha", alpha), ("alpha_hat", alpha_hat), ("omega_prime", omega_prime),
+            ("alpha", alpha),
+            ("alpha_hat", alpha_hat),
+            ("omega_prime", omega_prime),
             ("beta", beta),
         )
         if v is not None
@@ -197,8 +220,9 @@ def resolve(
 
     for key in ("alpha", "alpha_hat", "beta"):
         if key in required and required[key] < 0:
-            raise TailorError(f"{name}: {key} is an entropy temperature and must be >= 0, "
-                             f"got {required[key]}")
+            raise TailorError(
+                f"{name}: {key} is an entropy temperature and must be >= 0, got {required[key]}"
+            )
 
     a = float(required.get("alpha", 0.0))
     if name == "no-entropy":

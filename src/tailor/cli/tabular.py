@@ -19,10 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run every identity of the tabular lab on fresh random Garnet MDPs and print "
         "a table (identity, cases, worst error, tolerance, result). Exit code 1 on any failure.",
     )
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed for the random Garnets (default: a fresh one, printed)")
-    p.add_argument("--cases-scale", type=float, default=1.0,
-                   help="multiply every check's number of cases (default 1)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed for the random Garnets (default: a fresh one, printed)",
+    )
+    p.add_argument(
+        "--cases-scale",
+        type=float,
+        default=1.0,
+        help="multiply every check's number of cases (default 1)",
+    )
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -53,10 +61,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _print_row(r) -> None:  # noqa: ANN001 - CheckResult
+def _print_row(r) -> None:
     status = "pass" if r.passed else "FAIL"
-    print(f"  {status}  {r.name}  ({r.cases} cases, worst {r.error:.2e}, {r.seconds:.1f}s)",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {status}  {r.name}  ({r.cases} cases, worst {r.error:.2e}, {r.seconds:.1f}s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -70,12 +81,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     results = run_checks(seed, args.cases_scale, progress=_print_row)
     print(format_table(results))
     failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)}/{len(results)} identities hold "
-          f"({time.perf_counter() - start:.1f} s, seed {seed})")
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} identities hold "
+        f"({time.perf_counter() - start:.1f} s, seed {seed})"
+    )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(
-            {"seed": seed, "results": [r.__dict__ for r in results]}, indent=2))
+        args.json.write_text(
+            json.dumps({"seed": seed, "results": [r.__dict__ for r in results]}, indent=2)
+        )
     return 1 if failed else 0
 
 
@@ -88,8 +102,17 @@ def cmd_mdvi(args: argparse.Namespace) -> int:
         raise TailorError(f"--lams must be comma-separated numbers, got {args.lams!r}") from None
     if args.out.suffix.lower() != ".png":
         raise TailorError(f"--out must be a .png file, got {args.out}")
-    data = mdvi_experiment(lams, args.states, args.actions, min(3, args.states), args.gamma,
-                           args.noise, args.iterations, args.seeds, args.seed)
+    data = mdvi_experiment(
+        lams,
+        args.states,
+        args.actions,
+        min(3, args.states),
+        args.gamma,
+        args.noise,
+        args.iterations,
+        args.seeds,
+        args.seed,
+    )
     data_path = save_json(data, args.out.with_suffix(".json"))
     plot_mdvi(json.loads(data_path.read_text()), args.out)
     for lam, run in data["mdvi"].items():
@@ -105,9 +128,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     print("== 1/2  tailor verify: the identities behind every method ==", flush=True)
-    code = cmd_verify(argparse.Namespace(seed=args.seed, cases_scale=1.0,
-                                         json=out / "verify.json"))
+    code = cmd_verify(argparse.Namespace(seed=args.seed, cases_scale=1.0, json=out / "verify.json"))
     print("\n== 2/2  tailor mdvi: KL regularization averages q-values ==", flush=True)
-    cmd_mdvi(argparse.Namespace(out=out / "mdvi.png", lams="0.1,1,10", states=30, actions=4,
-                                gamma=0.9, noise=1.0, iterations=300, seeds=5, seed=0))
+    cmd_mdvi(
+        argparse.Namespace(
+            out=out / "mdvi.png",
+            lams="0.1,1,10",
+            states=30,
+            actions=4,
+            gamma=0.9,
+            noise=1.0,
+            iterations=300,
+            seeds=5,
+            seed=0,
+        )
+    )
     return code

@@ -40,11 +40,18 @@ def mdvi_experiment(
     mdp = garnet(n_states, n_actions, branching, gamma, seed=seed)
     noise_seeds = range(seed, seed + seeds)
     out: dict = {
-        "settings": {"lams": list(lams), "n_states": n_states, "n_actions": n_actions,
-                     "branching": branching, "gamma": gamma, "noise_std": noise_std,
-                     "iterations": iterations, "seeds": seeds, "seed": seed},
-        "vi": [approximate_vi(mdp, iterations, noise_std, s).errors.tolist()
-               for s in noise_seeds],
+        "settings": {
+            "lams": list(lams),
+            "n_states": n_states,
+            "n_actions": n_actions,
+            "branching": branching,
+            "gamma": gamma,
+            "noise_std": noise_std,
+            "iterations": iterations,
+            "seeds": seeds,
+            "seed": seed,
+        },
+        "vi": [approximate_vi(mdp, iterations, noise_std, s).errors.tolist() for s in noise_seeds],
         "mdvi": {},
     }
     for lam in lams:
@@ -79,14 +86,14 @@ def plot_mdvi(data: dict, out: str | Path) -> Path:
     for lam, run in data["mdvi"].items():
         color = band(run["errors"], f"MD-VI  λ={lam}", None)
         bound = np.array([[np.nan if b is None else b for b in row] for row in run["bound"]])
-        ax.plot(k, bound.mean(axis=0), ls="--", lw=1.0, color=color,
-                label=f"bound  λ={lam}")
+        ax.plot(k, bound.mean(axis=0), ls="--", lw=1.0, color=color, label=f"bound  λ={lam}")
     ax.set_yscale("log")
     ax.set_xlabel("iteration k")
     ax.set_ylabel(r"$\|q^* - q^{\pi_k}\|_\infty$")
     ax.set_title(
         f"KL regularization averages errors: Garnet S={st['n_states']}, A={st['n_actions']}, "
-        f"γ={st['gamma']}, noise σ={st['noise_std']} ({st['seeds']} seeds)", fontsize=9,
+        f"γ={st['gamma']}, noise σ={st['noise_std']} ({st['seeds']} seeds)",
+        fontsize=9,
     )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)

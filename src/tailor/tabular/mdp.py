@@ -107,8 +107,9 @@ def garnet(
     if not (isinstance(n_actions, int) and n_actions >= 1):
         raise TailorError(f"n_actions must be a positive integer, got {n_actions!r}")
     if not (isinstance(branching, int) and 1 <= branching <= n_states):
-        raise TailorError(f"branching must be an integer in [1, n_states={n_states}], "
-                          f"got {branching!r}")
+        raise TailorError(
+            f"branching must be an integer in [1, n_states={n_states}], got {branching!r}"
+        )
     rng = np.random.default_rng(seed)
     P = np.zeros((n_states, n_actions, n_states))
     for s in range(n_states):
@@ -120,9 +121,7 @@ def garnet(
     return FiniteMDP(P, r, gamma)
 
 
-def validate_policy(
-    pi: np.ndarray, n_states: int, n_actions: int, name: str = "pi"
-) -> np.ndarray:
+def validate_policy(pi: np.ndarray, n_states: int, n_actions: int, name: str = "pi") -> np.ndarray:
     """Check ``pi`` is a stochastic matrix ``[S, A]``; return it as float64."""
     pi = np.asarray(pi, dtype=np.float64)
     if pi.shape != (n_states, n_actions):

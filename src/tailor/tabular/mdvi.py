@@ -92,9 +92,7 @@ def mirror_descent_step(
     return logits - log_z[:, None], eta * log_z
 
 
-def md_vi_bound(
-    mdp: FiniteMDP, lam: float, noise: np.ndarray
-) -> np.ndarray:
+def md_vi_bound(mdp: FiniteMDP, lam: float, noise: np.ndarray) -> np.ndarray:
     """Bound of reference section 5 for MD-VI with ``tau = 0``, for ``k = 0..K``.
 
     ``||q* - q_{pi_k}||_inf <= 2/(1-gamma) ||(1/k) sum_{j<=k} eps_j||_inf + 4/(1-gamma) v_max/k``

@@ -94,8 +94,12 @@ def method_reward(
 
 
 def _evaluate(
-    mdp: FiniteMDP, reward: np.ndarray, log_prior: np.ndarray | None, method: Method,
-    pi: np.ndarray, log_pi: np.ndarray,
+    mdp: FiniteMDP,
+    reward: np.ndarray,
+    log_prior: np.ndarray | None,
+    method: Method,
+    pi: np.ndarray,
+    log_pi: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(f [S, A], v [S], d [S])`` of the module docstring for policy ``pi``."""
     r_tilde = reformulate(reward, log_prior, log_pi, method.spec)
@@ -240,8 +244,12 @@ def policy_gradient(
     """
     if variant not in METHODS:
         raise TailorError(f"unknown variant {variant!r}; known: {', '.join(METHODS)}")
-    coefficients = {"alpha": alpha, "omega_prime": omega_prime, "alpha_hat": alpha_hat,
-                    "beta": beta}
+    coefficients = {
+        "alpha": alpha,
+        "omega_prime": omega_prime,
+        "alpha_hat": alpha_hat,
+        "beta": beta,
+    }
     method = resolve(variant, **{k: v for k, v in coefficients.items() if v is not None})
     if estimator not in ("exact", "sampled"):
         raise TailorError(f"estimator must be 'exact' or 'sampled', got {estimator!r}")
@@ -287,8 +295,9 @@ def policy_gradient(
             # half of the horizon only, where truncating the return costs at most gamma^(T/2)).
             half = max(1, horizon // 2)
             seen = np.bincount(states[:half].ravel(), minlength=mdp.n_states)
-            total = np.bincount(states[:half].ravel(), weights=returns[:half].ravel(),
-                                minlength=mdp.n_states)
+            total = np.bincount(
+                states[:half].ravel(), weights=returns[:half].ravel(), minlength=mdp.n_states
+            )
             baseline = np.where(seen > 0, total / np.maximum(seen, 1), baseline)
         step = lr / (1.0 + lr_decay * k) * g
         theta = theta + step

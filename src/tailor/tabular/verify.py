@@ -46,8 +46,13 @@ def random_case(
     ``U(-1, 1)`` and coefficients (temperatures in ``[min_temperature, 2]``, omega in [0.2, 3])."""
     S = int(rng.integers(3, max_states + 1))
     A = int(rng.integers(2, 5))
-    mdp = garnet(S, A, int(rng.integers(1, min(S, 4) + 1)), float(rng.uniform(0.5, 0.95)),
-                 seed=int(rng.integers(2**31)))
+    mdp = garnet(
+        S,
+        A,
+        int(rng.integers(1, min(S, 4) + 1)),
+        float(rng.uniform(0.5, 0.95)),
+        seed=int(rng.integers(2**31)),
+    )
     return Case(
         mdp=mdp,
         r_addon=rng.uniform(-1, 1, size=(S, A)),
@@ -57,8 +62,7 @@ def random_case(
     )
 
 
-def _cases(seed: int, n: int, max_states: int = 15, min_temperature: float = 0.1
-           ) -> Iterator[Case]:
+def _cases(seed: int, n: int, max_states: int = 15, min_temperature: float = 0.1) -> Iterator[Case]:
     rng = np.random.default_rng(seed)
     for _ in range(n):
         yield random_case(rng, max_states, min_temperature)
@@ -78,8 +82,9 @@ def residual_equals_full_soft(c: Case) -> float:
     q_res, pi_hat = residual_soft_value_iteration(
         c.mdp.with_reward(c.r_addon), prior, c.omega * c.alpha, c.alpha_hat
     )
-    q_full, pi_full = soft_value_iteration(c.mdp.with_reward(c.omega * c.mdp.r + c.r_addon),
-                                           c.alpha_hat)
+    q_full, pi_full = soft_value_iteration(
+        c.mdp.with_reward(c.omega * c.mdp.r + c.r_addon), c.alpha_hat
+    )
     return max(_sup(pi_hat, pi_full), _sup(q_res, q_full - c.omega * q_prior))
 
 
@@ -99,8 +104,9 @@ def reformulated_reward_equals_residual(c: Case) -> float:
     _, prior = soft_value_iteration(c.mdp, c.alpha)
     method = resolve("residual", omega_prime=c.omega * c.alpha, alpha_hat=c.alpha_hat)
     addon = c.mdp.with_reward(c.r_addon)
-    q_res, pi_hat = residual_soft_value_iteration(addon, prior, method.spec.omega_prime,
-                                                  method.spec.alpha_hat)
+    q_res, pi_hat = residual_soft_value_iteration(
+        addon, prior, method.spec.omega_prime, method.spec.alpha_hat
+    )
     aug = c.r_addon + method.spec.omega_prime * np.log(prior)
     q_aug, pi_aug = soft_value_iteration(c.mdp.with_reward(aug), method.spec.alpha_hat)
     return max(_sup(pi_aug, pi_hat), _sup(q_aug, q_res + method.spec.omega_prime * np.log(prior)))
@@ -229,8 +235,15 @@ def residual_pg_reaches_residual_vi(c: Case) -> float:
     _, prior = soft_value_iteration(c.mdp, c.alpha)
     addon = c.mdp.with_reward(c.r_addon)
     omega_prime = c.omega * c.alpha
-    r = _pg(c, addon, "residual", c.alpha_hat, prior=prior, omega_prime=omega_prime,
-            alpha_hat=c.alpha_hat)
+    r = _pg(
+        c,
+        addon,
+        "residual",
+        c.alpha_hat,
+        prior=prior,
+        omega_prime=omega_prime,
+        alpha_hat=c.alpha_hat,
+    )
     _, pi_hat = residual_soft_value_iteration(addon, prior, omega_prime, c.alpha_hat)
     return _sup(r.pi, pi_hat)
 
@@ -247,8 +260,10 @@ def exact_gradient_is_gradient(c: Case) -> float:
     for idx in np.ndindex(theta.shape):
         e = np.zeros_like(theta)
         e[idx] = eps
-        fd[idx] = (objective_value(c.mdp, theta + e, method, c.mdp.r)
-                   - objective_value(c.mdp, theta - e, method, c.mdp.r)) / (2 * eps)
+        fd[idx] = (
+            objective_value(c.mdp, theta + e, method, c.mdp.r)
+            - objective_value(c.mdp, theta - e, method, c.mdp.r)
+        ) / (2 * eps)
     return _sup(g, fd) / max(1.0, float(np.max(np.abs(fd))))
 
 
@@ -286,8 +301,17 @@ def sampled_soft_pg(c: Case) -> float:
     after 300 iterations of 256 episodes."""
     seed = int(np.random.default_rng(int(c.mdp.r[0, 0] * 1e9) % 2**31).integers(2**31))
     mdp, alpha = garnet(5, 3, 2, 0.9, seed=seed), 0.5
-    r = policy_gradient(mdp, "soft", alpha=alpha, iterations=300, lr=3.0, lr_decay=0.02,
-                        estimator="sampled", episodes=256, seed=seed)
+    r = policy_gradient(
+        mdp,
+        "soft",
+        alpha=alpha,
+        iterations=300,
+        lr=3.0,
+        lr_decay=0.02,
+        estimator="sampled",
+        episodes=256,
+        seed=seed,
+    )
     _, pi_star = soft_value_iteration(mdp, alpha)
     return _sup(r.pi, pi_star)
 
@@ -312,11 +336,19 @@ _PG = {"max_states": 6, "min_temperature": 0.3}
 
 CHECKS: tuple[Check, ...] = (
     Check("soft VI q == exact soft evaluation of its policy", evaluation_consistent, 1e-8, 20),
-    Check("residual soft VI == soft VI on omega*r + r_R (pi, Q_R)", residual_equals_full_soft,
-          1e-8, 20),
+    Check(
+        "residual soft VI == soft VI on omega*r + r_R (pi, Q_R)",
+        residual_equals_full_soft,
+        1e-8,
+        20,
+    ),
     Check("residual soft VI (omega'=alpha_hat) == KL-regularized VI", residual_equals_kl, 1e-8, 20),
-    Check("soft VI on RPG reward r_R + omega' log pi == residual",
-          reformulated_reward_equals_residual, 1e-8, 20),
+    Check(
+        "soft VI on RPG reward r_R + omega' log pi == residual",
+        reformulated_reward_equals_residual,
+        1e-8,
+        20,
+    ),
     Check("KL view: KL reward (beta=alpha) -> soft-optimal of r + r_R", kl_view, 1e-8, 20),
     Check("MD-VI greedy step: closed form is the maximum", mirror_step_closed_form, 1e-10, 10),
     Check("MD-VI tau=0: pi_k+1 = softmax(sum q_j / lam)", mdvi_tau0_is_softmax_of_sum, 1e-8, 10),
@@ -325,16 +357,33 @@ CHECKS: tuple[Check, ...] = (
     Check("MD-VI without noise -> tau-regularized optimum", mdvi_converges, 1e-8, 10),
     Check("MD-VI error <= bound under noise (max error - bound)", mdvi_bound_holds, 0.0, 5),
     Check("MD-VI / VI final error, same noise (ratio)", mdvi_beats_vi_under_noise, 0.5, 5),
-    Check("exact PG direction == finite-difference grad J (rel.)", exact_gradient_is_gradient,
-          1e-6, 5, **_PG),
+    Check(
+        "exact PG direction == finite-difference grad J (rel.)",
+        exact_gradient_is_gradient,
+        1e-6,
+        5,
+        **_PG,
+    ),
     Check("exact Soft PG -> soft VI policy", soft_pg_reaches_soft_vi, 1e-8, 3, **_PG),
-    Check("exact Residual PG -> residual soft VI policy", residual_pg_reaches_residual_vi, 1e-8, 3,
-          **_PG),
+    Check(
+        "exact Residual PG -> residual soft VI policy",
+        residual_pg_reaches_residual_vi,
+        1e-8,
+        3,
+        **_PG,
+    ),
     Check("End-Entropy PG -> pi ∝ exp(q0^pi/alpha)", end_entropy_fixed_point, 1e-8, 3, **_PG),
-    Check("Repeat-Entropy PG -> pi ∝ exp(q^pi/(2 alpha))", repeat_entropy_fixed_point, 1e-8, 3,
-          **_PG),
-    Check("End/Repeat-Entropy differ from soft VI (min dist)", entropy_variants_differ, 1e-3, 3,
-          at_least=True, **_PG),
+    Check(
+        "Repeat-Entropy PG -> pi ∝ exp(q^pi/(2 alpha))", repeat_entropy_fixed_point, 1e-8, 3, **_PG
+    ),
+    Check(
+        "End/Repeat-Entropy differ from soft VI (min dist)",
+        entropy_variants_differ,
+        1e-3,
+        3,
+        at_least=True,
+        **_PG,
+    ),
     Check("sampled Soft PG within 0.03 of soft VI policy", sampled_soft_pg, 0.03, 2, **_PG),
 )
 
@@ -351,7 +400,9 @@ class CheckResult:
 
 
 def run_checks(
-    seed: int, cases_scale: float = 1.0, checks: tuple[Check, ...] | None = None,
+    seed: int,
+    cases_scale: float = 1.0,
+    checks: tuple[Check, ...] | None = None,
     progress: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
     """Run ``checks`` (default: all of :data:`CHECKS`) on fresh Garnets drawn from ``seed``;
@@ -367,10 +418,12 @@ def run_checks(
         cases = _cases(seed * 1000 + i, n, check.max_states, check.min_temperature)
         errors = [check.fn(c) for c in cases]
         worst = min(errors) if check.at_least else max(errors)
-        ok = bool(np.isfinite(worst) and (worst >= check.tol if check.at_least
-                                          else worst <= check.tol))
-        res = CheckResult(check.name, n, worst, check.tol, check.at_least, ok,
-                          time.perf_counter() - start)
+        ok = bool(
+            np.isfinite(worst) and (worst >= check.tol if check.at_least else worst <= check.tol)
+        )
+        res = CheckResult(
+            check.name, n, worst, check.tol, check.at_least, ok, time.perf_counter() - start
+        )
         if progress is not None:
             progress(res)
         results.append(res)
@@ -379,10 +432,10 @@ def run_checks(
 
 def format_table(results: list[CheckResult]) -> str:
     """Markdown table: identity, cases, worst error, tolerance, pass/fail."""
-    lines = ["| identity | cases | worst error | tolerance | result |",
-             "|---|---:|---:|---:|---|"]
+    lines = ["| identity | cases | worst error | tolerance | result |", "|---|---:|---:|---:|---|"]
     for r in results:
         tol = (">= " if r.at_least else "<= ") + f"{r.tol:.0e}"
-        lines.append(f"| {r.name} | {r.cases} | {r.error:.2e} | {tol} | "
-                     f"{'pass' if r.passed else 'FAIL'} |")
+        lines.append(
+            f"| {r.name} | {r.cases} | {r.error:.2e} | {tol} | {'pass' if r.passed else 'FAIL'} |"
+        )
     return "\n".join(lines)
