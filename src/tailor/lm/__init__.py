@@ -1,0 +1,46 @@
+"""Customizing causal language models: add-on sequence rewards, the DPO family, the exact toy.
+
+This package imports cheaply (torch and numpy only, never ``transformers``). Submodules:
+
+* :mod:`tailor.lm.rewards` - add-on rewards ``reward(prompt, completion) -> float`` by name;
+* :mod:`tailor.lm.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
+* :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
+* :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form.
+
+A user's rewards file does::
+
+    from tailor.lm import register_reward
+    register_reward("has-z", lambda prompt, completion: float("z" in completion))
+"""
+
+from tailor.lm.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
+from tailor.lm.preferences import (
+    PreferencePair,
+    load_preferences,
+    pairs_from_samples,
+    save_preferences,
+)
+from tailor.lm.rewards import (
+    evaluate_reward,
+    get_reward,
+    list_rewards,
+    load_rewards_file,
+    register_reward,
+    unregister_reward,
+)
+
+__all__ = [
+    "PreferencePair",
+    "ce_dpo_loss",
+    "decoupled_dpo_loss",
+    "dpo_loss",
+    "evaluate_reward",
+    "get_reward",
+    "list_rewards",
+    "load_preferences",
+    "load_rewards_file",
+    "pairs_from_samples",
+    "register_reward",
+    "save_preferences",
+    "unregister_reward",
+]
