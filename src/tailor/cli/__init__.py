@@ -17,7 +17,7 @@ from tailor import __version__
 from tailor.errors import TailorError
 
 # Subcommand modules, in the order their commands are listed in `tailor --help`.
-COMMAND_MODULES: tuple[str, ...] = ("tailor.cli.tabular",)
+COMMAND_MODULES: tuple[str, ...] = ("tailor.cli.tabular", "tailor.cli.rl")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,204 @@
+"""Networks of the PPO family: MLP, Gaussian actor, critic, empirical observation normalization.
+
+Shapes: ``B`` batch, ``D`` observation size, ``A`` action size. Everything is plain ``torch.nn``;
+the state dicts are what :mod:`tailor.checkpoint` saves (safetensors), so parameter names are part
+of the checkpoint format.
+
+The Gaussian policy is ``a ~ N(mu(s), diag(sigma^2))`` with ``log sigma`` either one learned vector
+shared by all states (``std_type="global"``, the paper's default, Table III) or a second head of the
+actor network (``std_type="state"``, the paper's ablation).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ACTIVATIONS",
+    "Actor",
+    "Critic",
+    "EmpiricalNormalization",
+    "gaussian_entropy",
+    "gaussian_kl",
+    "gaussian_log_prob",
+    "mlp",
+]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
+STD_TYPES = ("global", "state")
+_LOG_2PI = math.log(2.0 * math.pi)
+# Bounds of a state-dependent log-std head, so that one bad state cannot give sigma = 0 or inf.
+_LOG_STD_MIN, _LOG_STD_MAX = -7.0, 2.0
+
+
+def mlp(sizes: Sequence[int], activation: str, out_gain: float) -> nn.Sequential:
+    """``Linear -> act -> ... -> Linear`` through ``sizes`` (input, hidden..., output).
+
+    Orthogonal weights with gain ``sqrt(2)`` on hidden layers and ``out_gain`` on the output layer,
+    zero biases (the PPO implementation details of Huang et al., 2022): a small ``out_gain`` makes
+    the first policy's mean action close to 0 everywhere.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        last = i == len(sizes) - 2
+        linear = nn.Linear(n_in, n_out)
+        nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2.0))
+        nn.init.zeros_(linear.bias)
+        layers.append(linear)
+        if not last:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+def gaussian_log_prob(
+    actions: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
+) -> torch.Tensor:
+    """``log N(a; mu, diag(sigma^2))`` summed over action dims.
+
+    ``sum_j [-(a_j - mu_j)^2 / (2 sigma_j^2) - log sigma_j - log(2 pi) / 2]``.
+    Shapes: ``actions, mean`` ``[B, A]``; ``log_std`` ``[B, A]`` or ``[A]``; returns ``[B]``.
+    Written out rather than via ``torch.distributions`` to skip its per-call validation overhead
+    (this runs every environment step).
+    """
+    z = (actions - mean) * torch.exp(-log_std)
+    return (-0.5 * z.square() - log_std).sum(-1) - 0.5 * _LOG_2PI * actions.shape[-1]
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """Entropy ``sum_j [log sigma_j + (1 + log 2 pi) / 2]``; ``[B, A] -> [B]`` or ``[A] -> []``."""
+    return (log_std + 0.5 * (1.0 + _LOG_2PI)).sum(-1)
+
+
+def gaussian_kl(
+    mean_p: torch.Tensor, log_std_p: torch.Tensor, mean_q: torch.Tensor, log_std_q: torch.Tensor
+) -> torch.Tensor:
+    """``KL(p || q)`` of two diagonal Gaussians, summed over action dims; ``[B, A] -> [B]``.
+
+    ``sum_j [log(sigma_q/sigma_p) + (sigma_p^2 + (mu_p - mu_q)^2) / (2 sigma_q^2) - 1/2]``.
+    ``log_std`` arguments may be ``[A]`` (global std); they broadcast against ``[B, A]``.
+    """
+    var_q = torch.exp(2.0 * log_std_q)
+    kl = (
+        log_std_q
+        - log_std_p
+        + (torch.exp(2.0 * log_std_p) + (mean_p - mean_q).square()) / (2.0 * var_q)
+        - 0.5
+    )
+    return kl.sum(-1)
+
+
+class Actor(nn.Module):
+    """Gaussian policy ``pi(a|s) = N(mu(s), diag(sigma^2))`` on *normalized* observations.
+
+    Args:
+        obs_dim: ``D``.
+        act_dim: ``A``.
+        hidden: hidden layer sizes of the mean network.
+        activation: one of :data:`ACTIVATIONS`.
+        std_type: ``"global"`` (one learned ``log sigma`` vector, state-independent) or
+            ``"state"`` (a linear head on the last hidden layer gives ``log sigma(s)``).
+        init_std: initial ``sigma`` (both types start with ``log sigma = log init_std``).
+
+    Parameters (checkpoint names): ``body.*`` (hidden layers), ``mean.*`` (output layer),
+    ``log_std`` (``[A]``, global) or ``log_std_head.*`` (state).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        activation: str = "elu",
+        std_type: str = "global",
+        init_std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if std_type not in STD_TYPES:
+            raise ValueError(f"std_type must be one of {STD_TYPES}, got {std_type!r}")
+        if not init_std > 0:
+            raise ValueError(f"init_std must be > 0, got {init_std}")
+        self.obs_dim, self.act_dim, self.std_type = obs_dim, act_dim, std_type
+        hidden = [int(h) for h in hidden]
+        self.hidden, self.activation = tuple(hidden), activation
+        # body = all hidden layers (each followed by the activation), so both heads can share it.
+        body = mlp([obs_dim, *hidden, 1], activation, 1.0)[:-1] if hidden else nn.Identity()
+        self.body = body
+        last = hidden[-1] if hidden else obs_dim
+        self.mean = mlp([last, act_dim], activation, out_gain=0.01)[0]
+        if std_type == "global":
+            self.log_std = nn.Parameter(torch.full((act_dim,), math.log(init_std)))
+        else:
+            self.log_std_head = mlp([last, act_dim], activation, out_gain=0.01)[0]
+            nn.init.constant_(self.log_std_head.bias, math.log(init_std))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalized observations ``[B, D]`` -> ``(mean [B, A], log_std [A] or [B, A])``."""
+        h = self.body(obs)
+        if self.std_type == "global":
+            return self.mean(h), self.log_std
+        log_std = self.log_std_head(h).clamp(_LOG_STD_MIN, _LOG_STD_MAX)
+        return self.mean(h), log_std
+
+
+class Critic(nn.Module):
+    """State-value function ``V(s)`` on normalized observations: ``[B, D] -> [B]``.
+
+    Parameters (checkpoint names): ``net.*``.
+    """
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str = "elu") -> None:
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden, 1], activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+class EmpiricalNormalization(nn.Module):
+    """Running mean/variance observation normalizer (rsl-rl's ``EmpiricalNormalization``).
+
+    ``normalize(x) = (x - mean) / (std + eps)``. In training mode every :meth:`forward` first folds
+    the batch into the running statistics (parallel/Chan update of mean and population variance);
+    in eval mode (``.eval()``, the *frozen* mode) the statistics never change.
+
+    Buffers (checkpoint names): ``mean [D]``, ``var [D]``, ``count []`` (float64 so that a count of
+    tens of millions stays exact).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-2) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, D] -> [B, D]``; updates the statistics first when training."""
+        if self.training:
+            self.update(x)
+        return self.normalize(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / (std + eps)`` without touching the statistics; ``[B, D] -> [B, D]``."""
+        return (x - self.mean) / (self.var.sqrt() + self.eps)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch ``[B, D]`` into the running mean and (population) variance."""
+        n = x.shape[0]
+        self.count += n
+        rate = float(n / self.count)
+        mean_x = x.mean(0)
+        var_x = x.var(0, unbiased=False)
+        delta = mean_x - self.mean
+        self.mean += rate * delta
+        # Chan et al.: var = (1-rate) var + rate var_x + rate (1-rate) delta^2, written with the
+        # updated mean as rsl-rl does (delta * (mean_x - new_mean) = (1 - rate) delta^2).
+        self.var += rate * (var_x - self.var + delta * (mean_x - self.mean))

@@ -1,0 +1,123 @@
+"""Prior policies: what customization needs from the policy it starts from.
+
+Customization only ever asks a prior two things (reference section 1): the log-probability of an
+action, ``log pi_prior(a|s)``, for the reformulated reward, and an action, for evaluation. Any
+object with those two methods and the two sizes is a :class:`Prior`; :func:`load_prior` makes one
+from a checkpoint written by ``tailor train``/``tailor customize``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from tailor.checkpoint import load_policy
+from tailor.errors import TailorError
+from tailor.nets import Actor, EmpiricalNormalization, gaussian_log_prob
+
+__all__ = ["PolicyPrior", "Prior", "check_spaces", "load_prior"]
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """A fixed policy over raw (un-normalized) observations.
+
+    Attributes:
+        obs_dim: observation size ``D``.
+        act_dim: action size ``A``.
+    """
+
+    obs_dim: int
+    act_dim: int
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``log pi(a|s)``: obs ``[B, D]``, action ``[B, A]`` (executed, unclipped) -> ``[B]``."""
+        ...
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """An action ``[B, A]`` for obs ``[B, D]``: the mean if ``deterministic``, else a sample."""
+        ...
+
+
+class PolicyPrior:
+    """A frozen Gaussian policy (actor + its observation normalizer) from a checkpoint.
+
+    Both modules are put in eval mode and ``requires_grad_(False)``: nothing that customization
+    does can change them (the normalizer statistics stay frozen too).
+
+    Attributes:
+        actor: the Gaussian actor (on normalized observations).
+        obs_norm: its observation normalizer (frozen).
+        meta: the checkpoint's metadata (task, method, coefficients, steps, ...).
+    """
+
+    def __init__(
+        self, actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any] | None = None
+    ) -> None:
+        self.actor = actor.eval().requires_grad_(False)
+        self.obs_norm = obs_norm.eval().requires_grad_(False)
+        self.meta = dict(meta or {})
+        self.obs_dim, self.act_dim = actor.obs_dim, actor.act_dim
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw obs ``[B, D]`` -> ``(mean [B, A], log_std [A] or [B, A])``."""
+        return self.actor(self.obs_norm(obs))
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, log_std = self.distribution(obs)
+        return gaussian_log_prob(action, mean, log_std)
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        mean, log_std = self.distribution(obs)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + torch.exp(log_std) * noise
+
+
+def check_spaces(prior: Prior, obs_dim: int, act_dim: int, task: str, what: str = "prior") -> None:
+    """Raise a :class:`TailorError` unless the prior's sizes match the task's.
+
+    Args:
+        prior: the policy to check.
+        obs_dim: the task's observation size.
+        act_dim: the task's action size.
+        task: the task's name (for the message).
+        what: how to call the policy in the message (``"prior"``, ``"policy"``).
+    """
+    if (prior.obs_dim, prior.act_dim) != (obs_dim, act_dim):
+        trained = getattr(prior, "meta", {}).get("task")
+        on = f" (it was trained on {trained!r})" if trained else ""
+        raise TailorError(
+            f"the {what} has observation size {prior.obs_dim} and action size {prior.act_dim}"
+            f"{on}, but task {task!r} has observation size {obs_dim} and action size {act_dim}; "
+            f"use a {what} trained on this task's environment"
+        )
+
+
+def load_prior(
+    path: str | Path,
+    obs_dim: int | None = None,
+    act_dim: int | None = None,
+    task: str | None = None,
+) -> PolicyPrior:
+    """Load a frozen prior from a run directory or its ``policy.safetensors``.
+
+    If ``obs_dim``/``act_dim`` are given, the prior's sizes are checked against them (``task`` names
+    the task in the error message).
+
+    Raises:
+        TailorError: missing, truncated or foreign checkpoint; sizes that do not match the task.
+    """
+    actor, obs_norm, meta = load_policy(path)
+    prior = PolicyPrior(actor, obs_norm, meta)
+    if obs_dim is not None and act_dim is not None:
+        check_spaces(prior, obs_dim, act_dim, task or "?")
+    return prior
