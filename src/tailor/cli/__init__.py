@@ -17,7 +17,11 @@ from tailor import __version__
 from tailor.errors import TailorError
 
 # Subcommand modules, in the order their commands are listed in `tailor --help`.
-COMMAND_MODULES: tuple[str, ...] = ("tailor.cli.tabular", "tailor.cli.rl")
+COMMAND_MODULES: tuple[str, ...] = (
+    "tailor.cli.demo",
+    "tailor.cli.tabular",
+    "tailor.cli.rl",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

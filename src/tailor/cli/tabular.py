@@ -1,4 +1,4 @@
-"""``tailor verify``, ``tailor mdvi`` and ``tailor demo``: the tabular lab on the command line."""
+"""``tailor verify`` and ``tailor mdvi``: the tabular lab on the command line."""
 
 from __future__ import annotations
 
@@ -50,15 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=5, help="noise seeds to average over")
     p.add_argument("--seed", type=int, default=0, help="Garnet seed and first noise seed")
     p.set_defaults(func=cmd_mdvi)
-
-    p = sub.add_parser(
-        "demo",
-        help="the README's main job: verify the theory and draw the averaging figure",
-        description="Runs `tailor verify` and `tailor mdvi` and writes their outputs to --out.",
-    )
-    p.add_argument("--out", type=Path, default=Path("tailor-demo"), help="output directory")
-    p.add_argument("--seed", type=int, default=None, help="verify seed (default: fresh)")
-    p.set_defaults(func=cmd_demo)
 
 
 def _print_row(r) -> None:
@@ -122,25 +113,3 @@ def cmd_mdvi(args: argparse.Namespace) -> int:
     print(f"approximate VI: final error {final_vi:.3g}")
     print(f"wrote {args.out} and {data_path}")
     return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    print("== 1/2  tailor verify: the identities behind every method ==", flush=True)
-    code = cmd_verify(argparse.Namespace(seed=args.seed, cases_scale=1.0, json=out / "verify.json"))
-    print("\n== 2/2  tailor mdvi: KL regularization averages q-values ==", flush=True)
-    cmd_mdvi(
-        argparse.Namespace(
-            out=out / "mdvi.png",
-            lams="0.1,1,10",
-            states=30,
-            actions=4,
-            gamma=0.9,
-            noise=1.0,
-            iterations=300,
-            seeds=5,
-            seed=0,
-        )
-    )
-    return code

@@ -1,0 +1,1 @@
+"""Experiments: the demo, presets, sweeps, tables and plots (plots and tables only read results)."""
