@@ -218,3 +218,18 @@ def test_resume_continues_the_run(tmp_path) -> None:
         train(TASK, method, small(total_steps=4096, num_epochs=2), tmp_path, resume=True)
     with pytest.raises(TailorError, match="not 'no-entropy'"):
         train(TASK, resolve("no-entropy"), small(total_steps=4096), tmp_path, resume=True)
+
+
+def test_callback_stops_training_and_checkpoints(tmp_path) -> None:
+    seen = []
+
+    def stop_at_second(row: dict) -> bool:
+        seen.append(row["iteration"])
+        return len(seen) == 2
+
+    result = train(
+        "pointmass", resolve("soft", alpha=0.01), small(), tmp_path, callback=stop_at_second
+    )
+    assert seen == [1, 2]
+    assert result.iterations == 2 and result.steps == 2 * 512 and len(result.metrics) == 2
+    assert read_run(tmp_path)["steps"] == 2 * 512  # the stop wrote a checkpoint

@@ -29,6 +29,7 @@ import csv
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,7 @@ def train(
     prior: PolicyPrior | None = None,
     resume: bool = False,
     progress: bool = False,
+    callback: Callable[[dict[str, Any]], bool] | None = None,
 ) -> TrainResult:
     """Train (or customize) a Gaussian policy with PPO.
 
@@ -389,6 +391,8 @@ def train(
             must equal the saved one except ``total_steps``, ``checkpoint_every``,
             ``tensorboard``. The envs restart fresh episodes (their state is not saved).
         progress: show a tqdm progress bar.
+        callback: called with every iteration's metrics row (the columns of ``metrics.csv``);
+            returning ``True`` stops training after that iteration (a checkpoint is written).
 
     Returns:
         A :class:`TrainResult`.
@@ -647,8 +651,9 @@ def train(
                 )
 
             # ---- 5. save -------------------------------------------------------------------------
+            stop = callback is not None and bool(callback(row))
             if run_dir is not None and (
-                (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters
+                (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
             ):
                 _save(
                     run_dir,
@@ -667,6 +672,8 @@ def train(
                     task,
                 )
                 last_ckpt = steps
+            if stop:
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -675,7 +682,7 @@ def train(
         if metrics_file is not None:
             metrics_file.close()
         env.close()
-    done_iters = max(n_iters, start_iter)
+    done_iters = it + 1 if rows else start_iter
     return TrainResult(
         run_dir,
         done_iters * config.batch_size,
