@@ -27,11 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "train",
-        help="train a policy from scratch with PPO (one of the Soft-PPO variants)",
-        description="Train a policy with PPO. --method: "
+        help="train a policy from scratch (PPO, or soft DQN / SAC with --algo)",
+        description="Train a policy from scratch with PPO (default), soft DQN (--algo dqn, "
+        "discrete actions) or SAC (--algo sac). --method: "
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in TRAINING_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
+    p.add_argument("--algo", choices=("ppo", "dqn", "sac"), default="ppo", help="default ppo")
     p.add_argument(
         "--method", metavar="{" + ",".join(TRAINING_METHODS) + "}", help="training method"
     )
@@ -50,11 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "customize",
         help="customize a prior policy to the task's add-on reward",
-        description="Customize a prior with PPO on the add-on reward. --method: "
+        description="Customize a prior to the add-on reward with PPO (default) or, with --algo, "
+        "residual soft DQN, residual SAC or residual max-entropy MCTS (online, no training; "
+        "needs a DQN prior). --method: "
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in CUSTOMIZATION_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
     p.add_argument("--prior", help="the prior: a run directory or its policy.safetensors")
+    p.add_argument(
+        "--algo", choices=("ppo", "dqn", "sac", "mcts"), default="ppo", help="default ppo"
+    )
     p.add_argument(
         "--method", metavar="{" + ",".join(CUSTOMIZATION_METHODS) + "}", help="customization method"
     )
@@ -281,11 +288,56 @@ def _run(args: argparse.Namespace, allowed: tuple[str, ...], given: dict[str, An
     return 0
 
 
+def _run_rql(args: argparse.Namespace, customize: bool) -> int:
+    """`--algo dqn|sac|mcts`: the Residual Q-Learning family (:mod:`tailor.rql.run`)."""
+    from tailor.envs import load_tasks_file
+    from tailor.rql import run
+
+    if args.tasks_file:
+        load_tasks_file(args.tasks_file)
+    if args.resume:
+        raise TailorError(f"--resume is only supported with --algo ppo, not {args.algo}")
+    if not args.task or not args.out:
+        raise TailorError("--task and --out are required")
+    if args.steps < 1:
+        raise TailorError(f"--steps must be a positive number, got {args.steps}")
+    if customize:
+        if not args.prior:
+            raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")
+        out = run.customize(
+            args.task,
+            args.algo,
+            args.prior,
+            args.steps,
+            args.seed,
+            args.out,
+            args.omega_prime,
+            args.alpha_hat,
+            method=args.method or "residual",
+        )
+    else:
+        out = run.train_prior(
+            args.task,
+            args.algo,
+            args.steps,
+            args.seed,
+            args.out,
+            method=args.method or "soft",
+            alpha=args.alpha,
+        )
+    print(f"saved {out}")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.algo != "ppo":
+        return _run_rql(args, customize=False)
     return _run(args, TRAINING_METHODS, {"alpha": args.alpha})
 
 
 def cmd_customize(args: argparse.Namespace) -> int:
+    if args.algo != "ppo":
+        return _run_rql(args, customize=True)
     return _run(
         args, CUSTOMIZATION_METHODS, {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat}
     )
@@ -304,6 +356,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         load_tasks_file(args.tasks_file)
     if args.episodes < 1:
         raise TailorError(f"--episodes must be >= 1, got {args.episodes}")
+    from tailor.rql import run as rql_run
+
+    if rql_run.is_rql_policy(args.policy):
+        return _evaluate_rql(args, rql_run)
     policy = load_prior(args.policy)
     task_name = args.task or policy.meta.get("task")
     if not task_name:
@@ -322,6 +378,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         ("statistic", task.statistic_name),
     ):
         print(f"  {label:<24} {result[key]['mean']:>10.3f} +- {result[key]['std']:.3f}")
+    if args.json:
+        write_json(args.json, result)
+        print(f"  wrote {args.json}")
+    return 0
+
+
+def _evaluate_rql(args: argparse.Namespace, rql_run: Any) -> int:
+    from tailor.checkpoint import write_json
+
+    result = rql_run.evaluate(args.policy, args.task, args.episodes, args.seed)
+    print(
+        f"{args.policy} ({result['algo']}, {result['method']}) on {result['task']}: "
+        f"{result['episodes']} episodes"
+    )
+    for key, label in (
+        ("total", "total (basic + add-on)"),
+        ("basic", "basic return"),
+        ("addon", "add-on return"),
+        ("statistic", result["statistic_name"]),
+        ("length", "episode length"),
+    ):
+        print(f"  {label:<24} {result[key]['mean']:>10.3f} +- {result[key]['std']:.3f}")
+    print(f"  {'success rate':<24} {result['success_rate']:>10.3f}")
     if args.json:
         write_json(args.json, result)
         print(f"  wrote {args.json}")

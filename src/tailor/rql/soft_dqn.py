@@ -1,0 +1,274 @@
+"""Soft DQN (prior training) and residual soft DQN (customization), one loop for both.
+
+* Prior training (``method`` ``soft``, basic reward) or a from-scratch baseline (``full``,
+  basic + add-on reward): soft Q-learning at temperature ``alpha``, target
+  ``r + gamma (1-d) alpha logsumexp(Q_target(s', .) / alpha)``, acting by sampling
+  ``softmax(Q / alpha)``.
+* Customization (``method`` ``residual``, add-on reward only): a fresh residual network ``Q_R``
+  and a frozen prior Q-network whose Boltzmann policy ``pi = softmax(Q_prior / alpha_prior)``
+  enters the target ``r_R + gamma (1-d) alpha_hat logsumexp((Q_R'(s', .) + omega' log pi(.|s'))
+  / alpha_hat)`` and the acting rule ``softmax((Q_R + omega' log pi) / alpha_hat)``.
+
+Both are :func:`tailor.rql.targets.soft_q_target` with different coefficients, which the method
+(:func:`tailor.methods.resolve`) supplies. Evaluation acts greedily (``alpha_hat = 0``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from tailor.envs import Task, get_task, make_env
+from tailor.errors import TailorError
+from tailor.methods import Method
+from tailor.rql.targets import prior_log_probs, soft_policy, soft_q_target
+
+__all__ = [
+    "QPrior",
+    "ReplayBuffer",
+    "SoftDQNConfig",
+    "mlp",
+    "train_soft_dqn",
+]
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], zero_last: bool = False) -> nn.Sequential:
+    """``Linear-ReLU-...-Linear``; ``zero_last`` zeroes the output layer (the net starts at 0)."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for h in hidden:
+        layers += [nn.Linear(d, int(h)), nn.ReLU()]
+        d = int(h)
+    last = nn.Linear(d, out_dim)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    layers.append(last)
+    return nn.Sequential(*layers)
+
+
+class ReplayBuffer:
+    """A fixed-size ring buffer of transitions ``(s, a, r, s', terminated)`` in numpy.
+
+    Args:
+        obs_dim: observation size.
+        act_shape: ``()`` for a discrete action index, ``(act_dim,)`` for a continuous action.
+        size: capacity; the oldest transitions are overwritten.
+    """
+
+    def __init__(self, obs_dim: int, act_shape: tuple[int, ...], size: int) -> None:
+        self.obs = np.zeros((size, obs_dim), np.float32)
+        self.next_obs = np.zeros((size, obs_dim), np.float32)
+        discrete = act_shape == ()
+        self.act = np.zeros((size, *act_shape), np.int64 if discrete else np.float32)
+        self.rew = np.zeros(size, np.float32)
+        self.done = np.zeros(size, np.float32)
+        self.size, self.ptr, self.full = size, 0, False
+
+    def __len__(self) -> int:
+        return self.size if self.full else self.ptr
+
+    def add(self, obs, act, rew: float, next_obs, terminated: bool) -> None:
+        i = self.ptr
+        self.obs[i], self.act[i], self.rew[i] = obs, act, rew
+        self.next_obs[i], self.done[i] = next_obs, float(terminated)
+        self.ptr = (i + 1) % self.size
+        self.full = self.full or self.ptr == 0
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        idx = rng.integers(0, len(self), size=n)
+        return {
+            "obs": torch.from_numpy(self.obs[idx]),
+            "act": torch.from_numpy(self.act[idx]),
+            "rew": torch.from_numpy(self.rew[idx]),
+            "next_obs": torch.from_numpy(self.next_obs[idx]),
+            "done": torch.from_numpy(self.done[idx]),
+        }
+
+
+@dataclass
+class QPrior:
+    """A frozen soft-DQN prior: its Q-network and the temperature it was trained at.
+
+    Attributes:
+        qnet: maps observations ``[B, obs_dim]`` to q-values ``[B, A]``.
+        alpha: the prior's temperature; its policy is ``softmax(Q / alpha)``.
+    """
+
+    qnet: nn.Module
+    alpha: float
+
+    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``log pi(.|s)`` ``[B, A]`` for observations ``[B, obs_dim]`` (no gradient)."""
+        with torch.no_grad():
+            return prior_log_probs(self.qnet(obs), self.alpha)
+
+
+@dataclass
+class SoftDQNConfig:
+    """Hyper-parameters of (residual) soft DQN.
+
+    Attributes:
+        total_steps: environment steps.
+        gamma: discount.
+        lr: Adam learning rate.
+        batch_size: transitions per gradient step.
+        buffer_size: replay capacity.
+        learning_starts: steps collected before the first gradient step.
+        train_freq: environment steps per gradient step.
+        target_update_interval: environment steps between hard copies to the target network.
+        hidden: hidden layer sizes of the Q-network.
+        epsilon_start: probability of a uniformly random action at step 0 (on top of the
+            Boltzmann sampling); decays linearly to ``epsilon_end``. 0 disables it (a residual
+            run explores with the prior's own stochasticity).
+        epsilon_end: final random-action probability.
+        epsilon_fraction: fraction of ``total_steps`` over which epsilon decays.
+        max_grad_norm: gradient clipping norm.
+        zero_init: start the Q-network's output layer at zero. For a residual run this makes
+            ``Q_R = 0`` at the start, so the customized policy starts as
+            ``softmax(omega' log pi / alpha_hat)`` (the prior itself when ``omega' = alpha_hat``).
+        seed: seed of the network init, env resets, action sampling and replay sampling.
+        log_interval: steps between progress lines (0: silent).
+    """
+
+    total_steps: int = 50_000
+    gamma: float = 0.99
+    lr: float = 1e-3
+    batch_size: int = 64
+    buffer_size: int = 50_000
+    learning_starts: int = 1_000
+    train_freq: int = 1
+    target_update_interval: int = 500
+    hidden: tuple[int, ...] = (64, 64)
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.02
+    epsilon_fraction: float = 0.2
+    max_grad_norm: float = 10.0
+    zero_init: bool = False
+    seed: int = 0
+    log_interval: int = 10_000
+
+
+def _epsilon(cfg: SoftDQNConfig, step: int) -> float:
+    span = max(1.0, cfg.epsilon_fraction * cfg.total_steps)
+    frac = min(1.0, step / span)
+    return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+def train_soft_dqn(
+    task: Task | str,
+    method: Method,
+    config: SoftDQNConfig,
+    prior: QPrior | None = None,
+    log: Callable[[str], None] | None = print,
+) -> tuple[nn.Module, dict]:
+    """Train a (residual) soft Q-network on a task with a discrete action space.
+
+    Args:
+        task: the task (its env must have a ``Discrete`` action space).
+        method: ``soft`` or ``full`` (training from scratch: ``omega' = 0``, temperature
+            ``alpha_hat = alpha``) or ``residual`` (customization; needs ``prior``).
+        config: hyper-parameters.
+        prior: the frozen prior for a customization method.
+        log: where progress lines go (``None``: silent).
+
+    Returns:
+        ``(qnet, stats)``: the trained network (``Q`` or ``Q_R``) and a dict with
+        ``wall_s``, ``episodes``, and the last 20 episodes' mean ``basic``/``addon`` returns.
+
+    Raises:
+        TailorError: a continuous action space, a customization method without a prior, or
+            a loss that is not finite.
+    """
+    task = get_task(task)
+    if method.customization and prior is None:
+        raise TailorError(f"method {method.name!r} customizes a prior; pass the prior Q-network")
+    if not method.customization:
+        prior = None
+    omega, alpha_hat = method.spec.omega_prime, method.spec.alpha_hat
+    cfg = config
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    env = make_env(task)
+    if not hasattr(env.action_space, "n"):
+        raise TailorError(f"soft DQN needs a discrete action space; task {task.name!r} has "
+                          f"{env.action_space} (use --algo sac)")
+    obs_dim, n_act = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
+    qnet = mlp(obs_dim, n_act, cfg.hidden, zero_last=cfg.zero_init)
+    target = mlp(obs_dim, n_act, cfg.hidden)
+    target.load_state_dict(qnet.state_dict())
+    opt = torch.optim.Adam(qnet.parameters(), lr=cfg.lr)
+    buf = ReplayBuffer(obs_dim, (), min(cfg.buffer_size, cfg.total_steps))
+
+    def log_pi(o: torch.Tensor) -> torch.Tensor | None:
+        return prior.log_probs(o) if prior is not None else None
+
+    t0 = time.perf_counter()
+    obs, _ = env.reset(seed=cfg.seed)
+    ep_basic = ep_addon = 0.0
+    history: list[tuple[float, float, int]] = []
+    ep_len = 0
+    loss_value = float("nan")
+    for step in range(cfg.total_steps):
+        # -- act: sample the (customized) Boltzmann policy, epsilon-mixed with uniform --------
+        obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
+        with torch.no_grad():
+            probs = soft_policy(qnet(obs_t), log_pi(obs_t), omega, alpha_hat)[0]
+        if rng.random() < _epsilon(cfg, step):
+            action = int(rng.integers(n_act))
+        else:
+            action = int(torch.multinomial(probs, 1, generator=gen))
+        next_obs, _, terminated, truncated, info = env.step(action)
+        r = method.env_reward(info["basic_reward"], info["addon_reward"])
+        # Only a true termination stops bootstrapping; a time-limit truncation does not.
+        buf.add(obs, action, r, next_obs, terminated)
+        ep_basic += info["basic_reward"]
+        ep_addon += info["addon_reward"]
+        ep_len += 1
+        obs = next_obs
+        if terminated or truncated:
+            history.append((ep_basic, ep_addon, ep_len))
+            ep_basic = ep_addon = 0.0
+            ep_len = 0
+            obs, _ = env.reset()
+
+        # -- learn: one TD step on the residual soft target -----------------------------------
+        if step >= cfg.learning_starts and step % cfg.train_freq == 0:
+            b = buf.sample(cfg.batch_size, rng)
+            with torch.no_grad():
+                y = soft_q_target(b["rew"], b["done"], cfg.gamma, target(b["next_obs"]),
+                                  log_pi(b["next_obs"]), omega, alpha_hat)
+            q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
+            loss = torch.nn.functional.mse_loss(q_sa, y)
+            if not torch.isfinite(loss):
+                raise TailorError(f"soft DQN loss is {loss.item()} at step {step}; lower the "
+                                  f"learning rate or check the task's rewards")
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
+            opt.step()
+            loss_value = loss.item()
+        if step % cfg.target_update_interval == 0:
+            target.load_state_dict(qnet.state_dict())
+        if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
+            recent = history[-20:] or [(float("nan"), float("nan"), 0)]
+            b_, a_, l_ = (float(np.mean(x)) for x in zip(*recent, strict=True))
+            log(f"[dqn {method.name}] step {step + 1}/{cfg.total_steps}  episodes {len(history)}"
+                f"  basic {b_:.1f}  addon {a_:.1f}  len {l_:.0f}  loss {loss_value:.4f}  "
+                f"{time.perf_counter() - t0:.0f}s")
+    env.close()
+    recent = history[-20:] or [(float("nan"), float("nan"), 0)]
+    stats = {
+        "wall_s": time.perf_counter() - t0,
+        "episodes": len(history),
+        "last20_basic": float(np.mean([h[0] for h in recent])),
+        "last20_addon": float(np.mean([h[1] for h in recent])),
+        "last20_length": float(np.mean([h[2] for h in recent])),
+    }
+    return qnet.eval(), stats
