@@ -79,11 +79,18 @@ class TaskModel:
         self.env = make_env(self.task).unwrapped
         self.env.reset(seed=0)
         if not hasattr(self.env.action_space, "n"):
-            raise TailorError(f"residual MCTS needs a discrete action space; task "
-                              f"{self.task.name!r} has {self.env.action_space}")
+            raise TailorError(
+                f"residual MCTS needs a discrete action space; task "
+                f"{self.task.name!r} has {self.env.action_space}"
+            )
         self.n_actions = int(self.env.action_space.n)
-        self._mode = ("own" if hasattr(self.env, "get_sim_state")
-                      else "state" if hasattr(self.env, "state") else "deepcopy")
+        self._mode = (
+            "own"
+            if hasattr(self.env, "get_sim_state")
+            else "state"
+            if hasattr(self.env, "state")
+            else "deepcopy"
+        )
 
     def get_state(self) -> Any:
         e = self.env
@@ -131,8 +138,12 @@ def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.
     layers: list[tuple[np.ndarray, np.ndarray] | str] = []
     for m in qnet:
         if isinstance(m, nn.Linear):
-            layers.append((m.weight.detach().double().numpy().T.copy(),
-                           m.bias.detach().double().numpy().copy()))
+            layers.append(
+                (
+                    m.weight.detach().double().numpy().T.copy(),
+                    m.bias.detach().double().numpy().copy(),
+                )
+            )
         elif isinstance(m, nn.ReLU):
             layers.append("relu")
         else:
@@ -175,11 +186,22 @@ class MCTSConfig:
 
 
 class _Node:
-    __slots__ = ("children", "logp", "n", "obs", "q", "reward", "state", "terminal", "untried",
-                 "value")
+    __slots__ = (
+        "children",
+        "logp",
+        "n",
+        "obs",
+        "q",
+        "reward",
+        "state",
+        "terminal",
+        "untried",
+        "value",
+    )
 
-    def __init__(self, state: Any, obs: np.ndarray, reward: float, terminal: bool,
-                 n_actions: int) -> None:
+    def __init__(
+        self, state: Any, obs: np.ndarray, reward: float, terminal: bool, n_actions: int
+    ) -> None:
         self.state, self.obs, self.reward, self.terminal = state, obs, reward, terminal
         self.n = 0
         self.q = np.zeros(n_actions)
@@ -198,8 +220,9 @@ class ResidualMCTS:
         config: settings.
     """
 
-    def __init__(self, model: Model, log_prior: Callable[[np.ndarray], np.ndarray],
-                 config: MCTSConfig) -> None:
+    def __init__(
+        self, model: Model, log_prior: Callable[[np.ndarray], np.ndarray], config: MCTSConfig
+    ) -> None:
         if config.simulations < 1 or config.horizon < 1:
             raise TailorError("MCTS needs simulations >= 1 and horizon >= 1")
         if not config.tau > 0:
@@ -268,8 +291,9 @@ class ResidualMCTS:
         c = np.cumsum(weights)
         if not c[-1] > 0:
             return int(self.rng.integers(len(weights)))
-        return min(int(np.searchsorted(c, self.rng.random() * c[-1], side="right")),
-                   len(weights) - 1)
+        return min(
+            int(np.searchsorted(c, self.rng.random() * c[-1], side="right")), len(weights) - 1
+        )
 
     def _expand(self, node: _Node, a: int) -> _Node:
         self.model.set_state(node.state)

@@ -64,8 +64,14 @@ Log = Callable[[str], None] | None
 # Coefficients and configs
 
 
-def _method(task: Task, name: str, *, alpha: float | None = None,
-            omega_prime: float | None = None, alpha_hat: float | None = None) -> Method:
+def _method(
+    task: Task,
+    name: str,
+    *,
+    alpha: float | None = None,
+    omega_prime: float | None = None,
+    alpha_hat: float | None = None,
+) -> Method:
     """Resolve ``name`` with explicit coefficients, else the task's defaults for it."""
     defaults = dict(task.coefficients.get(name, {}))
     info = METHODS.get(name)
@@ -81,8 +87,9 @@ def _method(task: Task, name: str, *, alpha: float | None = None,
         if value is None:
             value = defaults.get(key)
         if value is None:
-            raise TailorError(f"task {task.name!r} has no default {key} for method {name!r}; "
-                              f"pass it explicitly")
+            raise TailorError(
+                f"task {task.name!r} has no default {key} for method {name!r}; pass it explicitly"
+            )
         kwargs[key] = value
     return resolve(name, **kwargs)
 
@@ -91,8 +98,9 @@ def _config(cls: type, steps: int, seed: int, overrides: dict[str, Any]) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(overrides) - fields)
     if bad:
-        raise TailorError(f"unknown {cls.__name__} option(s) {', '.join(bad)}; "
-                          f"known: {', '.join(sorted(fields))}")
+        raise TailorError(
+            f"unknown {cls.__name__} option(s) {', '.join(bad)}; known: {', '.join(sorted(fields))}"
+        )
     kwargs = dict(overrides)
     if steps is not None and "total_steps" in fields:
         kwargs["total_steps"] = int(steps)
@@ -104,8 +112,9 @@ def _config(cls: type, steps: int, seed: int, overrides: dict[str, Any]) -> Any:
 
 def _check_algo(algo: str, allowed: tuple[str, ...]) -> None:
     if algo not in allowed:
-        raise TailorError(f"--algo {algo!r} is not available here; choose one of "
-                          f"{', '.join(allowed)}")
+        raise TailorError(
+            f"--algo {algo!r} is not available here; choose one of {', '.join(allowed)}"
+        )
 
 
 def _check_steps(steps: int) -> int:
@@ -133,8 +142,10 @@ def _policy_file(path: str | Path) -> Path:
     if path.is_dir():
         path = path / POLICY_FILE
     if not path.is_file():
-        raise TailorError(f"policy {str(path)!r} does not exist (expected a run directory "
-                          f"with a {POLICY_FILE} or the file itself)")
+        raise TailorError(
+            f"policy {str(path)!r} does not exist (expected a run directory "
+            f"with a {POLICY_FILE} or the file itself)"
+        )
     return path
 
 
@@ -153,7 +164,7 @@ def is_rql_policy(path: str | Path) -> bool:
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def _qnet_from(tensors: dict, prefix: str, meta: dict) -> torch.nn.Module:
@@ -176,21 +187,27 @@ def load_policy(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
 def _load_dqn_prior(prior_dir: str | Path, task: Task) -> tuple[QPrior, dict, dict]:
     meta, tensors = load_policy(prior_dir)
     if meta.get("algo") != "dqn" or meta.get("has_prior"):
-        raise TailorError(f"{str(prior_dir)!r} is not a soft-DQN prior (algo "
-                          f"{meta.get('algo')!r}, method {meta.get('method')!r}); train one with "
-                          f"train_prior(..., algo='dqn')")
+        raise TailorError(
+            f"{str(prior_dir)!r} is not a soft-DQN prior (algo "
+            f"{meta.get('algo')!r}, method {meta.get('method')!r}); train one with "
+            f"train_prior(..., algo='dqn')"
+        )
     _check_task(meta, task, prior_dir)
     alpha = float(meta["coefficients"]["alpha_hat"])
     if alpha <= 0:
-        raise TailorError(f"the prior {str(prior_dir)!r} was trained at temperature 0: it has "
-                          f"no log-probabilities to customize with")
+        raise TailorError(
+            f"the prior {str(prior_dir)!r} was trained at temperature 0: it has "
+            f"no log-probabilities to customize with"
+        )
     return QPrior(_qnet_from(tensors, "q.", meta), alpha), meta, tensors
 
 
 def _check_task(meta: dict, task: Task, path: str | Path) -> None:
     if meta.get("env_id") != task.env_id:
-        raise TailorError(f"{str(path)!r} was trained on {meta.get('env_id')!r} (task "
-                          f"{meta.get('task')!r}), not on {task.env_id!r} of task {task.name!r}")
+        raise TailorError(
+            f"{str(path)!r} was trained on {meta.get('env_id')!r} (task "
+            f"{meta.get('task')!r}), not on {task.env_id!r} of task {task.name!r}"
+        )
 
 
 def _spaces(task: Task) -> dict[str, Any]:
@@ -210,15 +227,25 @@ def _spaces(task: Task) -> dict[str, Any]:
     return out
 
 
-def _meta(task: Task, algo: str, method: Method, cfg: Any, stats: dict, steps: int,
-          seed: int, **extra: Any) -> dict[str, Any]:
+def _meta(
+    task: Task,
+    algo: str,
+    method: Method,
+    cfg: Any,
+    stats: dict,
+    steps: int,
+    seed: int,
+    **extra: Any,
+) -> dict[str, Any]:
     return {
         "algo": algo,
         "task": task.name,
         "env_id": task.env_id,
         "method": method.name,
-        "coefficients": {"omega_prime": method.spec.omega_prime,
-                         "alpha_hat": method.spec.alpha_hat},
+        "coefficients": {
+            "omega_prime": method.spec.omega_prime,
+            "alpha_hat": method.spec.alpha_hat,
+        },
         **_spaces(task),
         "hidden": list(getattr(cfg, "hidden", ())),
         "config": dataclasses.asdict(cfg),
@@ -231,9 +258,14 @@ def _meta(task: Task, algo: str, method: Method, cfg: Any, stats: dict, steps: i
 
 def _sac_actor(meta: dict, tensors: dict, prefix: str = "actor.") -> SquashedGaussianActor:
     actor = SquashedGaussianActor(
-        int(meta["obs_dim"]), int(meta["act_dim"]), meta["hidden"],
-        np.asarray(meta["action_low"]), np.asarray(meta["action_high"]),
-        np.asarray(meta["obs_low"]), np.asarray(meta["obs_high"]))
+        int(meta["obs_dim"]),
+        int(meta["act_dim"]),
+        meta["hidden"],
+        np.asarray(meta["action_low"]),
+        np.asarray(meta["action_high"]),
+        np.asarray(meta["obs_low"]),
+        np.asarray(meta["obs_high"]),
+    )
     actor.load_state_dict(_prefixed(tensors, prefix))
     return actor.eval()
 
@@ -278,8 +310,9 @@ def train_prior(
     task = get_task(task)
     _check_algo(algo, ("dqn", "sac"))
     if method not in _TRAIN_METHODS:
-        raise TailorError(f"train_prior: method must be one of {', '.join(_TRAIN_METHODS)}, "
-                          f"got {method!r}")
+        raise TailorError(
+            f"train_prior: method must be one of {', '.join(_TRAIN_METHODS)}, got {method!r}"
+        )
     m = _method(task, method, alpha=alpha)
     steps = _check_steps(steps)
     if algo == "dqn":
@@ -337,19 +370,34 @@ def customize(
     task = get_task(task)
     _check_algo(algo, ALGOS)
     if method not in _CUSTOM_METHODS:
-        raise TailorError(f"customize: method must be one of {', '.join(_CUSTOM_METHODS)}, "
-                          f"got {method!r}")
+        raise TailorError(
+            f"customize: method must be one of {', '.join(_CUSTOM_METHODS)}, got {method!r}"
+        )
     if algo == "mcts":
         prior, pmeta, ptensors = _load_dqn_prior(prior_dir, task)
         defaults = task.coefficients.get("residual", {})
         omega = omega_prime if omega_prime is not None else defaults.get("omega_prime", 1.0)
         tau = alpha_hat if alpha_hat is not None else defaults.get("alpha_hat", 1.0)
         m = resolve("residual", omega_prime=omega, alpha_hat=tau)
-        cfg = _config(MCTSConfig, None, seed, {**config, "omega_prime": m.spec.omega_prime,
-                                               "tau": m.spec.alpha_hat})
+        cfg = _config(
+            MCTSConfig,
+            None,
+            seed,
+            {**config, "omega_prime": m.spec.omega_prime, "tau": m.spec.alpha_hat},
+        )
         tensors = {f"prior.{k}": v for k, v in prior.qnet.state_dict().items()}
-        meta = _meta(task, "mcts", m, cfg, {}, 0, seed, has_prior=True,
-                     prior_alpha=prior.alpha, hidden_prior=pmeta["hidden"])
+        meta = _meta(
+            task,
+            "mcts",
+            m,
+            cfg,
+            {},
+            0,
+            seed,
+            has_prior=True,
+            prior_alpha=prior.alpha,
+            hidden_prior=pmeta["hidden"],
+        )
         meta["hidden"] = pmeta["hidden"]
         return _save(out, tensors, meta)
 
@@ -357,25 +405,41 @@ def customize(
     m = _method(task, method, omega_prime=omega_prime, alpha_hat=alpha_hat)
     if algo == "dqn":
         prior, pmeta, _ = _load_dqn_prior(prior_dir, task)
-        cfg = _config(SoftDQNConfig, steps, seed,
-                      {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True, **config})
+        cfg = _config(
+            SoftDQNConfig,
+            steps,
+            seed,
+            {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True, **config},
+        )
         q_r, stats = train_soft_dqn(task, m, cfg, prior=prior, log=log)
         tensors = {f"q.{k}": v for k, v in q_r.state_dict().items()}
         tensors.update({f"prior.{k}": v for k, v in prior.qnet.state_dict().items()})
-        meta = _meta(task, "dqn", m, cfg, stats, steps, seed, has_prior=True,
-                     prior_alpha=prior.alpha)
+        meta = _meta(
+            task, "dqn", m, cfg, stats, steps, seed, has_prior=True, prior_alpha=prior.alpha
+        )
     else:
         pmeta, ptensors = load_policy(prior_dir)
         if pmeta.get("algo") != "sac":
-            raise TailorError(f"{str(prior_dir)!r} is not a SAC prior (algo "
-                              f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')")
+            raise TailorError(
+                f"{str(prior_dir)!r} is not a SAC prior (algo "
+                f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')"
+            )
         _check_task(pmeta, task, prior_dir)
         prior_actor = _sac_actor(pmeta, ptensors)
         cfg = _config(SACConfig, steps, seed, {"hidden": tuple(pmeta["hidden"]), **config})
         actor, stats = train_sac(task, m, cfg, prior=prior_actor, log=log)
         tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-        meta = _meta(task, "sac", m, cfg, stats, steps, seed, has_prior=False,
-                     prior_alpha=float(pmeta["coefficients"]["alpha_hat"]))
+        meta = _meta(
+            task,
+            "sac",
+            m,
+            cfg,
+            stats,
+            steps,
+            seed,
+            has_prior=False,
+            prior_alpha=float(pmeta["coefficients"]["alpha_hat"]),
+        )
     meta["prior"] = str(prior_dir)
     return _save(out, tensors, meta)
 
@@ -389,12 +453,16 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> tuple[Callabl
         def act(obs, env):
             with torch.no_grad():
                 return actor.mean_action(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+
         return act, None
     if algo == "dqn":
         q = _qnet_from(tensors, "q.", meta)
         omega = float(meta["coefficients"]["omega_prime"])
-        prior = (QPrior(_qnet_from(tensors, "prior.", meta), float(meta["prior_alpha"]))
-                 if meta.get("has_prior") else None)
+        prior = (
+            QPrior(_qnet_from(tensors, "prior.", meta), float(meta["prior_alpha"]))
+            if meta.get("has_prior")
+            else None
+        )
 
         def act(obs, env):
             o = torch.as_tensor(obs, dtype=torch.float32)[None]
@@ -403,6 +471,7 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> tuple[Callabl
                 if prior is not None and omega != 0.0:
                     z = z + omega * prior.log_probs(o)[0]
             return int(torch.argmax(z))  # greedy: alpha_hat = 0
+
         return act, None
     if algo == "mcts":
         qnet = _qnet_from(tensors, "prior.", meta)
@@ -415,6 +484,7 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> tuple[Callabl
         def act(obs, env):
             model.sync(env)
             return search.act(obs)
+
         return act, search
     raise TailorError(f"unknown algo {algo!r} in the policy's metadata")
 
@@ -486,8 +556,11 @@ def evaluate(
         "seed": seed,
         "wall_s": time.perf_counter() - t0,
         "per_episode": {
-            "total": arr[:, 0].tolist(), "basic": arr[:, 1].tolist(),
-            "addon": arr[:, 2].tolist(), "statistic": arr[:, 3].tolist(),
-            "length": arr[:, 4].astype(int).tolist(), "success": arr[:, 5].astype(bool).tolist(),
+            "total": arr[:, 0].tolist(),
+            "basic": arr[:, 1].tolist(),
+            "addon": arr[:, 2].tolist(),
+            "statistic": arr[:, 3].tolist(),
+            "length": arr[:, 4].astype(int).tolist(),
+            "success": arr[:, 5].astype(bool).tolist(),
         },
     }

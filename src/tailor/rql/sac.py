@@ -30,7 +30,7 @@ from torch import nn
 from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.rql.soft_dqn import ReplayBuffer, mlp
+from tailor.rql.soft_dqn import ReplayBuffer, episode_summary, log_line, mlp
 from tailor.rql.targets import sac_actor_loss, sac_critic_target
 
 __all__ = ["SACConfig", "SquashedGaussianActor", "train_sac"]
@@ -50,9 +50,16 @@ class SquashedGaussianActor(nn.Module):
             (unbounded dimensions are passed through).
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int],
-                 low: np.ndarray, high: np.ndarray,
-                 obs_low: np.ndarray | None = None, obs_high: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        low: np.ndarray,
+        high: np.ndarray,
+        obs_low: np.ndarray | None = None,
+        obs_high: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(int(h) for h in hidden)
         self.trunk = mlp(obs_dim, 2 * act_dim, hidden)
@@ -69,8 +76,9 @@ class SquashedGaussianActor(nn.Module):
         mu, log_std = self.trunk(self.normalize(obs)).chunk(2, dim=-1)
         return mu, log_std.clamp(_LOG_STD_MIN, _LOG_STD_MAX)
 
-    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized sample ``(action [B, act_dim], log pi(action|s) [B])``."""
         mu, log_std = self._dist(obs)
         eps = torch.randn(mu.shape, generator=generator)
@@ -90,8 +98,7 @@ class SquashedGaussianActor(nn.Module):
     def _squash(self, u: torch.Tensor) -> torch.Tensor:
         return self.bias + self.scale * torch.tanh(u)
 
-    def _log_prob_u(self, u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor
-                    ) -> torch.Tensor:
+    def _log_prob_u(self, u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         # Gaussian log-density of u, minus log|da/du| = log(scale * (1 - tanh(u)^2)), written
         # with softplus for stability: log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
         z = (u - mu) / log_std.exp()
@@ -100,8 +107,9 @@ class SquashedGaussianActor(nn.Module):
         return (gauss - log_det - torch.log(self.scale)).sum(-1)
 
 
-def _obs_affine(obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _obs_affine(
+    obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     scale, bias = torch.ones(obs_dim), torch.zeros(obs_dim)
     if low is not None and high is not None:
         low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
@@ -114,8 +122,14 @@ def _obs_affine(obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
 class Critic(nn.Module):
     """``Q(s, a)`` ``[B]`` from observations (scaled like the actor's) and actions."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int],
-                 obs_scale: torch.Tensor, obs_bias: torch.Tensor) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        obs_scale: torch.Tensor,
+        obs_bias: torch.Tensor,
+    ) -> None:
         super().__init__()
         self.net = mlp(obs_dim + act_dim, 1, hidden)
         self.register_buffer("obs_scale", obs_scale.clone())
@@ -211,20 +225,23 @@ def train_sac(
     env = make_env(task)
     space = env.action_space
     if not hasattr(space, "low") or len(space.shape) != 1:
-        raise TailorError(f"SAC needs a 1-D Box action space; task {task.name!r} has {space} "
-                          f"(use --algo dqn)")
+        raise TailorError(
+            f"SAC needs a 1-D Box action space; task {task.name!r} has {space} (use --algo dqn)"
+        )
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(space.shape[0])
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     ospace = env.observation_space
     if prior is not None and cfg.init_actor_from_prior:
         actor = copy.deepcopy(prior)
     else:
-        actor = SquashedGaussianActor(obs_dim, act_dim, cfg.hidden, low, high,
-                                      ospace.low, ospace.high)
+        actor = SquashedGaussianActor(
+            obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
+        )
     if prior is not None:
         prior = copy.deepcopy(prior).eval().requires_grad_(False)
-    q1, q2 = (Critic(obs_dim, act_dim, cfg.hidden, actor.obs_scale, actor.obs_bias)
-              for _ in range(2))
+    q1, q2 = (
+        Critic(obs_dim, act_dim, cfg.hidden, actor.obs_scale, actor.obs_bias) for _ in range(2)
+    )
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
     actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam([*q1.parameters(), *q2.parameters()], lr=cfg.critic_lr)
@@ -270,11 +287,20 @@ def train_sac(
             b = buf.sample(cfg.batch_size, rng)
             with torch.no_grad():
                 a2, logp2 = actor.sample(b["next_obs"], gen)
-                y = sac_critic_target(b["rew"], b["done"], cfg.gamma,
-                                      q1_t(b["next_obs"], a2), q2_t(b["next_obs"], a2), logp2,
-                                      prior_logp(b["next_obs"], a2), w, alpha_hat)
-            critic_loss = (nn.functional.mse_loss(q1(b["obs"], b["act"]), y)
-                           + nn.functional.mse_loss(q2(b["obs"], b["act"]), y))
+                y = sac_critic_target(
+                    b["rew"],
+                    b["done"],
+                    cfg.gamma,
+                    q1_t(b["next_obs"], a2),
+                    q2_t(b["next_obs"], a2),
+                    logp2,
+                    prior_logp(b["next_obs"], a2),
+                    w,
+                    alpha_hat,
+                )
+            critic_loss = nn.functional.mse_loss(
+                q1(b["obs"], b["act"]), y
+            ) + nn.functional.mse_loss(q2(b["obs"], b["act"]), y)
             critic_opt.zero_grad()
             critic_loss.backward()
             critic_opt.step()
@@ -284,32 +310,34 @@ def train_sac(
             if prior is not None:
                 # Gradient flows through a_new into the prior's log-density (prior frozen).
                 lp_prior = prior.log_prob(b["obs"], a_new)
-            actor_loss = sac_actor_loss(logp, q1(b["obs"], a_new), q2(b["obs"], a_new),
-                                        lp_prior, w, alpha_hat)
+            actor_loss = sac_actor_loss(
+                logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
+            )
             actor_opt.zero_grad()
             actor_loss.backward()
             actor_opt.step()
             if not (torch.isfinite(critic_loss) and torch.isfinite(actor_loss)):
-                raise TailorError(f"SAC loss is not finite at step {step} (critic "
-                                  f"{critic_loss.item()}, actor {actor_loss.item()})")
+                raise TailorError(
+                    f"SAC loss is not finite at step {step} (critic "
+                    f"{critic_loss.item()}, actor {actor_loss.item()})"
+                )
             with torch.no_grad():
                 for net, targ in ((q1, q1_t), (q2, q2_t)):
                     for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
                         pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
             losses = (critic_loss.item(), actor_loss.item())
         if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
-            recent = history[-20:] or [(float("nan"), float("nan"), 0)]
-            b_, a_, l_ = (float(np.mean(x)) for x in zip(*recent, strict=True))
-            log(f"[sac {method.name}] step {step + 1}/{cfg.total_steps}  episodes {len(history)}"
-                f"  basic {b_:.1f}  addon {a_:.1f}  len {l_:.0f}  critic {losses[0]:.3f}  "
-                f"actor {losses[1]:.3f}  {time.perf_counter() - t0:.0f}s")
+            log(
+                log_line(
+                    "sac",
+                    method,
+                    step + 1,
+                    cfg.total_steps,
+                    history,
+                    f"critic {losses[0]:.3f}  actor {losses[1]:.3f}",
+                    t0,
+                )
+            )
     env.close()
-    recent = history[-20:] or [(float("nan"), float("nan"), 0)]
-    stats = {
-        "wall_s": time.perf_counter() - t0,
-        "episodes": len(history),
-        "last20_basic": float(np.mean([h[0] for h in recent])),
-        "last20_addon": float(np.mean([h[1] for h in recent])),
-        "last20_length": float(np.mean([h[2] for h in recent])),
-    }
+    stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return actor.eval(), stats

@@ -37,6 +37,39 @@ __all__ = [
 ]
 
 
+def episode_summary(
+    history: Sequence[tuple[float, float, int]], last: int = 20
+) -> dict[str, float]:
+    """Mean basic return, add-on return and length of the ``last`` finished episodes
+    (``history`` holds ``(basic, addon, length)`` per episode; ``nan`` before the first)."""
+    recent = list(history[-last:]) or [(float("nan"), float("nan"), 0)]
+    basic, addon, length = (float(np.mean(x)) for x in zip(*recent, strict=True))
+    return {
+        "episodes": len(history),
+        f"last{last}_basic": basic,
+        f"last{last}_addon": addon,
+        f"last{last}_length": length,
+    }
+
+
+def log_line(
+    algo: str,
+    method: Method,
+    step: int,
+    total: int,
+    history: Sequence[tuple[float, float, int]],
+    extra: str,
+    t0: float,
+) -> str:
+    """One progress line of an RQL training loop."""
+    s = episode_summary(history)
+    return (
+        f"[{algo} {method.name}] step {step}/{total}  episodes {s['episodes']}  basic "
+        f"{s['last20_basic']:.1f}  addon {s['last20_addon']:.1f}  len {s['last20_length']:.0f}"
+        f"  {extra}  {time.perf_counter() - t0:.0f}s"
+    )
+
+
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], zero_last: bool = False) -> nn.Sequential:
     """``Linear-ReLU-...-Linear``; ``zero_last`` zeroes the output layer (the net starts at 0)."""
     layers: list[nn.Module] = []
@@ -197,8 +230,10 @@ def train_soft_dqn(
     gen = torch.Generator().manual_seed(cfg.seed)
     env = make_env(task)
     if not hasattr(env.action_space, "n"):
-        raise TailorError(f"soft DQN needs a discrete action space; task {task.name!r} has "
-                          f"{env.action_space} (use --algo sac)")
+        raise TailorError(
+            f"soft DQN needs a discrete action space; task {task.name!r} has "
+            f"{env.action_space} (use --algo sac)"
+        )
     obs_dim, n_act = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
     qnet = mlp(obs_dim, n_act, cfg.hidden, zero_last=cfg.zero_init)
     target = mlp(obs_dim, n_act, cfg.hidden)
@@ -242,13 +277,22 @@ def train_soft_dqn(
         if step >= cfg.learning_starts and step % cfg.train_freq == 0:
             b = buf.sample(cfg.batch_size, rng)
             with torch.no_grad():
-                y = soft_q_target(b["rew"], b["done"], cfg.gamma, target(b["next_obs"]),
-                                  log_pi(b["next_obs"]), omega, alpha_hat)
+                y = soft_q_target(
+                    b["rew"],
+                    b["done"],
+                    cfg.gamma,
+                    target(b["next_obs"]),
+                    log_pi(b["next_obs"]),
+                    omega,
+                    alpha_hat,
+                )
             q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
             loss = torch.nn.functional.mse_loss(q_sa, y)
             if not torch.isfinite(loss):
-                raise TailorError(f"soft DQN loss is {loss.item()} at step {step}; lower the "
-                                  f"learning rate or check the task's rewards")
+                raise TailorError(
+                    f"soft DQN loss is {loss.item()} at step {step}; lower the "
+                    f"learning rate or check the task's rewards"
+                )
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
@@ -257,18 +301,11 @@ def train_soft_dqn(
         if step % cfg.target_update_interval == 0:
             target.load_state_dict(qnet.state_dict())
         if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
-            recent = history[-20:] or [(float("nan"), float("nan"), 0)]
-            b_, a_, l_ = (float(np.mean(x)) for x in zip(*recent, strict=True))
-            log(f"[dqn {method.name}] step {step + 1}/{cfg.total_steps}  episodes {len(history)}"
-                f"  basic {b_:.1f}  addon {a_:.1f}  len {l_:.0f}  loss {loss_value:.4f}  "
-                f"{time.perf_counter() - t0:.0f}s")
+            log(
+                log_line(
+                    "dqn", method, step + 1, cfg.total_steps, history, f"loss {loss_value:.4f}", t0
+                )
+            )
     env.close()
-    recent = history[-20:] or [(float("nan"), float("nan"), 0)]
-    stats = {
-        "wall_s": time.perf_counter() - t0,
-        "episodes": len(history),
-        "last20_basic": float(np.mean([h[0] for h in recent])),
-        "last20_addon": float(np.mean([h[1] for h in recent])),
-        "last20_length": float(np.mean([h[2] for h in recent])),
-    }
+    stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return qnet.eval(), stats

@@ -48,8 +48,9 @@ class FiniteMDPEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(self, mdp: FiniteMDP, addon: np.ndarray | None = None,
-                 max_episode_steps: int | None = None) -> None:
+    def __init__(
+        self, mdp: FiniteMDP, addon: np.ndarray | None = None, max_episode_steps: int | None = None
+    ) -> None:
         self.mdp = mdp
         S, A = mdp.n_states, mdp.n_actions
         self.addon = np.zeros((S, A)) if addon is None else np.asarray(addon, np.float64)
@@ -77,8 +78,9 @@ class FiniteMDPEnv(gym.Env):
         s, a = self.state, int(action)
         r, r_add = float(self.mdp.r[s, a]), float(self.addon[s, a])
         u = self.np_random.random()
-        self.state = int(min(np.searchsorted(self._cdf[s, a], u, side="right"),
-                             self.mdp.n_states - 1))
+        self.state = int(
+            min(np.searchsorted(self._cdf[s, a], u, side="right"), self.mdp.n_states - 1)
+        )
         self._t += 1
         truncated = self.max_episode_steps is not None and self._t >= self.max_episode_steps
         info = {"state": self.state, "basic_reward": r, "addon_reward": r_add}
@@ -190,8 +192,15 @@ def residual_soft_q_learning(
             a = int(rng.choice(A, p=p))
         obs, _, terminated, _, info = env.step(a)
         s2 = int(np.argmax(obs))
-        y = soft_q_target(np.asarray(info["addon_reward"]), zero + float(terminated), gamma,
-                          q[s2], None if lp is None else lp[s2], omega_prime, alpha_hat)
+        y = soft_q_target(
+            np.asarray(info["addon_reward"]),
+            zero + float(terminated),
+            gamma,
+            q[s2],
+            None if lp is None else lp[s2],
+            omega_prime,
+            alpha_hat,
+        )
         visits[s, a] += 1
         q[s, a] += (y - q[s, a]) / visits[s, a] ** config.lr_power
         s = s2

@@ -225,11 +225,18 @@ def sac_critic_target(
         ``[B]``.
     """
     alpha_hat = _check_temperature("alpha_hat", alpha_hat)
-    for name, x in (("done", done), ("q1_next", q1_next), ("q2_next", q2_next),
-                    ("logp_next", logp_next)):
+    for name, x in (
+        ("done", done),
+        ("q1_next", q1_next),
+        ("q2_next", q2_next),
+        ("logp_next", logp_next),
+    ):
         _check_same(name, r, x)
-    q_min = torch.minimum(q1_next, q2_next) if isinstance(r, torch.Tensor) else np.minimum(
-        q1_next, q2_next)
+    q_min = (
+        torch.minimum(q1_next, q2_next)
+        if isinstance(r, torch.Tensor)
+        else np.minimum(q1_next, q2_next)
+    )
     soft = residual_logits(q_min, log_prior_next, omega_prime) - alpha_hat * logp_next
     return r + gamma * (1.0 - done) * soft
 
