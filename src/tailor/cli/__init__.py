@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tailor.cli.demo",
     "tailor.cli.tabular",
     "tailor.cli.rl",
+    "tailor.cli.lm",
 )
 
 

@@ -1,0 +1,398 @@
+"""``tailor lm ...``: customize causal language models (needs the ``lm`` extra).
+
+Subcommands: ``pretrain`` (a small character GPT-2 on a line corpus), ``sample``, ``customize``
+(token-level PPO: residual, kl, greedy; offline: dpo, ce-dpo, decoupled-dpo), ``evaluate`` and
+``bridge`` (the exactness-bridge figures of the enumerable toy). Heavy imports (transformers)
+happen inside the handlers, so ``tailor --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from tailor.errors import TailorError
+
+# Default coefficients of the token-level PPO methods for the small character model (the offline
+# methods' defaults live in tailor.lm.dpo.DEFAULT_COEFFICIENTS). beta = 0.1 puts a weight of
+# e**10 on a sequence that meets a 0/1 requirement; residual sharpens the prior by
+# omega'/alpha_hat = 1.5.
+PPO_DEFAULTS: dict[str, dict[str, float]] = {
+    "residual": {"omega_prime": 0.15, "alpha_hat": 0.1},
+    "kl": {"beta": 0.1},
+    "greedy": {"alpha_hat": 0.1},
+}
+ALL_METHODS = ("residual", "kl", "greedy", "dpo", "ce-dpo", "decoupled-dpo")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lm = sub.add_parser(
+        "lm",
+        help="customize causal language models (pretrain, sample, customize, evaluate, bridge)",
+        description="Customize a causal language model with an add-on reward (Residual Policy "
+        "Gradient at the token level, and the DPO family). Models are local Hugging Face "
+        "directories; nothing is downloaded.",
+    )
+    lm_sub = lm.add_subparsers(dest="lm_command", metavar="SUBCOMMAND")
+    lm.set_defaults(func=lambda args: _help(lm))
+
+    p = lm_sub.add_parser("pretrain", help="train a small character-level GPT-2 on a corpus")
+    p.add_argument("--corpus", default="names", help="'names' (census first names) or FILE.txt")
+    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-len", type=int, default=32, help="longest sequence incl. bos/eos")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = lm_sub.add_parser("sample", help="print samples of a model")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("-n", type=int, default=10, help="number of samples")
+    p.add_argument("--prompt", default="", help="prompt (default: empty, i.e. just bos)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.set_defaults(func=cmd_sample)
+
+    p = lm_sub.add_parser(
+        "customize",
+        help="customize a prior to an add-on reward",
+        description="Token-level PPO (residual, kl, greedy) on the reward "
+        "r_R + omega' log pi_prior - alpha_hat log pi, or offline training (dpo, ce-dpo, "
+        "decoupled-dpo) on preference pairs. Defaults: residual omega'=0.15 alpha_hat=0.1; "
+        "kl beta=0.1; greedy alpha_hat=0.1; dpo/ce-dpo beta=0.1; decoupled-dpo omega'=0.15 "
+        "alpha_hat=0.1.",
+    )
+    p.add_argument("--prior", required=True, help="prior model directory")
+    _reward_args(p, required=False)
+    p.add_argument("--method", required=True, help=", ".join(ALL_METHODS))
+    p.add_argument("--omega-prime", type=float, default=None)
+    p.add_argument("--alpha-hat", type=float, default=None)
+    p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--preferences", default=None, help="JSONL of prompt/chosen/rejected (offline)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="PPO iterations (default 60) or offline steps (default 150)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument(
+        "--prompt",
+        action="append",
+        default=None,
+        help="prompt to customize on (repeatable; default: the empty prompt)",
+    )
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_customize)
+
+    p = lm_sub.add_parser("evaluate", help="add-on success, naturalness, KL to the prior")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--prior", required=True, help="prior model directory")
+    _reward_args(p, required=True)
+    p.add_argument("--samples", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--prompt", action="append", default=None, help="prompt (repeatable)")
+    p.add_argument("--examples", type=int, default=8, help="examples listed")
+    p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = lm_sub.add_parser("bridge", help="exactness bridge on the enumerable toy (table)")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=cmd_bridge)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _reward_args(p: argparse.ArgumentParser, required: bool) -> None:
+    p.add_argument(
+        "--reward",
+        required=required,
+        default=None,
+        help="add-on reward name, e.g. ends-with-vowel, max-length:5, contains:an",
+    )
+    p.add_argument(
+        "--rewards-file", default=None, help="Python file that calls tailor.lm.register_reward(...)"
+    )
+
+
+def _resolve_reward(args: argparse.Namespace) -> str | None:
+    from tailor.lm.rewards import get_reward, load_rewards_file
+
+    if args.rewards_file is not None:
+        load_rewards_file(args.rewards_file)
+    if args.reward is not None:
+        get_reward(args.reward)  # unknown names fail here, before any model is loaded
+    return args.reward
+
+
+def _threads() -> None:
+    import torch
+
+    # Small models: one thread is as fast and leaves the other cores to other work.
+    torch.set_num_threads(1)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise TailorError(f"{name} must be >= 1, got {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from tailor.lm.corpus import load_corpus
+    from tailor.lm.model import (
+        PretrainConfig,
+        count_parameters,
+        pretrain,
+        pretrain_meta,
+        save_model,
+    )
+
+    _threads()
+    lines = load_corpus(args.corpus)
+    config = PretrainConfig(
+        n_layer=args.layers,
+        n_embd=args.width,
+        n_head=args.heads,
+        n_positions=args.max_len,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    model, tokenizer, losses = pretrain(lines, config, progress=not args.quiet)
+    wall = time.perf_counter() - t0
+    meta = pretrain_meta(config, str(args.corpus), losses, len(lines))
+    meta["wall_seconds"] = round(wall, 1)
+    meta["parameters"] = count_parameters(model)
+    save_model(model, tokenizer, args.out, meta)
+    print(
+        f"pretrained {meta['parameters']} parameters on {len(lines)} lines in {wall:.0f}s; "
+        f"loss (last 100 steps) {meta['final_loss_mean_last_100']:.3f} nats/token -> {args.out}"
+    )
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from tailor.lm.model import load_model, load_tokenizer
+    from tailor.lm.sampling import sample
+
+    _positive("-n", args.n)
+    _positive("--max-new-tokens", args.max_new_tokens)
+    _threads()
+    model, tok = load_model(args.model), load_tokenizer(args.model)
+    g = torch.Generator().manual_seed(args.seed)
+    s = sample(model, tok, [args.prompt] * args.n, args.max_new_tokens, g, args.temperature)
+    for c in s.completions:
+        print(args.prompt + c)
+    return 0
+
+
+def cmd_customize(args: argparse.Namespace) -> int:
+    from tailor.lm.model import load_model, load_tokenizer, save_model
+
+    if args.method not in ALL_METHODS:
+        raise TailorError(
+            f"unknown method {args.method!r}; known methods: {', '.join(ALL_METHODS)}"
+        )
+    _positive("--steps", args.steps)
+    _positive("--batch-size", args.batch_size)
+    _positive("--max-new-tokens", args.max_new_tokens)
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise TailorError(f"--lr must be finite and > 0, got {args.lr}")
+    reward = _resolve_reward(args)
+    given = {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat, "beta": args.beta}
+    pairs = None
+    if args.method in PPO_DEFAULTS:
+        if args.preferences is not None:
+            raise TailorError(
+                f"--preferences is for the offline methods (dpo, ce-dpo, decoupled-dpo); "
+                f"{args.method} samples its own data"
+            )
+        if reward is None:
+            raise TailorError(f"{args.method} needs --reward (the add-on reward to optimise)")
+    else:
+        from tailor.lm.preferences import load_preferences
+
+        if args.preferences is not None:
+            pairs = load_preferences(args.preferences)
+        elif reward is None:
+            raise TailorError(
+                f"{args.method} needs --reward (to rank prior samples) or --preferences FILE.jsonl"
+            )
+    _threads()
+    prior = load_model(args.prior, what="prior")
+    tok = load_tokenizer(args.prior, what="prior")
+    prompts = args.prompt or [""]
+    t0 = time.perf_counter()
+    if args.method in PPO_DEFAULTS:
+        from dataclasses import asdict, replace
+
+        from tailor.lm.ppo import LMPPOConfig, customize_ppo
+        from tailor.methods import resolve
+
+        coef = _ppo_coefficients(args.method, given)
+        method = resolve(args.method, **coef)
+        config = LMPPOConfig(seed=args.seed, max_new_tokens=args.max_new_tokens)
+        config = replace(config, **_overrides(args))
+        policy, history = customize_ppo(
+            prior, tok, reward, method, config, prompts, progress=not args.quiet
+        )
+        info: dict[str, Any] = {"coefficients": coef, "source": "on-policy samples"}
+        final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
+    else:
+        from dataclasses import asdict, replace
+
+        from tailor.lm.dpo import LMDPOConfig, customize_offline
+
+        config = LMDPOConfig(seed=args.seed, max_new_tokens=args.max_new_tokens)
+        config = replace(config, **_overrides(args))
+        policy, history, info = customize_offline(
+            prior,
+            tok,
+            args.method,
+            config,
+            reward=reward,
+            pairs=pairs,
+            prompts=prompts,
+            progress=not args.quiet,
+            **given,
+        )
+        final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
+    wall = time.perf_counter() - t0
+    meta = {
+        "kind": "customize",
+        "method": args.method,
+        "prior": str(args.prior),
+        "reward": reward,
+        "rewards_file": args.rewards_file,
+        "preferences": args.preferences,
+        "prompts": prompts,
+        "config": asdict(config),
+        "data": info,
+        "wall_seconds": round(wall, 1),
+        "final": final,
+        "history": history,
+    }
+    save_model(policy, tok, args.out, meta)
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
+    print(f"{args.method}: {shown} (mean of the last 10 steps) in {wall:.0f}s -> {args.out}")
+    return 0
+
+
+def _ppo_coefficients(method: str, given: dict[str, float | None]) -> dict[str, float]:
+    coef = {k: v for k, v in given.items() if v is not None}
+    if method == "kl":
+        return coef or dict(PPO_DEFAULTS["kl"])  # resolve() checks that given values agree
+    takes = PPO_DEFAULTS[method]
+    extra = [k for k in coef if k not in takes]
+    if extra:
+        raise TailorError(
+            f"{method} does not take {', '.join('--' + k.replace('_', '-') for k in extra)} "
+            f"(it takes {', '.join('--' + k.replace('_', '-') for k in takes)})"
+        )
+    return {**takes, **coef}
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.steps is not None:
+        out["steps"] = args.steps
+    if args.lr is not None:
+        out["lr"] = args.lr
+    if args.batch_size is not None:
+        out["batch_size"] = args.batch_size
+        if args.method in PPO_DEFAULTS:
+            out["minibatch_size"] = max(1, args.batch_size // 2)
+    return out
+
+
+def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
+    vals = [h[key] for h in history[-n:] if not math.isnan(h[key])]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tailor.lm.evaluate import evaluate_model
+    from tailor.lm.model import load_model, load_tokenizer
+
+    _positive("--samples", args.samples)
+    _positive("--max-new-tokens", args.max_new_tokens)
+    reward = _resolve_reward(args)
+    _threads()
+    model = load_model(args.model)
+    prior = load_model(args.prior, what="prior")
+    tok = load_tokenizer(args.model)
+    result = evaluate_model(
+        model,
+        prior,
+        tok,
+        reward,
+        samples=args.samples,
+        prompts=args.prompt or [""],
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        examples=args.examples,
+    )
+    result = {"model": str(args.model), "prior": str(args.prior), "reward": reward, **result}
+    rows = [
+        ("add-on reward (mean)", result["addon"]),
+        ("success rate", result["success"]),
+        ("prior log-lik per token", result["prior_logp_per_token"]),
+        ("KL to prior (nats/seq)", result["kl_to_prior"]),
+        ("distinct fraction", result["distinct"]),
+        ("mean length (tokens)", result["mean_length"]),
+    ]
+    print(f"{args.model} vs prior {args.prior}, reward {reward}, {args.samples} samples")
+    for name, value in rows:
+        print(f"  {name:<26} {value:8.3f}")
+    print(
+        "  examples: " + ", ".join(repr(s["prompt"] + s["completion"]) for s in result["samples"])
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def cmd_bridge(args: argparse.Namespace) -> int:
+    from tailor.lm.toy import BridgeConfig, bridge_report
+
+    _threads()
+    c = BridgeConfig()
+    t0 = time.perf_counter()
+    report = bridge_report(c)
+    wall = time.perf_counter() - t0
+    print(
+        f"exactness bridge: toy V={c.vocab} L={c.length}, omega'={c.omega_prime} "
+        f"alpha_hat={c.alpha_hat} beta={c.beta} ({wall:.0f}s)"
+    )
+    print(f"  {'figure':<34} {'value':>12}")
+    for key, value in report.items():
+        print(f"  {key:<34} {value:12.3e}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0

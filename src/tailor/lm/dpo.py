@@ -1,0 +1,363 @@
+"""Offline customization with the DPO family: ``dpo``, ``ce-dpo`` and ``decoupled-dpo``.
+
+The losses are those of :mod:`tailor.lm.losses` (eqs. 22, 24, 25 of the paper's appendix) on
+sequence log-probabilities ``log pi(y|x) = sum_t log pi(y_t|x, y_<t)`` over the completion tokens
+(eos included, prompt and padding excluded). Policy and frozen prior read every response in one
+batched forward pass each; the prior's log-probs are computed once, before training.
+
+Data:
+
+* ``dpo`` / ``decoupled-dpo`` train on preference pairs ``(prompt, chosen, rejected)``: from a
+  JSONL file, or made by sampling the prior and ranking the samples with the add-on reward
+  (:func:`make_preference_pairs`: groups of ``group_size`` samples of the same prompt, every two
+  with different rewards make a pair);
+* ``ce-dpo`` trains on labelled responses: label 1 for chosen and 0 for rejected responses of a
+  preference file, or, when sampling the prior, ``label = 1[r_R >= 1]`` for a 0/1 reward and
+  ``label = 1[r_R > median]`` otherwise (:func:`make_labelled_responses`).
+
+Dropout is off while training (``eval()`` mode), as for PPO.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailor.errors import TailorError
+from tailor.lm.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
+from tailor.lm.preferences import PreferencePair, pairs_from_samples
+from tailor.lm.rewards import RewardFn, evaluate_reward
+from tailor.lm.sampling import encode_completions, encode_prompts, sample, token_logprobs
+
+__all__ = [
+    "DEFAULT_COEFFICIENTS",
+    "OFFLINE_METHODS",
+    "LMDPOConfig",
+    "Responses",
+    "customize_offline",
+    "make_labelled_responses",
+    "make_preference_pairs",
+    "offline_coefficients",
+]
+
+OFFLINE_METHODS = ("dpo", "ce-dpo", "decoupled-dpo")
+
+# Coefficients each offline method takes, and their defaults for the small character model.
+DEFAULT_COEFFICIENTS: dict[str, dict[str, float]] = {
+    "dpo": {"beta": 0.1},
+    "ce-dpo": {"beta": 0.1},
+    "decoupled-dpo": {"omega_prime": 0.15, "alpha_hat": 0.1},
+}
+
+
+def offline_coefficients(name: str, **given: float | None) -> dict[str, float]:
+    """The coefficients of an offline method: the given ones, defaults for the rest.
+
+    Raises:
+        TailorError: unknown method, or a coefficient the method does not take.
+    """
+    if name not in OFFLINE_METHODS:
+        raise TailorError(f"unknown offline method {name!r}; known: {', '.join(OFFLINE_METHODS)}")
+    out = dict(DEFAULT_COEFFICIENTS[name])
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in out:
+            raise TailorError(
+                f"{name} does not take {key} (it takes: {', '.join(DEFAULT_COEFFICIENTS[name])})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TailorError(f"{name}: {key} must be a real number, got {value!r}")
+        if not math.isfinite(value):
+            raise TailorError(f"{name}: {key} must be finite, got {value!r}")
+        out[key] = float(value)
+    return out
+
+
+@dataclass(frozen=True)
+class LMDPOConfig:
+    """Offline-training settings (defaults tuned for the ~0.8M-parameter character GPT-2).
+
+    Attributes:
+        steps: Adam steps.
+        batch_size: preference pairs (``ce-dpo``: labelled responses) per step, drawn at random.
+        lr: Adam learning rate.
+        max_grad_norm: gradient-norm clip.
+        samples: prior samples drawn per prompt to make the data when no preference file is given.
+        group_size: samples ranked together into pairs (each group gives at most
+            ``group_size * (group_size - 1) / 2`` pairs); groups keep pairs spread over the
+            samples rather than piled on the first ones.
+        max_new_tokens: longest sampled completion, and the cut of file responses.
+        seed: seeds the prior samples and the batch order.
+    """
+
+    steps: int = 150
+    batch_size: int = 32
+    lr: float = 2e-4
+    max_grad_norm: float = 1.0
+    samples: int = 512
+    group_size: int = 4
+    max_new_tokens: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "samples", "group_size", "max_new_tokens"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TailorError(f"LMDPOConfig.{name} must be an integer >= 1, got {v!r}")
+        if self.group_size < 2:
+            raise TailorError("LMDPOConfig.group_size must be >= 2 to make pairs")
+        for name in ("lr", "max_grad_norm"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise TailorError(f"LMDPOConfig.{name} must be finite and > 0, got {v!r}")
+
+
+@dataclass
+class Responses:
+    """``N`` (prompt, completion) pairs, tokenized: ``prompt_ids/prompt_mask [N, P]``
+    (left-padded), ``tokens/mask [N, T]`` (completion + eos, right-padded)."""
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+
+    @classmethod
+    def encode(
+        cls, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], max_tokens: int
+    ) -> Responses:
+        prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+        tokens, mask = encode_completions(tokenizer, completions, max_tokens)
+        return cls(prompt_ids, prompt_mask, tokens, mask)
+
+    def __len__(self) -> int:
+        return self.tokens.shape[0]
+
+    def take(self, idx: torch.Tensor) -> Responses:
+        """Rows ``idx``, with all-padding columns trimmed (fewer positions, same numbers)."""
+        pm, m = self.prompt_mask[idx], self.mask[idx]
+        p0 = int((pm.sum(0) > 0).nonzero()[0]) if bool(pm.any()) else pm.shape[1] - 1
+        t1 = int(m.sum(1).max())
+        return Responses(self.prompt_ids[idx, p0:], pm[:, p0:], self.tokens[idx, :t1], m[:, :t1])
+
+    def seq_logp(self, model: torch.nn.Module) -> torch.Tensor:
+        """``log pi(completion | prompt)`` under ``model``, ``[N]``, one forward pass."""
+        logp, _ = token_logprobs(model, self.prompt_ids, self.prompt_mask, self.tokens, self.mask)
+        return logp.sum(1)
+
+
+@torch.no_grad()
+def _sample_per_prompt(
+    prior: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    n: int,
+    max_new_tokens: int,
+    generator: torch.Generator,
+) -> list[list[str]]:
+    out = []
+    for prompt in prompts:
+        done: list[str] = []
+        while len(done) < n:  # chunks of 256 keep memory flat for large n
+            k = min(256, n - len(done))
+            done.extend(
+                sample(prior, tokenizer, [prompt] * k, max_new_tokens, generator).completions
+            )
+        out.append(done)
+    return out
+
+
+def make_preference_pairs(
+    prior: torch.nn.Module,
+    tokenizer: Any,
+    reward: str | RewardFn,
+    prompts: Sequence[str],
+    config: LMDPOConfig,
+    generator: torch.Generator,
+) -> list[PreferencePair]:
+    """Sample ``config.samples`` completions per prompt from the prior, rank them into pairs.
+
+    Raises:
+        TailorError: no pair could be made (every sample got the same reward).
+    """
+    pairs: list[PreferencePair] = []
+    for prompt, completions in zip(
+        prompts,
+        _sample_per_prompt(
+            prior, tokenizer, prompts, config.samples, config.max_new_tokens, generator
+        ),
+        strict=True,
+    ):
+        k = config.group_size
+        groups = [completions[i : i + k] for i in range(0, len(completions), k)]
+        pairs.extend(pairs_from_samples([prompt] * len(groups), groups, reward))
+    if not pairs:
+        raise TailorError(
+            "no preference pair could be made: every prior sample got the same add-on reward; "
+            "draw more samples or pass --preferences FILE.jsonl"
+        )
+    return pairs
+
+
+def make_labelled_responses(
+    prior: torch.nn.Module,
+    tokenizer: Any,
+    reward: str | RewardFn,
+    prompts: Sequence[str],
+    config: LMDPOConfig,
+    generator: torch.Generator,
+) -> tuple[list[str], list[str], torch.Tensor]:
+    """Sample the prior and label each response for ``ce-dpo``: ``(prompts, completions, labels)``.
+
+    ``label = 1[r_R >= 1]`` when every reward is 0 or 1, else ``1[r_R > median(r_R)]``.
+    """
+    ps: list[str] = []
+    cs: list[str] = []
+    for prompt, completions in zip(
+        prompts,
+        _sample_per_prompt(
+            prior, tokenizer, prompts, config.samples, config.max_new_tokens, generator
+        ),
+        strict=True,
+    ):
+        ps.extend([prompt] * len(completions))
+        cs.extend(completions)
+    r = evaluate_reward(reward, ps, cs)
+    labels = r >= 1.0 if bool(np.isin(r, (0.0, 1.0)).all()) else r > np.median(r)
+    return ps, cs, torch.as_tensor(labels, dtype=torch.float32)
+
+
+def pairs_as_labelled(pairs: Sequence[PreferencePair]) -> tuple[list[str], list[str], torch.Tensor]:
+    """Preference pairs as ``ce-dpo`` data: each chosen response label 1, each rejected label 0."""
+    ps = [p.prompt for p in pairs] + [p.prompt for p in pairs]
+    cs = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    labels = torch.cat([torch.ones(len(pairs)), torch.zeros(len(pairs))])
+    return ps, cs, labels
+
+
+@torch.no_grad()
+def _frozen_logp(prior: torch.nn.Module, data: Responses, chunk: int = 512) -> torch.Tensor:
+    out = [
+        data.take(torch.arange(i, min(i + chunk, len(data)))).seq_logp(prior)
+        for i in range(0, len(data), chunk)
+    ]
+    return torch.cat(out)
+
+
+def customize_offline(
+    prior: torch.nn.Module,
+    tokenizer: Any,
+    method: str,
+    config: LMDPOConfig = LMDPOConfig(),  # frozen dataclass: an immutable default
+    reward: str | RewardFn | None = None,
+    pairs: Sequence[PreferencePair] | None = None,
+    prompts: Sequence[str] = ("",),
+    progress: bool = False,
+    **coefficients: float | None,
+) -> tuple[torch.nn.Module, list[dict[str, float]], dict[str, Any]]:
+    """Customize ``prior`` with ``dpo``, ``ce-dpo`` or ``decoupled-dpo``.
+
+    Args:
+        prior: the prior causal LM; frozen here, a deep copy of it is trained.
+        tokenizer: its tokenizer.
+        method: ``dpo``, ``ce-dpo`` or ``decoupled-dpo``.
+        config: training settings.
+        reward: add-on reward used to rank/label prior samples (needed when ``pairs`` is None).
+        pairs: preference pairs (e.g. :func:`tailor.lm.load_preferences`); None samples the prior.
+        prompts: prompts to sample the prior with (when ``pairs`` is None).
+        progress: show a tqdm bar.
+        coefficients: ``beta`` (dpo, ce-dpo) or ``omega_prime``/``alpha_hat`` (decoupled-dpo);
+            missing ones take :data:`DEFAULT_COEFFICIENTS`.
+
+    Returns:
+        ``(policy, history, data_info)``: the customized model (eval mode), per-step metrics
+        (``loss``, ``accuracy``: fraction of pairs with a positive margin / responses on the
+        side of their label), and a summary of the training data.
+    """
+    coef = offline_coefficients(method, **coefficients)
+    c = config
+    if pairs is None and reward is None:
+        raise TailorError(f"{method} needs either preference pairs or an add-on reward")
+    g = torch.Generator().manual_seed(c.seed)
+    prior = prior.eval()
+    for p in prior.parameters():
+        p.requires_grad_(False)
+
+    if method == "ce-dpo":
+        if pairs is not None:
+            ps, cs, labels = pairs_as_labelled(pairs)
+            source = "preference file"
+        else:
+            ps, cs, labels = make_labelled_responses(prior, tokenizer, reward, prompts, c, g)
+            source = "prior samples"
+        data = Responses.encode(tokenizer, ps, cs, c.max_new_tokens)
+        n = len(data)
+        info = {"source": source, "responses": n, "positive": int(labels.sum())}
+    else:
+        if pairs is None:
+            pairs = make_preference_pairs(prior, tokenizer, reward, prompts, c, g)
+            source = "prior samples"
+        else:
+            source = "preference file"
+        n = len(pairs)
+        # Chosen rows 0..n-1, rejected rows n..2n-1: one tensor, so one forward pass per step.
+        data = Responses.encode(
+            tokenizer,
+            [p.prompt for p in pairs] * 2,
+            [p.chosen for p in pairs] + [p.rejected for p in pairs],
+            c.max_new_tokens,
+        )
+        info = {"source": source, "pairs": n}
+    ref = _frozen_logp(prior, data)
+
+    policy = copy.deepcopy(prior)
+    policy.eval()  # dropout off
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=c.steps, desc=method, unit="step", dynamic_ncols=True)
+    history: list[dict[str, float]] = []
+    for _ in range(c.steps):
+        idx = torch.randint(0, n, (min(c.batch_size, n),), generator=g)
+        if method == "ce-dpo":
+            logp = data.take(idx).seq_logp(policy)
+            losses = ce_dpo_loss(logp, ref[idx], labels[idx], coef["beta"])
+            margin = logp.detach() - ref[idx]
+            acc = ((margin > 0).float() == labels[idx]).float().mean()
+        else:
+            rows = torch.cat([idx, idx + n])
+            logp = data.take(rows).seq_logp(policy)
+            lw, ll = logp[: len(idx)], logp[len(idx) :]
+            rw, rl = ref[idx], ref[idx + n]
+            if method == "dpo":
+                losses = dpo_loss(lw, ll, rw, rl, coef["beta"])
+            else:
+                losses = decoupled_dpo_loss(lw, ll, rw, rl, coef["omega_prime"], coef["alpha_hat"])
+            acc = (losses.detach() < math.log(2.0)).float().mean()  # margin > 0
+        loss = losses.mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
+        opt.step()
+        history.append({"loss": loss.item(), "accuracy": float(acc)})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    if bar is not None:
+        bar.close()
+    policy.eval()
+    for p in policy.parameters():
+        p.requires_grad_(False)
+    info["coefficients"] = coef
+    return policy, history, info

@@ -1,0 +1,356 @@
+"""Causal language models on disk: load a prior, save a customized model, pretrain a small one.
+
+A *model directory* is what ``transformers`` writes with ``save_pretrained``: ``config.json``,
+``model.safetensors`` and the tokenizer files. Any local causal-LM directory can be a prior; it is
+loaded with ``local_files_only=True`` and ``HF_HUB_OFFLINE=1`` (set before ``transformers`` is
+first imported), so nothing is ever fetched from a hub.
+
+:func:`pretrain` trains a small GPT-2 (``GPT2LMHeadModel``) with a *character* tokenizer (a
+``tokenizers`` WordLevel model over single characters, wrapped in ``PreTrainedTokenizerFast``,
+with ``<pad>``, ``<bos>``, ``<eos>``, ``<unk>``). One corpus line is one sequence
+``<bos> c_1 ... c_n <eos>``; the tokenizer adds ``<bos>`` itself, so ``tokenizer(prompt)`` is
+ready for generation and ``AutoTokenizer`` / ``AutoModelForCausalLM`` load the directory as is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tailor.errors import TailorError
+
+__all__ = [
+    "PretrainConfig",
+    "build_char_tokenizer",
+    "encode_sequences",
+    "import_transformers",
+    "load_model",
+    "load_tokenizer",
+    "new_char_model",
+    "pretrain",
+    "save_model",
+]
+
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+def import_transformers() -> Any:
+    """Import ``transformers`` in offline mode; a clear error if the ``lm`` extra is missing."""
+    # Set before the first import: huggingface_hub reads these once, at import time.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise TailorError(
+            "tailor lm needs the optional 'lm' dependencies: pip install 'tailor-rl[lm]'"
+        ) from None
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # no bars for loading/saving weights
+    return transformers
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and saving
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_dir(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise TailorError(f"{what} {str(path)!r} is not a directory (expected a model directory)")
+    if not (p / "config.json").is_file():
+        raise TailorError(
+            f"{what} {str(path)!r} has no config.json: it is not a Hugging Face model directory "
+            "(make one with `tailor lm pretrain` or `model.save_pretrained(DIR)`)"
+        )
+    return p
+
+
+def load_model(path: str | Path, what: str = "model") -> torch.nn.Module:
+    """Load a causal LM from a local directory (never a hub), in eval mode, float32, on CPU.
+
+    Raises:
+        TailorError: the directory is missing, lacks ``config.json``, or does not hold a causal
+            language model that ``AutoModelForCausalLM`` can load.
+    """
+    p = _check_dir(path, what)
+    tf = import_transformers()
+    try:
+        config = tf.AutoConfig.from_pretrained(p, local_files_only=True)
+    except Exception as exc:  # malformed JSON, unknown model_type, ...
+        raise TailorError(
+            f"{what} {str(path)!r}: config.json is not a valid model config "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    try:
+        model = tf.AutoModelForCausalLM.from_pretrained(p, config=config, local_files_only=True)
+    except Exception as exc:
+        raise TailorError(
+            f"{what} {str(path)!r} is not a causal language model that transformers can load "
+            f"(model_type {getattr(config, 'model_type', '?')!r}; {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    model.float().eval()  # float32 on CPU, whatever dtype the checkpoint was saved in
+    return model
+
+
+def load_tokenizer(path: str | Path, what: str = "model") -> Any:
+    """Load the tokenizer saved next to a model; it must have an end-of-sequence token.
+
+    A tokenizer without a padding token gets its eos token as padding (as is usual for GPT-2);
+    padded positions are always masked, so the choice does not matter.
+
+    Raises:
+        TailorError: no loadable tokenizer in the directory, or it has no eos token.
+    """
+    p = _check_dir(path, what)
+    tf = import_transformers()
+    try:
+        tok = tf.AutoTokenizer.from_pretrained(p, local_files_only=True)
+    except Exception as exc:
+        raise TailorError(
+            f"{what} {str(path)!r} has no tokenizer that transformers can load "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+    if tok.eos_token_id is None:
+        raise TailorError(f"{what} {str(path)!r}: the tokenizer has no eos token")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, out: str | Path, meta: dict | None = None):
+    """Save model (safetensors) and tokenizer with ``save_pretrained``; optional ``tailor.json``.
+
+    Returns:
+        The output directory as a :class:`~pathlib.Path`.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    cfg_path = out / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("tokenizer_class") == "TokenizersBackend":
+            # transformers 5 names its generic fast tokenizer "TokenizersBackend"; the older
+            # name loads in 4.x and 5.x alike.
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+            cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    if meta is not None:
+        (out / "tailor.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Character tokenizer and small GPT-2
+# ---------------------------------------------------------------------------------------------
+
+
+def build_char_tokenizer(chars: Sequence[str] | str) -> Any:
+    """A character-level ``PreTrainedTokenizerFast``: ids 0-3 are the special tokens, then chars.
+
+    ``tokenizer(text)`` gives ``[<bos>, c_1, ..., c_n]``; characters outside ``chars`` map to
+    ``<unk>``; ``decode(..., skip_special_tokens=True)`` joins the characters back without spaces.
+    """
+    import_transformers()
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    symbols = sorted(set(chars))
+    if not symbols:
+        raise TailorError("a character tokenizer needs at least one character")
+    vocab = {t: i for i, t in enumerate([*SPECIAL_TOKENS, *symbols])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Split(
+        Regex("."), behavior="isolated"
+    )  # one char = one token
+    core.decoder = decoders.Fuse()  # join tokens without spaces
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", vocab["<bos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretraining a small GPT-2 on a line corpus.
+
+    Attributes:
+        n_layer: transformer blocks.
+        n_embd: width (embedding size).
+        n_head: attention heads (must divide ``n_embd``).
+        n_positions: longest sequence, counting ``<bos>`` and ``<eos>``; longer lines are cut.
+        dropout: dropout of embeddings, residuals and attention while pretraining (small corpora
+            overfit); customization always runs with dropout off.
+        steps: Adam steps.
+        batch_size: lines per step, drawn with replacement.
+        lr: peak learning rate (AdamW), reached after ``warmup`` steps, then cosine decay to 10%.
+        warmup: linear warm-up steps.
+        weight_decay: AdamW weight decay.
+        seed: seeds the initial weights and the batches (runs are deterministic on CPU).
+    """
+
+    n_layer: int = 4
+    n_embd: int = 128
+    n_head: int = 4
+    n_positions: int = 32
+    dropout: float = 0.1
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_layer", "n_embd", "n_head", "n_positions", "steps", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise TailorError(f"PretrainConfig.{name} must be an integer >= 1, got {v!r}")
+        if self.n_embd % self.n_head:
+            raise TailorError(
+                f"PretrainConfig: n_head={self.n_head} must divide n_embd={self.n_embd}"
+            )
+        if self.n_positions < 3:
+            raise TailorError("PretrainConfig.n_positions must be >= 3 (bos, a char, eos)")
+        if not (0.0 <= self.dropout < 1.0):
+            raise TailorError(f"PretrainConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise TailorError(f"PretrainConfig.lr must be > 0, got {self.lr}")
+        if self.warmup < 0 or self.weight_decay < 0:
+            raise TailorError("PretrainConfig.warmup and weight_decay must be >= 0")
+
+
+def new_char_model(vocab_size: int, config: PretrainConfig, tokenizer: Any) -> torch.nn.Module:
+    """A freshly initialised ``GPT2LMHeadModel`` (seeded by ``config.seed``)."""
+    tf = import_transformers()
+    gcfg = tf.GPT2Config(
+        vocab_size=vocab_size,
+        n_positions=config.n_positions,
+        n_embd=config.n_embd,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        resid_pdrop=config.dropout,
+        embd_pdrop=config.dropout,
+        attn_pdrop=config.dropout,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(config.seed)
+    return tf.GPT2LMHeadModel(gcfg)
+
+
+def encode_sequences(
+    tokenizer: Any, lines: Sequence[str], max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``<bos> line <eos>`` for each line, right-padded: ``(ids [N, L], mask [N, L])``.
+
+    ``L`` is the longest encoded line, at most ``max_len`` (longer lines are cut, keeping
+    ``<bos>``, dropping their ``<eos>``).
+    """
+    enc = [[*tokenizer(line).input_ids, tokenizer.eos_token_id] for line in lines]
+    enc = [e[:max_len] for e in enc]
+    length = max(len(e) for e in enc)
+    ids = torch.full((len(enc), length), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), length), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, : len(e)] = torch.tensor(e)
+        mask[i, : len(e)] = 1
+    return ids, mask
+
+
+def pretrain(
+    lines: Sequence[str],
+    config: PretrainConfig = PretrainConfig(),  # frozen dataclass: an immutable default
+    progress: bool = False,
+) -> tuple[torch.nn.Module, Any, list[float]]:
+    """Train a small character-level GPT-2 on ``lines`` (next-character cross-entropy).
+
+    Returns:
+        ``(model, tokenizer, losses)``: the model in eval mode, its tokenizer, and the training
+        loss (nats per token) at every step.
+    """
+    if not lines:
+        raise TailorError("pretrain needs a non-empty corpus")
+    tokenizer = build_char_tokenizer("".join(lines))
+    model = new_char_model(len(tokenizer), config, tokenizer)
+    ids, mask = encode_sequences(tokenizer, lines, config.n_positions)
+    # Padding never contributes to the loss: -100 is the ignore index of the model's loss.
+    labels = ids.masked_fill(mask == 0, -100)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    g = torch.Generator().manual_seed(config.seed)
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup:
+            return config.lr * (step + 1) / config.warmup
+        frac = (step - config.warmup) / max(config.steps - config.warmup, 1)
+        return config.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+
+    bar = _progress(progress, config.steps, "pretrain")
+    losses: list[float] = []
+    model.train()
+    for step in range(config.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        idx = torch.randint(0, ids.shape[0], (config.batch_size,), generator=g)
+        # Trim the batch to its longest line: fewer positions, same loss.
+        width = int(mask[idx].sum(1).max())
+        out = model(
+            input_ids=ids[idx, :width], attention_mask=mask[idx, :width], labels=labels[idx, :width]
+        )
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(out.loss.item())
+        if bar is not None:
+            bar.update(1)
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    if bar is not None:
+        bar.close()
+    model.eval()
+    return model, tokenizer, losses
+
+
+def pretrain_meta(config: PretrainConfig, corpus: str, losses: list[float], n_lines: int) -> dict:
+    """The JSON record written next to a pretrained model (``tailor.json``)."""
+    tail = losses[-min(100, len(losses)) :]
+    return {
+        "kind": "pretrain",
+        "corpus": corpus,
+        "lines": n_lines,
+        "config": asdict(config),
+        "final_loss_mean_last_100": sum(tail) / len(tail),
+    }
+
+
+def _progress(enabled: bool, total: int, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

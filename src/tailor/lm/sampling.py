@@ -1,0 +1,509 @@
+"""Batched sampling with the KV cache, and token / sequence log-probabilities in one forward pass.
+
+Layout used everywhere in :mod:`tailor.lm` (``B`` sequences, prompt width ``P``, ``T`` generated
+positions)::
+
+    prompt_ids  [B, P]  left-padded prompt token ids (so every prompt ends at column P-1)
+    prompt_mask [B, P]  1 on real prompt tokens, 0 on left padding
+    tokens      [B, T]  generated ids, padded on the right after the end of each sequence
+    mask        [B, T]  1 on generated tokens (the eos that ended a sequence included), else 0
+    logp        [B, T]  log pi(token_t | prompt, tokens_<t) of the sampler, 0 where mask is 0
+
+Positions are counted over real tokens only (``position_ids = cumsum(mask) - 1``), so a prompt's
+left padding changes nothing about the numbers the model computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tailor.errors import TailorError
+
+__all__ = [
+    "Samples",
+    "encode_prompts",
+    "sample",
+    "sequence_logprobs",
+    "token_logprobs",
+]
+
+
+@dataclass
+class Samples:
+    """A batch of sampled completions (shapes in the module docstring).
+
+    Attributes:
+        prompts: the prompt text of each sequence, length ``B``.
+        completions: the decoded completions (without special tokens), length ``B``.
+        prompt_ids: ``[B, P]`` left-padded prompt ids.
+        prompt_mask: ``[B, P]``.
+        tokens: ``[B, T]`` generated ids.
+        mask: ``[B, T]`` 1 on generated tokens.
+        logp: ``[B, T]`` per-token log-probs of the sampler (the behaviour policy).
+    """
+
+    prompts: list[str]
+    completions: list[str]
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    logp: torch.Tensor
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Generated tokens per sequence (eos included), ``[B]``."""
+        return self.mask.sum(1)
+
+    @property
+    def seq_logp(self) -> torch.Tensor:
+        """``log pi(completion | prompt)`` of the sampler, ``[B]``."""
+        return self.logp.sum(1)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def select(self, idx: torch.Tensor) -> Samples:
+        """The sub-batch ``idx`` (a 1-D index tensor)."""
+        pick = idx.tolist()
+        return Samples(
+            [self.prompts[i] for i in pick],
+            [self.completions[i] for i in pick],
+            self.prompt_ids[idx],
+            self.prompt_mask[idx],
+            self.tokens[idx],
+            self.mask[idx],
+            self.logp[idx],
+        )
+
+
+def _prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
+    ids = list(tokenizer(prompt).input_ids)
+    if not ids:
+        # An empty prompt must still give the model a position to predict from: the bos token
+        # (GPT-2 style tokenizers without a bos use their eos as the start token).
+        bos = tokenizer.bos_token_id
+        ids = [bos if bos is not None else tokenizer.eos_token_id]
+    return ids
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenize prompts and left-pad them: ``(prompt_ids [B, P], prompt_mask [B, P])``.
+
+    The tokenizer's own special tokens are used (a tailor character tokenizer prepends
+    ``<bos>``); an empty prompt becomes the single start token.
+    """
+    if isinstance(prompts, str):
+        raise TailorError("prompts must be a list of strings, not one string")
+    enc = [_prompt_token_ids(tokenizer, p) for p in prompts]
+    width = max(len(e) for e in enc)
+    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        ids[i, width - len(e) :] = torch.tensor(e, dtype=torch.long)
+        mask[i, width - len(e) :] = 1
+    return ids, mask
+
+
+def encode_completions(
+    tokenizer: Any, completions: Sequence[str], max_tokens: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Completion ids followed by eos, right-padded: ``(tokens [B, T], mask [B, T])``.
+
+    Completions are encoded without special tokens; ``max_tokens`` cuts longer ones (their eos
+    is then lost, exactly as when sampling stops at ``max_new_tokens``).
+    """
+    enc = []
+    for c in completions:
+        ids = [*tokenizer(c, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
+        enc.append(ids[:max_tokens] if max_tokens is not None else ids)
+    width = max(len(e) for e in enc)
+    tokens = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(enc), width), dtype=torch.long)
+    for i, e in enumerate(enc):
+        tokens[i, : len(e)] = torch.tensor(e, dtype=torch.long)
+        mask[i, : len(e)] = 1
+    return tokens, mask
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.cumsum(1) - 1).clamp(min=0)
+
+
+@torch.no_grad()
+def sample(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    stop_at_eos: bool = True,
+    fast: bool = True,
+) -> Samples:
+    """Sample one completion per prompt, all in one batch, reusing the KV cache.
+
+    Each step feeds only the newest token (``past_key_values`` holds the keys and values of
+    everything before), draws ``y_t ~ softmax(logits / temperature)`` with ``generator`` and
+    records ``log pi(y_t)`` of that sampling distribution. A sequence ends at its first eos (kept,
+    with mask 1) or after ``max_new_tokens``; finished sequences get pad tokens with mask 0.
+
+    Args:
+        model: a causal LM (``transformers``), used in its current mode (call ``eval()`` first).
+        tokenizer: its tokenizer (pad and eos tokens set).
+        prompts: one prompt per sequence, length ``B``.
+        max_new_tokens: most tokens generated per sequence (eos included), ``>= 1``.
+        generator: torch generator for reproducible draws.
+        temperature: sampling temperature ``> 0``; 1 samples the model itself.
+        stop_at_eos: ``False`` always generates ``max_new_tokens`` (for benchmarks).
+        fast: for a plain GPT-2 (``GPT2LMHeadModel``), run the same arithmetic through
+            :func:`_sample_gpt2`, a lean decoder on a preallocated KV cache (no per-step mask
+            building or cache objects); other models, or ``fast=False``, go through the model's
+            own ``forward`` with ``past_key_values``. Both record the same log-probs (tested).
+
+    Returns:
+        :class:`Samples` with ``T <= max_new_tokens`` columns.
+    """
+    if max_new_tokens < 1:
+        raise TailorError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if not temperature > 0:
+        raise TailorError(f"temperature must be > 0, got {temperature}")
+    prompts = list(prompts)
+    if not prompts:
+        raise TailorError("sample needs at least one prompt")
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, prompts)
+    cfg = getattr(model, "config", None)
+    limit = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if limit is not None and prompt_ids.shape[1] + max_new_tokens > limit:
+        # The model has no position beyond `limit`: generation stops there.
+        max_new_tokens = limit - prompt_ids.shape[1]
+        if max_new_tokens < 1:
+            raise TailorError(
+                f"the prompt takes {prompt_ids.shape[1]} tokens, the model's whole context"
+            )
+    if fast and _fast_gpt2_ok(model):
+        tokens, mask, logp = _sample_gpt2(
+            model,
+            tokenizer,
+            prompt_ids,
+            prompt_mask,
+            max_new_tokens,
+            generator,
+            temperature,
+            stop_at_eos,
+        )
+        return Samples(
+            prompts=prompts,
+            completions=decode_completions(tokenizer, tokens, mask),
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            tokens=tokens,
+            mask=mask,
+            logp=logp,
+        )
+    device = next(model.parameters()).device
+    b = prompt_ids.shape[0]
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    attn = prompt_mask.to(device)
+    pos = _positions(attn)
+    out = model(
+        input_ids=prompt_ids.to(device), attention_mask=attn, position_ids=pos, use_cache=True
+    )
+    past, logits = out.past_key_values, out.logits[:, -1]
+    next_pos = pos[:, -1] + 1
+    done = torch.zeros(b, dtype=torch.bool, device=device)
+    toks, logps, masks = [], [], []
+    for t in range(max_new_tokens):
+        logp_all = F.log_softmax(logits.float() / temperature, dim=-1)  # [B, V]
+        tok = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(1)  # [B]
+        lp = logp_all.gather(1, tok[:, None]).squeeze(1)
+        alive = ~done
+        tok = torch.where(alive, tok, torch.full_like(tok, pad))
+        toks.append(tok)
+        logps.append(torch.where(alive, lp, torch.zeros_like(lp)))
+        masks.append(alive.long())
+        if stop_at_eos:
+            done = done | (tok == eos)
+        if t == max_new_tokens - 1 or bool(done.all()):
+            break
+        attn = torch.cat([attn, alive.long()[:, None]], dim=1)
+        out = model(
+            input_ids=tok[:, None],
+            attention_mask=attn,
+            position_ids=next_pos[:, None],
+            past_key_values=past,
+            use_cache=True,
+        )
+        past, logits = out.past_key_values, out.logits[:, -1]
+        next_pos = next_pos + 1
+    tokens = torch.stack(toks, 1).cpu()
+    mask = torch.stack(masks, 1).cpu()
+    logp = torch.stack(logps, 1).cpu()
+    return Samples(
+        prompts=prompts,
+        completions=decode_completions(tokenizer, tokens, mask),
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        tokens=tokens,
+        mask=mask,
+        logp=logp,
+    )
+
+
+def decode_completions(tokenizer: Any, tokens: torch.Tensor, mask: torch.Tensor) -> list[str]:
+    """Text of each completion: its masked tokens up to (not including) the first eos."""
+    eos = tokenizer.eos_token_id
+    out = []
+    for row, m in zip(tokens.tolist(), mask.tolist(), strict=True):
+        ids = [t for t, keep in zip(row, m, strict=True) if keep]
+        if eos in ids:
+            ids = ids[: ids.index(eos)]
+        out.append(tokenizer.decode(ids, skip_special_tokens=True))
+    return out
+
+
+def token_logprobs(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+    return_hidden: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs of ``tokens`` given the prompts, in ONE forward pass (differentiable).
+
+    The model reads ``[prompt_ids, tokens]``; the logits at column ``P - 1 + t`` predict token
+    ``t``. Padding is masked in attention and zeroed in the output.
+
+    Returns:
+        ``(logp [B, T], hidden [B, T, H] or None)``: ``logp`` is 0 where ``mask`` is 0;
+        ``hidden`` is the last layer's hidden state at the position that predicts token ``t``
+        (the state ``s_t`` of the token-level MDP), for a value head.
+    """
+    device = next(model.parameters()).device
+    ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
+    attn = torch.cat([prompt_mask, mask], dim=1).to(device)
+    out = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=_positions(attn),
+        output_hidden_states=return_hidden,
+        use_cache=False,  # one pass over whole sequences: a KV cache would only be copied around
+    )
+    p = prompt_ids.shape[1]
+    logits = out.logits[:, p - 1 : -1].float()  # [B, T, V]
+    logp = torch.gather(F.log_softmax(logits, -1), 2, tokens.to(device)[..., None]).squeeze(-1)
+    # `where`, not a product: a fully padded row may hold NaN logits, and NaN * 0 is NaN.
+    logp = torch.where(mask.to(device).bool(), logp, torch.zeros_like(logp))
+    hidden = out.hidden_states[-1][:, p - 1 : -1] if return_hidden else None
+    return logp, hidden
+
+
+def sequence_logprobs(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    tokens: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """``log pi(completion | prompt) = sum_t logp[:, t]``, shape ``[B]`` (differentiable)."""
+    return token_logprobs(model, prompt_ids, prompt_mask, tokens, mask)[0].sum(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lean GPT-2 decoding on a static KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+def _fast_gpt2_ok(model: torch.nn.Module) -> bool:
+    """Whether :func:`_sample_gpt2` reproduces ``model`` exactly (plain GPT-2 settings only)."""
+    cfg = getattr(model, "config", None)
+    return (
+        type(model).__name__ == "GPT2LMHeadModel"
+        and not model.training
+        and getattr(cfg, "scale_attn_weights", False)
+        and not getattr(cfg, "scale_attn_by_inverse_layer_idx", True)
+        and not getattr(cfg, "reorder_and_upcast_attn", True)
+        and not getattr(cfg, "add_cross_attention", True)
+        and getattr(cfg, "activation_function", "") in ("gelu_new", "gelu_pytorch_tanh")
+        and next(model.parameters()).dtype == torch.float32
+        and next(model.parameters()).device.type == "cpu"
+    )
+
+
+def _gpt2_chunk(
+    weights: _GPT2Weights,
+    ids: torch.Tensor,
+    pos: torch.Tensor,
+    start: int,
+    keys: list[torch.Tensor],
+    values: list[torch.Tensor],
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """Run ``S`` new positions through GPT-2, writing their keys/values at ``[start, start+S)``.
+
+    The arithmetic of ``GPT2LMHeadModel.forward`` (pre-LayerNorm blocks, Conv1D weights stored
+    ``[in, out]``, tanh GELU, tied output embedding), without its per-call mask and cache set-up.
+
+    Args:
+        ids: ``[B, S]`` token ids; ``pos``: ``[B, S]`` position ids.
+        keys, values: per layer ``[B, heads, L_max, d]`` caches.
+        bias: ``[B, 1, S, start + S]`` additive attention mask (0 visible, -inf hidden).
+
+    Returns:
+        Logits of the last new position, ``[B, V]``.
+    """
+    w = weights
+    b, s = ids.shape
+    end = start + s
+    x = F.embedding(ids, w.wte) + F.embedding(pos, w.wpe)  # [B, S, H]
+    width = x.shape[-1]
+    for i, (
+        ln1w,
+        ln1b,
+        qkv_w,
+        qkv_b,
+        proj_w,
+        proj_b,
+        ln2w,
+        ln2b,
+        fc_w,
+        fc_b,
+        out_w,
+        out_b,
+    ) in enumerate(w.layers):
+        h = F.layer_norm(x, (width,), ln1w, ln1b, w.eps).reshape(b * s, -1)
+        q, k, v = torch.addmm(qkv_b, h, qkv_w).view(b, s, 3, w.heads, -1).permute(2, 0, 3, 1, 4)
+        keys[i][:, :, start:end] = k  # q, k, v: [B, heads, S, d]
+        values[i][:, :, start:end] = v
+        scores = torch.matmul(q, keys[i][:, :, :end].transpose(-1, -2)).mul_(w.scale).add_(bias)
+        att = torch.matmul(torch.softmax(scores, dim=-1), values[i][:, :, :end])  # [B,nh,S,d]
+        att = att.transpose(1, 2).reshape(b * s, -1)
+        x = x + torch.addmm(proj_b, att, proj_w).view(b, s, -1)
+        h = F.layer_norm(x, (width,), ln2w, ln2b, w.eps).reshape(b * s, -1)
+        h = F.gelu(torch.addmm(fc_b, h, fc_w), approximate="tanh")
+        x = x + torch.addmm(out_b, h, out_w).view(b, s, -1)
+    last = F.layer_norm(x[:, -1], (width,), w.lnf_w, w.lnf_b, w.eps)
+    return last @ w.head_t
+
+
+@dataclass
+class _GPT2Weights:
+    """The tensors of a ``GPT2LMHeadModel``, looked up once instead of at every step."""
+
+    wte: torch.Tensor
+    wpe: torch.Tensor
+    layers: list[tuple[torch.Tensor, ...]]
+    lnf_w: torch.Tensor
+    lnf_b: torch.Tensor
+    head_t: torch.Tensor  # [H, V]
+    heads: int
+    eps: float
+    scale: float
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> _GPT2Weights:
+        tr, cfg = model.transformer, model.config
+        layers = [
+            (
+                blk.ln_1.weight,
+                blk.ln_1.bias,
+                blk.attn.c_attn.weight,
+                blk.attn.c_attn.bias,
+                blk.attn.c_proj.weight,
+                blk.attn.c_proj.bias,
+                blk.ln_2.weight,
+                blk.ln_2.bias,
+                blk.mlp.c_fc.weight,
+                blk.mlp.c_fc.bias,
+                blk.mlp.c_proj.weight,
+                blk.mlp.c_proj.bias,
+            )
+            for blk in tr.h
+        ]
+        return cls(
+            tr.wte.weight,
+            tr.wpe.weight,
+            layers,
+            tr.ln_f.weight,
+            tr.ln_f.bias,
+            model.lm_head.weight.T.contiguous(),
+            cfg.n_head,
+            cfg.layer_norm_epsilon,
+            (cfg.n_embd // cfg.n_head) ** -0.5,
+        )
+
+
+@torch.no_grad()
+def _sample_gpt2(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator | None,
+    temperature: float,
+    stop_at_eos: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`sample` for GPT-2: ``(tokens [B, T], mask [B, T], logp [B, T])``."""
+    cfg = model.config
+    b, p = prompt_ids.shape
+    total = p + max_new_tokens
+    if total > cfg.n_positions:
+        raise TailorError(
+            f"prompt ({p} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
+            f"{cfg.n_positions} positions"
+        )
+    d = cfg.n_embd // cfg.n_head
+    keys = [torch.empty(b, cfg.n_head, total, d) for _ in range(cfg.n_layer)]
+    values = [torch.empty(b, cfg.n_head, total, d) for _ in range(cfg.n_layer)]
+    # Prefill: causal and padding mask. A padding query would then see nothing (NaN), so every
+    # query may see itself: for a real query that changes nothing, and a padding query's output
+    # is never used.
+    ok = torch.ones(p, p, dtype=torch.bool).tril()[None] & prompt_mask.bool()[:, None, :]
+    ok = ok | torch.eye(p, dtype=torch.bool)[None]
+    neg = torch.finfo(torch.float32).min
+    prefill_bias = torch.zeros(b, 1, p, p).masked_fill(~ok[:, None], neg)
+    pos = _positions(prompt_mask)
+    weights = _GPT2Weights.of(model)
+    logits = _gpt2_chunk(weights, prompt_ids, pos, 0, keys, values, prefill_bias)
+    # Decoding: each row's one query sees the real keys so far and its own (a finished row's
+    # query is padding: hidden from later queries, its output never used).
+    bias = torch.zeros(b, 1, 1, total)
+    bias[:, 0, 0, :p] = torch.zeros(b, p).masked_fill(~prompt_mask.bool(), neg)
+    next_pos = pos[:, -1] + 1
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    done = torch.zeros(b, dtype=torch.bool)
+    tokens = torch.full((b, max_new_tokens), pad, dtype=torch.long)
+    mask = torch.zeros((b, max_new_tokens), dtype=torch.long)
+    logp = torch.zeros((b, max_new_tokens))
+    t_end = max_new_tokens
+    for t in range(max_new_tokens):
+        logp_all = F.log_softmax(logits / temperature, dim=-1)
+        tok = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(1)
+        alive = ~done
+        tokens[:, t] = torch.where(alive, tok, torch.full_like(tok, pad))
+        logp[:, t] = torch.where(alive, logp_all.gather(1, tok[:, None]).squeeze(1), 0.0)
+        mask[:, t] = alive.long()
+        if stop_at_eos:
+            done = done | (alive & (tok == eos))
+        if t == max_new_tokens - 1 or bool(done.all()):
+            t_end = t + 1
+            break
+        bias[:, 0, 0, p + t] = torch.where(alive, 0.0, neg)  # hidden from later queries
+        logits = _gpt2_chunk(
+            weights,
+            tokens[:, t : t + 1],
+            next_pos[:, None],
+            p + t,
+            keys,
+            values,
+            bias[..., : p + t + 1],
+        )
+        next_pos = next_pos + 1
+    return tokens[:, :t_end], mask[:, :t_end], logp[:, :t_end]
