@@ -41,7 +41,7 @@ def test_side_by_side_shows_the_change():
         return {"total": s, "basic": s, "addon": s, "statistic": {"mean": stat, "std": 0.0}}
 
     table = side_by_side(ev(10.0, 0.5), ev(12.5, 0.25), "mean |y|")
-    assert "+2.50" in table and "-0.25" in table and "mean |y|" in table
+    assert "+2.50" in table and "-0.250" in table and "mean |y|" in table
 
 
 def test_learning_curve_reads_metrics_only(prior_dir, tmp_path):

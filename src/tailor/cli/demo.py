@@ -24,6 +24,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the prior's run directory or policy.safetensors",
     )
     p.add_argument("--method", default="residual", choices=("residual", "kl", "greedy"))
+    p.add_argument(
+        "--omega-prime",
+        type=float,
+        default=0.1,
+        help="weight of log pi_prior (default 0.1; the paper's is 0.17, see the README)",
+    )
+    p.add_argument(
+        "--alpha-hat",
+        type=float,
+        default=0.08,
+        help="temperature of the customized policy (default 0.08; kl uses it as beta)",
+    )
+    p.add_argument(
+        "--paper-coefficients",
+        action="store_true",
+        help="use the paper's coefficients for the task instead",
+    )
     p.add_argument("--steps", type=int, default=600_000, help="customization steps")
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per policy")
     p.add_argument("--seed", type=int, default=0)

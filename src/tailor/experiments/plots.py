@@ -46,9 +46,10 @@ def plot_learning_curve(
     reference: dict[str, Any] | None = None,
     statistic_name: str = "statistic",
 ) -> Path:
-    """Learning curves of a run: basic, add-on and total episode returns (left) and the task's
-    statistic (right) over environment steps; the critic warm-up is shaded, and ``reference``
-    (an evaluation summary, e.g. the prior's) is drawn as dashed levels. Returns the PNG path."""
+    """Learning curves of a run over environment steps: basic and total returns, the add-on
+    return, and the task's statistic (three panels); the critic warm-up is shaded, and
+    ``reference`` (an evaluation summary, e.g. the prior's) is drawn as dashed levels. Returns the
+    PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,43 +57,26 @@ def plot_learning_curve(
 
     m = read_metrics(metrics)
     steps = m["steps"]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
-    for key, label, color in (
-        ("return_total", "total (basic + add-on)", "black"),
-        ("return_basic", "basic", "tab:blue"),
-        ("return_addon", "add-on", "tab:orange"),
+    fig, (ax, ax_a, ax_s) = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110)
+    # Basic and total share a scale; the add-on return is much smaller, so it gets its own panel.
+    for a, key, label, color in (
+        (ax, "return_total", "total (basic + add-on)", "black"),
+        (ax, "return_basic", "basic", "tab:blue"),
+        (ax_a, "return_addon", "add-on", "tab:orange"),
+        (ax_s, "statistic", statistic_name, "tab:green"),
     ):
-        ax.plot(steps, m[key], label=label, color=color, lw=1.6)
+        a.plot(steps, m[key], label=f"{label} (training episodes)", color=color, lw=1.6)
         if reference is not None:
-            ref_key = key.removeprefix("return_")
-            ax.axhline(reference[ref_key]["mean"], color=color, ls="--", lw=0.9, alpha=0.8)
-    ax2.plot(steps, m["statistic"], color="tab:green", lw=1.6, label="customized (training)")
-    if reference is not None:
-        ax2.axhline(
-            reference["statistic"]["mean"],
-            color="tab:green",
-            ls="--",
-            lw=0.9,
-            label="prior (evaluation)",
-        )
-    for a in (ax, ax2):
-        if m["warmup"].any():
-            a.axvspan(
-                steps[0] - (steps[1] - steps[0] if len(steps) > 1 else 0),
-                steps[m["warmup"]][-1],
-                color="grey",
-                alpha=0.15,
-                lw=0,
-                label="critic warm-up",
-            )
+            ref = reference[key.removeprefix("return_")]["mean"]
+            a.axhline(ref, color=color, ls="--", lw=0.9, label=f"{label}: prior (evaluation)")
+    last_warmup = steps[m["warmup"]][-1] if m["warmup"].any() else None
+    for a, ylabel in ((ax, "episode return"), (ax_a, "add-on return"), (ax_s, statistic_name)):
+        if last_warmup is not None:
+            a.axvspan(0, last_warmup, color="grey", alpha=0.15, lw=0, label="critic warm-up")
         a.set_xlabel("environment steps")
+        a.set_ylabel(ylabel)
         a.grid(alpha=0.3)
-    ax.set_ylabel("episode return (training episodes)")
-    ax.set_title("returns (dashed: the prior's evaluation)", fontsize=9)
-    ax2.set_ylabel(statistic_name)
-    ax2.set_title(statistic_name, fontsize=9)
-    ax.legend(fontsize=8)
-    ax2.legend(fontsize=8)
+        a.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     out = Path(out)
