@@ -233,3 +233,9 @@ def test_callback_stops_training_and_checkpoints(tmp_path) -> None:
     assert seen == [1, 2]
     assert result.iterations == 2 and result.steps == 2 * 512 and len(result.metrics) == 2
     assert read_run(tmp_path)["steps"] == 2 * 512  # the stop wrote a checkpoint
+
+
+def test_tensorboard_logs_are_written(tmp_path) -> None:
+    train("pointmass", resolve("soft", alpha=0.01), small(tensorboard=True), tmp_path)
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100

@@ -869,12 +869,13 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
 
 
 def _tensorboard(run_dir: Path | None) -> Any:
-    """A SummaryWriter in ``run_dir/tb`` if ``tensorboard`` is installed (optional), else None."""
+    """A SummaryWriter in ``run_dir/tb`` (``tensorboard`` is a dependency; a trimmed install
+    without it still trains, with metrics.csv only)."""
     if run_dir is None:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is an optional dependency
+    except ImportError:
         return None
     return SummaryWriter(str(run_dir / "tb"))
 
