@@ -393,3 +393,17 @@ def test_scripted_controller_beats_random_on_pointmass():
     p_ctrl = episode_return(lambda o, rng: -3.0 * o[:, :2] - 1.0 * o[:, 2:])
     rand = episode_return(lambda o, rng: rng.uniform(-1, 1, size=(len(o), 2)))
     assert p_ctrl > -15 and rand < 2 * p_ctrl
+
+
+def test_task_method_uses_the_paper_coefficients_as_defaults():
+    from tailor.envs import get_task
+
+    task = get_task("halfcheetah-hindleg")
+    m = task.method("residual")
+    assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.17, 0.13472)
+    m = task.method("residual", omega_prime=0.1, alpha_hat=None)  # None keeps the default
+    assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.1, 0.13472)
+    m = task.method("kl", omega_prime=0.05)  # a given kl coefficient replaces the default beta
+    assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.05, 0.05)
+    with pytest.raises(TailorError, match="task 'halfcheetah-hindleg': no-entropy does not take"):
+        task.method("no-entropy", alpha=0.1)

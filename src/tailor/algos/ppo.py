@@ -51,7 +51,7 @@ from tailor.checkpoint import (
 )
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
-from tailor.methods import Method, resolve
+from tailor.methods import Method
 from tailor.nets import (
     Actor,
     Critic,
@@ -1051,7 +1051,4 @@ def _restore(
 
 def default_method(task: Task | str, name: str, **overrides: float) -> Method:
     """``resolve(name, **coefficients)`` with the task's paper coefficients as defaults."""
-    task = get_task(task)
-    coefs = dict(task.coefficients.get(name, {}))
-    coefs.update({k: v for k, v in overrides.items() if v is not None})
-    return resolve(name, **coefs)
+    return get_task(task).method(name, **overrides)

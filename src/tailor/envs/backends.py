@@ -88,8 +88,9 @@ def _gym_instance(task: Task) -> gym.Env:
 
 def _box_bounds(space: gym.Space, task: Task) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
-        raise TailorError(f"task {task.name!r}: VecEnv needs a 1-D Box action space, "
-                          f"{task.env_id} has {space}")
+        raise TailorError(
+            f"task {task.name!r}: VecEnv needs a 1-D Box action space, {task.env_id} has {space}"
+        )
     return space.low.astype(np.float32), space.high.astype(np.float32)
 
 
@@ -101,6 +102,7 @@ class MujocoBackend(Backend):
     """Shared part of the MuJoCo fast path; subclasses define obs, reward and reset noise."""
 
     name = "mujoco"
+
     def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int) -> None:
         u = env.unwrapped
         self.env = u  # kept for its parameters; never stepped
@@ -168,8 +170,7 @@ class MujocoBackend(Backend):
         basic, terminated, info = self._reward(action, before)
         addon, stat = self.vector_terms(BatchState(m, self.qpos, self.qvel, action, info))
         # Copies: the terms may be views of the buffers, which an auto-reset overwrites.
-        return self._obs(), basic, np.array(addon, float), np.array(stat, float), \
-            terminated, None
+        return self._obs(), basic, np.array(addon, float), np.array(stat, float), terminated, None
 
     # -- batched formulas (subclasses) -------------------------------------------------------
     def _before_step(self) -> Any:
@@ -225,8 +226,13 @@ class HopperBackend(MujocoBackend):
         zlo, zhi = u._healthy_z_range
         alo, ahi = u._healthy_angle_range
         z, angle = self.qpos[:, 1], self.qpos[:, 2]
-        return (np.all((lo < state) & (state < hi), axis=1)
-                & (zlo < z) & (z < zhi) & (alo < angle) & (angle < ahi))
+        return (
+            np.all((lo < state) & (state < hi), axis=1)
+            & (zlo < z)
+            & (z < zhi)
+            & (alo < angle)
+            & (angle < ahi)
+        )
 
     def _reward(self, action: np.ndarray, x_before: np.ndarray) -> tuple:
         u = self.env
@@ -289,8 +295,12 @@ class AntBackend(MujocoBackend):
         x_velocity, y_velocity = xy_velocity[:, 0], xy_velocity[:, 1]
         zlo, zhi = u._healthy_z_range
         z = self.qpos[:, 2]
-        healthy = (np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
-                   & (zlo <= z) & (z <= zhi))
+        healthy = (
+            np.isfinite(self.qpos).all(axis=1)
+            & np.isfinite(self.qvel).all(axis=1)
+            & (zlo <= z)
+            & (z <= zhi)
+        )
         contact = self._contact_forces().reshape(self.num_envs, -1)
         contact_cost = u._contact_cost_weight * np.sum(np.square(contact), axis=1)
         rewards = x_velocity * u._forward_reward_weight + healthy * u._healthy_reward
@@ -356,8 +366,10 @@ class GymBackend(Backend):
         self.action_low, self.action_high = _box_bounds(first.action_space, task)
         self.act_dim = self.action_low.shape[0]
         if not isinstance(first.observation_space, gym.spaces.Box):
-            raise TailorError(f"task {task.name!r}: VecEnv needs a Box observation space, "
-                              f"{task.env_id} has {first.observation_space}")
+            raise TailorError(
+                f"task {task.name!r}: VecEnv needs a Box observation space, "
+                f"{task.env_id} has {first.observation_space}"
+            )
         self.obs_dim = int(np.prod(first.observation_space.shape))
         spec = first.spec
         self.max_episode_steps = spec.max_episode_steps if spec is not None else None

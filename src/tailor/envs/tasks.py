@@ -45,7 +45,7 @@ import numpy as np
 
 from tailor.envs import pointmass
 from tailor.errors import TailorError
-from tailor.methods import METHODS
+from tailor.methods import METHODS, Method, resolve
 
 __all__ = [
     "DEFAULT_HINDLEG_JOINT",
@@ -125,31 +125,41 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
-            raise TailorError(f"a task name must be a non-empty string without spaces, "
-                              f"got {self.name!r}")
+            raise TailorError(
+                f"a task name must be a non-empty string without spaces, got {self.name!r}"
+            )
         if not isinstance(self.env_id, str) or not self.env_id:
-            raise TailorError(f"task {self.name!r}: env_id must be a gymnasium id such as "
-                              f"'HalfCheetah-v5', got {self.env_id!r}")
+            raise TailorError(
+                f"task {self.name!r}: env_id must be a gymnasium id such as "
+                f"'HalfCheetah-v5', got {self.env_id!r}"
+            )
         for part in ("addon", "statistic"):
             if not callable(getattr(self, part)):
-                raise TailorError(f"task {self.name!r}: {part} must be a function "
-                                  f"(env, action, info) -> float")
+                raise TailorError(
+                    f"task {self.name!r}: {part} must be a function (env, action, info) -> float"
+                )
         if self.vector_terms is not None and not callable(self.vector_terms):
             raise TailorError(f"task {self.name!r}: vector_terms must be a function or None")
         if not isinstance(self.env_kwargs, dict):
             raise TailorError(f"task {self.name!r}: env_kwargs must be a dict")
         if not isinstance(self.coefficients, dict):
-            raise TailorError(f"task {self.name!r}: coefficients must be a dict "
-                              f"{{method: {{coefficient: value}}}}")
+            raise TailorError(
+                f"task {self.name!r}: coefficients must be a dict "
+                f"{{method: {{coefficient: value}}}}"
+            )
         for method, coefs in self.coefficients.items():
             if method not in METHODS:
-                raise TailorError(f"task {self.name!r}: coefficients for unknown method "
-                                  f"{method!r}; known methods: {', '.join(METHODS)}")
+                raise TailorError(
+                    f"task {self.name!r}: coefficients for unknown method "
+                    f"{method!r}; known methods: {', '.join(METHODS)}"
+                )
             if not isinstance(coefs, dict) or not all(
                 isinstance(v, (int, float)) and math.isfinite(v) for v in coefs.values()
             ):
-                raise TailorError(f"task {self.name!r}: coefficients[{method!r}] must map "
-                                  f"coefficient names to finite numbers, got {coefs!r}")
+                raise TailorError(
+                    f"task {self.name!r}: coefficients[{method!r}] must map "
+                    f"coefficient names to finite numbers, got {coefs!r}"
+                )
 
     def addon_text(self) -> str:
         """The add-on reward as text: ``addon_formula``, else the add-on's source line."""
@@ -160,8 +170,22 @@ class Task:
         except (OSError, TypeError):
             return getattr(self.addon, "__qualname__", repr(self.addon))
         if "lambda" in src:  # keep only the lambda of e.g. `addon=lambda env, a, info: -x,`
-            src = _lambda_expression(src[src.index("lambda"):])
+            src = _lambda_expression(src[src.index("lambda") :])
         return " ".join(src.split())
+
+    def method(self, name: str, **overrides: float | None) -> Method:
+        """``tailor.methods.resolve(name, ...)`` with this task's paper coefficients as defaults.
+
+        ``overrides`` that are ``None`` are ignored; for ``kl`` a given ``beta`` (or its aliases
+        ``omega_prime`` / ``alpha_hat``) replaces the default ``beta``.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        coefs = {} if name == "kl" and given else dict(self.coefficients.get(name, {}))
+        coefs.update(given)
+        try:
+            return resolve(name, **coefs)
+        except TailorError as exc:
+            raise TailorError(f"task {self.name!r}: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
         """Everything ``tailor tasks`` prints, as plain data."""
@@ -210,8 +234,10 @@ def register_task(task: Task, overwrite: bool = False) -> Task:
     if not isinstance(task, Task):
         raise TailorError(f"register_task expects a tailor.envs.Task, got {type(task).__name__}")
     if task.name in _REGISTRY and not overwrite:
-        raise TailorError(f"a task named {task.name!r} is already registered; choose another "
-                          f"name or pass overwrite=True")
+        raise TailorError(
+            f"a task named {task.name!r} is already registered; choose another "
+            f"name or pass overwrite=True"
+        )
     _REGISTRY[task.name] = task
     return task
 
@@ -237,9 +263,11 @@ def get_task(name: str | Task) -> Task:
     if sep and base == "halfcheetah-hindleg":
         return halfcheetah_hindleg(joint)
     known = ", ".join(_REGISTRY) or "(none)"
-    raise TailorError(f"unknown task {name!r}; known tasks: {known} "
-                      f"(and halfcheetah-hindleg:<joint>); a file given with --tasks-file "
-                      f"can register more")
+    raise TailorError(
+        f"unknown task {name!r}; known tasks: {known} "
+        f"(and halfcheetah-hindleg:<joint>); a file given with --tasks-file "
+        f"can register more"
+    )
 
 
 def load_tasks_file(path: str | os.PathLike) -> list[Task]:
@@ -253,8 +281,10 @@ def load_tasks_file(path: str | os.PathLike) -> list[Task]:
     """
     p = Path(path).expanduser()
     if not p.is_file():
-        raise TailorError(f"tasks file {str(path)!r} does not exist (expected a Python file "
-                          f"that calls tailor.envs.register_task)")
+        raise TailorError(
+            f"tasks file {str(path)!r} does not exist (expected a Python file "
+            f"that calls tailor.envs.register_task)"
+        )
     key = str(p.resolve())
     if key in _LOADED_FILES:
         return list(_LOADED_FILES[key])
@@ -270,8 +300,9 @@ def load_tasks_file(path: str | os.PathLike) -> list[Task]:
         loader.exec_module(module)
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
-        raise TailorError(f"syntax error in tasks file {str(path)!r}, line {exc.lineno}: "
-                          f"{exc.msg}") from None
+        raise TailorError(
+            f"syntax error in tasks file {str(path)!r}, line {exc.lineno}: {exc.msg}"
+        ) from None
     except TailorError as exc:
         sys.modules.pop(module_name, None)
         raise TailorError(f"tasks file {str(path)!r}: {exc}") from None
@@ -280,8 +311,9 @@ def load_tasks_file(path: str | os.PathLike) -> list[Task]:
         if isinstance(exc, KeyboardInterrupt):
             raise
         line = _user_line(exc, key)
-        raise TailorError(f"error while loading tasks file {str(path)!r}{line}: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise TailorError(
+            f"error while loading tasks file {str(path)!r}{line}: {type(exc).__name__}: {exc}"
+        ) from None
     tasks = [_REGISTRY[n] for n in _REGISTRY if n not in before]
     _LOADED_FILES[key] = tasks
     return list(tasks)
@@ -321,6 +353,7 @@ def _quiet_mujoco_deprecation() -> None:
 
 _quiet_mujoco_deprecation()
 
+
 # The paper's coefficients (Table IV alpha, Table V omega'). For `greedy` and `residual` the
 # paper gives no alpha_hat; ours is the task's Soft-PPO alpha (the prior's temperature), the
 # natural choice when the customized policy should be as stochastic as the prior. `full` (Soft
@@ -359,7 +392,8 @@ def _halfcheetah_hinge_joints() -> tuple[str, ...]:
     xml = Path(gm.__file__).parent / "assets" / "half_cheetah.xml"
     model = mujoco.MjModel.from_xml_path(str(xml))
     return tuple(
-        model.joint(j).name for j in range(model.njnt)
+        model.joint(j).name
+        for j in range(model.njnt)
         if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE
     )
 
@@ -391,8 +425,10 @@ def halfcheetah_hindleg(joint: str = DEFAULT_HINDLEG_JOINT) -> Task:
 def _halfcheetah_hindleg(joint: str) -> Task:
     joints = _halfcheetah_hinge_joints()
     if joint not in joints:
-        raise TailorError(f"HalfCheetah has no hinge joint {joint!r}; choose one of "
-                          f"{', '.join(joints)} (e.g. halfcheetah-hindleg:ffoot)")
+        raise TailorError(
+            f"HalfCheetah has no hinge joint {joint!r}; choose one of "
+            f"{', '.join(joints)} (e.g. halfcheetah-hindleg:ffoot)"
+        )
 
     def angle(env: Any, action: np.ndarray, info: dict) -> float:
         u = env.unwrapped

@@ -79,8 +79,11 @@ class VecEnv:
 
     def __init__(self, task: Task | str, num_envs: int, seed: int = 0) -> None:
         self.task = get_task(task)
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) \
-                or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise TailorError(f"num_envs must be a positive integer, got {num_envs!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise TailorError(f"seed must be a non-negative integer, got {seed!r}")
@@ -121,14 +124,18 @@ class VecEnv:
             raise RuntimeError("call VecEnv.reset() before step()")
         a = np.asarray(actions, dtype=np.float32)
         if a.shape != (self.num_envs, self.act_dim):
-            raise TailorError(f"task {self.task.name!r}: actions must have shape "
-                              f"({self.num_envs}, {self.act_dim}), got {a.shape}")
+            raise TailorError(
+                f"task {self.task.name!r}: actions must have shape "
+                f"({self.num_envs}, {self.act_dim}), got {a.shape}"
+            )
         # One sum tests all values for NaN/inf (an overflowing sum of finite values falls
         # through to the exact test); cheaper than np.isfinite(a).all() on this hot path.
         if not math.isfinite(np.add.reduce(a, axis=None)) and not np.isfinite(a).all():
             i = int(np.flatnonzero(~np.isfinite(a).all(axis=1))[0])
-            raise TailorError(f"task {self.task.name!r}: non-finite action {a[i].tolist()} for "
-                              f"env {i} at vector step {self.num_steps + 1}")
+            raise TailorError(
+                f"task {self.task.name!r}: non-finite action {a[i].tolist()} for "
+                f"env {i} at vector step {self.num_steps + 1}"
+            )
         # np.minimum/np.maximum == np.clip for finite values, without np.clip's Python overhead.
         a = np.minimum(np.maximum(a, self.action_low), self.action_high)
 
@@ -149,9 +156,15 @@ class VecEnv:
             obs[rows] = self._backend.reset(rows)
             self._elapsed[rows] = 0
         self._obs = obs
-        return StepResult(obs=obs, basic=np.asarray(basic, dtype=np.float64),
-                          addon=addon, statistic=stat, terminated=terminated,
-                          truncated=truncated, final_obs=final_obs)
+        return StepResult(
+            obs=obs,
+            basic=np.asarray(basic, dtype=np.float64),
+            addon=addon,
+            statistic=stat,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=final_obs,
+        )
 
     def _check_finite(self, what: str, values: np.ndarray) -> None:
         bad = ~np.isfinite(values)

@@ -60,12 +60,16 @@ class TaskInfoWrapper(gym.Wrapper):
         try:
             value = float(fn(self.env, action, info))
         except Exception as exc:  # user code: say which task and step, not a traceback
-            raise TailorError(f"task {self.task.name!r}: its {part} function failed at step "
-                              f"{self.episode_step} of the episode: "
-                              f"{type(exc).__name__}: {exc}") from None
+            raise TailorError(
+                f"task {self.task.name!r}: its {part} function failed at step "
+                f"{self.episode_step} of the episode: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         if self.check_finite and not math.isfinite(value):
-            raise TailorError(f"task {self.task.name!r}: {part} is {value} (not finite) at step "
-                              f"{self.episode_step} of the episode")
+            raise TailorError(
+                f"task {self.task.name!r}: {part} is {value} (not finite) at step "
+                f"{self.episode_step} of the episode"
+            )
         return value
 
 
@@ -84,6 +88,8 @@ def make_env(task: Task | str, **gym_kwargs: Any) -> gym.Env:
     try:
         env = gym.make(task.env_id, **kwargs)
     except Exception as exc:
-        raise TailorError(f"task {task.name!r}: cannot make gymnasium env {task.env_id!r}: "
-                          f"{type(exc).__name__}: {exc}") from None
+        raise TailorError(
+            f"task {task.name!r}: cannot make gymnasium env {task.env_id!r}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     return TaskInfoWrapper(env, task)

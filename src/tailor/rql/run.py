@@ -35,7 +35,7 @@ from tailor.checkpoint import load_tensors, save_tensors, write_json
 from tailor.envs import Task, get_task, make_env
 from tailor.envs import classic as rql_tasks
 from tailor.errors import TailorError
-from tailor.methods import METHODS, Method, resolve
+from tailor.methods import Method, resolve
 from tailor.rql.mcts import MCTSConfig, ResidualMCTS, TaskModel, numpy_log_prior
 from tailor.rql.sac import SACConfig, SquashedGaussianActor, train_sac
 from tailor.rql.soft_dqn import QPrior, SoftDQNConfig, mlp, train_soft_dqn
@@ -73,25 +73,7 @@ def _method(
     alpha_hat: float | None = None,
 ) -> Method:
     """Resolve ``name`` with explicit coefficients, else the task's defaults for it."""
-    defaults = dict(task.coefficients.get(name, {}))
-    info = METHODS.get(name)
-    if info is None:
-        raise TailorError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    given = {"alpha": alpha, "omega_prime": omega_prime, "alpha_hat": alpha_hat}
-    if name == "kl" and (omega_prime is not None or alpha_hat is not None):
-        beta = omega_prime if omega_prime is not None else alpha_hat
-        return resolve("kl", beta=beta)
-    kwargs = {}
-    for key in info.coefficients:
-        value = given.get(key)
-        if value is None:
-            value = defaults.get(key)
-        if value is None:
-            raise TailorError(
-                f"task {task.name!r} has no default {key} for method {name!r}; pass it explicitly"
-            )
-        kwargs[key] = value
-    return resolve(name, **kwargs)
+    return task.method(name, alpha=alpha, omega_prime=omega_prime, alpha_hat=alpha_hat)
 
 
 def _config(cls: type, steps: int, seed: int, overrides: dict[str, Any]) -> Any:
