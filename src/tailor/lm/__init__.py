@@ -7,6 +7,15 @@ This package imports cheaply (torch and numpy only, never ``transformers``). Sub
 * :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
 * :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form.
 
+Submodules that need the optional ``lm`` extra (``transformers``), imported on use:
+
+* :mod:`tailor.lm.model` - load a local causal LM (never the hub), the char tokenizer, ``pretrain``;
+* :mod:`tailor.lm.sampling` - batched KV-cache sampling, token and sequence log-probs;
+* :mod:`tailor.lm.ppo` - token-level PPO for ``residual``, ``kl``, ``greedy``: the per-token
+  reward is :func:`tailor.reward.reformulate`, the same call as the MuJoCo PPO;
+* :mod:`tailor.lm.dpo` - offline training of ``dpo``, ``ce-dpo``, ``decoupled-dpo``;
+* :mod:`tailor.lm.evaluate` - add-on success, naturalness, KL to the prior, distinct samples.
+
 A user's rewards file does::
 
     from tailor.lm import register_reward
