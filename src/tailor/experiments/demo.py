@@ -33,8 +33,8 @@ class DemoConfig:
             0.1 (with ``alpha_hat`` 0.08, the paper's ratio ``omega'/alpha_hat`` of about 1.25)
             weighs the add-on more than the paper's 0.17 (``omega = omega'/alpha`` about 0.74
             instead of 1.26), so that a few minutes show the trade-off. With the paper's
-            coefficients the shipped prior moved little in 2M steps (``results/throughput.md``
-            and the README say by how much): it already sits near the paper's full policy.
+            coefficients the shipped prior moved little in 2M steps (``results/customization.md``
+            says by how much): it already sits near the paper's full policy.
         alpha_hat: temperature of the customized policy; ``None``: the task's paper default.
         steps: customization steps (the first 5% fit the fresh critic only).
         episodes: evaluation episodes for each policy (deterministic, same env seeds).

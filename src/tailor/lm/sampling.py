@@ -186,26 +186,40 @@ def sample(
             raise TailorError(
                 f"the prompt takes {prompt_ids.shape[1]} tokens, the model's whole context"
             )
-    if fast and _fast_gpt2_ok(model):
-        tokens, mask, logp = _sample_gpt2(
-            model,
-            tokenizer,
-            prompt_ids,
-            prompt_mask,
-            max_new_tokens,
-            generator,
-            temperature,
-            stop_at_eos,
-        )
-        return Samples(
-            prompts=prompts,
-            completions=decode_completions(tokenizer, tokens, mask),
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            tokens=tokens,
-            mask=mask,
-            logp=logp,
-        )
+    decode = _sample_gpt2 if fast and _fast_gpt2_ok(model) else _sample_forward
+    tokens, mask, logp = decode(
+        model,
+        tokenizer,
+        prompt_ids,
+        prompt_mask,
+        max_new_tokens,
+        generator,
+        temperature,
+        stop_at_eos,
+    )
+    return Samples(
+        prompts=prompts,
+        completions=decode_completions(tokenizer, tokens, mask),
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        tokens=tokens,
+        mask=mask,
+        logp=logp,
+    )
+
+
+def _sample_forward(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator | None,
+    temperature: float,
+    stop_at_eos: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Any causal LM: its own ``forward`` with ``past_key_values``; returns ``(tokens, mask,
+    logp)``, each ``[B, T]`` on the CPU (same contract as :func:`_sample_gpt2`)."""
     device = next(model.parameters()).device
     b = prompt_ids.shape[0]
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -244,15 +258,7 @@ def sample(
     tokens = torch.stack(toks, 1).cpu()
     mask = torch.stack(masks, 1).cpu()
     logp = torch.stack(logps, 1).cpu()
-    return Samples(
-        prompts=prompts,
-        completions=decode_completions(tokenizer, tokens, mask),
-        prompt_ids=prompt_ids,
-        prompt_mask=prompt_mask,
-        tokens=tokens,
-        mask=mask,
-        logp=logp,
-    )
+    return tokens, mask, logp
 
 
 def decode_completions(tokenizer: Any, tokens: torch.Tensor, mask: torch.Tensor) -> list[str]:
