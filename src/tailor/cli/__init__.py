@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tailor.cli.tabular",
     "tailor.cli.rl",
     "tailor.cli.lm",
+    "tailor.cli.experiments",
 )
 
 

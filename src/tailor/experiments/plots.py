@@ -10,7 +10,7 @@ import numpy as np
 
 from tailor.errors import TailorError
 
-__all__ = ["plot_learning_curve", "read_metrics"]
+__all__ = ["plot_learning_curve", "plot_preset", "read_metrics"]
 
 
 def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
@@ -35,7 +35,8 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
         return np.asarray(out)
 
     cols = {key: column(key) for key in rows[0] if key != "phase"}
-    cols["warmup"] = np.asarray([row.get("phase") == "warmup" for row in rows])
+    # The actor is frozen while the fresh critic warms up (tailor.algos.ppo METRIC_FIELDS).
+    cols["warmup"] = np.asarray([row.get("phase") == "critic-warmup" for row in rows])
     return cols
 
 
@@ -84,3 +85,145 @@ def plot_learning_curve(
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _seed_band(runs: list[Path], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mean, min and max over seeds of a metrics column, on the shortest run's step grid."""
+    cols = [read_metrics(r) for r in runs if (r / "metrics.csv").is_file()]
+    if not cols:
+        return None
+    n = min(len(c["steps"]) for c in cols)
+    ys = np.stack([c[key][:n] for c in cols])
+    return cols[0]["steps"][:n], np.nanmean(ys, 0), np.stack([np.nanmin(ys, 0), np.nanmax(ys, 0)])
+
+
+def plot_preset(
+    preset: Any, out: str | Path, budget: Any = "local", dest: str | Path | None = None
+) -> list[Path]:
+    """Figures of a preset from a sweep directory; returns the PNG paths.
+
+    - ``<preset>-curves.png``: one row per task, basic and add-on training-episode returns over
+      environment steps; a line per method (and std type) is the mean over seeds, the band the
+      min-max over seeds; the prior's evaluation is a dashed level (customization presets).
+    - ``<preset>-tradeoff.png`` (customization presets): evaluation basic vs add-on reward per
+      method, one small marker per seed and a large one for the pooled mean, per task.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tailor.experiments.presets import expand, get_budget, get_preset
+    from tailor.experiments.sweep import load_results
+    from tailor.experiments.tables import METHOD_NAMES
+
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    budget = get_budget(budget) if isinstance(budget, str) else budget
+    out = Path(out)
+    dest = Path(dest) if dest is not None else out / "plots"
+    dest.mkdir(parents=True, exist_ok=True)
+    jobs = expand(preset, budget)
+    results = load_results(jobs, out)
+    if not results:
+        raise TailorError(
+            f"no finished {preset.name} jobs (budget {budget.name}) in {str(out)!r}: "
+            f"run tailor sweep {preset.name} --budget {budget.name} --out {out} first"
+        )
+    groups: dict[tuple[str, str, str], list] = {}
+    for job in jobs:
+        groups.setdefault((job.task, job.method, job.std_type), []).append(job)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    paths = []
+
+    fig, axes = plt.subplots(len(preset.tasks), 2, figsize=(11, 3.2 * len(preset.tasks)), dpi=100)
+    axes = np.atleast_2d(axes)
+    for row, task in enumerate(preset.tasks):
+        k = 0
+        for (t, method, std), gjobs in groups.items():
+            if t != task:
+                continue
+            finished = [out / j.id for j in gjobs if j.id in results]
+            label = METHOD_NAMES.get(method, method) + (
+                f" ({std} std)" if len(preset.std_types) > 1 else ""
+            )
+            if method == "prior":
+                for col, key in enumerate(("basic", "addon")):
+                    vals = [results[j.id]["eval"][key]["mean"] for j in gjobs if j.id in results]
+                    if vals:
+                        axes[row, col].axhline(
+                            np.mean(vals), color="black", ls="--", lw=1, label="prior (evaluation)"
+                        )
+                continue
+            color = colors[k % len(colors)]
+            k += 1
+            for col, key in enumerate(("return_basic", "return_addon")):
+                band = _seed_band(finished, key)
+                if band is None:
+                    continue
+                steps, mean, (lo, hi) = band
+                ax = axes[row, col]
+                ax.plot(steps, mean, color=color, lw=1.5, label=f"{label} ({len(finished)} seeds)")
+                ax.fill_between(steps, lo, hi, color=color, alpha=0.2, lw=0)
+        for col, name in enumerate(("basic return", "add-on return")):
+            ax = axes[row, col]
+            ax.set_title(f"{task}: {name} (training episodes)", fontsize=9)
+            ax.set_xlabel("environment steps")
+            ax.grid(alpha=0.3)
+        if axes[row, 0].get_legend_handles_labels()[0]:
+            axes[row, 0].legend(fontsize=7)
+    fig.suptitle(
+        f"{preset.title} - budget {budget.name}: mean over seeds, band = min-max", fontsize=10
+    )
+    fig.tight_layout()
+    path = dest / f"{preset.name}-curves.png"
+    fig.savefig(path)
+    plt.close(fig)
+    paths.append(path)
+
+    if preset.customize_methods:
+        fig, axes1 = plt.subplots(
+            1, len(preset.tasks), figsize=(5 * len(preset.tasks), 4.2), dpi=100
+        )
+        for ax, task in zip(np.atleast_1d(axes1), preset.tasks, strict=True):
+            k = 0
+            for (t, method, _std), gjobs in groups.items():
+                if t != task:
+                    continue
+                rs = [results[j.id] for j in gjobs if j.id in results]
+                color = "black" if method == "prior" else colors[k % len(colors)]
+                k += method != "prior"
+                if not rs:
+                    continue
+                b = [r["eval"]["basic"]["mean"] for r in rs]
+                a = [r["eval"]["addon"]["mean"] for r in rs]
+                ax.scatter(b, a, color=color, s=14, alpha=0.6)
+                pb = np.concatenate([r["eval"]["per_episode"]["basic"] for r in rs])
+                pa = np.concatenate([r["eval"]["per_episode"]["addon"] for r in rs])
+                ax.errorbar(
+                    pb.mean(),
+                    pa.mean(),
+                    xerr=pb.std(),
+                    yerr=pa.std(),
+                    color=color,
+                    marker="o",
+                    ms=8,
+                    capsize=3,
+                    label=METHOD_NAMES.get(method, method),
+                )
+            ax.set_title(task, fontsize=9)
+            ax.set_xlabel("basic reward (evaluation)")
+            ax.set_ylabel("add-on reward (evaluation)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.suptitle(
+            f"{preset.title} - budget {budget.name}: basic vs add-on "
+            "(small: seeds; large: pooled mean ± std)",
+            fontsize=10,
+        )
+        fig.tight_layout()
+        path = dest / f"{preset.name}-tradeoff.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,128 @@
+"""``tailor sweep | table | plot``: reproduce the paper's tables (``tailor.experiments``).
+
+``sweep`` trains and evaluates; ``table`` and ``plot`` only read what a sweep wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tailor.errors import TailorError
+from tailor.experiments.presets import BUDGETS, PRESETS
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    presets = ", ".join(f"{p.name} ({p.title})" for p in PRESETS.values())
+    budgets = "; ".join(f"{b.name}: {b.description}" for b in BUDGETS.values())
+
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a paper preset's jobs (skips finished ones; records failures)",
+        description=f"Run every (config, seed) job of a preset once. Presets: {presets}. "
+        f"Budgets: {budgets}. A rerun skips finished jobs and retries failed ones; jobs shared "
+        "by two presets (Table III's global std = Table I's Soft PPO) run once when both "
+        "presets use the same --out.",
+    )
+    p.add_argument("preset", choices=tuple(PRESETS))
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
+    p.add_argument("--out", required=True, help="sweep directory (created; reused on rerun)")
+    p.add_argument("--workers", type=int, default=1, help="parallel jobs (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
+    p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
+    p.add_argument(
+        "--prior",
+        action="append",
+        default=[],
+        metavar="TASK=PATH",
+        help="use this prior for TASK instead of the shipped one (repeatable)",
+    )
+    p.add_argument("--list", action="store_true", help="print the jobs and their state; run none")
+    p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser(
+        "table",
+        help="print a preset's table (ours beside the paper's) from a sweep directory",
+        description="Print the paper's table layout as Markdown with our numbers beside the "
+        "paper's. Reads result.json files only; never trains.",
+    )
+    p.add_argument("preset", choices=tuple(PRESETS))
+    p.add_argument("dir", help="the sweep directory")
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
+    p.add_argument("--out", help="also write the Markdown to this file")
+    p.set_defaults(func=cmd_table)
+
+    p = subparsers.add_parser(
+        "plot",
+        help="learning curves and trade-off plots of a preset from a sweep directory",
+        description="Learning curves (mean and spread over seeds, basic and add-on returns) "
+        "per task, and for customization presets the basic-vs-add-on trade-off of every "
+        "method. Reads results only; never trains.",
+    )
+    p.add_argument("preset", choices=tuple(PRESETS))
+    p.add_argument("dir", help="the sweep directory")
+    p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
+    p.add_argument("--out", help="directory for the PNGs (default: DIR/plots)")
+    p.set_defaults(func=cmd_plot)
+
+
+def _priors(items: list[str]) -> dict[str, str]:
+    priors = {}
+    for item in items:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise TailorError(f"--prior wants TASK=PATH, got {item!r}")
+        if not Path(path).exists():
+            raise TailorError(f"--prior {item!r}: no such file or directory {path!r}")
+        priors[task] = path
+    return priors
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tailor.experiments.presets import expand
+    from tailor.experiments.sweep import FAILED_FILE, is_finished, run_sweep
+
+    jobs = expand(args.preset, args.budget, _priors(args.prior))
+    if args.list:
+        for job in jobs:
+            state = "finished" if is_finished(job, args.out) else "to run"
+            if state == "to run" and (Path(args.out) / job.id / FAILED_FILE).is_file():
+                state = "failed"
+            print(f"{state:9s} {job.id}")
+        return 0
+    for job in jobs:
+        if job.prior is not None and not Path(job.prior).exists():
+            raise TailorError(
+                f"no prior at {job.prior!r} for task {job.task!r}: run from the repository root "
+                "(the shipped priors are in priors/) or pass --prior TASK=PATH"
+            )
+    report = run_sweep(
+        jobs,
+        args.out,
+        workers=args.workers,
+        backend=args.backend,
+        address=args.address,
+        label=f"{args.preset}/{args.budget}",
+    )
+    return 1 if report.failed else 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from tailor.experiments.tables import preset_table
+
+    text = preset_table(args.preset, args.dir, args.budget)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from tailor.experiments.plots import plot_preset
+
+    for path in plot_preset(args.preset, args.dir, args.budget, args.out):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,320 @@
+"""Run a list of jobs once each, on worker processes or a Ray cluster; skip finished ones on rerun.
+
+Layout of a sweep directory ``DIR``::
+
+    DIR/<task>/<job name>/            the run (policy.safetensors, metrics.csv, tb/ ...)
+    DIR/<task>/<job name>/result.json the job's evaluation; its presence means "finished"
+    DIR/<task>/<job name>/failed.json the last failure (exception and traceback), if any
+    DIR/sweeps.jsonl                  one line per sweep invocation: preset, budget, counts, wall
+
+A job that raises is recorded in ``failed.json`` and the sweep goes on with the others; a rerun
+tries failed and unfinished jobs again and skips finished ones. A job restarts its run from
+scratch (a partial run directory is cleared) so that a result never mixes two sessions.
+
+Backends: ``local`` runs ``workers`` spawned processes (one torch thread each); ``ray`` submits
+the same function as Ray tasks (``num_cpus=1`` each) to ``ray.init(address)``, or to a local Ray
+instance with ``workers`` CPUs when no address is given. On a multi-machine cluster ``DIR`` must be
+a path every node can write (a shared filesystem), and tailor must be installed on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from tailor.errors import TailorError
+from tailor.experiments.presets import Job
+
+__all__ = ["RESULT_FILE", "SweepReport", "load_results", "run_job", "run_sweep"]
+
+RESULT_FILE = "result.json"
+FAILED_FILE = "failed.json"
+LOG_FILE = "sweeps.jsonl"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)  # atomic: a reader never sees half a result
+
+
+def run_job(job: Job, out: str | Path) -> dict[str, Any]:
+    """Run one job in this process and write ``<out>/<job.id>/result.json``; return the result.
+
+    ``train``: :func:`tailor.algos.ppo.train` with the task's paper coefficients for the method;
+    ``customize``: the same from the prior; ``prior``: nothing to train. Then the final policy is
+    evaluated for ``job.episodes`` deterministic episodes with :func:`tailor.evaluate.evaluate`.
+    """
+    from tailor.algos.ppo import PPOConfig, default_method, train
+    from tailor.envs import get_task
+    from tailor.evaluate import evaluate
+    from tailor.priors import load_prior
+
+    job_dir = Path(out) / job.id
+    task = get_task(job.task)
+    t0 = time.perf_counter()
+    train_wall = 0.0
+    if job.kind == "prior":
+        job_dir.mkdir(parents=True, exist_ok=True)
+        policy: Any = load_prior(job.prior)
+    elif job.kind in ("train", "customize"):
+        if job_dir.exists():  # an unfinished earlier attempt: start over, same seed
+            shutil.rmtree(job_dir)
+        config = PPOConfig(total_steps=job.steps, seed=job.seed, std_type=job.std_type)
+        for key, value in job.ppo:
+            if not hasattr(config, key):
+                raise TailorError(f"job {job.id}: PPOConfig has no field {key!r}")
+            setattr(config, key, tuple(value) if isinstance(value, list) else value)
+        prior = load_prior(job.prior) if job.kind == "customize" else None
+        result = train(task, default_method(task, job.method), config, job_dir, prior=prior)
+        train_wall = result.wall_s
+        policy = job_dir
+    else:
+        raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
+    t1 = time.perf_counter()
+    ev = evaluate(policy, task, job.episodes, seed=job.eval_seed)
+    record = {
+        "id": job.id,
+        "job": job.to_json(),
+        "eval": ev,
+        "train_wall_s": train_wall,
+        "eval_wall_s": time.perf_counter() - t1,
+        "wall_s": time.perf_counter() - t0,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    _write_json(job_dir / RESULT_FILE, record)
+    (job_dir / FAILED_FILE).unlink(missing_ok=True)
+    return record
+
+
+def _run_job_safe(job_json: dict[str, Any], out: str) -> dict[str, Any]:
+    """Worker entry point: never raises; a failure is written to ``failed.json`` and returned."""
+    job = Job.from_json(job_json)
+    t0 = time.perf_counter()
+    try:
+        record = run_job(job, out)
+        return {"id": job.id, "ok": True, "wall_s": record["wall_s"]}
+    except Exception as exc:  # a failed job must not stop the sweep
+        info = {
+            "id": job.id,
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "wall_s": time.perf_counter() - t0,
+            "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        try:
+            job_dir = Path(out) / job.id
+            job_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(job_dir / FAILED_FILE, info)
+        except OSError:
+            pass
+        return info
+
+
+@dataclass
+class SweepReport:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        total: jobs in the sweep.
+        skipped: ids already finished before this call.
+        done: ids finished by this call.
+        failed: id -> error line, for jobs that failed in this call.
+        wall_s: wall time of this call.
+    """
+
+    total: int
+    skipped: list[str] = field(default_factory=list)
+    done: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def is_finished(job: Job, out: str | Path) -> bool:
+    return (Path(out) / job.id / RESULT_FILE).is_file()
+
+
+def run_sweep(
+    jobs: Sequence[Job],
+    out: str | Path,
+    *,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    label: str = "",
+    log: Callable[[str], None] | None = print,
+) -> SweepReport:
+    """Run every unfinished job of ``jobs`` once; return a :class:`SweepReport`.
+
+    Args:
+        jobs: the jobs (e.g. :func:`tailor.experiments.presets.expand`); ids must be unique.
+        out: the sweep directory (created).
+        workers: parallel jobs (``local``: processes; ``ray`` without ``address``: the local Ray
+            instance's CPUs).
+        backend: ``"local"`` or ``"ray"``.
+        address: Ray cluster address (``"auto"`` or ``"ray://host:10001"``); ``ray`` only.
+        label: recorded in ``sweeps.jsonl`` (e.g. ``"table1/local"``).
+        log: where progress lines go (``None``: silent).
+    """
+    if backend not in ("local", "ray"):
+        raise TailorError(f"unknown backend {backend!r}; use 'local' or 'ray'")
+    if address is not None and backend != "ray":
+        raise TailorError("--address is for --backend ray")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise TailorError(f"workers must be a positive integer, got {workers!r}")
+    ids = [j.id for j in jobs]
+    if len(set(ids)) != len(ids):
+        raise TailorError(
+            "jobs with the same id: " + ", ".join(sorted({i for i in ids if ids.count(i) > 1}))
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = log or (lambda _s: None)
+    report = SweepReport(total=len(jobs))
+    todo = []
+    for job in jobs:
+        if is_finished(job, out):
+            report.skipped.append(job.id)
+        else:
+            todo.append(job)
+    say(
+        f"sweep {label or out}: {len(jobs)} jobs, {len(report.skipped)} already finished, "
+        f"{len(todo)} to run on {backend} with {workers} worker(s)"
+    )
+    t0 = time.perf_counter()
+
+    def finished(info: dict[str, Any]) -> None:
+        if info["ok"]:
+            report.done.append(info["id"])
+        else:
+            report.failed[info["id"]] = info["error"]
+        n = len(report.done) + len(report.failed)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed / n * (len(todo) - n)
+        state = "done  " if info["ok"] else "FAILED"
+        say(
+            f"[{n}/{len(todo)}] {state} {info['id']} ({info['wall_s']:.0f} s)"
+            + ("" if info["ok"] else f": {info['error']}")
+            + f"  elapsed {elapsed / 60:.1f} min, eta {eta / 60:.1f} min"
+        )
+
+    if todo:
+        # One torch/OpenMP thread per job: the networks are small, and N jobs on N cores would
+        # otherwise oversubscribe the CPU. Spawned workers and Ray workers inherit this.
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        if backend == "local":
+            _run_local(todo, out, workers, finished)
+        else:
+            _run_ray(todo, out, workers, address, finished)
+    report.wall_s = time.perf_counter() - t0
+    entry = {
+        "label": label,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - report.wall_s)),
+        "backend": backend,
+        "workers": workers,
+        "total": report.total,
+        "skipped": len(report.skipped),
+        "done": len(report.done),
+        "failed": sorted(report.failed),
+        "wall_s": round(report.wall_s, 1),
+        "command": " ".join(sys.argv),
+    }
+    with (out / LOG_FILE).open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    say(
+        f"sweep {label or out}: {len(report.done)} done, {len(report.failed)} failed, "
+        f"{len(report.skipped)} skipped in {report.wall_s / 60:.1f} min"
+    )
+    for job_id, error in report.failed.items():
+        say(f"  failed: {job_id}: {error} (details in {out / job_id / FAILED_FILE})")
+    return report
+
+
+def _run_local(
+    todo: list[Job], out: Path, workers: int, finished: Callable[[dict[str, Any]], None]
+) -> None:
+    pending = list(todo)
+    # A worker that dies (killed, out of memory, a segfault in native code) breaks the pool: its
+    # jobs are recorded as failed and a fresh pool takes the rest.
+    while pending:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            running: dict[Future, Job] = {}
+            broken = False
+            while (pending or running) and not broken:
+                while pending and len(running) < workers:
+                    job = pending.pop(0)
+                    running[pool.submit(_run_job_safe, job.to_json(), str(out))] = job
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        finished(fut.result())
+                    except BrokenProcessPool:
+                        broken = True
+                        finished(_crashed(job, out, "worker process died"))
+            for job in running.values():
+                finished(_crashed(job, out, "worker process died (pool broken by another job)"))
+
+
+def _crashed(job: Job, out: Path, why: str) -> dict[str, Any]:
+    info = {"id": job.id, "ok": False, "error": why, "traceback": "", "wall_s": 0.0}
+    (out / job.id).mkdir(parents=True, exist_ok=True)
+    _write_json(out / job.id / FAILED_FILE, info)
+    return info
+
+
+def _run_ray(
+    todo: list[Job],
+    out: Path,
+    workers: int,
+    address: str | None,
+    finished: Callable[[dict[str, Any]], None],
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise TailorError(
+            "the ray backend needs Ray: pip install 'tailor-rl[ray]' (or use --backend local)"
+        ) from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if address is None:
+            kwargs["num_cpus"] = workers
+        ray.init(address=address, **kwargs)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(_run_job_safe)
+        refs = {remote.remote(job.to_json(), str(out.resolve())): job for job in todo}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                job = refs.pop(ref)
+                try:
+                    finished(ray.get(ref))
+                except Exception as exc:  # a lost worker is a failed job
+                    finished(_crashed(job, out, f"ray task failed: {type(exc).__name__}: {exc}"))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def load_results(jobs: Sequence[Job], out: str | Path) -> dict[str, dict[str, Any]]:
+    """``id -> result.json`` for the finished jobs among ``jobs`` (missing ones are absent)."""
+    results = {}
+    for job in jobs:
+        path = Path(out) / job.id / RESULT_FILE
+        if path.is_file():
+            results[job.id] = json.loads(path.read_text())
+    return results

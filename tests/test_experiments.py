@@ -1,0 +1,212 @@
+"""tailor.experiments: preset expansion, the sweep runner (local and Ray), tables and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tailor.cli import main
+from tailor.errors import TailorError
+from tailor.experiments.presets import BUDGETS, Job, expand
+from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, run_job, run_sweep
+from tailor.experiments.tables import cell, preset_table
+
+# Two PPO iterations of 8 envs x 16 steps on the point mass: a job takes about a second.
+TINY = (("num_envs", 8), ("num_steps", 16), ("num_minibatches", 1), ("tensorboard", False))
+
+
+def tiny_jobs(seeds=(0, 1)) -> list[Job]:
+    return [Job("train", "pointmass", "soft", s, steps=256, episodes=2, ppo=TINY) for s in seeds]
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+
+def test_table1_expands_to_every_method_task_and_seed():
+    jobs = expand("table1", "local")
+    budget = BUDGETS["local"]
+    assert len(jobs) == 4 * 3 * len(budget.seeds)
+    assert len({j.id for j in jobs}) == len(jobs)
+    assert {j.method for j in jobs} == {"no-entropy", "end-entropy", "repeat-entropy", "soft"}
+    assert {j.kind for j in jobs} == {"train"}
+    assert all(j.steps == budget.train_steps and j.episodes == budget.episodes for j in jobs)
+    assert "hopper-jump/soft-global-150k-seed1" in {j.id for j in jobs}
+
+
+def test_table2_has_prior_customizations_and_full_policy(tmp_path):
+    jobs = expand("table2", "paper")
+    assert len(jobs) == 5 * 3 * 5  # (prior, greedy, kl, residual, full) x 3 tasks x 5 seeds
+    kinds = {(j.kind, j.method) for j in jobs}
+    assert kinds == {
+        ("prior", "prior"),
+        ("customize", "greedy"),
+        ("customize", "kl"),
+        ("customize", "residual"),
+        ("train", "full"),
+    }
+    custom = [j for j in jobs if j.kind == "customize"]
+    assert all(Path(j.prior).is_absolute() and j.steps == 5_000_000 for j in custom)
+    assert {j.episodes for j in jobs} == {100}  # 5 seeds x 100 = the paper's 500 episodes
+    # An override changes the prior and therefore the jobs' identity.
+    other = expand("table2", "paper", {"hopper-jump": str(tmp_path)})
+    assert {j.id for j in other} != {j.id for j in jobs}
+    with pytest.raises(TailorError, match="not a task of table2"):
+        expand("table2", "local", {"walker": "x"})
+
+
+def test_table3_shares_its_global_runs_with_table1():
+    t1 = {j.id for j in expand("table1", "local")}
+    t3 = expand("table3", "local")
+    assert {j.std_type for j in t3} == {"global", "state"}
+    shared = {j.id for j in t3 if j.std_type == "global"}
+    assert shared and shared <= t1
+    assert not {j.id for j in t3 if j.std_type == "state"} & t1
+
+
+def test_unknown_preset_and_budget():
+    with pytest.raises(TailorError, match="unknown preset"):
+        expand("table9", "local")
+    with pytest.raises(TailorError, match="unknown budget"):
+        expand("table1", "huge")
+
+
+# --- the sweep runner -------------------------------------------------------------------------
+
+
+def test_sweep_resume_skips_finished_jobs_and_records_failures(tmp_path):
+    bad = Job("train", "no-such-task", "soft", 0, steps=256, episodes=2, ppo=TINY)
+    jobs = [*tiny_jobs(), bad]
+    lines: list[str] = []
+    report = run_sweep(jobs, tmp_path, workers=2, log=lines.append)
+    # The failing job is recorded; the others finish regardless.
+    assert sorted(report.done) == sorted(j.id for j in tiny_jobs())
+    assert list(report.failed) == [bad.id] and "unknown task" in report.failed[bad.id]
+    failure = json.loads((tmp_path / bad.id / FAILED_FILE).read_text())
+    assert "TailorError" in failure["traceback"]
+    for job in tiny_jobs():
+        result = json.loads((tmp_path / job.id / RESULT_FILE).read_text())
+        assert result["eval"]["episodes"] == 2 and result["job"]["seed"] == job.seed
+        assert (tmp_path / job.id / "metrics.csv").is_file()
+    assert any("FAILED" in line for line in lines) and any("[3/3]" in line for line in lines)
+    mtimes = {j.id: (tmp_path / j.id / RESULT_FILE).stat().st_mtime_ns for j in tiny_jobs()}
+
+    # Rerun: finished jobs are skipped (their results untouched), the failed one is retried.
+    report = run_sweep(jobs, tmp_path, workers=1, log=None)
+    assert sorted(report.skipped) == sorted(mtimes) and report.done == []
+    assert list(report.failed) == [bad.id]
+    assert mtimes == {i: (tmp_path / i / RESULT_FILE).stat().st_mtime_ns for i in mtimes}
+    log = [json.loads(x) for x in (tmp_path / "sweeps.jsonl").read_text().splitlines()]
+    assert [(e["done"], e["skipped"]) for e in log] == [(2, 0), (0, 2)]
+
+
+def test_a_job_is_deterministic(tmp_path):
+    (job,) = tiny_jobs(seeds=(3,))
+    a = run_job(job, tmp_path / "a")["eval"]["per_episode"]
+    b = run_job(job, tmp_path / "b")["eval"]["per_episode"]
+    assert a == b
+    # Running it again in the same place starts the run over instead of mixing two sessions.
+    assert run_job(job, tmp_path / "a")["eval"]["per_episode"] == a
+
+
+def test_sweep_rejects_bad_arguments(tmp_path):
+    with pytest.raises(TailorError, match="backend"):
+        run_sweep(tiny_jobs(), tmp_path, backend="slurm")
+    with pytest.raises(TailorError, match="--address"):
+        run_sweep(tiny_jobs(), tmp_path, address="auto")
+    with pytest.raises(TailorError, match="same id"):
+        run_sweep(tiny_jobs(seeds=(0, 0)), tmp_path)
+
+
+def test_ray_backend_end_to_end(tmp_path):
+    pytest.importorskip("ray")
+    bad = Job("train", "no-such-task", "soft", 0, steps=256, episodes=2, ppo=TINY)
+    report = run_sweep([*tiny_jobs(), bad], tmp_path, workers=2, backend="ray", log=None)
+    assert sorted(report.done) == sorted(j.id for j in tiny_jobs())
+    assert list(report.failed) == [bad.id]
+    for job in tiny_jobs():
+        assert json.loads((tmp_path / job.id / RESULT_FILE).read_text())["id"] == job.id
+
+
+# --- tables and plots from a fixture of result files ------------------------------------------
+
+
+def _fake_result(out: Path, job: Job, per_episode: dict[str, list[float]]) -> None:
+    d = out / job.id
+    d.mkdir(parents=True)
+    ev = {k: {"mean": sum(v) / len(v), "std": 0.0} for k, v in per_episode.items()}
+    ev["per_episode"] = per_episode
+    (d / RESULT_FILE).write_text(json.dumps({"id": job.id, "job": job.to_json(), "eval": ev}))
+    rows = ["iteration,steps,phase,return_basic,return_addon"]
+    rows += [f"{i},{1000 * i},ppo,{10.0 * i + job.seed},{-float(i)}" for i in range(1, 6)]
+    (d / "metrics.csv").write_text("\n".join(rows) + "\n")
+
+
+def _episodes(basic: list[float], addon: list[float]) -> dict[str, list[float]]:
+    total = [b + a for b, a in zip(basic, addon, strict=True)]
+    return {"total": total, "basic": basic, "addon": addon, "statistic": [0.5] * len(basic)}
+
+
+def test_cell_pools_seeds_and_picks_the_best_seed():
+    results = [
+        {"job": {"seed": 0}, "eval": {"per_episode": {"basic": [1.0, 3.0]}}},
+        {"job": {"seed": 1}, "eval": {"per_episode": {"basic": [5.0, 7.0]}}},
+    ]
+    c = cell(results, "basic", "basic")
+    assert c["avg"] == pytest.approx((4.0, 5.0**0.5))  # pooled: 1, 3, 5, 7
+    assert c["best"] == pytest.approx((6.0, 1.0)) and c["best_seed"] == 1
+    assert c["seeds"] == 2 and c["episodes"] == 4
+    assert cell([], "basic", "basic") is None
+
+
+def test_table1_markdown_from_fixture(tmp_path):
+    jobs = {j.id: j for j in expand("table1", "local")}
+    soft0, soft1 = (jobs[f"hopper-jump/soft-global-150k-seed{s}"] for s in (0, 1))
+    _fake_result(tmp_path, soft0, _episodes([1000.0, 3000.0], [1.0, 1.0]))
+    _fake_result(tmp_path, soft1, _episodes([5000.0, 7000.0], [1.0, 1.0]))
+    _fake_result(
+        tmp_path, jobs["ant-sideways/no-entropy-global-150k-seed0"], _episodes([10.0], [0.0])
+    )
+    text = preset_table("table1", tmp_path, "local")
+    row = next(r for r in text.splitlines() if r.startswith("| hopper-jump | Soft PPO |"))
+    assert row == (
+        "| hopper-jump | Soft PPO | 4000.0 ± 2236.1 | 3105.3 ± 829.5 | 6000.0 ± 1000.0 (seed 1) "
+        "| 3689.4 ± 29.2 |"
+    )
+    partial = next(r for r in text.splitlines() if r.startswith("| ant-sideways | No-Entropy"))
+    assert "10.0 ± 0.0 (1/2 seeds)" in partial and "3918.9 ± 1032.9" in partial
+    missing = next(r for r in text.splitlines() if r.startswith("| hopper-jump | No-Entropy"))
+    assert missing.split(" | ")[2] == "-"
+    assert "Finished jobs: 3/24" in text
+
+
+def test_table2_and_plots_from_fixture(tmp_path):
+    for job in expand("table2", "local"):
+        if job.task == "hopper-jump":
+            basic = {"prior": 3000.0, "residual": 2900.0}.get(job.method, 1000.0) + job.seed
+            _fake_result(tmp_path, job, _episodes([basic, basic], [1500.0, 1500.0]))
+    text = preset_table("table2", tmp_path, "local")
+    row = next(r for r in text.splitlines() if r.startswith("| hopper-jump | Residual PPO |"))
+    assert "4400.5 ± 0.5 | 4401.4 ± 505.3 | 2900.5 ± 0.5 | 2951.6 ± 333.5" in row
+    assert "(seed 1)" in text and "| halfcheetah-hindleg | KL PPO | - |" in text
+
+    assert main(["plot", "table2", str(tmp_path), "--out", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "table2-curves.png").stat().st_size > 10_000
+    assert (tmp_path / "p" / "table2-tradeoff.png").stat().st_size > 10_000
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
+    assert main(["sweep", "table3", "--budget", "smoke", "--out", str(tmp_path), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(x.startswith("to run") for x in lines)
+    assert main(["table", "table3", str(tmp_path), "--budget", "smoke"]) == 0
+    assert "Finished jobs: 0/6" in capsys.readouterr().out
+    assert main(["plot", "table1", str(tmp_path)]) == 2
+    assert "no finished table1 jobs" in capsys.readouterr().err
+    assert main(["sweep", "table2", "--out", str(tmp_path), "--prior", "hopper-jump"]) == 2
+    assert "TASK=PATH" in capsys.readouterr().err
+    assert main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"]) == 2
