@@ -13,7 +13,7 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,lm]'
+	$(PY) -m pip install --quiet -e '.[dev,lm,ray,highway,video]'
 	touch $(STAMP)
 
 setup: $(STAMP)
