@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tailor.cli.rl",
     "tailor.cli.lm",
     "tailor.cli.experiments",
+    "tailor.cli.video",
 )
 
 
