@@ -19,8 +19,9 @@ def prior_dir(tmp_path_factory):
 
 def test_demo_customizes_evaluates_and_plots(prior_dir, tmp_path, capsys):
     out = tmp_path / "demo"
-    cfg = DemoConfig(out=out, prior=prior_dir, task="pointmass", steps=8192, episodes=4,
-                     progress=False)
+    cfg = DemoConfig(
+        out=out, prior=prior_dir, task="pointmass", steps=8192, episodes=4, progress=False
+    )
     result = run_demo(cfg)
     text = capsys.readouterr().out
     assert "exact identities hold" in text and "FAIL" not in text

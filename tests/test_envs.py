@@ -175,8 +175,9 @@ def test_load_tasks_file_errors(tmp_path, clean_registry, source, expected):
 
 def _short(task: Task, steps: int) -> Task:
     """The task with a shorter time limit, so truncation and auto-reset happen in the test."""
-    return dataclasses.replace(task, name=f"{task.name}-short", env_kwargs={
-        **task.env_kwargs, "max_episode_steps": steps})
+    return dataclasses.replace(
+        task, name=f"{task.name}-short", env_kwargs={**task.env_kwargs, "max_episode_steps": steps}
+    )
 
 
 def _assert_matches_gymnasium(task: Task, backend: str, num_envs=3, seed=7, steps=300):
@@ -296,12 +297,15 @@ def test_same_seed_same_result_other_seed_differs():
 
 
 def test_user_task_runs_on_gymnasium_fallback(clean_registry):
-    task = register_task(Task(
-        name="pendulum-still", env_id="Pendulum-v1",
-        addon=lambda env, action, info: -float(action[0]) ** 2,
-        statistic=lambda env, action, info: abs(float(env.unwrapped.state[1])),
-        statistic_name="mean |theta dot|",
-    ))
+    task = register_task(
+        Task(
+            name="pendulum-still",
+            env_id="Pendulum-v1",
+            addon=lambda env, action, info: -(float(action[0]) ** 2),
+            statistic=lambda env, action, info: abs(float(env.unwrapped.state[1])),
+            statistic_name="mean |theta dot|",
+        )
+    )
     venv = VecEnv("pendulum-still", 2, seed=3)
     assert venv.backend == "gymnasium" and venv.max_episode_steps == 200
     ref = make_env(task)
@@ -341,8 +345,12 @@ def test_non_finite_addon_names_task_step_and_env(clean_registry):
     assert "'pm-nan'" in msg and "vector step 3" in msg and "env index 1" in msg
 
     # Fallback path: scalar add-on that is infinite from the start.
-    slow = dataclasses.replace(get_task("pointmass"), name="pm-inf", vector_terms=None,
-                               addon=lambda env, action, info: float("inf"))
+    slow = dataclasses.replace(
+        get_task("pointmass"),
+        name="pm-inf",
+        vector_terms=None,
+        addon=lambda env, action, info: float("inf"),
+    )
     venv = VecEnv(slow, 2, seed=0)
     assert venv.backend == "gymnasium"
     venv.reset()
@@ -379,6 +387,7 @@ def test_pointmass_registered_with_gymnasium():
 
 def test_scripted_controller_beats_random_on_pointmass():
     """The basic reward rewards reaching the goal: a P-controller beats random actions."""
+
     def episode_return(policy):
         venv = VecEnv("pointmass", 8, seed=1)
         obs = venv.reset()
