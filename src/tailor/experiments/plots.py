@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,10 @@ def _seed_band(runs: list[Path], key: str) -> tuple[np.ndarray, np.ndarray, np.n
         return None
     n = min(len(c["steps"]) for c in cols)
     ys = np.stack([c[key][:n] for c in cols])
-    return cols[0]["steps"][:n], np.nanmean(ys, 0), np.stack([np.nanmin(ys, 0), np.nanmax(ys, 0)])
+    with warnings.catch_warnings():  # iterations before the first finished episode are all-nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = np.stack([np.nanmin(ys, 0), np.nanmax(ys, 0)])
+        return cols[0]["steps"][:n], np.nanmean(ys, 0), band
 
 
 def plot_preset(
