@@ -5,7 +5,9 @@ This package imports cheaply (torch and numpy only, never ``transformers``). Sub
 * :mod:`tailor.lm.rewards` - add-on rewards ``reward(prompt, completion) -> float`` by name;
 * :mod:`tailor.lm.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
 * :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
-* :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form.
+* :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form;
+* :mod:`tailor.lm.gpt2fast` - GPT-2's arithmetic in plain torch (KV-cache decoding, packed
+  padding-free log-probs), which sampling, scoring and training use for a plain GPT-2.
 
 Submodules that need the optional ``lm`` extra (``transformers``), imported on use:
 

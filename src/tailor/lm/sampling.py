@@ -82,14 +82,32 @@ class Samples:
         )
 
 
-def _prompt_token_ids(tokenizer: Any, prompt: str) -> list[int]:
-    ids = list(tokenizer(prompt).input_ids)
-    if not ids:
-        # An empty prompt must still give the model a position to predict from: the bos token
-        # (GPT-2 style tokenizers without a bos use their eos as the start token).
-        bos = tokenizer.bos_token_id
-        ids = [bos if bos is not None else tokenizer.eos_token_id]
-    return ids
+def _prompt_token_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    # One batched tokenizer call (a fast tokenizer encodes the list in one go), and each
+    # distinct prompt once.
+    distinct = list(dict.fromkeys(prompts))
+    enc = dict(zip(distinct, tokenizer(distinct).input_ids, strict=True)) if distinct else {}
+    bos = tokenizer.bos_token_id
+    out = []
+    for p in prompts:
+        ids = list(enc[p])
+        if not ids:
+            # An empty prompt must still give the model a position to predict from: the bos
+            # token (GPT-2 style tokenizers without a bos use their eos as the start token).
+            ids = [bos if bos is not None else tokenizer.eos_token_id]
+        out.append(ids)
+    return out
+
+
+def _pad(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` padded to the longest with ``pad`` (on the left or the right): ``(ids, mask)``."""
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+    width = int(lengths.max())
+    cols = torch.arange(width)[None]
+    mask = cols >= (width - lengths)[:, None] if left else cols < lengths[:, None]
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    ids[mask] = torch.tensor([t for r in rows for t in r], dtype=torch.long)
+    return ids, mask.long()
 
 
 def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,14 +118,7 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> tuple[torch.Tensor
     """
     if isinstance(prompts, str):
         raise TailorError("prompts must be a list of strings, not one string")
-    enc = [_prompt_token_ids(tokenizer, p) for p in prompts]
-    width = max(len(e) for e in enc)
-    ids = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for i, e in enumerate(enc):
-        ids[i, width - len(e) :] = torch.tensor(e, dtype=torch.long)
-        mask[i, width - len(e) :] = 1
-    return ids, mask
+    return _pad(_prompt_token_ids(tokenizer, prompts), tokenizer.pad_token_id, left=True)
 
 
 def encode_completions(
@@ -118,17 +129,11 @@ def encode_completions(
     Completions are encoded without special tokens; ``max_tokens`` cuts longer ones (their eos
     is then lost, exactly as when sampling stops at ``max_new_tokens``).
     """
-    enc = []
-    for c in completions:
-        ids = [*tokenizer(c, add_special_tokens=False).input_ids, tokenizer.eos_token_id]
-        enc.append(ids[:max_tokens] if max_tokens is not None else ids)
-    width = max(len(e) for e in enc)
-    tokens = torch.full((len(enc), width), tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((len(enc), width), dtype=torch.long)
-    for i, e in enumerate(enc):
-        tokens[i, : len(e)] = torch.tensor(e, dtype=torch.long)
-        mask[i, : len(e)] = 1
-    return tokens, mask
+    completions = list(completions)
+    eos = tokenizer.eos_token_id
+    batch = tokenizer(completions, add_special_tokens=False).input_ids if completions else []
+    enc = [[*ids, eos][:max_tokens] if max_tokens is not None else [*ids, eos] for ids in batch]
+    return _pad(enc, tokenizer.pad_token_id, left=False)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -161,10 +166,12 @@ def sample(
         generator: torch generator for reproducible draws.
         temperature: sampling temperature ``> 0``; 1 samples the model itself.
         stop_at_eos: ``False`` always generates ``max_new_tokens`` (for benchmarks).
-        fast: for a plain GPT-2 (``GPT2LMHeadModel``), run the same arithmetic through
-            :func:`_sample_gpt2`, a lean decoder on a preallocated KV cache (no per-step mask
-            building or cache objects); other models, or ``fast=False``, go through the model's
-            own ``forward`` with ``past_key_values``. Both record the same log-probs (tested).
+        fast: for a plain GPT-2 (``GPT2LMHeadModel``) in eval mode, run the same arithmetic
+            through :func:`tailor.lm.gpt2fast.decode` (a preallocated position-major KV cache,
+            no per-step mask building or cache objects, each distinct prompt prefilled once);
+            other models, or ``fast=False``, go through the model's own ``forward`` with
+            ``past_key_values``. Both draw the same tokens from the same generator and record
+            the same log-probs (tested).
 
     Returns:
         :class:`Samples` with ``T <= max_new_tokens`` columns.
@@ -280,17 +287,30 @@ def token_logprobs(
     tokens: torch.Tensor,
     mask: torch.Tensor,
     return_hidden: bool = False,
+    fast: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of ``tokens`` given the prompts, in ONE forward pass (differentiable).
 
     The model reads ``[prompt_ids, tokens]``; the logits at column ``P - 1 + t`` predict token
     ``t``. Padding is masked in attention and zeroed in the output.
 
+    ``fast``: for a plain GPT-2 in eval mode, compute the same numbers on packed rows
+    (:func:`tailor.lm.gpt2fast.packed_token_logprobs`: no padding, each distinct prompt once);
+    gradients equal the model's own to rounding (tested). Other models, or ``fast=False``, run
+    the model's ``forward``.
+
     Returns:
         ``(logp [B, T], hidden [B, T, H] or None)``: ``logp`` is 0 where ``mask`` is 0;
         ``hidden`` is the last layer's hidden state at the position that predicts token ``t``
-        (the state ``s_t`` of the token-level MDP), for a value head.
+        (the state ``s_t`` of the token-level MDP), for a value head (on the fast path it is 0
+        where ``mask`` is 0).
     """
+    if fast and _fast_gpt2_ok(model):
+        from tailor.lm.gpt2fast import packed_token_logprobs
+
+        out = packed_token_logprobs(model, prompt_ids, prompt_mask, tokens, mask, return_hidden)
+        if out is not None:
+            return out
     device = next(model.parameters()).device
     ids = torch.cat([prompt_ids, tokens], dim=1).to(device)
     attn = torch.cat([prompt_mask, mask], dim=1).to(device)
@@ -321,131 +341,13 @@ def sequence_logprobs(
     return token_logprobs(model, prompt_ids, prompt_mask, tokens, mask)[0].sum(1)
 
 
-# ---------------------------------------------------------------------------------------------
-# Lean GPT-2 decoding on a static KV cache
-# ---------------------------------------------------------------------------------------------
-
-
 def _fast_gpt2_ok(model: torch.nn.Module) -> bool:
-    """Whether :func:`_sample_gpt2` reproduces ``model`` exactly (plain GPT-2 settings only)."""
-    cfg = getattr(model, "config", None)
-    return (
-        type(model).__name__ == "GPT2LMHeadModel"
-        and not model.training
-        and getattr(cfg, "scale_attn_weights", False)
-        and not getattr(cfg, "scale_attn_by_inverse_layer_idx", True)
-        and not getattr(cfg, "reorder_and_upcast_attn", True)
-        and not getattr(cfg, "add_cross_attention", True)
-        and getattr(cfg, "activation_function", "") in ("gelu_new", "gelu_pytorch_tanh")
-        and next(model.parameters()).dtype == torch.float32
-        and next(model.parameters()).device.type == "cpu"
-    )
+    """Whether :mod:`tailor.lm.gpt2fast` reproduces ``model`` exactly (plain GPT-2 only)."""
+    from tailor.lm.gpt2fast import fast_gpt2_ok
+
+    return fast_gpt2_ok(model)
 
 
-def _gpt2_chunk(
-    weights: _GPT2Weights,
-    ids: torch.Tensor,
-    pos: torch.Tensor,
-    start: int,
-    keys: list[torch.Tensor],
-    values: list[torch.Tensor],
-    bias: torch.Tensor,
-) -> torch.Tensor:
-    """Run ``S`` new positions through GPT-2, writing their keys/values at ``[start, start+S)``.
-
-    The arithmetic of ``GPT2LMHeadModel.forward`` (pre-LayerNorm blocks, Conv1D weights stored
-    ``[in, out]``, tanh GELU, tied output embedding), without its per-call mask and cache set-up.
-
-    Args:
-        ids: ``[B, S]`` token ids; ``pos``: ``[B, S]`` position ids.
-        keys, values: per layer ``[B, heads, L_max, d]`` caches.
-        bias: ``[B, 1, S, start + S]`` additive attention mask (0 visible, -inf hidden).
-
-    Returns:
-        Logits of the last new position, ``[B, V]``.
-    """
-    w = weights
-    b, s = ids.shape
-    end = start + s
-    x = F.embedding(ids, w.wte) + F.embedding(pos, w.wpe)  # [B, S, H]
-    width = x.shape[-1]
-    for i, (
-        ln1w,
-        ln1b,
-        qkv_w,
-        qkv_b,
-        proj_w,
-        proj_b,
-        ln2w,
-        ln2b,
-        fc_w,
-        fc_b,
-        out_w,
-        out_b,
-    ) in enumerate(w.layers):
-        h = F.layer_norm(x, (width,), ln1w, ln1b, w.eps).reshape(b * s, -1)
-        q, k, v = torch.addmm(qkv_b, h, qkv_w).view(b, s, 3, w.heads, -1).permute(2, 0, 3, 1, 4)
-        keys[i][:, :, start:end] = k  # q, k, v: [B, heads, S, d]
-        values[i][:, :, start:end] = v
-        scores = torch.matmul(q, keys[i][:, :, :end].transpose(-1, -2)).mul_(w.scale).add_(bias)
-        att = torch.matmul(torch.softmax(scores, dim=-1), values[i][:, :, :end])  # [B,nh,S,d]
-        att = att.transpose(1, 2).reshape(b * s, -1)
-        x = x + torch.addmm(proj_b, att, proj_w).view(b, s, -1)
-        h = F.layer_norm(x, (width,), ln2w, ln2b, w.eps).reshape(b * s, -1)
-        h = F.gelu(torch.addmm(fc_b, h, fc_w), approximate="tanh")
-        x = x + torch.addmm(out_b, h, out_w).view(b, s, -1)
-    last = F.layer_norm(x[:, -1], (width,), w.lnf_w, w.lnf_b, w.eps)
-    return last @ w.head_t
-
-
-@dataclass
-class _GPT2Weights:
-    """The tensors of a ``GPT2LMHeadModel``, looked up once instead of at every step."""
-
-    wte: torch.Tensor
-    wpe: torch.Tensor
-    layers: list[tuple[torch.Tensor, ...]]
-    lnf_w: torch.Tensor
-    lnf_b: torch.Tensor
-    head_t: torch.Tensor  # [H, V]
-    heads: int
-    eps: float
-    scale: float
-
-    @classmethod
-    def of(cls, model: torch.nn.Module) -> _GPT2Weights:
-        tr, cfg = model.transformer, model.config
-        layers = [
-            (
-                blk.ln_1.weight,
-                blk.ln_1.bias,
-                blk.attn.c_attn.weight,
-                blk.attn.c_attn.bias,
-                blk.attn.c_proj.weight,
-                blk.attn.c_proj.bias,
-                blk.ln_2.weight,
-                blk.ln_2.bias,
-                blk.mlp.c_fc.weight,
-                blk.mlp.c_fc.bias,
-                blk.mlp.c_proj.weight,
-                blk.mlp.c_proj.bias,
-            )
-            for blk in tr.h
-        ]
-        return cls(
-            tr.wte.weight,
-            tr.wpe.weight,
-            layers,
-            tr.ln_f.weight,
-            tr.ln_f.bias,
-            model.lm_head.weight.T.contiguous(),
-            cfg.n_head,
-            cfg.layer_norm_epsilon,
-            (cfg.n_embd // cfg.n_head) ** -0.5,
-        )
-
-
-@torch.no_grad()
 def _sample_gpt2(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -456,60 +358,17 @@ def _sample_gpt2(
     temperature: float,
     stop_at_eos: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`sample` for GPT-2: ``(tokens [B, T], mask [B, T], logp [B, T])``."""
-    cfg = model.config
-    b, p = prompt_ids.shape
-    total = p + max_new_tokens
-    if total > cfg.n_positions:
-        raise TailorError(
-            f"prompt ({p} tokens) + max_new_tokens ({max_new_tokens}) exceeds the model's "
-            f"{cfg.n_positions} positions"
-        )
-    d = cfg.n_embd // cfg.n_head
-    keys = [torch.empty(b, cfg.n_head, total, d) for _ in range(cfg.n_layer)]
-    values = [torch.empty(b, cfg.n_head, total, d) for _ in range(cfg.n_layer)]
-    # Prefill: causal and padding mask. A padding query would then see nothing (NaN), so every
-    # query may see itself: for a real query that changes nothing, and a padding query's output
-    # is never used.
-    ok = torch.ones(p, p, dtype=torch.bool).tril()[None] & prompt_mask.bool()[:, None, :]
-    ok = ok | torch.eye(p, dtype=torch.bool)[None]
-    neg = torch.finfo(torch.float32).min
-    prefill_bias = torch.zeros(b, 1, p, p).masked_fill(~ok[:, None], neg)
-    pos = _positions(prompt_mask)
-    weights = _GPT2Weights.of(model)
-    logits = _gpt2_chunk(weights, prompt_ids, pos, 0, keys, values, prefill_bias)
-    # Decoding: each row's one query sees the real keys so far and its own (a finished row's
-    # query is padding: hidden from later queries, its output never used).
-    bias = torch.zeros(b, 1, 1, total)
-    bias[:, 0, 0, :p] = torch.zeros(b, p).masked_fill(~prompt_mask.bool(), neg)
-    next_pos = pos[:, -1] + 1
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    done = torch.zeros(b, dtype=torch.bool)
-    tokens = torch.full((b, max_new_tokens), pad, dtype=torch.long)
-    mask = torch.zeros((b, max_new_tokens), dtype=torch.long)
-    logp = torch.zeros((b, max_new_tokens))
-    t_end = max_new_tokens
-    for t in range(max_new_tokens):
-        logp_all = F.log_softmax(logits / temperature, dim=-1)
-        tok = torch.multinomial(logp_all.exp(), 1, generator=generator).squeeze(1)
-        alive = ~done
-        tokens[:, t] = torch.where(alive, tok, torch.full_like(tok, pad))
-        logp[:, t] = torch.where(alive, logp_all.gather(1, tok[:, None]).squeeze(1), 0.0)
-        mask[:, t] = alive.long()
-        if stop_at_eos:
-            done = done | (alive & (tok == eos))
-        if t == max_new_tokens - 1 or bool(done.all()):
-            t_end = t + 1
-            break
-        bias[:, 0, 0, p + t] = torch.where(alive, 0.0, neg)  # hidden from later queries
-        logits = _gpt2_chunk(
-            weights,
-            tokens[:, t : t + 1],
-            next_pos[:, None],
-            p + t,
-            keys,
-            values,
-            bias[..., : p + t + 1],
-        )
-        next_pos = next_pos + 1
-    return tokens[:, :t_end], mask[:, :t_end], logp[:, :t_end]
+    """:func:`sample` for GPT-2 (:func:`tailor.lm.gpt2fast.decode`): ``(tokens, mask, logp)``."""
+    from tailor.lm.gpt2fast import decode
+
+    return decode(
+        model,
+        prompt_ids,
+        prompt_mask,
+        max_new_tokens,
+        generator,
+        temperature,
+        stop_at_eos,
+        tokenizer.eos_token_id,
+        tokenizer.pad_token_id,
+    )
