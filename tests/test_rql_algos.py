@@ -15,8 +15,13 @@ from tailor.rql import run
 from tailor.rql.sac import SquashedGaussianActor
 
 DQN_FAST = {"learning_starts": 100, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
-SAC_FAST = {"learning_starts": 100, "batch_size": 16, "hidden": (16, 16), "log_interval": 0,
-            "warm_start_steps": 20}
+SAC_FAST = {
+    "learning_starts": 100,
+    "batch_size": 16,
+    "hidden": (16, 16),
+    "log_interval": 0,
+    "warm_start_steps": 20,
+}
 
 
 def test_cartpole_centered_rewards_and_success():
@@ -56,34 +61,57 @@ def test_dqn_prior_checkpoint_is_safetensors_json_and_deterministic(dqn_prior, t
     assert meta["format"] == run.RQL_FORMAT and meta["algo"] == "dqn"
     assert meta["coefficients"] == {"omega_prime": 0.0, "alpha_hat": 0.05}
     assert run.is_rql_policy(dqn_prior) and not run.is_rql_policy(tmp_path)
-    again = run.train_prior("cartpole-centered", "dqn", 400, 0, tmp_path / "b", log=None,
-                            **DQN_FAST)
+    again = run.train_prior(
+        "cartpole-centered", "dqn", 400, 0, tmp_path / "b", log=None, **DQN_FAST
+    )
     _, t1 = run.load_policy(dqn_prior)
     _, t2 = run.load_policy(again)
     assert all(torch.equal(t1[k], t2[k]) for k in t1)
-    other = run.train_prior("cartpole-centered", "dqn", 400, 1, tmp_path / "c", log=None,
-                            **DQN_FAST)
+    other = run.train_prior(
+        "cartpole-centered", "dqn", 400, 1, tmp_path / "c", log=None, **DQN_FAST
+    )
     _, t3 = run.load_policy(other)
     assert not all(torch.equal(t1[k], t3[k]) for k in t1)
 
 
 def test_residual_dqn_starts_as_the_prior(dqn_prior, tmp_path):
-    # No gradient step (learning_starts > steps) and Q_R = 0 with omega' = alpha_hat: the
-    # customized greedy policy argmax(0 + omega' log pi) is the prior's argmax Q.
-    out = run.customize("cartpole-centered", "dqn", dqn_prior, 50, 0, tmp_path / "c",
-                        log=None, **{**DQN_FAST, "learning_starts": 1000})
+    # No gradient step (learning_starts > steps) and Q_R = 0: the customized greedy policy
+    # argmax(0 + omega' log pi) is the prior's argmax Q for any omega' > 0.
+    out = run.customize(
+        "cartpole-centered",
+        "dqn",
+        dqn_prior,
+        50,
+        0,
+        tmp_path / "c",
+        log=None,
+        **{**DQN_FAST, "learning_starts": 1000},
+    )
     a = run.evaluate(dqn_prior, episodes=2, max_steps=60)
     b = run.evaluate(out, episodes=2, max_steps=60)
     assert a["per_episode"] == b["per_episode"]
     meta, tensors = run.load_policy(out)
     assert meta["has_prior"] and meta["prior_alpha"] == 0.05
-    assert all(float(v.abs().sum()) == 0.0 for k, v in tensors.items()
-               if k.startswith("q.") and k.endswith(("4.weight", "4.bias")))
+    assert all(
+        float(v.abs().sum()) == 0.0
+        for k, v in tensors.items()
+        if k.startswith("q.") and k.endswith(("4.weight", "4.bias"))
+    )
 
 
 def test_residual_dqn_trains_and_evaluate_reports_everything(dqn_prior, tmp_path):
-    out = run.customize("cartpole-centered", "dqn", dqn_prior, 300, 0, tmp_path / "c",
-                        omega_prime=0.1, alpha_hat=0.05, log=None, **DQN_FAST)
+    out = run.customize(
+        "cartpole-centered",
+        "dqn",
+        dqn_prior,
+        300,
+        0,
+        tmp_path / "c",
+        omega_prime=0.1,
+        alpha_hat=0.05,
+        log=None,
+        **DQN_FAST,
+    )
     meta, _ = run.load_policy(out)
     assert meta["method"] == "residual"
     assert meta["coefficients"] == {"omega_prime": 0.1, "alpha_hat": 0.05}
@@ -95,11 +123,13 @@ def test_residual_dqn_trains_and_evaluate_reports_everything(dqn_prior, tmp_path
 
 
 def test_mcts_customize_and_evaluate(dqn_prior, tmp_path):
-    out = run.customize("cartpole-centered", "mcts", dqn_prior, 0, 0, tmp_path / "m",
-                        simulations=10, horizon=3)
+    out = run.customize(
+        "cartpole-centered", "mcts", dqn_prior, 0, 0, tmp_path / "m", simulations=10, horizon=3
+    )
     meta, tensors = run.load_policy(out)
     assert meta["algo"] == "mcts" and meta["config"]["simulations"] == 10
-    assert meta["config"]["omega_prime"] == 0.05  # the task's residual coefficient
+    # the task's residual coefficients: omega' = 0.02, tau = alpha_hat = 0.05
+    assert meta["config"]["omega_prime"] == 0.02 and meta["config"]["tau"] == 0.05
     assert any(k.startswith("prior.") for k in tensors)
     res = run.evaluate(out, episodes=1, max_steps=15)
     assert res["length"]["mean"] <= 15 and res["algo"] == "mcts"
@@ -108,8 +138,9 @@ def test_mcts_customize_and_evaluate(dqn_prior, tmp_path):
 
 def test_squashed_gaussian_log_prob_matches_sample():
     torch.manual_seed(0)
-    actor = SquashedGaussianActor(2, 1, (8,), np.array([-2.0]), np.array([2.0]),
-                                  np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
+    actor = SquashedGaussianActor(
+        2, 1, (8,), np.array([-2.0]), np.array([2.0]), np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    )
     obs = torch.randn(64, 2)
     a, logp = actor.sample(obs, torch.Generator().manual_seed(1))
     assert torch.all(a.abs() <= 2.0)
@@ -122,20 +153,31 @@ def test_squashed_gaussian_log_prob_matches_sample():
 
 
 def test_sac_prior_and_residual_sac(tmp_path):
-    prior = run.train_prior("mountaincar-noleft", "sac", 200, 0, tmp_path / "p", log=None,
-                            **SAC_FAST)
-    same = run.train_prior("mountaincar-noleft", "sac", 200, 0, tmp_path / "q", log=None,
-                           **SAC_FAST)
+    prior = run.train_prior(
+        "mountaincar-noleft", "sac", 200, 0, tmp_path / "p", log=None, **SAC_FAST
+    )
+    same = run.train_prior(
+        "mountaincar-noleft", "sac", 200, 0, tmp_path / "q", log=None, **SAC_FAST
+    )
     _, t1 = run.load_policy(prior)
     _, t2 = run.load_policy(same)
     assert all(torch.equal(t1[k], t2[k]) for k in t1)
     # no update yet: the customized actor is the prior's copy
-    idle = run.customize("mountaincar-noleft", "sac", prior, 50, 0, tmp_path / "i", log=None,
-                         **{**SAC_FAST, "learning_starts": 1000})
+    idle = run.customize(
+        "mountaincar-noleft",
+        "sac",
+        prior,
+        50,
+        0,
+        tmp_path / "i",
+        log=None,
+        **{**SAC_FAST, "learning_starts": 1000},
+    )
     _, t3 = run.load_policy(idle)
     assert all(torch.equal(t1[k], t3[k]) for k in t1)
-    cust = run.customize("mountaincar-noleft", "sac", prior, 200, 0, tmp_path / "c", log=None,
-                         **SAC_FAST)
+    cust = run.customize(
+        "mountaincar-noleft", "sac", prior, 200, 0, tmp_path / "c", log=None, **SAC_FAST
+    )
     meta, t4 = run.load_policy(cust)
     assert meta["coefficients"] == {"omega_prime": 0.1, "alpha_hat": 0.1}
     assert not all(torch.equal(t1[k], t4[k]) for k in t1)
@@ -160,3 +202,37 @@ def test_bad_inputs_raise_tailor_errors(dqn_prior, tmp_path):
     (tmp_path / "junk" / "policy.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(TailorError, match="readable"):
         run.evaluate(tmp_path / "junk")
+
+
+def test_basic_weight_scales_only_the_full_reward():
+    from tailor.methods import resolve
+    from tailor.rql.soft_dqn import SoftDQNConfig, _weighted
+
+    cfg = SoftDQNConfig(basic_weight=0.2)
+    full, soft = resolve("full", alpha=0.1), resolve("soft", alpha=0.1)
+    assert full.env_reward(_weighted(full, cfg, 1.5), -0.5) == pytest.approx(0.2 * 1.5 - 0.5)
+    assert soft.env_reward(_weighted(soft, cfg, 1.5), -0.5) == 1.5
+
+
+def test_gradient_steps_take_more_updates(tmp_path):
+    a = run.train_prior("cartpole-centered", "dqn", 150, 0, tmp_path / "a", log=None, **DQN_FAST)
+    b = run.train_prior(
+        "cartpole-centered", "dqn", 150, 0, tmp_path / "b", log=None, gradient_steps=3, **DQN_FAST
+    )
+    _, ta = run.load_policy(a)
+    _, tb = run.load_policy(b)
+    assert not all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+def test_batched_mcts_is_the_default_and_sequential_is_available(dqn_prior, tmp_path):
+    kw = {"simulations": 14, "horizon": 3}
+    fast = run.customize("cartpole-centered", "mcts", dqn_prior, 0, 0, tmp_path / "b", **kw)
+    slow = run.customize(
+        "cartpole-centered", "mcts", dqn_prior, 0, 0, tmp_path / "s", batched=False, **kw
+    )
+    assert run.load_policy(fast)[0]["config"]["batched"] is True
+    # 14 simulations = the whole depth-3 tree for the batched search; the sequential search
+    # with 14 simulations has not finished it, so only the batched one is compared exactly.
+    res = run.evaluate(fast, episodes=1, max_steps=10)
+    assert res["length"]["mean"] == 10
+    assert run.evaluate(slow, episodes=1, max_steps=10)["length"]["mean"] == 10

@@ -2,15 +2,30 @@
 
 Tolerances: exact expected updates reach residual soft value iteration to 1e-8; sampled tabular
 Q-learning (10k steps, step 1/n) to 3e-2 on a 3-state MDP whose residual q-values are O(1);
-residual MCTS on a deterministic tree equals the enumerated finite-horizon soft values to 1e-10.
+residual MCTS on a deterministic tree equals the enumerated finite-horizon soft values to 1e-10,
+and so does the batched (level-by-level) search, which also equals the sequential search on
+CartPole to 1e-9.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from tailor.rql.mcts import MCTSConfig, ResidualMCTS
+from tailor.envs import make_env
+from tailor.envs.classic import BATCH_ADDONS, cartpole_step_batch
+from tailor.rql.mcts import (
+    BatchedResidualMCTS,
+    CartPoleModel,
+    LoopModel,
+    MCTSConfig,
+    ResidualMCTS,
+    TaskModel,
+    batch_model,
+    numpy_log_prior,
+)
+from tailor.rql.soft_dqn import mlp
 from tailor.rql.tabular_q import (
     FiniteMDPEnv,
     FiniteMDPModel,
@@ -127,3 +142,91 @@ def test_mcts_hand_worked_two_level_tree():
     # V(s1) = log(0.5 e^{ln 3} + 0.5 e^0) = log 2 ; V(s2) = log(0.5 + 0.5) = 0
     # Q(s0, a0) = 0 + 0.5 log 2 ; Q(s0, a1) = 1 + 0.5 * 0
     np.testing.assert_allclose(q, [0.5 * np.log(2.0), 1.0], atol=1e-12)
+
+
+def _root(model):
+    return LoopModel._objects([model.get_state()]), model.obs()[None]
+
+
+@pytest.mark.parametrize(("omega", "tau"), [(1.0, 1.0), (0.5, 0.2)])
+def test_batched_mcts_equals_enumerated_soft_values(omega, tau):
+    basic, addon = _deterministic(7, 3, 0.8, seed=3)
+    _, prior = soft_value_iteration(basic, 0.7)
+    log_prior = np.log(prior)
+    horizon, root = 3, 2
+    model = FiniteMDPModel(addon, state=root)
+    # 3 + 9 + 27 = 39 nodes: a budget of 40 builds the whole tree
+    cfg = MCTSConfig(simulations=40, horizon=horizon, gamma=0.8, omega_prime=omega, tau=tau)
+    search = BatchedResidualMCTS(
+        LoopModel(model), lambda obs: log_prior[np.argmax(obs, axis=-1)], cfg
+    )
+    q_root = search.search_from(*_root(model))
+    expected = _finite_horizon_soft_values(addon, log_prior, omega, tau, horizon)[root]
+    np.testing.assert_allclose(q_root, expected, atol=1e-10)
+    assert search.simulator_steps == 39
+    assert search.act_from(*_root(model)) == int(np.argmax(expected + omega * log_prior[root]))
+
+
+def test_batched_mcts_spends_the_budget_on_the_most_probable_paths():
+    basic, addon = _deterministic(7, 3, 0.8, seed=3)
+    _, prior = soft_value_iteration(basic, 0.7)
+    log_prior = np.log(prior)
+    model = FiniteMDPModel(addon, state=2)
+    cfg = MCTSConfig(simulations=7, horizon=3, gamma=0.8, rollout=False)
+    search = BatchedResidualMCTS(
+        LoopModel(model), lambda obs: log_prior[np.argmax(obs, axis=-1)], cfg
+    )
+    q = search.search_from(*_root(model))
+    # budget 7 = the root's 3 children + the 3 children of the most probable child
+    assert [len(level.reward) for level in search.levels] == [1, 3, 3]
+    best = int(np.argmax(log_prior[2]))
+    assert search.levels[1].expanded.tolist() == [a == best for a in range(3)]
+    # unexpanded children are worth 0 (no rollout): Q_R = r_R there; the expanded one backs up
+    s1 = int(np.argmax(addon.P[2, best]))
+    v1 = cfg.tau * np.log(np.sum(np.exp((addon.r[s1] + log_prior[s1]) / cfg.tau)))
+    expected = addon.r[2].copy()
+    expected[best] += cfg.gamma * v1
+    np.testing.assert_allclose(q, expected, atol=1e-12)
+
+
+def test_cartpole_batch_step_matches_gymnasium():
+    env = make_env("cartpole-centered")
+    env.reset(seed=4)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        before = np.array(env.unwrapped.state, dtype=np.float64)
+        a = int(rng.integers(2))
+        obs, _, term, _, info = env.step(a)
+        nxt, t = cartpole_step_batch(before[None], np.array([a]))
+        np.testing.assert_allclose(nxt[0], env.unwrapped.state, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(nxt[0].astype(np.float32), obs, rtol=0, atol=1e-6)
+        assert bool(t[0]) == term
+        addon = BATCH_ADDONS["cartpole-centered"](nxt, np.array([a]))[0]
+        assert addon == pytest.approx(info["addon_reward"], abs=1e-12)
+        if term:
+            env.reset()
+
+
+def test_batched_search_equals_the_sequential_search_on_cartpole():
+    torch.manual_seed(0)
+    log_prior = numpy_log_prior(mlp(4, 2, (16, 16)), 0.05)
+    env = make_env("cartpole-centered")
+    obs, _ = env.reset(seed=3)
+    for _ in range(4):
+        obs, *_ = env.step(1)
+    kw = dict(horizon=4, gamma=0.8, omega_prime=0.05, tau=0.05)
+    model = batch_model("cartpole-centered")
+    assert isinstance(model, CartPoleModel)
+    batched = BatchedResidualMCTS(model, log_prior, MCTSConfig(simulations=30, **kw))
+    q_batched = batched.search_from(model.root(env), obs[None])
+    seq_model = TaskModel("cartpole-centered")
+    seq_model.sync(env)
+    q_seq = ResidualMCTS(seq_model, log_prior, MCTSConfig(simulations=400, **kw)).search(obs)
+    np.testing.assert_allclose(q_batched, q_seq, rtol=0, atol=1e-9)
+    # the generic loop over the gym env gives the same tree
+    loop = BatchedResidualMCTS(
+        LoopModel(TaskModel("cartpole-centered")), log_prior, MCTSConfig(simulations=30, **kw)
+    )
+    np.testing.assert_allclose(
+        loop.search_from(loop.model.root(env), obs[None]), q_batched, rtol=0, atol=1e-9
+    )

@@ -74,8 +74,9 @@ def test_soft_policy_known_answers():
     prior = np.log([0.2, 0.8])
     np.testing.assert_allclose(soft_policy(np.zeros(2), prior, 0.3, 0.3), [0.2, 0.8])
     # greedy with a tie: split evenly
-    np.testing.assert_allclose(soft_policy(np.array([1.0, 1.0, 0.0]), None, 0.0, 0.0),
-                               [0.5, 0.5, 0.0])
+    np.testing.assert_allclose(
+        soft_policy(np.array([1.0, 1.0, 0.0]), None, 0.0, 0.0), [0.5, 0.5, 0.0]
+    )
     t = soft_policy(torch.tensor([[0.0, LN3]], dtype=torch.float64), None, 0.0, 1.0)
     np.testing.assert_allclose(t.numpy(), [[0.25, 0.75]], atol=1e-12)
 
@@ -122,8 +123,16 @@ def test_sac_actor_loss_known_answer_and_gradient():
     # the min picks q1 for sample 0 and q2 for sample 1
     np.testing.assert_allclose(q1.grad.numpy(), [-0.5, 0.0])
     np.testing.assert_allclose(
-        sac_actor_loss(np.array([-1.0, 0.0]), np.array([2.0, 1.0]), np.array([3.0, 0.0]),
-                       np.array([-2.0, -1.0]), 0.5, 0.1), -0.3)
+        sac_actor_loss(
+            np.array([-1.0, 0.0]),
+            np.array([2.0, 1.0]),
+            np.array([3.0, 0.0]),
+            np.array([-2.0, -1.0]),
+            0.5,
+            0.1,
+        ),
+        -0.3,
+    )
 
 
 def test_coefficients_come_from_methods():

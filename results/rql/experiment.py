@@ -1,107 +1,237 @@
 """Prior vs residual customization vs from-scratch on the full reward, 3 seeds (results/rql).
 
-Usage (from the repository root, one thread):
-    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py dqn   # cartpole-centered
-    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py sac   # mountaincar-noleft
-    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py mcts  # cartpole, DQN priors
-Writes runs/ (checkpoints, ignored by git) and results/rql/<algo>_results.json.
+Usage (from the repository root, one thread, one suite at a time):
+    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py dqn      # cartpole-centered
+    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py sac      # mountaincar-noleft
+    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py mcts     # cartpole, DQN priors
+    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py highway  # highway-keepright
+    OMP_NUM_THREADS=1 .venv/bin/python results/rql/experiment.py parking  # parking-boundary
+    .venv/bin/python results/rql/experiment.py table                      # markdown tables
+Options: --seeds 0,1,2  --episodes 50. Writes runs/rql/ (checkpoints, ignored by git) and
+results/rql/<suite>_results.json, rewritten after every evaluation (a stopped suite keeps what
+it finished; a rerun skips rows already there for the same settings).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tailor.rql import run
 
 torch.set_num_threads(1)
-ALGO = sys.argv[1]
-SEEDS = (0, 1, 2)
-EPISODES = 50
 ROOT = Path("runs/rql")
 OUT = Path("results/rql")
-SETTINGS = {
-    "dqn": dict(task="cartpole-centered", prior_steps=30_000, custom_steps=15_000,
-                config={"train_freq": 2}),
-    "sac": dict(task="mountaincar-noleft", prior_steps=15_000, custom_steps=8_000,
-                config={}),
+EVAL_SEED = 1000  # episode i of every evaluation resets with seed 1000 + i
+
+# Per suite: the task, the algorithm, steps, and SoftDQNConfig/SACConfig overrides: `config`
+# for the prior (and the base of the others), `custom_config` added for the residual run (its
+# coefficients are the task's `residual` defaults), `full_config` for the from-scratch run.
+SUITES = {
+    "dqn": {
+        "task": "cartpole-centered",
+        "algo": "dqn",
+        "prior_steps": 50_000,
+        "custom_steps": 30_000,
+        "config": {
+            "lr": 5e-4,
+            "batch_size": 128,
+            "hidden": [128, 128],
+            "target_update_interval": 1000,
+            "epsilon_fraction": 0.1,
+        },
+        # residual: the task's omega' = 0.02, alpha_hat = 0.05 (omega = 0.4), uniform
+        # exploration 30% (the prior alone almost never tries the other push, so Q_R would not
+        # learn its gap) and 10x more frequent target copies (Q_R needs ~100-step horizons)
+        "custom_config": {
+            "epsilon_start": 0.3,
+            "epsilon_end": 0.3,
+            "target_update_interval": 100,
+        },
+        # from scratch on the same objective as the customization: 0.4 r + r_R
+        "full_config": {"basic_weight": 0.4},
+    },
+    "sac": {
+        "task": "mountaincar-noleft",
+        "algo": "sac",
+        "prior_steps": 15_000,
+        "custom_steps": 8_000,
+        "config": {},
+        "custom_config": {},
+        "full_config": {},
+    },
+    "highway": {
+        "task": "highway-keepright",
+        "algo": "dqn",
+        "prior_steps": 4_000,
+        "custom_steps": 2_000,
+        "config": {
+            "gamma": 0.9,
+            "learning_starts": 500,
+            "gradient_steps": 4,
+            "target_update_interval": 250,
+            "epsilon_fraction": 0.3,
+            "hidden": [128, 128],
+            "buffer_size": 20_000,
+        },
+        "custom_config": {"epsilon_start": 0.1, "epsilon_end": 0.1, "learning_starts": 200},
+        "full_config": {},
+    },
+    "parking": {
+        "task": "parking-boundary",
+        "algo": "sac",
+        "prior_steps": 20_000,
+        "custom_steps": 8_000,
+        "config": {
+            "learning_starts": 2_000,
+            "explore_hold": 5,
+            "train_freq": 1,
+            "gamma": 0.95,
+            "hidden": [128, 128],
+        },
+        "custom_config": {"learning_starts": 500, "warm_start_steps": 1_000},
+        "full_config": {},
+    },
+}
+# Residual MCTS on the dqn suite's priors: the paper's search (150 simulations, horizon 6,
+# gamma 0.8) with the task's omega' = 0.02, tau = alpha_hat = 0.05 (variant 0), and a variant
+# whose leaves add 100-step prior rollouts (variant 1; ~15x the cost per step).
+MCTS_VARIANTS = {
+    "residual MCTS (paper settings)": {},
+    "residual MCTS + 100-step prior rollouts, gamma 0.99": {"rollout_depth": 100, "gamma": 0.99},
 }
 
 
-def record(rows, name, seed, path, wall, episodes=EPISODES):
-    ev = run.evaluate(path, episodes=episodes, seed=1000)
-    ev.pop("per_episode")
-    rows.append({**ev, "path": ev["policy"], "policy": name, "seed": seed, "train_wall_s": wall})
-    print(name, seed, f"total {ev['total']['mean']:.1f} basic {ev['basic']['mean']:.1f} "
-          f"addon {ev['addon']['mean']:.2f} success {ev['success_rate']:.2f} "
-          f"len {ev['length']['mean']:.0f} train {wall:.0f}s eval {ev['wall_s']:.0f}s",
-          flush=True)
+def _load(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
 
 
-def main() -> None:
-    rows: list[dict] = []
-    if ALGO == "mcts":
-        episodes = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-        for seed in SEEDS:
-            prior = ROOT / f"dqn/prior_s{seed}"
-            out = run.customize("cartpole-centered", "mcts", prior, 0, seed,
-                                ROOT / f"mcts/s{seed}")
-            record(rows, "residual MCTS", seed, out, 0.0, episodes)
-    else:
-        s = SETTINGS[ALGO]
-        for seed in SEEDS:
-            base = ROOT / ALGO
+def record(rows, out_json, name, seed, path, wall, episodes, extra=None) -> None:
+    ev = run.evaluate(path, episodes=episodes, seed=EVAL_SEED)
+    per = ev.pop("per_episode")
+    row = {**ev, "path": str(path), "policy": name, "seed": seed, "train_wall_s": wall}
+    row["per_episode_success"] = per["success"]
+    row.update(extra or {})
+    rows.append(row)
+    out_json.write_text(json.dumps(rows, indent=1) + "\n")
+    print(
+        f"{name} seed {seed}: total {ev['total']['mean']:.2f} basic {ev['basic']['mean']:.2f} "
+        f"addon {ev['addon']['mean']:.3f} stat {ev['statistic']['mean']:.3f} success "
+        f"{ev['success_rate']:.2f} len {ev['length']['mean']:.0f} train {wall:.0f}s eval "
+        f"{ev['wall_s']:.0f}s",
+        flush=True,
+    )
+
+
+def _reusable(path: Path, steps: int, seed: int, config: dict) -> float | None:
+    """The training wall time of an existing checkpoint trained with exactly these settings
+    (training is deterministic given them), else None."""
+    f = path / "policy.json"
+    if not f.exists():
+        return None
+    meta = json.loads(f.read_text())
+    same = meta.get("steps") == steps and meta.get("seed") == seed
+    same = same and all(meta["config"].get(k) == v for k, v in config.items())
+    return float(meta["train_stats"]["wall_s"]) if same else None
+
+
+def run_suite(name: str, seeds: list[int], episodes: int) -> None:
+    s = SUITES[name]
+    out_json = OUT / f"{name}_results.json"
+    rows = _load(out_json)
+    done = {(r["policy"], r["seed"]) for r in rows}
+    base = ROOT / name
+    custom = {**s["config"], **s["custom_config"]}
+    full_cfg = {**s["config"], **s["full_config"]}
+    for seed in seeds:
+        prior = base / f"prior_s{seed}"
+        wall = _reusable(prior, s["prior_steps"], seed, s["config"])
+        if wall is None:
             t = time.perf_counter()
-            prior = run.train_prior(s["task"], ALGO, s["prior_steps"], seed,
-                                    base / f"prior_s{seed}", **s["config"])
-            record(rows, "prior", seed, prior, time.perf_counter() - t)
+            run.train_prior(s["task"], s["algo"], s["prior_steps"], seed, prior, **s["config"])
+            wall = time.perf_counter() - t
+        if ("prior", seed) not in done:
+            record(rows, out_json, "prior", seed, prior, wall, episodes)
+        if ("residual", seed) not in done:
             t = time.perf_counter()
-            cust = run.customize(s["task"], ALGO, prior, s["custom_steps"], seed,
-                                 base / f"residual_s{seed}", **s["config"])
-            record(rows, "residual", seed, cust, time.perf_counter() - t)
+            cust = run.customize(
+                s["task"], s["algo"], prior, s["custom_steps"], seed,
+                base / f"residual_s{seed}", **custom,
+            )  # fmt: skip
+            record(rows, out_json, "residual", seed, cust, time.perf_counter() - t, episodes)
+        if ("full (scratch)", seed) not in done:
             t = time.perf_counter()
-            full = run.train_prior(s["task"], ALGO, s["prior_steps"], seed,
-                                   base / f"full_s{seed}", method="full", **s["config"])
-            record(rows, "full (scratch)", seed, full, time.perf_counter() - t)
-    (OUT / f"{ALGO}_results.json").write_text(json.dumps(rows, indent=1) + "\n")
+            full = run.train_prior(
+                s["task"], s["algo"], s["prior_steps"], seed, base / f"full_s{seed}",
+                method="full", **full_cfg,
+            )  # fmt: skip
+            wall = time.perf_counter() - t
+            record(rows, out_json, "full (scratch)", seed, full, wall, episodes)
 
 
-
-
-def table(algos: list[str]) -> str:
-    """Markdown rows: mean over seeds of each seed's 50-episode means (+- std over seeds)."""
-    import numpy as np
-
-    lines = ["| task | policy | total | basic | add-on | statistic | success | length | "
-             "train wall s/seed |", "|---|---|---|---|---|---|---|---|---|"]
-    for algo in algos:
-        f = OUT / f"{algo}_results.json"
-        if not f.exists():
+def run_mcts(seeds: list[int], episodes: int, variants: list[int]) -> None:
+    out_json = OUT / "mcts_results.json"
+    rows = _load(out_json)
+    done = {(r["policy"], r["seed"]) for r in rows}
+    for k, (label, kw) in enumerate(MCTS_VARIANTS.items()):
+        if k not in variants:
             continue
-        rows = json.loads(f.read_text())
-        for r in rows:  # first runs stored the path under "policy": name it from the path
-            base = Path(r.get("path", r["policy"])).name.rsplit("_s", 1)[0]
-            r["policy"] = {"prior": "prior", "residual": "residual",
-                           "full": "full (scratch)"}.get(base, r["policy"])
+        for seed in seeds:
+            prior = ROOT / "dqn" / f"prior_s{seed}"
+            if (label, seed) in done:
+                continue
+            out = run.customize("cartpole-centered", "mcts", prior, 0, seed,
+                                ROOT / f"mcts/v{k}_s{seed}", log=None, **kw)  # fmt: skip
+            record(rows, out_json, label, seed, out, 0.0, episodes, {"settings": kw})
+
+
+def table(suites: list[str]) -> str:
+    """Markdown rows: mean over seeds of each seed's per-episode means (+- std over seeds)."""
+    lines = [
+        "| task | policy | total | basic | add-on | statistic | success | length | "
+        "train wall s / seed | eval wall s / seed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for suite in suites:
+        rows = _load(OUT / f"{suite}_results.json")
         for name in dict.fromkeys(r["policy"] for r in rows):
             sel = [r for r in rows if r["policy"] == name]
 
-            def ms(key, sub="mean", sel=sel):
+            def ms(key, sub="mean", sel=sel, digits=2):
                 v = np.array([r[key][sub] if sub else r[key] for r in sel])
-                return f"{v.mean():.2f} ± {v.std():.2f}"
+                return f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
+
+            seeds = ",".join(str(r["seed"]) for r in sel)
             lines.append(
-                f"| {sel[0]['task']} ({algo}) | {name} | {ms('total')} | {ms('basic')} | "
-                f"{ms('addon')} | {ms('statistic')} | {ms('success_rate', None)} | "
-                f"{ms('length')} | {np.mean([r['train_wall_s'] for r in sel]):.0f} |")
+                f"| {sel[0]['task']} ({suite}, seeds {seeds}) | {name} | {ms('total')} | "
+                f"{ms('basic')} | {ms('addon')} | {ms('statistic', digits=3)} | "
+                f"{ms('success_rate', None)} | {ms('length', digits=0)} | "
+                f"{np.mean([r['train_wall_s'] for r in sel]):.0f} | "
+                f"{np.mean([r['wall_s'] for r in sel]):.0f} |"
+            )
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    if ALGO == "table":
-        print(table(["dqn", "mcts", "sac"]))
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("suite", choices=[*SUITES, "mcts", "table"])
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--variants", default="0", help="mcts: indices into MCTS_VARIANTS")
+    args = p.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
+    if args.suite == "table":
+        print(table(["dqn", "mcts", "sac", "highway", "parking"]))
+    elif args.suite == "mcts":
+        run_mcts(seeds, args.episodes, [int(x) for x in args.variants.split(",")])
     else:
-        main()
+        run_suite(args.suite, seeds, args.episodes)
+
+
+if __name__ == "__main__":
+    main()

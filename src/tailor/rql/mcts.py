@@ -24,6 +24,13 @@ The RQL paper's settings are the defaults: 150 simulations, horizon 6, gamma 0.8
 The tree is exact on a deterministic model: once every node above the horizon has been visited
 twice, the root's ``Q_R`` equals the finite-horizon residual soft values (tested against
 enumeration with :func:`tailor.tabular.solvers.soft_backup`).
+
+:class:`ResidualMCTS` grows the tree one simulation at a time (pure Python, any :class:`Model`).
+:class:`BatchedResidualMCTS` computes the same values level by level with batched simulator
+steps and one batched prior evaluation per level (numpy): on CartPole (:class:`CartPoleModel`,
+a numpy copy of gymnasium's dynamics) the paper's 150 simulations buy the whole depth-6 tree
+(126 nodes), whose root values are exactly what the sequential search converges to, at a few
+milliseconds per real step instead of ~0.27 s. ``run.evaluate`` uses the batched search.
 """
 
 from __future__ import annotations
@@ -38,14 +45,20 @@ import numpy as np
 from torch import nn
 
 from tailor.envs import Task, get_task, make_env
+from tailor.envs import classic as rql_classic
 from tailor.errors import TailorError
 from tailor.rql.targets import soft_policy, soft_value
 
 __all__ = [
+    "BatchModel",
+    "BatchedResidualMCTS",
+    "CartPoleModel",
+    "LoopModel",
     "MCTSConfig",
     "Model",
     "ResidualMCTS",
     "TaskModel",
+    "batch_model",
     "numpy_log_prior",
 ]
 
@@ -128,10 +141,12 @@ class TaskModel:
 
 
 def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
-    """``obs [obs_dim] -> log softmax(Q_prior(obs) / alpha) [A]`` in numpy (float64).
+    """``obs [obs_dim] or [N, obs_dim] -> log softmax(Q_prior(obs) / alpha)`` ``[A]`` or
+    ``[N, A]`` in numpy (float64).
 
     A soft-DQN prior (an ``nn.Sequential`` of ``Linear``/``ReLU``) evaluated without torch's
-    per-call overhead: the search calls it at every new node and rollout step.
+    per-call overhead: the search calls it at every new node and rollout step (the batched
+    search once per tree level).
     """
     if not alpha > 0:
         raise TailorError(f"the prior's temperature alpha must be > 0, got {alpha!r}")
@@ -154,8 +169,8 @@ def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.
         for layer in layers:
             x = np.maximum(x, 0.0) if isinstance(layer, str) else x @ layer[0] + layer[1]
         z = x / alpha
-        m = z.max()
-        return z - (m + math.log(np.exp(z - m).sum()))
+        m = z.max(axis=-1, keepdims=True)
+        return z - (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))
 
     return log_prior
 
@@ -172,6 +187,12 @@ class MCTSConfig:
         tau: temperature of the soft backup and of the customized policy (``alpha_hat``).
         exploration: E2W exploration constant (weight of uniform mixing at a revisit).
         rollout: value a new node by a prior rollout to the horizon (else by 0).
+        rollout_depth: batched search only: leaves at the horizon are valued too, by a prior
+            rollout of this many further steps (0, the paper's setting: value 0 at the
+            horizon). Lets a short tree see the add-on reward further ahead.
+        batched: ``run.evaluate`` searches with :class:`BatchedResidualMCTS` (level by level,
+            numpy; the default) instead of the one-simulation-at-a-time
+            :class:`ResidualMCTS`.
         seed: seed of the search's random choices.
     """
 
@@ -182,6 +203,8 @@ class MCTSConfig:
     tau: float = 1.0
     exploration: float = 1.0
     rollout: bool = True
+    rollout_depth: int = 0
+    batched: bool = True
     seed: int = 0
 
 
@@ -316,3 +339,259 @@ class ResidualMCTS:
             if term:
                 break
         return ret
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched search: the same tree, grown level by level in numpy
+
+
+class BatchModel(Protocol):
+    """A simulator that steps many states at once (what :class:`BatchedResidualMCTS` needs)."""
+
+    n_actions: int
+
+    def root(self, env: Any) -> np.ndarray:
+        """The state of the env being acted in (any wrapper around it) as ``states [1, ...]``."""
+
+    def step(
+        self, states: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step ``states [N, ...]`` with ``actions [N]``: ``(next_states, obs [N, obs_dim],
+        r_R [N], terminated [N] bool)`` (add-on reward only)."""
+
+
+class CartPoleModel:
+    """The numpy CartPole simulator (:func:`tailor.envs.classic.cartpole_step_batch`) with a
+    task's batched add-on reward (:data:`tailor.envs.classic.BATCH_ADDONS`)."""
+
+    n_actions = 2
+
+    def __init__(self, addon: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.addon = addon
+
+    def root(self, env: Any) -> np.ndarray:
+        return np.asarray(env.unwrapped.state, dtype=np.float64)[None].copy()
+
+    def step(
+        self, states: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        nxt, term = rql_classic.cartpole_step_batch(states, actions)
+        return nxt, nxt.astype(np.float32), self.addon(nxt, actions), term
+
+
+class LoopModel:
+    """Any :class:`Model` (snapshots + one step at a time) as a :class:`BatchModel`: states are
+    object arrays of snapshots, stepped in a Python loop. Generic and slower."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.n_actions = int(model.n_actions)
+
+    def root(self, env: Any) -> np.ndarray:
+        sync = getattr(self.model, "sync", None)
+        if sync is None:
+            raise TailorError(f"{type(self.model).__name__} cannot copy a real env's state")
+        sync(env)
+        return self._objects([self.model.get_state()])
+
+    def step(
+        self, states: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        out_states, obs, rew, term = [], [], [], []
+        for state, a in zip(states, actions, strict=True):
+            self.model.set_state(state)
+            o, r, t = self.model.step(int(a))
+            out_states.append(self.model.get_state())
+            obs.append(np.asarray(o))
+            rew.append(r)
+            term.append(t)
+        return self._objects(out_states), np.stack(obs), np.asarray(rew), np.asarray(term, bool)
+
+    @staticmethod
+    def _objects(items: list) -> np.ndarray:
+        arr = np.empty(len(items), dtype=object)
+        arr[:] = items
+        return arr
+
+
+@dataclass
+class _Level:
+    """The nodes at one depth, as arrays (node ``i`` of the level is row ``i``)."""
+
+    states: np.ndarray  # [N, ...] simulator states
+    obs: np.ndarray  # [N, obs_dim]
+    reward: np.ndarray  # [N] r_R of the edge into the node
+    terminal: np.ndarray  # [N] bool
+    log_path: np.ndarray  # [N] sum of log pi along the path from the root
+    logp: np.ndarray | None = None  # [N, A] log pi(.|node), for nodes above the horizon
+    expanded: np.ndarray | None = None  # [N] bool: its A children are in the next level
+    first_child: np.ndarray | None = None  # [N] row of child 0 in the next level (-1: none)
+
+
+class BatchedResidualMCTS:
+    """Residual max-entropy tree search grown level by level with batched simulator calls.
+
+    Same values and acting rule as :class:`ResidualMCTS` (soft backup
+    ``V = tau logsumexp((Q_R + omega' log pi) / tau)``, ``Q_R = r_R + gamma V(child)``, act by
+    ``argmax Q_R + omega' log pi`` at the root), but the ``simulations`` budget (simulator steps
+    that create tree nodes) is spent breadth-first: at each depth the nodes with the highest
+    prior path probability (sum of ``log pi`` along the path) are expanded with *all* their
+    actions, in one batched ``model.step`` and one batched prior evaluation per level, until
+    the budget or the horizon is reached. Nodes left unexpanded above the horizon are valued
+    by prior rollouts to the horizon (batched too), as a new node of the sequential search is.
+
+    When ``A + A^2 + ... + A^H <= simulations`` (CartPole: 2 actions, horizon 6 = 126 nodes
+    for the paper's 150 simulations) the whole tree is built and, on a deterministic model, the
+    root's ``Q_R`` is exactly the finite-horizon residual soft value: the value the sequential
+    search converges to (tested against it and against enumeration).
+
+    Args:
+        model: the batched simulator copy (see :class:`BatchModel`).
+        log_prior: the prior's log-probabilities for a batch, ``[N, obs_dim] -> [N, A]``.
+        config: settings (``exploration`` is unused: nothing is sampled inside the tree).
+    """
+
+    def __init__(
+        self,
+        model: BatchModel,
+        log_prior: Callable[[np.ndarray], np.ndarray],
+        config: MCTSConfig,
+    ) -> None:
+        if config.simulations < 1 or config.horizon < 1:
+            raise TailorError("MCTS needs simulations >= 1 and horizon >= 1")
+        if not config.tau > 0:
+            raise TailorError(f"MCTS temperature tau must be > 0, got {config.tau}")
+        self.model, self.log_prior, self.cfg = model, log_prior, config
+        self.n_actions = int(model.n_actions)
+        self.rng = np.random.default_rng(config.seed)
+        self.levels: list[_Level] = []
+        self.simulator_steps = 0  # of the last search: tree nodes + rollout steps
+
+    def search_from(self, states: np.ndarray, obs: np.ndarray) -> np.ndarray:
+        """Grow the tree below one root (``states [1, ...]``, ``obs [1, obs_dim]``); return
+        the root's ``Q_R`` ``[A]``."""
+        cfg, A = self.cfg, self.n_actions
+        root = _Level(states, np.asarray(obs), np.zeros(1), np.zeros(1, bool), np.zeros(1))
+        levels = [root]
+        budget, steps = int(cfg.simulations), 0
+        for depth in range(cfg.horizon):
+            lvl = levels[depth]
+            lvl.logp = np.asarray(self.log_prior(lvl.obs), dtype=np.float64).reshape(-1, A)
+            n = len(lvl.reward)
+            lvl.expanded = np.zeros(n, bool)
+            lvl.first_child = np.full(n, -1)
+            k = min(int((~lvl.terminal).sum()), budget // A)
+            if k == 0:
+                break
+            # Expand the k most probable paths (stable: ties keep the level's order).
+            cand = np.flatnonzero(~lvl.terminal)
+            chosen = np.sort(cand[np.argsort(-lvl.log_path[cand], kind="stable")[:k]])
+            lvl.expanded[chosen] = True
+            lvl.first_child[chosen] = np.arange(k) * A
+            parents = np.repeat(chosen, A)
+            actions = np.tile(np.arange(A), k)
+            nxt, obs_c, r, term = self.model.step(lvl.states[parents], actions)
+            budget -= k * A
+            steps += k * A
+            levels.append(
+                _Level(
+                    nxt,
+                    np.asarray(obs_c),
+                    np.asarray(r, dtype=np.float64),
+                    np.asarray(term, bool),
+                    lvl.log_path[parents] + lvl.logp[parents, actions],
+                )
+            )
+        self.levels = levels
+        values = self._leaf_values(levels)
+        steps += self._rollout_steps
+        for depth in range(len(levels) - 1, -1, -1):
+            lvl = levels[depth]
+            if lvl.expanded is None or not lvl.expanded.any():
+                continue
+            child = levels[depth + 1]
+            idx = lvl.first_child[lvl.expanded][:, None] + np.arange(A)[None]
+            v_child = np.where(child.terminal, 0.0, values[depth + 1])
+            q = child.reward[idx] + cfg.gamma * v_child[idx]
+            values[depth][lvl.expanded] = soft_value(
+                q, lvl.logp[lvl.expanded], cfg.omega_prime, cfg.tau
+            )
+            if depth == 0:
+                self._root_q = q[0]
+        if not levels[0].expanded.any():  # a terminal root or no budget for one expansion
+            self._root_q = np.zeros(A)
+        self.simulator_steps = steps
+        return self._root_q.copy()
+
+    def act_from(self, states: np.ndarray, obs: np.ndarray) -> int:
+        """Search, then ``argmax_a Q_R(root, a) + omega' log pi(a|root)``."""
+        q = self.search_from(states, obs)
+        return int(np.argmax(q + self.cfg.omega_prime * self.levels[0].logp[0]))
+
+    def act(self, obs: np.ndarray, env: Any) -> int:
+        """Search from the state of ``env`` (the env being acted in, whose observation is
+        ``obs``) and act."""
+        return self.act_from(self.model.root(env), np.asarray(obs)[None])
+
+    # -- leaves ---------------------------------------------------------------------------------
+    def _leaf_values(self, levels: list[_Level]) -> list[np.ndarray]:
+        """Zero everywhere except at the leaves: unexpanded, non-terminal nodes above the
+        horizon (and, with ``rollout_depth > 0``, the nodes at the horizon), which get the
+        discounted ``r_R`` of one prior rollout to ``horizon + rollout_depth`` (all leaves
+        stepped together).
+        """
+        cfg = self.cfg
+        end = cfg.horizon + max(0, int(cfg.rollout_depth))
+        values = [np.zeros(len(lvl.reward)) for lvl in levels]
+        self._rollout_steps = 0
+        rows = []  # (depth, node rows) of the leaves
+        for depth, lvl in enumerate(levels):
+            if depth >= end:
+                continue
+            if lvl.logp is None:  # the horizon level: needs the prior only to roll out
+                lvl.logp = np.asarray(self.log_prior(lvl.obs), dtype=np.float64).reshape(
+                    -1, self.n_actions
+                )
+                lvl.expanded = np.zeros(len(lvl.reward), bool)
+            leaf = np.flatnonzero(~lvl.expanded & ~lvl.terminal)
+            if len(leaf):
+                rows.append((depth, leaf))
+        if not rows or not cfg.rollout:
+            return values
+        depth = np.concatenate([np.full(len(r), d) for d, r in rows])
+        states = np.concatenate([levels[d].states[r] for d, r in rows])
+        obs = np.concatenate([levels[d].obs[r] for d, r in rows])
+        logp = np.concatenate([levels[d].logp[r] for d, r in rows])
+        ret, disc = np.zeros(len(depth)), np.ones(len(depth))
+        alive = np.ones(len(depth), bool)
+        for t in range(end - int(depth.min())):
+            act_rows = np.flatnonzero(alive & (depth + t < end))
+            if len(act_rows) == 0:
+                break
+            if t > 0:
+                logp = np.full((len(depth), self.n_actions), -np.inf)
+                logp[act_rows] = np.asarray(self.log_prior(obs[act_rows]), dtype=np.float64)
+            gumbel = -np.log(-np.log(self.rng.uniform(size=(len(act_rows), self.n_actions))))
+            a = np.argmax(logp[act_rows] + gumbel, axis=1)  # a sample of the prior
+            nxt, o, r, term = self.model.step(states[act_rows], a)
+            self._rollout_steps += len(act_rows)
+            states[act_rows], obs[act_rows] = nxt, o
+            ret[act_rows] += disc[act_rows] * np.asarray(r, dtype=np.float64)
+            disc[act_rows] *= cfg.gamma
+            alive[act_rows] &= ~np.asarray(term, bool)
+        start = 0
+        for d, r in rows:
+            values[d][r] = ret[start : start + len(r)]
+            start += len(r)
+        return values
+
+
+def batch_model(task: Task | str) -> BatchModel:
+    """The batched simulator copy for a task: :class:`CartPoleModel` for a CartPole task with a
+    batched add-on in :data:`tailor.envs.classic.BATCH_ADDONS`, else a :class:`LoopModel` over
+    the task's env (:class:`TaskModel`)."""
+    task = get_task(task)
+    addon = rql_classic.BATCH_ADDONS.get(task.name)
+    if task.env_id == rql_classic.CARTPOLE_ENV_ID and addon is not None:
+        return CartPoleModel(addon)
+    return LoopModel(TaskModel(task))

@@ -36,7 +36,14 @@ from tailor.envs import Task, get_task, make_env
 from tailor.envs import classic as rql_tasks
 from tailor.errors import TailorError
 from tailor.methods import Method, resolve
-from tailor.rql.mcts import MCTSConfig, ResidualMCTS, TaskModel, numpy_log_prior
+from tailor.rql.mcts import (
+    BatchedResidualMCTS,
+    MCTSConfig,
+    ResidualMCTS,
+    TaskModel,
+    batch_model,
+    numpy_log_prior,
+)
 from tailor.rql.sac import SACConfig, SquashedGaussianActor, train_sac
 from tailor.rql.soft_dqn import QPrior, SoftDQNConfig, mlp, train_soft_dqn
 
@@ -460,8 +467,12 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> tuple[Callabl
         fields = {f.name for f in dataclasses.fields(MCTSConfig)}
         cfg = MCTSConfig(**{k: v for k, v in meta["config"].items() if k in fields})
         cfg.seed = seed
+        log_prior = numpy_log_prior(qnet, float(meta["prior_alpha"]))
+        if cfg.batched:
+            batched = BatchedResidualMCTS(batch_model(task), log_prior, cfg)
+            return batched.act, batched
         model = TaskModel(task)
-        search = ResidualMCTS(model, numpy_log_prior(qnet, float(meta["prior_alpha"])), cfg)
+        search = ResidualMCTS(model, log_prior, cfg)
 
         def act(obs, env):
             model.sync(env)
@@ -514,7 +525,7 @@ def evaluate(
             n += 1
             if terminated or truncated or (max_steps is not None and n >= max_steps):
                 break
-        ok = rql_tasks.success(task, terminated, truncated, n)
+        ok = rql_tasks.success(task, terminated, truncated, n, info)
         rows.append((basic + addon, basic, addon, stat / n, n, float(ok)))
     env.close()
     arr = np.asarray(rows, dtype=np.float64)

@@ -30,7 +30,7 @@ from torch import nn
 from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.rql.soft_dqn import ReplayBuffer, episode_summary, log_line, mlp
+from tailor.rql.soft_dqn import ReplayBuffer, _weighted, episode_summary, log_line, mlp
 from tailor.rql.targets import sac_actor_loss, sac_critic_target
 
 __all__ = ["SACConfig", "SquashedGaussianActor", "train_sac"]
@@ -154,7 +154,8 @@ class SACConfig:
         learning_starts: steps before the first gradient step. A run without a prior acts
             with random exploration actions until then; a residual run acts with its actor
             (which starts as the prior).
-        train_freq: environment steps per gradient step.
+        train_freq: environment steps between learning phases.
+        gradient_steps: gradient steps per learning phase.
         tau: Polyak coefficient of the target critics.
         hidden: hidden layer sizes of actor and critics.
         explore_hold: during the random warm-up, each random action in ``[low, high]`` is held
@@ -165,6 +166,9 @@ class SACConfig:
             critic's policy near the prior while it learns. 0 disables it.
         warm_start_factor: the multiplier during the warm start (10 in the public code).
         init_actor_from_prior: residual runs only: start the actor from the prior's weights.
+        basic_weight: the weight ``omega`` of the basic reward for a method trained on both
+            rewards (``full``: ``omega r + r_R``, the from-scratch baseline of a customization
+            with ``omega' = omega * alpha``); ignored by the other methods.
         seed: seed of initialization, env resets, exploration and replay sampling.
         log_interval: steps between progress lines (0: silent).
     """
@@ -177,12 +181,14 @@ class SACConfig:
     buffer_size: int = 100_000
     learning_starts: int = 5_000
     train_freq: int = 2
+    gradient_steps: int = 1
     tau: float = 0.01
     hidden: tuple[int, ...] = (64, 64)
     explore_hold: int = 30
     warm_start_steps: int = 2_000
     warm_start_factor: float = 10.0
     init_actor_from_prior: bool = True
+    basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
 
@@ -268,7 +274,7 @@ def train_sac(
                 a_t, _ = actor.sample(torch.as_tensor(obs, dtype=torch.float32)[None], gen)
             action = a_t[0].numpy().astype(np.float64)
         next_obs, _, terminated, truncated, info = env.step(action.astype(np.float32))
-        r = method.env_reward(info["basic_reward"], info["addon_reward"])
+        r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
         buf.add(obs, action, r, next_obs, terminated)
         ep_basic += info["basic_reward"]
         ep_addon += info["addon_reward"]
@@ -282,50 +288,51 @@ def train_sac(
 
         # -- learn ----------------------------------------------------------------------------
         if step >= cfg.learning_starts and step % cfg.train_freq == 0:
-            warm = prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
-            w = omega * (cfg.warm_start_factor if warm else 1.0)
-            b = buf.sample(cfg.batch_size, rng)
-            with torch.no_grad():
-                a2, logp2 = actor.sample(b["next_obs"], gen)
-                y = sac_critic_target(
-                    b["rew"],
-                    b["done"],
-                    cfg.gamma,
-                    q1_t(b["next_obs"], a2),
-                    q2_t(b["next_obs"], a2),
-                    logp2,
-                    prior_logp(b["next_obs"], a2),
-                    w,
-                    alpha_hat,
-                )
-            critic_loss = nn.functional.mse_loss(
-                q1(b["obs"], b["act"]), y
-            ) + nn.functional.mse_loss(q2(b["obs"], b["act"]), y)
-            critic_opt.zero_grad()
-            critic_loss.backward()
-            critic_opt.step()
+            for _ in range(cfg.gradient_steps):
+                warm = prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
+                w = omega * (cfg.warm_start_factor if warm else 1.0)
+                b = buf.sample(cfg.batch_size, rng)
+                with torch.no_grad():
+                    a2, logp2 = actor.sample(b["next_obs"], gen)
+                    y = sac_critic_target(
+                        b["rew"],
+                        b["done"],
+                        cfg.gamma,
+                        q1_t(b["next_obs"], a2),
+                        q2_t(b["next_obs"], a2),
+                        logp2,
+                        prior_logp(b["next_obs"], a2),
+                        w,
+                        alpha_hat,
+                    )
+                critic_loss = nn.functional.mse_loss(
+                    q1(b["obs"], b["act"]), y
+                ) + nn.functional.mse_loss(q2(b["obs"], b["act"]), y)
+                critic_opt.zero_grad()
+                critic_loss.backward()
+                critic_opt.step()
 
-            a_new, logp = actor.sample(b["obs"], gen)
-            lp_prior = None
-            if prior is not None:
-                # Gradient flows through a_new into the prior's log-density (prior frozen).
-                lp_prior = prior.log_prob(b["obs"], a_new)
-            actor_loss = sac_actor_loss(
-                logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
-            )
-            actor_opt.zero_grad()
-            actor_loss.backward()
-            actor_opt.step()
-            if not (torch.isfinite(critic_loss) and torch.isfinite(actor_loss)):
-                raise TailorError(
-                    f"SAC loss is not finite at step {step} (critic "
-                    f"{critic_loss.item()}, actor {actor_loss.item()})"
+                a_new, logp = actor.sample(b["obs"], gen)
+                lp_prior = None
+                if prior is not None:
+                    # Gradient flows through a_new into the prior's log-density (prior frozen).
+                    lp_prior = prior.log_prob(b["obs"], a_new)
+                actor_loss = sac_actor_loss(
+                    logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
                 )
-            with torch.no_grad():
-                for net, targ in ((q1, q1_t), (q2, q2_t)):
-                    for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
-                        pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
-            losses = (critic_loss.item(), actor_loss.item())
+                actor_opt.zero_grad()
+                actor_loss.backward()
+                actor_opt.step()
+                if not (torch.isfinite(critic_loss) and torch.isfinite(actor_loss)):
+                    raise TailorError(
+                        f"SAC loss is not finite at step {step} (critic "
+                        f"{critic_loss.item()}, actor {actor_loss.item()})"
+                    )
+                with torch.no_grad():
+                    for net, targ in ((q1, q1_t), (q2, q2_t)):
+                        for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
+                            pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
+                losses = (critic_loss.item(), actor_loss.item())
         if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
             log(
                 log_line(

@@ -153,7 +153,9 @@ class SoftDQNConfig:
         batch_size: transitions per gradient step.
         buffer_size: replay capacity.
         learning_starts: steps collected before the first gradient step.
-        train_freq: environment steps per gradient step.
+        train_freq: environment steps between learning phases.
+        gradient_steps: gradient steps per learning phase (more than 1 pays off when the
+            simulator is much slower than an update, e.g. highway-env).
         target_update_interval: environment steps between hard copies to the target network.
         hidden: hidden layer sizes of the Q-network.
         epsilon_start: probability of a uniformly random action at step 0 (on top of the
@@ -165,6 +167,9 @@ class SoftDQNConfig:
         zero_init: start the Q-network's output layer at zero. For a residual run this makes
             ``Q_R = 0`` at the start, so the customized policy starts as
             ``softmax(omega' log pi / alpha_hat)`` (the prior itself when ``omega' = alpha_hat``).
+        basic_weight: the weight ``omega`` of the basic reward for a method trained on both
+            rewards (``full``: ``omega r + r_R``, the from-scratch baseline of a customization
+            with ``omega' = omega * alpha``); ignored by the other methods.
         seed: seed of the network init, env resets, action sampling and replay sampling.
         log_interval: steps between progress lines (0: silent).
     """
@@ -176,6 +181,7 @@ class SoftDQNConfig:
     buffer_size: int = 50_000
     learning_starts: int = 1_000
     train_freq: int = 1
+    gradient_steps: int = 1
     target_update_interval: int = 500
     hidden: tuple[int, ...] = (64, 64)
     epsilon_start: float = 1.0
@@ -183,8 +189,14 @@ class SoftDQNConfig:
     epsilon_fraction: float = 0.2
     max_grad_norm: float = 10.0
     zero_init: bool = False
+    basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+
+def _weighted(method: Method, cfg: SoftDQNConfig, basic: float) -> float:
+    """The basic reward times ``cfg.basic_weight`` for a method that sees both rewards."""
+    return cfg.basic_weight * basic if method.reward == "both" else basic
 
 
 def _epsilon(cfg: SoftDQNConfig, step: int) -> float:
@@ -260,7 +272,7 @@ def train_soft_dqn(
         else:
             action = int(torch.multinomial(probs, 1, generator=gen))
         next_obs, _, terminated, truncated, info = env.step(action)
-        r = method.env_reward(info["basic_reward"], info["addon_reward"])
+        r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
         # Only a true termination stops bootstrapping; a time-limit truncation does not.
         buf.add(obs, action, r, next_obs, terminated)
         ep_basic += info["basic_reward"]
@@ -273,31 +285,32 @@ def train_soft_dqn(
             ep_len = 0
             obs, _ = env.reset()
 
-        # -- learn: one TD step on the residual soft target -----------------------------------
+        # -- learn: TD steps on the residual soft target --------------------------------------
         if step >= cfg.learning_starts and step % cfg.train_freq == 0:
-            b = buf.sample(cfg.batch_size, rng)
-            with torch.no_grad():
-                y = soft_q_target(
-                    b["rew"],
-                    b["done"],
-                    cfg.gamma,
-                    target(b["next_obs"]),
-                    log_pi(b["next_obs"]),
-                    omega,
-                    alpha_hat,
-                )
-            q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
-            loss = torch.nn.functional.mse_loss(q_sa, y)
-            if not torch.isfinite(loss):
-                raise TailorError(
-                    f"soft DQN loss is {loss.item()} at step {step}; lower the "
-                    f"learning rate or check the task's rewards"
-                )
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
-            opt.step()
-            loss_value = loss.item()
+            for _ in range(cfg.gradient_steps):
+                b = buf.sample(cfg.batch_size, rng)
+                with torch.no_grad():
+                    y = soft_q_target(
+                        b["rew"],
+                        b["done"],
+                        cfg.gamma,
+                        target(b["next_obs"]),
+                        log_pi(b["next_obs"]),
+                        omega,
+                        alpha_hat,
+                    )
+                q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
+                loss = torch.nn.functional.mse_loss(q_sa, y)
+                if not torch.isfinite(loss):
+                    raise TailorError(
+                        f"soft DQN loss is {loss.item()} at step {step}; lower the "
+                        f"learning rate or check the task's rewards"
+                    )
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
+                opt.step()
+                loss_value = loss.item()
         if step % cfg.target_update_interval == 0:
             target.load_state_dict(qnet.state_dict())
         if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:

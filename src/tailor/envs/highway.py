@@ -1,0 +1,486 @@
+"""The highway-env tasks of Residual Q-Learning (reference section 4), registered lazily.
+
+Importing this module registers two tasks and their gymnasium ids *without* importing
+highway-env; making one of the envs imports it and raises :class:`TailorError` with the install
+command (``pip install 'tailor-rl[highway]'``) when it is missing.
+
+* ``highway-keepright`` (env ``tailor/HighwayKeepRight-v0``, discrete, soft DQN): highway-env's
+  ``highway`` with 3 lanes, 30 other vehicles, episodes of 40 s at one decision per second (40
+  steps), the 5 discrete meta-actions (LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER). Basic
+  reward: highway-env's own with ``right_lane_reward = 0`` (so the basic task only prefers speed
+  and no collision), i.e. ``lmap(-1 * crashed + 0.4 * speed_term, [-1, 0.4], [0, 1]) * on_road``.
+  Add-on "keep right": ``0.5 * lane / (lanes - 1)`` with ``lane`` the index of the lane the car
+  is in after the step (0 = leftmost). Success: the episode ends without a crash. Statistic: the
+  fraction of steps in the rightmost lane.
+* ``parking-boundary`` (env ``tailor/ParkingBoundary-v0``, continuous, SAC): highway-env's
+  ``parking`` (goal-conditioned: acceleration and steering in ``[-1, 1]``; basic reward
+  ``-||achieved - desired||_W^0.5 - 5 * crashed``) with 20 s episodes (100 steps at 5 Hz).
+  The dict observation is flattened to ``[observation (6), desired_goal - achieved_goal (6)]``
+  (the ``achieved_goal`` equals ``observation`` in this env); features ``x, y, vx, vy, cos_h,
+  sin_h`` scaled by ``100, 100, 5, 5, 1, 1`` as highway-env does, with finite declared bounds
+  (walls, typical speeds) that SAC uses to scale its inputs. Add-on "do not touch the bay
+  boundary lines": ``-1`` on every step whose car footprint (a 5 m x 2 m rectangle) intersects
+  one of the painted side lines of the parking bays. Success: highway-env's ``is_success``
+  (weighted distance to the goal below 0.12) without a crash. Statistic: fraction of steps
+  touching a line.
+
+Speed choices (ours, documented): the highway env simulates at 5 Hz (highway-env's
+``highway-fast`` setting) and checks collisions of the ego car only; both envs compute their
+observations with numpy instead of highway-env's pandas code (same numbers, tested), which makes
+a step several times cheaper.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from functools import cache
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from tailor.envs.tasks import Task, get_task, register_task
+from tailor.errors import TailorError
+
+__all__ = [
+    "HIGHWAY_CONFIG",
+    "HIGHWAY_ENV_ID",
+    "INSTALL_HINT",
+    "PARKING_CONFIG",
+    "PARKING_ENV_ID",
+    "bay_lines",
+    "have_highway_env",
+    "segments_touch_polygon",
+]
+
+HIGHWAY_ENV_ID = "tailor/HighwayKeepRight-v0"
+PARKING_ENV_ID = "tailor/ParkingBoundary-v0"
+INSTALL_HINT = "pip install 'tailor-rl[highway]'"
+
+# Reference section 4: 3 lanes, 30 vehicles, duration 40, discrete meta-actions; right-lane
+# reward removed from the basic reward (keeping right is the add-on). The rest is ours.
+HIGHWAY_CONFIG: dict[str, Any] = {
+    "observation": {
+        "type": "Kinematics",
+        "vehicles_count": 5,
+        "features": ["presence", "x", "y", "vx", "vy"],
+    },
+    "action": {"type": "DiscreteMetaAction"},
+    "lanes_count": 3,
+    "vehicles_count": 30,
+    "duration": 40,
+    "policy_frequency": 1,
+    "simulation_frequency": 5,
+    "ego_spacing": 1.5,
+    "right_lane_reward": 0.0,
+    "collision_reward": -1.0,
+    "high_speed_reward": 0.4,
+    "normalize_reward": True,
+}
+PARKING_CONFIG: dict[str, Any] = {"duration": 20}
+
+
+def have_highway_env() -> bool:
+    """Whether highway-env can be imported."""
+    try:
+        import highway_env  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _require_highway_env(what: str) -> None:
+    if not have_highway_env():
+        raise TailorError(f"{what} needs highway-env, which is not installed: {INSTALL_HINT}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry of the add-on of parking-boundary
+
+
+def bay_lines(road: Any) -> np.ndarray:
+    """The painted side lines of the parking bays of a highway-env road, ``[M, 2, 2]``.
+
+    Every lane whose two sides are drawn (line type not NONE) contributes its two side lines,
+    from its start to its end at lateral offsets ``+-width/2``; lines shared by neighbouring
+    bays appear once.
+    """
+    from highway_env.road.lane import LineType
+
+    segs: dict[tuple, np.ndarray] = {}
+    for lane in road.network.lanes_list():
+        w = lane.width_at(0)
+        for side, kind in zip((-1.0, 1.0), lane.line_types, strict=True):
+            if kind == LineType.NONE:
+                continue
+            seg = np.array(
+                [lane.position(0.0, side * w / 2), lane.position(lane.length, side * w / 2)]
+            )
+            segs.setdefault(tuple(np.round(seg.ravel(), 6)), seg)
+    return np.stack(list(segs.values())) if segs else np.zeros((0, 2, 2))
+
+
+def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """z of ``(a - o) x (b - o)``, broadcast over leading axes (last axis: x, y)."""
+    return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (
+        b[..., 0] - o[..., 0]
+    )
+
+
+def segments_touch_polygon(segments: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Which segments intersect (or touch) a convex polygon.
+
+    Args:
+        segments: ``[M, 2, 2]`` (two end points each).
+        polygon: ``[K, 2]`` vertices of a convex polygon in order (a closing repeat of the first
+            vertex is allowed and ignored).
+
+    Returns:
+        ``[M]`` bool: the segment has a point inside or on the polygon.
+    """
+    poly = np.asarray(polygon, dtype=np.float64)
+    if len(poly) > 1 and np.allclose(poly[0], poly[-1]):
+        poly = poly[:-1]
+    segs = np.asarray(segments, dtype=np.float64)
+    p, q = segs[:, 0], segs[:, 1]  # [M, 2]
+    a, b = poly, np.roll(poly, -1, axis=0)  # edges a -> b, [K, 2]
+
+    # An end point inside: on the same side of every edge (either orientation).
+    def inside(pt: np.ndarray) -> np.ndarray:
+        c = _cross(a[None], b[None], pt[:, None])  # [M, K]
+        return np.all(c >= 0, axis=1) | np.all(c <= 0, axis=1)
+
+    # Or the segment crosses / touches an edge: the classic orientation test.
+    d1 = _cross(p[:, None], q[:, None], a[None])  # [M, K]
+    d2 = _cross(p[:, None], q[:, None], b[None])
+    d3 = _cross(a[None], b[None], p[:, None])
+    d4 = _cross(a[None], b[None], q[:, None])
+    crosses = (d1 * d2 <= 0) & (d3 * d4 <= 0)
+    # Collinear pieces pass the test above without overlapping: require overlapping boxes.
+    lo = np.minimum(p, q)[:, None], np.minimum(a, b)[None]
+    hi = np.maximum(p, q)[:, None], np.maximum(a, b)[None]
+    boxes = np.all((lo[0] <= hi[1]) & (lo[1] <= hi[0]), axis=-1)
+    return inside(p) | inside(q) | np.any(crosses & boxes, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The env classes (defined on first use, so importing tailor never imports highway-env)
+
+
+@cache
+def _classes() -> dict[str, type]:
+    from highway_env import utils
+    from highway_env.envs.common.action import action_factory
+    from highway_env.envs.common.observation import (
+        KinematicObservation,
+        KinematicsGoalObservation,
+        observation_factory,
+    )
+    from highway_env.envs.highway_env import HighwayEnvFast
+    from highway_env.envs.parking_env import ParkingEnv
+    from highway_env.road.lane import StraightLane
+    from highway_env.road.road import Road, RoadNetwork
+    from highway_env.vehicle.objects import Landmark
+
+    def features_of(v: Any, names: list[str]) -> list[float]:
+        vals = {
+            "presence": 1.0,
+            "x": v.position[0],
+            "y": v.position[1],
+            "vx": v.velocity[0],
+            "vy": v.velocity[1],
+            "heading": v.heading,
+            "cos_h": v.direction[0],
+            "sin_h": v.direction[1],
+        }
+        try:
+            return [float(vals[n]) for n in names]
+        except KeyError as exc:
+            raise TailorError(f"the fast observation does not support feature {exc}") from None
+
+    class FastKinematics(KinematicObservation):
+        """highway-env's ``Kinematics`` observation (sorted, relative, normalized, clipped)
+        computed with numpy instead of pandas."""
+
+        def observe(self) -> np.ndarray:
+            ego = self.observer_vehicle
+            if not self.env.road or self.absolute or self.order != "sorted":
+                return super().observe()
+            rows = [features_of(ego, self.features)]
+            others = self.env.road.close_objects_to(
+                ego,
+                self.env.PERCEPTION_DISTANCE,
+                count=self.vehicles_count - 1,
+                see_behind=self.see_behind,
+                sort=True,
+                vehicles_only=not self.include_obstacles,
+            )
+            origin = np.array(features_of(ego, self.features))
+            rel = np.array([n in ("x", "y", "vx", "vy") for n in self.features])
+            for v in others[-self.vehicles_count + 1 :]:
+                rows.append(list(np.array(features_of(v, self.features)) - origin * rel))
+            obs = np.asarray(rows, dtype=np.float64)
+            if self.normalize:
+                self.normalize_obs({})  # fills features_range on first use
+                for j, name in enumerate(self.features):
+                    if name in self.features_range:
+                        lo, hi = self.features_range[name]
+                        obs[:, j] = utils.lmap(obs[:, j], [lo, hi], [-1, 1])
+                        if self.clip:
+                            obs[:, j] = np.clip(obs[:, j], -1, 1)
+            out = np.zeros((self.vehicles_count, len(self.features)))
+            out[: len(obs)] = obs
+            return out.astype(self.space().dtype)
+
+    class FastKinematicsGoal(KinematicsGoalObservation):
+        """highway-env's ``KinematicsGoal`` observation computed with numpy."""
+
+        def observe(self) -> dict[str, np.ndarray]:
+            v = self.observer_vehicle
+            if not v:
+                return super().observe()
+            obs = np.asarray(features_of(v, self.features)) / self.scales
+            goal = np.asarray(features_of(v.goal, self.features)) / self.scales
+            return OrderedDict(
+                [("observation", obs), ("achieved_goal", obs.copy()), ("desired_goal", goal)]
+            )
+
+    class FastRoad(Road):
+        """A :class:`Road` whose ``neighbour_vehicles`` (the simulator's hot spot: every IDM
+        vehicle asks it several times per step, and it loops over all vehicles) is vectorized
+        over the vehicles for a straight lane without connected segments; same result as
+        highway-env's loop (tested), which it falls back to in every other case."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._generation = 0
+            self._cache: tuple | None = None
+            self._connected: dict = {}
+
+        def step(self, dt: float) -> None:
+            super().step(dt)
+            self._generation += 1  # positions changed
+
+        def _positions(self) -> tuple[list, dict, np.ndarray]:
+            key = (self._generation, len(self.vehicles), len(self.objects))
+            if self._cache is None or self._cache[0] != key:
+                objs = [o for o in self.vehicles + self.objects if not isinstance(o, Landmark)]
+                pos = np.array([o.position for o in objs], dtype=np.float64).reshape(-1, 2)
+                self._cache = (key, objs, {id(o): i for i, o in enumerate(objs)}, pos)
+            return self._cache[1], self._cache[2], self._cache[3]
+
+        def _has_connected(self, lane_index: tuple) -> bool:
+            if lane_index not in self._connected:
+                _from, _to, _ = lane_index
+                nxt = any(self.network.graph.get(_to, {}).values())
+                prev = any(_from in d and d[_from] for d in self.network.graph.values())
+                self._connected[lane_index] = nxt or prev
+            return self._connected[lane_index]
+
+        def neighbour_vehicles(self, vehicle: Any, lane_index: Any = None) -> tuple:
+            lane_index = lane_index or vehicle.lane_index
+            if not lane_index:
+                return None, None
+            lane = self.network.get_lane(lane_index)
+            if type(lane) is not StraightLane or (
+                self.neighbour_vehicles_connected_lanes and self._has_connected(lane_index)
+            ):
+                return super().neighbour_vehicles(vehicle, lane_index)
+            objs, index, pos = self._positions()
+            s = lane.local_coordinates(vehicle.position)[0]
+            d = pos - lane.start
+            # the same arithmetic as StraightLane.local_coordinates / on_lane, per vehicle
+            s_v = d[:, 0] * lane.direction[0] + d[:, 1] * lane.direction[1]
+            lat = d[:, 0] * lane.direction_lateral[0] + d[:, 1] * lane.direction_lateral[1]
+            ok = (np.abs(lat) <= lane.width_at(0.0) / 2 + 1) & (
+                (-lane.VEHICLE_LENGTH <= s_v) & (s_v < lane.length + lane.VEHICLE_LENGTH)
+            )
+            me = index.get(id(vehicle))
+            if me is not None:
+                ok[me] = False
+            front = np.flatnonzero(ok & (s_v >= s))
+            rear = np.flatnonzero(ok & (s_v < s))
+            v_front = v_rear = None
+            if len(front):  # the loop keeps the last of equal minima
+                best = s_v[front].min()
+                v_front = objs[front[np.flatnonzero(s_v[front] == best)[-1]]]
+            if len(rear):  # and the first of equal maxima
+                v_rear = objs[rear[int(np.argmax(s_v[rear]))]]
+            return v_front, v_rear
+
+    class HighwayKeepRightEnv(HighwayEnvFast):
+        """``highway-fast`` with :data:`HIGHWAY_CONFIG`, the numpy observation and
+        :class:`FastRoad`."""
+
+        def _create_road(self) -> None:
+            self.road = FastRoad(
+                network=RoadNetwork.straight_road_network(
+                    self.config["lanes_count"], speed_limit=30
+                ),
+                np_random=self.np_random,
+                record_history=self.config["show_trajectories"],
+                neighbour_vehicles_connected_lanes=self.config[
+                    "neighbour_vehicles_connected_lanes"
+                ],
+            )
+
+        def define_spaces(self) -> None:
+            super().define_spaces()
+            cfg = dict(self.config["observation"])
+            if cfg.pop("type") == "Kinematics":
+                self.observation_type = FastKinematics(self, **cfg)
+                self.observation_space = self.observation_type.space()
+
+    class ParkingBoundaryEnv(ParkingEnv):
+        """``parking`` with :data:`PARKING_CONFIG`, the numpy observation, and the bay lines
+        (``self.bay_lines``, ``[M, 2, 2]``) for the add-on."""
+
+        bay_lines: np.ndarray
+        line_contact: bool = False
+
+        def define_spaces(self) -> None:
+            # ParkingEnv.define_spaces with the numpy observation (highway-env calls this twice
+            # per reset; its own version runs the pandas observation each time).
+            cfg = self.config["observation"]
+            if cfg.get("type") == "KinematicsGoal":
+                self.observation_type = FastKinematicsGoal(self, **_without_type(cfg))
+            else:
+                self.observation_type = observation_factory(self, cfg)
+            self.action_type = action_factory(self, self.config["action"])
+            self.observation_space = self.observation_type.space()
+            self.action_space = self.action_type.space()
+            self.observation_type_parking = FastKinematicsGoal(
+                self, **_without_type(self.PARKING_OBS["observation"])
+            )
+
+        def _reset(self) -> None:
+            super()._reset()
+            self.bay_lines = bay_lines(self.road)
+            self.line_contact = False
+
+        def step(self, action: np.ndarray) -> tuple:
+            out = super().step(action)
+            self.line_contact = self.touches_line()  # read by the task's add-on and statistic
+            return out
+
+        def touches_line(self) -> bool:
+            """Whether the ego car's footprint intersects a bay side line now."""
+            poly = self.vehicle.polygon()
+            return bool(segments_touch_polygon(self.bay_lines, poly).any())
+
+    return {"highway": HighwayKeepRightEnv, "parking": ParkingBoundaryEnv}
+
+
+def _without_type(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k != "type"}
+
+
+# Scale of each parking feature (x, y, vx, vy, cos_h, sin_h after highway-env's own scaling by
+# 100, 100, 5, 5, 1, 1): the walls are at |x| = 35 m, |y| = 21 m; parking speeds stay within a
+# few m/s. Declared as the observation bounds so that SAC's input scaling (which uses finite
+# bounds) sees O(1) inputs; not a clip.
+_PARKING_SCALE = np.array([0.35, 0.21, 1.0, 1.0, 1.0, 1.0])
+
+
+class FlattenGoalObservation(gym.ObservationWrapper):
+    """``{"observation", "achieved_goal", "desired_goal"}`` ->
+    ``[observation (6), desired_goal - achieved_goal (6)]``: the car's own features, then the goal
+    relative to the car (the same information as the dict, in the frame a policy generalizes
+    over goals with)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        n = env.observation_space["observation"].shape[0]
+        scale = _PARKING_SCALE if n == len(_PARKING_SCALE) else np.full(n, np.inf)
+        high = np.concatenate([scale, 2.0 * scale])
+        self.observation_space = gym.spaces.Box(-high, high, (2 * n,), np.float64)
+
+    def observation(self, observation: dict) -> np.ndarray:
+        own = observation["observation"]
+        return np.concatenate([own, observation["desired_goal"] - observation["achieved_goal"]])
+
+
+def make_highway(config: dict | None = None, render_mode: str | None = None) -> gym.Env:
+    """The ``highway-keepright`` env (gymnasium entry point); ``config`` updates
+    :data:`HIGHWAY_CONFIG`. Observations are flattened to ``[vehicles * features]`` float32."""
+    _require_highway_env("task 'highway-keepright'")
+    env = _classes()["highway"](
+        config={**HIGHWAY_CONFIG, **(config or {})}, render_mode=render_mode
+    )
+    return gym.wrappers.FlattenObservation(env)
+
+
+def make_parking(config: dict | None = None, render_mode: str | None = None) -> gym.Env:
+    """The ``parking-boundary`` env (gymnasium entry point); ``config`` updates
+    :data:`PARKING_CONFIG`. Observations: ``[observation (6), desired_goal - observation (6)]``."""
+    _require_highway_env("task 'parking-boundary'")
+    env = _classes()["parking"](
+        config={**PARKING_CONFIG, **(config or {})}, render_mode=render_mode
+    )
+    return FlattenGoalObservation(env)
+
+
+for _id, _entry in ((HIGHWAY_ENV_ID, make_highway), (PARKING_ENV_ID, make_parking)):
+    if _id not in gym.registry:
+        # No TimeLimit: both envs truncate themselves at their configured duration.
+        gym.register(id=_id, entry_point=_entry, disable_env_checker=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Task terms
+
+
+def _lane_fraction(env: Any) -> float:
+    u = env.unwrapped
+    lanes = len(u.road.network.all_side_lanes(u.vehicle.lane_index))
+    return float(u.vehicle.lane_index[2]) / max(lanes - 1, 1)
+
+
+# Our coefficients (the public code fixed omega' = alpha_hat = 1 with its own scales). Rewards
+# are O(1) per step here; alpha is the prior's temperature, omega' = alpha means omega = 1.
+HIGHWAY_COEFFICIENTS = {
+    "soft": {"alpha": 0.05},
+    "full": {"alpha": 0.05},
+    "residual": {"omega_prime": 0.05, "alpha_hat": 0.05},
+}
+PARKING_COEFFICIENTS = {
+    "soft": {"alpha": 0.05},
+    "full": {"alpha": 0.05},
+    "residual": {"omega_prime": 0.05, "alpha_hat": 0.05},
+}
+
+TASKS = (
+    Task(
+        name="highway-keepright",
+        env_id=HIGHWAY_ENV_ID,
+        addon=lambda env, action, info: 0.5 * _lane_fraction(env),
+        statistic=lambda env, action, info: float(_lane_fraction(env) == 1.0),
+        description="highway-env: drive fast without crashing (3 lanes, 30 cars, 40 s) while "
+        "keeping to the right",
+        statistic_name="fraction of steps in the rightmost lane",
+        coefficients=HIGHWAY_COEFFICIENTS,
+        addon_formula="0.5 * lane / (lanes - 1) (lane 0 = leftmost)",
+    ),
+    Task(
+        name="parking-boundary",
+        env_id=PARKING_ENV_ID,
+        addon=lambda env, action, info: -1.0 if env.unwrapped.line_contact else 0.0,
+        statistic=lambda env, action, info: 1.0 if env.unwrapped.line_contact else 0.0,
+        description="highway-env parking: reach the goal bay without touching the bay "
+        "boundary lines",
+        statistic_name="fraction of steps touching a bay line",
+        coefficients=PARKING_COEFFICIENTS,
+        addon_formula="-1 if the car's footprint touches a bay boundary line else 0",
+    ),
+)
+
+
+def _register() -> None:
+    for task in TASKS:
+        try:
+            get_task(task.name)
+        except TailorError:
+            register_task(task)
+
+
+_register()
