@@ -113,3 +113,22 @@ def test_mcts_customizes_a_dqn_prior_online(dqn_prior, tmp_path):
 def test_rql_bad_input(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_set_passes_config_fields_and_rejects_bad_ones(tmp_path, capsys):
+    out = tmp_path / "sac"
+    argv = ["train", "--algo", "sac", "--task", "mountaincar-noleft", "--steps", "12",
+            "--out", str(out), "--set", "learning_starts=4", "--set", "batch_size=4",
+            "--set", "hidden=[8, 8]", "--set", "log_interval=0"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert meta["config"]["hidden"] == [8, 8] and meta["config"]["batch_size"] == 4
+    capsys.readouterr()
+    assert main([*argv[:-2], "--set", "no_such_field=1"]) == 2
+    assert "no_such_field" in capsys.readouterr().err
+    assert main([*argv[:-2], "--set", "log_interval"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    ppo = ["train", "--task", "pointmass", "--steps", "64", "--out", str(tmp_path / "p"),
+           "--set", "gamma=0.9"]  # fmt: skip
+    assert main(ppo) == 2
+    assert "--algo dqn|sac|mcts" in capsys.readouterr().err

@@ -147,3 +147,94 @@ def test_dqn_and_sac_run_on_the_highway_tasks(tmp_path):
     )
     res = run.evaluate(cust, episodes=1, max_steps=5)
     assert res["length"]["mean"] == 5 and 0.0 <= res["success_rate"] <= 1.0
+
+
+def test_parking_relabel_known_answers():
+    own = np.array([[0.1, 0.2, 0.5, 0.0, 1.0, 0.0]] * 3)
+    obs = np.concatenate([own, np.zeros_like(own)], axis=1)
+    goal_from = obs.copy()
+    goal_from[1, 0] += 0.04  # |dx| . W = 0.04 -> distance term -0.2 (not a success)
+    goal_from[2, 4] -= 1.0  # |d cos_h| . W = 0.02 -> -sqrt(0.02) = -0.1414 (not a success)
+    infos = [{"crashed": False}, {"crashed": True}, {}]
+    o, _n, basic, term = hw.parking_relabel(obs, obs, goal_from, infos)
+    np.testing.assert_allclose(basic, [0.0, -0.2 - 5.0, -np.sqrt(0.02)])
+    np.testing.assert_array_equal(term, [True, True, False])  # reached / crashed / neither
+    np.testing.assert_allclose(o[1, 6:], [0.04, 0, 0, 0, 0, 0], atol=1e-12)
+    np.testing.assert_array_equal(o[:, :6], own)  # the car's own part is untouched
+    assert obs[1, 6] == 0.0  # inputs are not modified
+
+
+@needs_highway
+def test_parking_relabel_with_the_true_goal_reproduces_the_env():
+    env = make_env("parking-boundary")
+    obs, _ = env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    rows = []
+    for _ in range(60):
+        nxt, _, terminated, truncated, info = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+        rows.append((obs, nxt, info, info["basic_reward"], terminated))
+        obs = nxt
+        if terminated or truncated:
+            break
+    o, n, infos, basic, term = (
+        np.array(x) if k != 2 else list(x) for k, x in enumerate(zip(*rows, strict=True))
+    )
+    # an observation whose own part is the episode's desired goal
+    goal_from = np.concatenate([n[:, :6] + n[:, 6:], np.zeros_like(n[:, 6:])], axis=1)
+    o2, n2, basic2, term2 = hw.parking_relabel(o, n, goal_from, infos)
+    np.testing.assert_allclose(o2, o, atol=1e-9)
+    np.testing.assert_allclose(n2, n, atol=1e-9)
+    np.testing.assert_allclose(basic2, basic, atol=1e-6)
+    np.testing.assert_array_equal(term2, term)
+
+
+@needs_highway
+def test_sac_hindsight_stores_relabelled_copies():
+    from tailor.methods import resolve
+    from tailor.rql.sac import SACConfig, _store_hindsight
+    from tailor.rql.soft_dqn import ReplayBuffer
+
+    task = get_task("parking-boundary")
+    own = np.arange(4, dtype=float)[:, None] * np.array([[0.01, 0.0, 0.0, 0.0, 1.0, 0.0]])
+    own[:, 4] = 1.0
+    goal = np.full(6, 0.3)
+    obs = np.concatenate([own, goal - own], axis=1)
+    episode = [
+        (obs[t], np.zeros(2), -1.0 * (t == 1), obs[t + 1], {"crashed": False}) for t in range(3)
+    ]
+    buf = ReplayBuffer(12, (2,), 100)
+    cfg = SACConfig(her_k=4)
+    method = resolve("full", alpha=0.05)
+    _store_hindsight(buf, episode, task, method, cfg, np.random.default_rng(0))
+    assert len(buf) == 3 * 4
+    for k in range(len(buf)):
+        t = k // 4
+        np.testing.assert_allclose(buf.obs[k, :6], own[t], atol=1e-6)
+        g = buf.obs[k, 6:] + own[t]  # the relabelled goal: the own part of a later next_obs
+        j = [i for i in range(t, 3) if np.allclose(g, own[i + 1], atol=1e-6)]
+        assert j, (k, g)
+        dist = -np.sqrt(np.abs(own[j[0] + 1] - own[t + 1]) @ [1, 0.3, 0, 0, 0.02, 0.02])
+        addon = -1.0 * (t == 1)
+        assert buf.rew[k] == pytest.approx(dist + addon, abs=1e-6)  # full: basic + add-on
+        assert buf.done[k] == float(dist > -0.12)
+    # the last transition can only be relabelled with its own outcome: reached, reward 0
+    np.testing.assert_array_equal(buf.done[8:12], 1.0)
+    with pytest.raises(TailorError, match="relabel_goal"):
+        from tailor.rql.sac import train_sac
+
+        train_sac("mountaincar-noleft", method, SACConfig(her_k=1, total_steps=2), log=None)
+
+
+@needs_highway
+def test_mcts_model_sees_the_wrapped_observation():
+    from tailor.rql.mcts import TaskModel
+
+    model = TaskModel("highway-keepright")
+    env = make_env("highway-keepright")
+    obs, _ = env.reset(seed=0)
+    model.sync(env)
+    o, r_addon, _ = model.step(1)  # IDLE, on the copy
+    real, _, _, _, info = env.step(1)
+    assert o.shape == obs.shape == (25,)
+    np.testing.assert_allclose(o, real, atol=1e-6)  # same state, same (flattened) observation
+    assert r_addon == info["addon_reward"]

@@ -175,6 +175,19 @@ def test_sac_prior_and_residual_sac(tmp_path):
     )
     _, t3 = run.load_policy(idle)
     assert all(torch.equal(t1[k], t3[k]) for k in t1)
+    # the critics learn from the first steps, the actor only after the critic warm-up
+    warming = run.customize(
+        "mountaincar-noleft",
+        "sac",
+        prior,
+        200,
+        0,
+        tmp_path / "w",
+        log=None,
+        **{**SAC_FAST, "critic_warmup_steps": 1000},
+    )
+    _, t5 = run.load_policy(warming)
+    assert all(torch.equal(t1[k], t5[k]) for k in t1)
     cust = run.customize(
         "mountaincar-noleft", "sac", prior, 200, 0, tmp_path / "c", log=None, **SAC_FAST
     )
@@ -236,3 +249,14 @@ def test_batched_mcts_is_the_default_and_sequential_is_available(dqn_prior, tmp_
     res = run.evaluate(fast, episodes=1, max_steps=10)
     assert res["length"]["mean"] == 10
     assert run.evaluate(slow, episodes=1, max_steps=10)["length"]["mean"] == 10
+
+
+def test_sac_critic_zero_init_starts_at_zero():
+    from tailor.rql.sac import Critic
+
+    torch.manual_seed(0)
+    one = torch.ones(3)
+    obs, act = torch.randn(5, 3), torch.randn(5, 2)
+    zero = Critic(3, 2, (8, 8), one, 0 * one, zero_last=True)
+    assert torch.equal(zero(obs, act), torch.zeros(5))
+    assert not torch.equal(Critic(3, 2, (8, 8), one, 0 * one)(obs, act), torch.zeros(5))

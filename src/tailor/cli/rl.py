@@ -120,7 +120,30 @@ def _common_train(p: argparse.ArgumentParser) -> None:
         help="iterations between checkpoints (default 50)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--algo dqn|sac|mcts: set a field of SoftDQNConfig / SACConfig / MCTSConfig "
+        "(repeatable; VALUE is read as JSON, else as text), e.g. --set her_k=4 "
+        "--set hidden=[128,128]",
+    )
     _tasks_file(p)
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """``["gamma=0.95", "hidden=[128,128]"]`` -> ``{"gamma": 0.95, "hidden": [128, 128]}``."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise TailorError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 # ---- tasks --------------------------------------------------------------------------------------
@@ -205,6 +228,10 @@ def _run(args: argparse.Namespace, allowed: tuple[str, ...], given: dict[str, An
 
     if args.tasks_file:
         load_tasks_file(args.tasks_file)
+    if getattr(args, "set", None):
+        raise TailorError(
+            "--set sets SoftDQNConfig/SACConfig/MCTSConfig fields: use it with --algo dqn|sac|mcts"
+        )
     if isinstance(args.steps, int) and args.steps < 1:
         raise TailorError(
             f"--steps must be a positive number of environment steps, got {args.steps}"
@@ -301,6 +328,7 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
         raise TailorError("--task and --out are required")
     if args.steps < 1:
         raise TailorError(f"--steps must be a positive number, got {args.steps}")
+    settings = _settings(args.set)
     if customize:
         if not args.prior:
             raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")
@@ -314,6 +342,7 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
             args.omega_prime,
             args.alpha_hat,
             method=args.method or "residual",
+            **settings,
         )
     else:
         out = run.train_prior(
@@ -324,6 +353,7 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
             args.out,
             method=args.method or "soft",
             alpha=args.alpha,
+            **settings,
         )
     print(f"saved {out}")
     return 0

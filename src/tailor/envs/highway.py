@@ -50,6 +50,7 @@ __all__ = [
     "PARKING_ENV_ID",
     "bay_lines",
     "have_highway_env",
+    "parking_relabel",
     "segments_touch_polygon",
 ]
 
@@ -436,6 +437,33 @@ def _lane_fraction(env: Any) -> float:
     return float(u.vehicle.lane_index[2]) / max(lanes - 1, 1)
 
 
+# highway-env's parking reward (ParkingEnv.default_config): -(|desired - achieved| . W)^P, minus
+# 5 on a crash; success (and termination) when the distance term exceeds -0.12.
+_PARKING_WEIGHTS = np.array([1.0, 0.3, 0.0, 0.0, 0.02, 0.02])
+_PARKING_P, _PARKING_COLLISION, _PARKING_SUCCESS = 0.5, -5.0, 0.12
+
+
+def parking_relabel(
+    obs: np.ndarray, next_obs: np.ndarray, goal_from: np.ndarray, infos: list[dict]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Hindsight relabelling of ``parking-boundary`` transitions (``Task.relabel_goal``).
+
+    Observations are ``[own (6), goal - own (6)]``; the goal that ``goal_from [N, 12]`` achieves
+    is its own part. Returns ``(obs [N, 12], next_obs [N, 12], basic [N], terminated [N])``
+    under that goal, with highway-env's reward, crash penalty (``infos[i]["crashed"]``) and
+    success rule. The add-on (line contact) does not depend on the goal.
+    """
+    n = obs.shape[1] // 2
+    goal = goal_from[:, :n]
+    obs, next_obs = obs.copy(), next_obs.copy()
+    obs[:, n:] = goal - obs[:, :n]
+    next_obs[:, n:] = goal - next_obs[:, :n]
+    dist = -np.power(np.abs(next_obs[:, n:]) @ _PARKING_WEIGHTS, _PARKING_P)
+    crashed = np.array([bool(i.get("crashed", False)) for i in infos])
+    basic = dist + _PARKING_COLLISION * crashed
+    return obs, next_obs, basic, crashed | (dist > -_PARKING_SUCCESS)
+
+
 # Our coefficients (the public code fixed omega' = alpha_hat = 1 with its own scales). Rewards
 # are O(1) per step here; alpha is the prior's temperature, omega' = alpha means omega = 1.
 HIGHWAY_COEFFICIENTS = {
@@ -471,6 +499,7 @@ TASKS = (
         statistic_name="fraction of steps touching a bay line",
         coefficients=PARKING_COEFFICIENTS,
         addon_formula="-1 if the car's footprint touches a bay boundary line else 0",
+        relabel_goal=parking_relabel,
     ),
 )
 

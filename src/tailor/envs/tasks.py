@@ -83,6 +83,13 @@ class BatchState:
 
 VectorTermsFn = Callable[[BatchState], tuple[np.ndarray, np.ndarray]]
 
+# relabel_goal(obs [N, D], next_obs [N, D], goal_from [N, D], infos) ->
+#     (obs [N, D], next_obs [N, D], basic [N], terminated [N])
+RelabelFn = Callable[
+    [np.ndarray, np.ndarray, np.ndarray, list],
+    tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+]
+
 
 @dataclass(frozen=True, eq=False)
 class Task:
@@ -110,6 +117,13 @@ class Task:
             (HalfCheetah/Hopper/Ant v5, the point mass) runs on :class:`VecEnv`'s fast path;
             without it, :class:`VecEnv` falls back to a loop over gymnasium envs. It must agree
             with ``addon``/``statistic`` (tested for the built-in tasks).
+        relabel_goal: goal-conditioned tasks only, for hindsight experience replay
+            (``SACConfig.her_k``): ``relabel_goal(obs [N, D], next_obs [N, D], goal_from [N, D],
+            infos) -> (obs [N, D], next_obs [N, D], basic [N], terminated [N])`` rewrites N
+            transitions as if their goal had been the one that the observation ``goal_from``
+            (a later ``next_obs`` of the same episode) achieves: the observations with the new
+            goal, the basic reward and the termination under it. ``infos`` are the env's info
+            dicts of the N steps. The add-on reward must not depend on the goal.
     """
 
     name: str
@@ -122,6 +136,7 @@ class Task:
     coefficients: dict[str, dict[str, float]] = field(default_factory=dict)
     addon_formula: str = ""
     vector_terms: VectorTermsFn | None = None
+    relabel_goal: RelabelFn | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or any(c.isspace() for c in self.name):
@@ -140,6 +155,8 @@ class Task:
                 )
         if self.vector_terms is not None and not callable(self.vector_terms):
             raise TailorError(f"task {self.name!r}: vector_terms must be a function or None")
+        if self.relabel_goal is not None and not callable(self.relabel_goal):
+            raise TailorError(f"task {self.name!r}: relabel_goal must be a function or None")
         if not isinstance(self.env_kwargs, dict):
             raise TailorError(f"task {self.name!r}: env_kwargs must be a dict")
         if not isinstance(self.coefficients, dict):

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 from torch import nn
 
@@ -89,7 +90,17 @@ class TaskModel:
 
     def __init__(self, task: Task | str) -> None:
         self.task = get_task(task)
-        self.env = make_env(self.task).unwrapped
+        wrapped = make_env(self.task)
+        self.env = wrapped.unwrapped
+        # The search steps the unwrapped env; its observations go through the task env's
+        # observation wrappers (innermost first), e.g. highway-env's flattening, so that the
+        # prior sees what it saw in training.
+        self._obs_wrappers: list[gym.ObservationWrapper] = []
+        w = wrapped
+        while isinstance(w, gym.Wrapper):
+            if isinstance(w, gym.ObservationWrapper):
+                self._obs_wrappers.insert(0, w)
+            w = w.env
         self.env.reset(seed=0)
         if not hasattr(self.env.action_space, "n"):
             raise TailorError(
@@ -137,6 +148,8 @@ class TaskModel:
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool]:
         obs, _, terminated, _, info = self.env.step(int(action))
+        for w in self._obs_wrappers:
+            obs = w.observation(obs)
         return obs, float(self.task.addon(self.env, action, info)), bool(terminated)
 
 

@@ -129,9 +129,10 @@ class Critic(nn.Module):
         hidden: Sequence[int],
         obs_scale: torch.Tensor,
         obs_bias: torch.Tensor,
+        zero_last: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim + act_dim, 1, hidden)
+        self.net = mlp(obs_dim + act_dim, 1, hidden, zero_last=zero_last)
         self.register_buffer("obs_scale", obs_scale.clone())
         self.register_buffer("obs_bias", obs_bias.clone())
 
@@ -165,7 +166,19 @@ class SACConfig:
             ``omega' * warm_start_factor`` (the public code's warm start), keeping the new
             critic's policy near the prior while it learns. 0 disables it.
         warm_start_factor: the multiplier during the warm start (10 in the public code).
+        critic_warmup_steps: for this many steps after ``learning_starts`` only the critics
+            learn and the actor stays as it is (a residual run keeps acting as the prior while
+            its fresh ``Q_R`` fits, as the PPO customization's critic warm-up does). 0: none.
         init_actor_from_prior: residual runs only: start the actor from the prior's weights.
+        critic_zero_init: start the critics' output layers at zero, so that ``Q = 0``
+            everywhere (as residual soft DQN's ``Q_R``). For a residual run whose actor starts
+            as the prior with ``omega' = alpha_hat``, that pair is the exact solution for a
+            zero add-on, so the actor moves only as ``Q_R`` learns the add-on (a random
+            critic instead pushes it with noise from the first update).
+        her_k: hindsight experience replay for goal-conditioned tasks (``Task.relabel_goal``):
+            at the end of each episode, every transition is also stored ``her_k`` times with
+            the goal achieved at a uniformly drawn later step of the episode ("future"
+            strategy) and the basic reward and termination under that goal. 0 disables it.
         basic_weight: the weight ``omega`` of the basic reward for a method trained on both
             rewards (``full``: ``omega r + r_R``, the from-scratch baseline of a customization
             with ``omega' = omega * alpha``); ignored by the other methods.
@@ -187,10 +200,36 @@ class SACConfig:
     explore_hold: int = 30
     warm_start_steps: int = 2_000
     warm_start_factor: float = 10.0
+    critic_warmup_steps: int = 0
     init_actor_from_prior: bool = True
+    critic_zero_init: bool = False
+    her_k: int = 0
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+
+def _store_hindsight(
+    buf: ReplayBuffer,
+    episode: list[tuple],
+    task: Task,
+    method: Method,
+    cfg: SACConfig,
+    rng: np.random.Generator,
+) -> None:
+    """Store ``cfg.her_k`` relabelled copies of each transition of a finished episode, each with
+    the goal achieved at a uniformly drawn step ``j >= t`` of the same episode."""
+    steps = len(episode)
+    t = np.repeat(np.arange(steps), cfg.her_k)
+    j = rng.integers(t, steps)  # a later (or the same) step of the episode
+    obs, act, addon, next_obs, infos = (list(x) for x in zip(*episode, strict=True))
+    next_arr = np.asarray(next_obs)
+    o, n, basic, term = task.relabel_goal(
+        np.asarray(obs)[t], next_arr[t], next_arr[j], [infos[i] for i in t]
+    )
+    for k, i in enumerate(t):
+        r = method.env_reward(_weighted(method, cfg, float(basic[k])), addon[i])
+        buf.add(o[k], act[i], r, n[k], bool(term[k]))
 
 
 def train_sac(
@@ -234,6 +273,11 @@ def train_sac(
         raise TailorError(
             f"SAC needs a 1-D Box action space; task {task.name!r} has {space} (use --algo dqn)"
         )
+    if cfg.her_k and task.relabel_goal is None:
+        raise TailorError(
+            f"her_k={cfg.her_k} needs a goal-conditioned task with relabel_goal; task "
+            f"{task.name!r} has none (set her_k=0)"
+        )
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(space.shape[0])
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     ospace = env.observation_space
@@ -246,12 +290,14 @@ def train_sac(
     if prior is not None:
         prior = copy.deepcopy(prior).eval().requires_grad_(False)
     q1, q2 = (
-        Critic(obs_dim, act_dim, cfg.hidden, actor.obs_scale, actor.obs_bias) for _ in range(2)
+        Critic(obs_dim, act_dim, cfg.hidden, actor.obs_scale, actor.obs_bias, cfg.critic_zero_init)
+        for _ in range(2)
     )
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
     actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
     critic_opt = torch.optim.Adam([*q1.parameters(), *q2.parameters()], lr=cfg.critic_lr)
-    buf = ReplayBuffer(obs_dim, (act_dim,), min(cfg.buffer_size, cfg.total_steps))
+    buf = ReplayBuffer(obs_dim, (act_dim,), min(cfg.buffer_size, cfg.total_steps * (1 + cfg.her_k)))
+    episode: list[tuple] = []  # this episode's (obs, action, addon, next_obs, info), for HER
 
     def prior_logp(o: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
         return prior.log_prob(o, a) if prior is not None else None
@@ -276,12 +322,17 @@ def train_sac(
         next_obs, _, terminated, truncated, info = env.step(action.astype(np.float32))
         r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
         buf.add(obs, action, r, next_obs, terminated)
+        if cfg.her_k:
+            episode.append((obs, action, info["addon_reward"], next_obs, info))
         ep_basic += info["basic_reward"]
         ep_addon += info["addon_reward"]
         ep_len += 1
         obs = next_obs
         if terminated or truncated:
             history.append((ep_basic, ep_addon, ep_len))
+            if cfg.her_k:
+                _store_hindsight(buf, episode, task, method, cfg, rng)
+                episode = []
             ep_basic = ep_addon = 0.0
             ep_len = 0
             obs, _ = env.reset()
@@ -312,17 +363,19 @@ def train_sac(
                 critic_loss.backward()
                 critic_opt.step()
 
-                a_new, logp = actor.sample(b["obs"], gen)
-                lp_prior = None
-                if prior is not None:
-                    # Gradient flows through a_new into the prior's log-density (prior frozen).
-                    lp_prior = prior.log_prob(b["obs"], a_new)
-                actor_loss = sac_actor_loss(
-                    logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
-                )
-                actor_opt.zero_grad()
-                actor_loss.backward()
-                actor_opt.step()
+                actor_loss = torch.zeros(())
+                if step - cfg.learning_starts >= cfg.critic_warmup_steps:
+                    a_new, logp = actor.sample(b["obs"], gen)
+                    lp_prior = None
+                    if prior is not None:
+                        # Gradient flows through a_new into the prior's log-density (frozen).
+                        lp_prior = prior.log_prob(b["obs"], a_new)
+                    actor_loss = sac_actor_loss(
+                        logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
+                    )
+                    actor_opt.zero_grad()
+                    actor_loss.backward()
+                    actor_opt.step()
                 if not (torch.isfinite(critic_loss) and torch.isfinite(actor_loss)):
                     raise TailorError(
                         f"SAC loss is not finite at step {step} (critic "
