@@ -53,6 +53,16 @@ RUNS = {
         "critic_zero_init": True,
     },
     "z": {"critic_zero_init": True},
+    # a 10x smaller actor step size (3e-5)
+    "lr": {"actor_lr": 3e-5},
+    "om10lr": {"omega_prime": 0.1, "alpha_hat": 0.05, "actor_lr": 3e-5},
+    "eq25lr": {"omega_prime": 0.25, "alpha_hat": 0.25, "actor_lr": 3e-5},
+    "zero-lr": {
+        "task": "parking-zero-addon",
+        "omega_prime": 0.05,
+        "alpha_hat": 0.05,
+        "actor_lr": 3e-5,
+    },
 }
 register_task(
     Task(
