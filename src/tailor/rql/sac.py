@@ -173,8 +173,8 @@ class SACConfig:
         critic_zero_init: start the critics' output layers at zero, so that ``Q = 0``
             everywhere (as residual soft DQN's ``Q_R``). For a residual run whose actor starts
             as the prior with ``omega' = alpha_hat``, that pair is the exact solution for a
-            zero add-on, so the actor moves only as ``Q_R`` learns the add-on (a random
-            critic instead pushes it with noise from the first update).
+            zero add-on, so the critic adds no noise of its own to the actor's first updates
+            (the actor's own per-sample gradient noise remains; results/rql/README.md).
         her_k: hindsight experience replay for goal-conditioned tasks (``Task.relabel_goal``):
             at the end of each episode, every transition is also stored ``her_k`` times with
             the goal achieved at a uniformly drawn later step of the episode ("future"
