@@ -471,11 +471,7 @@ HIGHWAY_COEFFICIENTS = {
     "full": {"alpha": 0.05},
     "residual": {"omega_prime": 0.05, "alpha_hat": 0.05},
 }
-PARKING_COEFFICIENTS = {
-    "soft": {"alpha": 0.05},
-    "full": {"alpha": 0.05},
-    "residual": {"omega_prime": 0.05, "alpha_hat": 0.05},
-}
+PARKING_COEFFICIENTS = {k: dict(v) for k, v in HIGHWAY_COEFFICIENTS.items()}  # same scales
 
 TASKS = (
     Task(

@@ -247,6 +247,13 @@ class _Node:
         self.value = 0.0
 
 
+def _check_config(config: MCTSConfig) -> None:
+    if config.simulations < 1 or config.horizon < 1:
+        raise TailorError("MCTS needs simulations >= 1 and horizon >= 1")
+    if not config.tau > 0:
+        raise TailorError(f"MCTS temperature tau must be > 0, got {config.tau}")
+
+
 class ResidualMCTS:
     """Residual max-entropy MCTS over ``model`` with prior ``log_prior(obs) -> [A]``.
 
@@ -259,10 +266,7 @@ class ResidualMCTS:
     def __init__(
         self, model: Model, log_prior: Callable[[np.ndarray], np.ndarray], config: MCTSConfig
     ) -> None:
-        if config.simulations < 1 or config.horizon < 1:
-            raise TailorError("MCTS needs simulations >= 1 and horizon >= 1")
-        if not config.tau > 0:
-            raise TailorError(f"MCTS temperature tau must be > 0, got {config.tau}")
+        _check_config(config)
         self.model, self.log_prior, self.cfg = model, log_prior, config
         self.n_actions = int(model.n_actions)
         self.rng = np.random.default_rng(config.seed)
@@ -470,10 +474,7 @@ class BatchedResidualMCTS:
         log_prior: Callable[[np.ndarray], np.ndarray],
         config: MCTSConfig,
     ) -> None:
-        if config.simulations < 1 or config.horizon < 1:
-            raise TailorError("MCTS needs simulations >= 1 and horizon >= 1")
-        if not config.tau > 0:
-            raise TailorError(f"MCTS temperature tau must be > 0, got {config.tau}")
+        _check_config(config)
         self.model, self.log_prior, self.cfg = model, log_prior, config
         self.n_actions = int(model.n_actions)
         self.rng = np.random.default_rng(config.seed)
