@@ -1,0 +1,198 @@
+"""Same seed, same numbers: short fixed runs of every algorithm, pinned.
+
+The pins in ``tests/data/pinned_metrics.json`` were written by this file *before* the code moved
+into one house (issue 12) and must not change when code only moves: a refactor that changes any
+number here changed behaviour. Floats are compared exactly (the same machine and torch build give
+the same bits); the timing columns are left out.
+
+Regenerate only when behaviour is meant to change, and say so in the commit:
+``TAILOR_WRITE_PINS=1 .venv/bin/python -m pytest tests/test_pinned.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tailor.algos.ppo import PPOConfig, train
+from tailor.envs import get_task
+from tailor.priors import load_prior
+from tailor.rql import run as dqn_runs
+
+PINS = Path(__file__).parent / "data" / "pinned_metrics.json"
+TIMING = {"sps", "wall_s"}
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' names and bytes (order-independent)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _ppo(tmp: Path) -> dict[str, Any]:
+    cfg = PPOConfig(
+        total_steps=1024,
+        num_envs=8,
+        num_steps=32,
+        num_epochs=2,
+        hidden=(16, 16),
+        tensorboard=False,
+        seed=3,
+    )
+    task = get_task("pointmass")
+    prior = train(task, task.method("soft"), cfg, tmp / "ppo-prior")
+    custom = train(
+        task,
+        task.method("residual"),
+        PPOConfig(**{**cfg.__dict__, "seed": 4}),
+        tmp / "ppo-custom",
+        prior=load_prior(tmp / "ppo-prior"),
+    )
+    return {
+        "prior_rows": _rows(prior.metrics),
+        "custom_rows": _rows(custom.metrics),
+        "custom_actor": _digest(custom.actor.state_dict()),
+    }
+
+
+DQN_FAST = {"learning_starts": 100, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
+SAC_FAST = {**DQN_FAST, "warm_start_steps": 20}
+
+
+def _rql(tmp: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    prior = dqn_runs.train_prior(
+        "cartpole-centered", "dqn", 400, 0, tmp / "dqn-prior", log=None, **DQN_FAST
+    )
+    custom = dqn_runs.customize(
+        "cartpole-centered", "dqn", prior, 300, 1, tmp / "dqn-custom", log=None, **DQN_FAST
+    )
+    out["dqn_prior"] = _digest(dqn_runs.load_policy(prior)[1])
+    out["dqn_custom"] = _digest(dqn_runs.load_policy(custom)[1])
+    out["dqn_eval"] = dqn_runs.evaluate(custom, episodes=2, seed=5, max_steps=50)["per_episode"]
+
+    sprior = dqn_runs.train_prior(
+        "mountaincar-noleft", "sac", 300, 0, tmp / "sac-prior", log=None, **SAC_FAST
+    )
+    scustom = dqn_runs.customize(
+        "mountaincar-noleft", "sac", sprior, 300, 1, tmp / "sac-custom", log=None, **SAC_FAST
+    )
+    out["sac_prior"] = _digest(dqn_runs.load_policy(sprior)[1])
+    out["sac_custom"] = _digest(dqn_runs.load_policy(scustom)[1])
+    out["sac_eval"] = dqn_runs.evaluate(scustom, episodes=2, seed=5, max_steps=50)["per_episode"]
+
+    mcts = dqn_runs.customize(
+        "cartpole-centered", "mcts", prior, 0, 0, tmp / "mcts", simulations=10, horizon=3
+    )
+    out["mcts_eval"] = dqn_runs.evaluate(mcts, episodes=2, seed=5, max_steps=20)["per_episode"]
+    return out
+
+
+def _lm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    pytest.importorskip("transformers")
+    from tailor.lm.dpo import LMDPOConfig, customize_offline
+    from tailor.lm.model import load_model, load_tokenizer
+    from tailor.lm.ppo import LMPPOConfig, customize_ppo
+    from test_lm_model import tiny_model_dir
+
+    path = tiny_model_dir(tmp_path_factory)
+    prior, tok = load_model(path), load_tokenizer(path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ppo_cfg = LMPPOConfig(steps=3, batch_size=16, minibatch_size=8, max_new_tokens=8, lr=1e-3)
+        ppo_model, ppo_hist = customize_ppo(
+            prior, tok, "ends-with-vowel", "residual", ppo_cfg, omega_prime=0.3, alpha_hat=0.1
+        )
+        dpo_cfg = LMDPOConfig(steps=5, batch_size=8, lr=1e-3, samples=32, max_new_tokens=8)
+        dpo_model, dpo_hist, _ = customize_offline(
+            prior, tok, "decoupled-dpo", dpo_cfg, reward="ends-with-vowel"
+        )
+    finally:
+        torch.set_num_threads(before)
+    return {
+        "lm_ppo_hist": _rows(ppo_hist),
+        "lm_ppo_model": _digest(ppo_model.state_dict()),
+        "lm_dpo_hist": _rows(dpo_hist),
+        "lm_dpo_model": _digest(dpo_model.state_dict()),
+    }
+
+
+def _cli(tmp: Path) -> dict[str, Any]:
+    """The CLI's own outputs: a PPO train + evaluate --json, the run's metrics.csv."""
+    from tailor.cli import main
+
+    run = tmp / "cli-run"
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "pointmass",
+                "--method",
+                "soft",
+                "--steps",
+                "1024",
+                "--num-envs",
+                "8",
+                "--seed",
+                "2",
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["evaluate", "--policy", str(run), "--episodes", "2", "--json", str(tmp / "eval.json")]
+        )
+        == 0
+    )
+    result = json.loads((tmp / "eval.json").read_text())
+    result.pop("wall_s", None)
+    result["policy"] = Path(result["policy"]).name
+    with open(run / "metrics.csv") as f:
+        metrics = [
+            {
+                k: v
+                for k, v in zip(header, line.rstrip("\n").split(","), strict=True)
+                if k not in TIMING
+            }
+            for header in [f.readline().rstrip("\n").split(",")]
+            for line in f
+        ]
+    return {"cli_eval": result, "cli_metrics": metrics}
+
+
+def _canonical(obj: Any) -> Any:
+    """JSON round trip: tuples become lists, numpy scalars plain floats."""
+    return json.loads(json.dumps(obj, default=float))
+
+
+@pytest.mark.slow
+def test_pinned_runs_are_unchanged(tmp_path, tmp_path_factory) -> None:
+    got = _canonical(
+        {**_ppo(tmp_path), **_rql(tmp_path), **_cli(tmp_path), **_lm(tmp_path_factory)}
+    )
+    if os.environ.get("TAILOR_WRITE_PINS") == "1":
+        PINS.parent.mkdir(exist_ok=True)
+        PINS.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+    want = json.loads(PINS.read_text())
+    assert sorted(got) == sorted(want)
+    for key in want:
+        assert got[key] == want[key], key
