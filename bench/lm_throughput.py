@@ -4,7 +4,7 @@ One run, one model (GPT-2, 4 layers, width 128, character vocabulary: about 0.8M
 freshly initialised with a fixed seed, so no pretrained model is needed), CPU, one thread,
 float32 everywhere:
 
-* DPO training pairs/s: ``tailor.lm.dpo.customize_offline(method="dpo")`` against TRL's
+* DPO training pairs/s: ``tailor.algos.dpo.customize_offline(method="dpo")`` against TRL's
   ``DPOTrainer`` (only if ``trl`` is importable: ``pip install 'tailor-rl[bench]'``), same
   preference pairs (chosen and rejected of 4 to 30 characters, so sequences of up to 32 tokens
   with bos and eos), batch 32, same number of steps. Both timings include the reference model's
@@ -49,7 +49,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch
 
 from tailor.lm import gpt2fast
-from tailor.lm.dpo import LMDPOConfig, customize_offline
+from tailor.algos.dpo import LMDPOConfig, customize_offline
 from tailor.lm.model import PretrainConfig, build_char_tokenizer, new_char_model
 from tailor.lm.preferences import PreferencePair
 from tailor.lm.sampling import sample
@@ -268,7 +268,7 @@ def dpo_rows(tok, pairs, steps: int) -> tuple[float, float]:
     """Mean rows per DPO step (chosen and rejected of 32 pairs, seed 0 batches): the packed
     rows tailor's lean path computes, and the padded rows of a batch padded to its longest
     sequence (as TRL's collator pads)."""
-    from tailor.lm.dpo import Responses
+    from tailor.algos.dpo import Responses
 
     n = len(pairs)
     data = Responses.encode(

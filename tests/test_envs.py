@@ -84,8 +84,14 @@ def test_register_task_duplicate_and_overwrite(clean_registry):
     other = dataclasses.replace(base, name="pm-copy", description="x")
     register_task(other, overwrite=True)
     assert get_task("pm-copy") is other
+    # Tasks carry plain coefficient tables; the names are checked where tasks meet methods.
+    from tailor.experiments.run import task_method
+
+    bad = Task(name="bad", env_id="X-v0", addon=abs, statistic=abs, coefficients={"ppo": {}})
     with pytest.raises(TailorError, match="unknown method"):
-        Task(name="bad", env_id="X-v0", addon=abs, statistic=abs, coefficients={"ppo": {}})
+        task_method(bad, "soft")
+    with pytest.raises(TailorError, match="finite numbers"):
+        Task(name="bad", env_id="X-v0", addon=abs, statistic=abs, coefficients={"soft": [1]})
     with pytest.raises(TailorError, match="without spaces"):
         Task(name="has space", env_id="X-v0", addon=abs, statistic=abs)
 
@@ -406,13 +412,15 @@ def test_scripted_controller_beats_random_on_pointmass():
 
 def test_task_method_uses_the_paper_coefficients_as_defaults():
     from tailor.envs import get_task
+    from tailor.experiments.run import task_method
 
     task = get_task("halfcheetah-hindleg")
-    m = task.method("residual")
+    m = task_method(task, "residual")
     assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.17, 0.13472)
-    m = task.method("residual", omega_prime=0.1, alpha_hat=None)  # None keeps the default
+    m = task_method(task, "residual", omega_prime=0.1, alpha_hat=None)  # None keeps the default
     assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.1, 0.13472)
-    m = task.method("kl", omega_prime=0.05)  # a given kl coefficient replaces the default beta
+    # a given kl coefficient replaces the default beta
+    m = task_method(task, "kl", omega_prime=0.05)
     assert (m.spec.omega_prime, m.spec.alpha_hat) == (0.05, 0.05)
     with pytest.raises(TailorError, match="task 'halfcheetah-hindleg': no-entropy does not take"):
-        task.method("no-entropy", alpha=0.1)
+        task_method(task, "no-entropy", alpha=0.1)

@@ -133,7 +133,7 @@ def test_parking_boundary_lines_addon_and_flat_obs():
 
 @needs_highway
 def test_dqn_and_sac_run_on_the_highway_tasks(tmp_path):
-    from tailor.rql import run
+    from tailor.experiments import run
 
     fast = {"learning_starts": 4, "batch_size": 4, "hidden": (8,), "log_interval": 0}
     prior = run.train_prior("highway-keepright", "dqn", 8, 0, tmp_path / "h", log=None, **fast)
@@ -190,9 +190,9 @@ def test_parking_relabel_with_the_true_goal_reproduces_the_env():
 
 @needs_highway
 def test_sac_hindsight_stores_relabelled_copies():
+    from tailor.algos.replay import ReplayBuffer
+    from tailor.algos.sac import SACConfig, _store_hindsight
     from tailor.methods import resolve
-    from tailor.rql.sac import SACConfig, _store_hindsight
-    from tailor.rql.soft_dqn import ReplayBuffer
 
     task = get_task("parking-boundary")
     own = np.arange(4, dtype=float)[:, None] * np.array([[0.01, 0.0, 0.0, 0.0, 1.0, 0.0]])
@@ -220,14 +220,14 @@ def test_sac_hindsight_stores_relabelled_copies():
     # the last transition can only be relabelled with its own outcome: reached, reward 0
     np.testing.assert_array_equal(buf.done[8:12], 1.0)
     with pytest.raises(TailorError, match="relabel_goal"):
-        from tailor.rql.sac import train_sac
+        from tailor.algos.sac import train_sac
 
         train_sac("mountaincar-noleft", method, SACConfig(her_k=1, total_steps=2), log=None)
 
 
 @needs_highway
 def test_mcts_model_sees_the_wrapped_observation():
-    from tailor.rql.mcts import TaskModel
+    from tailor.algos.mcts import TaskModel
 
     model = TaskModel("highway-keepright")
     env = make_env("highway-keepright")

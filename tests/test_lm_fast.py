@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 pytest.importorskip("transformers")
 
+from tailor.algos.dpo import LMDPOConfig, customize_offline
 from tailor.lm import PreferencePair, gpt2fast
-from tailor.lm.dpo import LMDPOConfig, customize_offline
 from tailor.lm.model import (
     PretrainConfig,
     build_char_tokenizer,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tailor.errors import TailorError
-from tailor.lm.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
+from tailor.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
 
 LOG2 = 0.6931471805599453
 SOFTPLUS_M05 = 0.4740769841801067  # log(1 + e^-0.5) = -log sigmoid(0.5)

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from tailor.errors import TailorError
-from tailor.lm.losses import decoupled_dpo_loss, dpo_loss
 from tailor.lm.toy import (
     BridgeConfig,
     DPOConfig,
@@ -38,6 +37,7 @@ from tailor.lm.toy import (
     train_dpo,
     train_policy_gradient,
 )
+from tailor.losses import decoupled_dpo_loss, dpo_loss
 from tailor.reward import RewardSpec
 
 torch.set_num_threads(1)

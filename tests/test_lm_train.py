@@ -7,12 +7,12 @@ import torch
 
 pytest.importorskip("transformers")
 
+from tailor.algos.dpo import LMDPOConfig, customize_offline, offline_coefficients
+from tailor.algos.lm_ppo import LMPPOConfig, customize_ppo, last_token_rewards, token_advantages
 from tailor.errors import TailorError
 from tailor.lm import PreferencePair, register_reward, unregister_reward
-from tailor.lm.dpo import LMDPOConfig, customize_offline, offline_coefficients
 from tailor.lm.evaluate import evaluate_model
 from tailor.lm.model import load_model, load_tokenizer
-from tailor.lm.ppo import LMPPOConfig, customize_ppo, last_token_rewards, token_advantages
 from tailor.lm.sampling import encode_completions, encode_prompts, sequence_logprobs
 from test_lm_model import tiny_model_dir  # the session's tiny model, pretrained once
 

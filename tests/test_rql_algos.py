@@ -11,8 +11,8 @@ import torch
 from tailor.envs import get_task, make_env
 from tailor.envs.classic import THETA_MAX, success
 from tailor.errors import TailorError
-from tailor.rql import run
-from tailor.rql.sac import SquashedGaussianActor
+from tailor.experiments import run
+from tailor.nets import SquashedGaussianActor
 
 DQN_FAST = {"learning_starts": 100, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
 SAC_FAST = {
@@ -218,8 +218,8 @@ def test_bad_inputs_raise_tailor_errors(dqn_prior, tmp_path):
 
 
 def test_basic_weight_scales_only_the_full_reward():
+    from tailor.algos.soft_dqn import SoftDQNConfig, _weighted
     from tailor.methods import resolve
-    from tailor.rql.soft_dqn import SoftDQNConfig, _weighted
 
     cfg = SoftDQNConfig(basic_weight=0.2)
     full, soft = resolve("full", alpha=0.1), resolve("soft", alpha=0.1)
@@ -252,7 +252,7 @@ def test_batched_mcts_is_the_default_and_sequential_is_available(dqn_prior, tmp_
 
 
 def test_sac_critic_zero_init_starts_at_zero():
-    from tailor.rql.sac import Critic
+    from tailor.algos.sac import Critic
 
     torch.manual_seed(0)
     one = torch.ones(3)

@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tailor.envs import make_env
-from tailor.envs.classic import BATCH_ADDONS, cartpole_step_batch
-from tailor.rql.mcts import (
+from tailor.algos.mcts import (
     BatchedResidualMCTS,
     CartPoleModel,
     LoopModel,
@@ -25,15 +23,17 @@ from tailor.rql.mcts import (
     batch_model,
     numpy_log_prior,
 )
-from tailor.rql.soft_dqn import mlp
-from tailor.rql.tabular_q import (
+from tailor.envs import make_env
+from tailor.envs.classic import BATCH_ADDONS, cartpole_step_batch
+from tailor.nets import mlp
+from tailor.tabular import garnet, residual_soft_value_iteration, soft_value_iteration
+from tailor.tabular.bridge import (
     FiniteMDPEnv,
     FiniteMDPModel,
     QLearningConfig,
     expected_residual_q_iteration,
     residual_soft_q_learning,
 )
-from tailor.tabular import garnet, residual_soft_value_iteration, soft_value_iteration
 from tailor.tabular.solvers import soft_backup
 
 
@@ -209,7 +209,7 @@ def test_cartpole_batch_step_matches_gymnasium():
 
 def test_batched_search_equals_the_sequential_search_on_cartpole():
     torch.manual_seed(0)
-    log_prior = numpy_log_prior(mlp(4, 2, (16, 16)), 0.05)
+    log_prior = numpy_log_prior(mlp([4, 16, 16, 2]), 0.05)
     env = make_env("cartpole-centered")
     obs, _ = env.reset(seed=3)
     for _ in range(4):

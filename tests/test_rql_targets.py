@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from tailor.errors import TailorError
-from tailor.methods import resolve
-from tailor.rql.targets import (
+from tailor.losses import (
     prior_log_probs,
     residual_logits,
     sac_actor_loss,
@@ -19,6 +18,7 @@ from tailor.rql.targets import (
     soft_q_target,
     soft_value,
 )
+from tailor.methods import resolve
 
 LN3, LN4 = math.log(3.0), math.log(4.0)
 HALF = [math.log(0.5), math.log(0.5)]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tailor.rql import run
+from tailor.experiments import run
 
 torch.set_num_threads(1)
 ROOT = Path("runs/rql")

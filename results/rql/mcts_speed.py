@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 
 from tailor.envs import make_env
-from tailor.rql import run
-from tailor.rql.mcts import (
+from tailor.experiments import run
+from tailor.algos.mcts import (
     BatchedResidualMCTS,
     MCTSConfig,
     ResidualMCTS,

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from tailor.rql import run
+from tailor.experiments import run
 
 torch.set_num_threads(1)
 steps, seed, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

@@ -16,7 +16,7 @@ import time
 import torch
 
 from tailor.envs import Task, get_task, register_task
-from tailor.rql import run
+from tailor.experiments import run
 
 torch.set_num_threads(1)
 PRIOR = "runs/rql/parking/prior_s0"

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from tailor.rql import run
+from tailor.experiments import run
 
 torch.set_num_threads(1)
 PRIOR = "runs/rql/dqn/prior_s0"

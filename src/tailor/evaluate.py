@@ -1,32 +1,78 @@
 """Evaluate a policy on a task: both sides of the trade-off, per episode, then mean and std.
 
-For every episode: the basic return ``sum_t r_t``, the add-on return ``sum_t r_R,t``, their sum
-``total``, and the episode mean of the task's per-step statistic (e.g. mean ``|theta|``). The
-result (and the JSON of ``tailor evaluate --json``) is::
+The one evaluator of tailor, with one result schema for every policy kind (PPO's Gaussian
+policies through :func:`evaluate`, batched over a :class:`~tailor.envs.VecEnv`; soft DQN, SAC and
+MCTS policies through :func:`evaluate_stepwise`, one env stepped by an ``act(obs, env)``
+function; :func:`tailor.experiments.run.evaluate` picks one from a checkpoint's kind). For every
+episode: the basic return ``sum_t r_t``, the add-on return ``sum_t r_R,t``, their sum ``total``,
+the episode mean of the task's per-step statistic (e.g. mean ``|theta|``), the length and
+whether it succeeded (:func:`tailor.envs.classic.success`: the task's rule, else "not
+terminated"). The result (and the JSON of ``tailor evaluate --json``) is::
 
     {"total": {"mean": .., "std": ..}, "basic": {...}, "addon": {...}, "statistic": {...},
-     "episodes": N, "task": .., "policy": .., "deterministic": .., "seed": ..,
+     "length": {...}, "success_rate": .., "episodes": N, "task": .., "statistic_name": ..,
+     "policy": .., "seed": .., (evaluate: "deterministic"),
      "per_episode": {"total": [...], "basic": [...], "addon": [...], "statistic": [...],
-                     "length": [...]}}
+                     "length": [...], "success": [...]}}
 
 ``std`` is the population standard deviation over episodes (``numpy.std``).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tailor.envs import Task, VecEnv, get_task
+from tailor.envs import Task, VecEnv, get_task, make_env
+from tailor.envs.classic import success as episode_success
 from tailor.errors import TailorError
 from tailor.priors import PolicyPrior, Prior, check_spaces, load_prior
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_stepwise", "summarize"]
 
 _MAX_ENVS = 16
+
+# One row per episode: total, basic, add-on, statistic (episode mean), length, success.
+EPISODE_COLUMNS = ("total", "basic", "addon", "statistic", "length", "success")
+
+
+def summarize(rows: np.ndarray, task: Task, **extra: Any) -> dict[str, Any]:
+    """The result schema from episode rows ``[E, 6]`` (columns :data:`EPISODE_COLUMNS`)."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(EPISODE_COLUMNS))
+
+    def summary(x: np.ndarray) -> dict[str, float]:
+        return {"mean": float(x.mean()), "std": float(x.std())}
+
+    return {
+        "total": summary(rows[:, 0]),
+        "basic": summary(rows[:, 1]),
+        "addon": summary(rows[:, 2]),
+        "statistic": summary(rows[:, 3]),
+        "length": summary(rows[:, 4]),
+        "success_rate": float(rows[:, 5].mean()),
+        "episodes": int(rows.shape[0]),
+        "task": task.name,
+        "statistic_name": task.statistic_name,
+        **extra,
+        "per_episode": {
+            "total": rows[:, 0].tolist(),
+            "basic": rows[:, 1].tolist(),
+            "addon": rows[:, 2].tolist(),
+            "statistic": rows[:, 3].tolist(),
+            "length": rows[:, 4].astype(int).tolist(),
+            "success": rows[:, 5].astype(bool).tolist(),
+        },
+    }
+
+
+def _check_episodes(episodes: object) -> None:
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise TailorError(f"episodes must be a positive integer, got {episodes!r}")
 
 
 def evaluate(
@@ -39,7 +85,7 @@ def evaluate(
     num_envs: int | None = None,
     max_steps: int = 1_000_000,
 ) -> dict[str, Any]:
-    """Run ``episodes`` episodes of ``policy`` on ``task``; return the summary dict above.
+    """Run ``episodes`` episodes of a Gaussian ``policy`` on ``task``; the summary dict above.
 
     Args:
         policy: a :class:`tailor.priors.Prior` or a run directory / ``policy.safetensors``.
@@ -55,8 +101,7 @@ def evaluate(
     Raises:
         TailorError: bad ``episodes``, unreadable policy file, spaces that do not match the task.
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise TailorError(f"episodes must be a positive integer, got {episodes!r}")
+    _check_episodes(episodes)
     task = get_task(task)
     source = str(policy) if isinstance(policy, (str, Path)) else type(policy).__name__
     if isinstance(policy, (str, Path)):
@@ -64,7 +109,7 @@ def evaluate(
     n = min(episodes, num_envs or _MAX_ENVS)
     quota = np.full(n, episodes // n) + (np.arange(n) < episodes % n)
     gen = torch.Generator().manual_seed(seed)
-    per_env: list[list[tuple[float, float, float, int]]] = [[] for _ in range(n)]
+    per_env: list[list[tuple[float, ...]]] = [[] for _ in range(n)]
     with VecEnv(task, n, seed=seed) as env:
         check_spaces(policy, env.obs_dim, env.act_dim, task.name, what="policy")
         obs = env.reset()
@@ -83,7 +128,19 @@ def evaluate(
             length += 1
             for i in np.flatnonzero(step.done):
                 if len(per_env[i]) < quota[i]:
-                    per_env[i].append((ret_b[i], ret_a[i], stat[i] / length[i], int(length[i])))
+                    ok = episode_success(
+                        task, bool(step.terminated[i]), bool(step.truncated[i]), int(length[i])
+                    )
+                    per_env[i].append(
+                        (
+                            ret_b[i] + ret_a[i],
+                            ret_b[i],
+                            ret_a[i],
+                            stat[i] / length[i],
+                            int(length[i]),
+                            float(ok),
+                        )
+                    )
                 ret_b[i] = ret_a[i] = stat[i] = 0.0
                 length[i] = 0
             if all(len(p) >= q for p, q in zip(per_env, quota, strict=True)):
@@ -95,28 +152,49 @@ def evaluate(
                 f"task {task.name!r} did not end"
             )
     rows = np.asarray([e for p in per_env for e in p], dtype=np.float64)
-    basic, addon, statistic, lengths = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
-    total = basic + addon
+    return summarize(rows, task, policy=source, deterministic=deterministic, seed=seed)
 
-    def summary(x: np.ndarray) -> dict[str, float]:
-        return {"mean": float(x.mean()), "std": float(x.std())}
 
-    return {
-        "total": summary(total),
-        "basic": summary(basic),
-        "addon": summary(addon),
-        "statistic": summary(statistic),
-        "episodes": int(rows.shape[0]),
-        "task": task.name,
-        "statistic_name": task.statistic_name,
-        "policy": source,
-        "deterministic": deterministic,
-        "seed": seed,
-        "per_episode": {
-            "total": total.tolist(),
-            "basic": basic.tolist(),
-            "addon": addon.tolist(),
-            "statistic": statistic.tolist(),
-            "length": lengths.astype(int).tolist(),
-        },
-    }
+def evaluate_stepwise(
+    act: Callable[[np.ndarray, Any], Any],
+    task: Task | str,
+    episodes: int = 50,
+    *,
+    seed: int = 0,
+    max_steps: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes on one env, acting with ``act(obs, env) -> action``.
+
+    For policies that act one observation at a time or need the env itself (MCTS searches from
+    its true state). Episode ``i`` resets with ``seed + i``; ``max_steps`` cuts an episode short.
+    ``extra`` keys are added to the result (e.g. ``policy``, ``algo``, ``method``).
+
+    Returns:
+        The summary dict of the module docstring, with ``wall_s`` (seconds of acting).
+    """
+    _check_episodes(episodes)
+    task = get_task(task)
+    env = make_env(task)
+    rows = []
+    t0 = time.perf_counter()
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            basic = addon = stat = 0.0
+            n = 0
+            while True:
+                obs, _, terminated, truncated, info = env.step(act(obs, env))
+                basic += info["basic_reward"]
+                addon += info["addon_reward"]
+                stat += info["statistic"]
+                n += 1
+                if terminated or truncated or (max_steps is not None and n >= max_steps):
+                    break
+            ok = episode_success(task, terminated, truncated, n, info)
+            rows.append((basic + addon, basic, addon, stat / n, n, float(ok)))
+    finally:
+        env.close()
+    return summarize(
+        np.asarray(rows), task, **extra, seed=seed, wall_s=time.perf_counter() - t0
+    )

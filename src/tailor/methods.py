@@ -23,8 +23,9 @@ and never see the basic reward. ``full`` is the upper bound that does see both r
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from tailor.errors import TailorError
 from tailor.reward import RewardSpec
@@ -32,9 +33,12 @@ from tailor.reward import RewardSpec
 __all__ = [
     "CUSTOMIZATION_METHODS",
     "METHODS",
+    "OFFLINE_METHODS",
     "TRAINING_METHODS",
     "Method",
     "MethodInfo",
+    "check_coefficient_table",
+    "method_info",
     "resolve",
 ]
 
@@ -117,8 +121,31 @@ METHODS: dict[str, MethodInfo] = {
     )
 }
 
+# The offline (preference) family of the language-model path: the same reward setting, learnt
+# from preference pairs instead of on-policy samples (reference section 3; tailor.losses).
+OFFLINE_METHODS_INFO: dict[str, MethodInfo] = {
+    m.name: m
+    for m in (
+        MethodInfo("dpo", "addon", True, ("beta",), "DPO: the offline form of KL PPO"),
+        MethodInfo("ce-dpo", "addon", True, ("beta",), "DPO on labelled responses (cross-entropy)"),
+        MethodInfo(
+            "decoupled-dpo",
+            "addon",
+            True,
+            ("omega_prime", "alpha_hat"),
+            "DPO with omega' on the prior and alpha_hat on the policy (eq. 25)",
+        ),
+    )
+}
+
 TRAINING_METHODS: tuple[str, ...] = tuple(n for n, m in METHODS.items() if not m.customization)
 CUSTOMIZATION_METHODS: tuple[str, ...] = tuple(n for n, m in METHODS.items() if m.customization)
+OFFLINE_METHODS: tuple[str, ...] = tuple(OFFLINE_METHODS_INFO)
+# Methods with one coefficient beta for both terms (omega' = alpha_hat = beta). On input, beta may
+# also be spelled omega_prime or alpha_hat (the values must then agree): that equality *is* the
+# KL reading; different values are the residual / decoupled method.
+SINGLE_BETA = ("kl", "dpo", "ce-dpo")
+_ALIASES = ("beta", "omega_prime", "alpha_hat")
 
 
 @dataclass(frozen=True)
@@ -127,18 +154,23 @@ class Method:
 
     Attributes:
         name: the method's name.
+        coefficients: exactly the coefficients it takes, as floats (``{"beta": 0.1}`` for kl):
+            what checkpoints store, and ``resolve(name, **coefficients)`` gives this method back.
         spec: coefficients of :func:`tailor.reward.reformulate`.
         entropy_bonus: coefficient ``c`` of the entropy bonus in the policy loss
             (``loss = -surrogate - c * H(pi_theta)``); 0 for none.
         reward: which environment reward the method optimises (see :class:`MethodInfo`).
         customization: whether it starts from a prior policy.
+        offline: whether it learns from preference data (the DPO family) instead of rollouts.
     """
 
     name: str
+    coefficients: dict[str, float]
     spec: RewardSpec
     entropy_bonus: float
     reward: RewardKind
     customization: bool
+    offline: bool = False
 
     @property
     def needs_prior_logp(self) -> bool:
@@ -153,78 +185,111 @@ class Method:
             return addon
         return basic + addon
 
+    def to_json(self) -> dict[str, Any]:
+        """``{"method": name, "coefficients": {...}}``, the form checkpoints store."""
+        return {"method": self.name, "coefficients": dict(self.coefficients)}
+
+
+def method_info(name: str) -> MethodInfo:
+    """The :class:`MethodInfo` of an online or offline method; TailorError for an unknown one."""
+    if name in METHODS:
+        return METHODS[name]
+    if name in OFFLINE_METHODS_INFO:
+        return OFFLINE_METHODS_INFO[name]
+    raise TailorError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+
+
+def _flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
 
 def resolve(
     name: str,
+    defaults: Mapping[str, float] | None = None,
     *,
-    alpha: float | None = None,
-    alpha_hat: float | None = None,
-    omega_prime: float | None = None,
-    beta: float | None = None,
+    where: str = "",
+    flags: bool = False,
+    **given: float | None,
 ) -> Method:
-    """Resolve a method name and its coefficients into a :class:`Method`.
+    """Resolve a method name and its coefficients into a :class:`Method`: the one place that
+    merges defaults, applies the kl aliasing and validates.
 
-    Each method takes the coefficients listed in ``METHODS[name].coefficients`` (see the module
-    table). For ``kl`` the one coefficient ``beta`` may also be given as ``omega_prime`` and/or
-    ``alpha_hat``, which must then be equal (that equality *is* KL PPO; different values are
-    Residual PPO).
+    Each method takes the coefficients listed in its :class:`MethodInfo` (see the module table).
+    ``given`` values that are ``None`` are ignored; the others override ``defaults`` (a task's
+    ``coefficients[name]``, or the language model's defaults). For ``kl``, ``dpo`` and ``ce-dpo``
+    the one coefficient ``beta`` may also be given as ``omega_prime`` and/or ``alpha_hat``, which
+    must then be equal; a given one replaces the default ``beta``.
+
+    Args:
+        name: method name.
+        defaults: default coefficients of this method (``None``: no defaults).
+        where: prefix of error messages, e.g. ``"task 'hopper-jump'"``.
+        flags: name coefficients as command-line flags (``--omega-prime``) in error messages.
+        **given: explicit coefficients (``alpha``, ``alpha_hat``, ``omega_prime``, ``beta``).
 
     Raises:
         TailorError: unknown name, a missing or unexpected coefficient, a non-finite value, a
-            negative temperature, or ``kl`` with two different values.
+            negative temperature, or a single-beta method with two different values.
     """
-    if name not in METHODS:
-        raise TailorError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
-    given = {
-        k: v
-        for k, v in (
-            ("alpha", alpha),
-            ("alpha_hat", alpha_hat),
-            ("omega_prime", omega_prime),
-            ("beta", beta),
-        )
-        if v is not None
-    }
+    info = method_info(name)
+    prefix = f"{where}: " if where else ""
+    show = _flag if flags else str
+
+    def fail(message: str) -> TailorError:
+        return TailorError(prefix + message)
+
+    given = {k: v for k, v in given.items() if v is not None}
     for key, value in given.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TailorError(f"{name}: {key} must be a real number, got {value!r}")
+            raise fail(f"{name}: {key} must be a real number, got {value!r}")
         if not math.isfinite(value):
-            raise TailorError(f"{name}: {key} must be finite, got {value!r}")
+            raise fail(f"{name}: {key} must be finite, got {value!r}")
 
-    if name == "kl":
+    if name in SINGLE_BETA:
+        unexpected = set(given) - set(_ALIASES)
+        if unexpected:
+            raise fail(f"{name} does not take {', '.join(show(k) for k in sorted(unexpected))}")
         values = set(given.values())
-        unexpected = set(given) - {"beta", "omega_prime", "alpha_hat"}
-        if unexpected:
-            raise TailorError(f"kl does not take {', '.join(sorted(unexpected))}")
-        if not values:
-            raise TailorError("kl needs its coefficient beta (omega' = alpha_hat = beta)")
         if len(values) > 1:
-            raise TailorError(
-                "kl uses one coefficient for both the prior and the entropy term "
-                f"(omega' = alpha_hat = beta), got {given}; "
-                "use the 'residual' method to set them separately"
+            shown = {show(k): v for k, v in given.items()}
+            other = "residual" if name == "kl" else "decoupled-dpo"
+            raise fail(
+                f"{name} uses one coefficient for both the prior and the entropy term "
+                f"(omega' = alpha_hat = beta), got {shown}; "
+                f"use the {other!r} method to set them separately"
             )
-        required = {"beta": values.pop()}
+        if values:
+            required = {"beta": values.pop()}
+        elif defaults and "beta" in defaults:
+            required = {"beta": defaults["beta"]}
+        else:
+            raise fail(f"{name} needs its coefficient beta (omega' = alpha_hat = beta)")
     else:
-        info = METHODS[name]
-        missing = [c for c in info.coefficients if c not in given]
         unexpected = [c for c in given if c not in info.coefficients]
-        if missing:
-            raise TailorError(f"{name} needs {', '.join(missing)}")
         if unexpected:
-            raise TailorError(
-                f"{name} does not take {', '.join(unexpected)} "
-                f"(it takes: {', '.join(info.coefficients) or 'no coefficients'})"
+            raise fail(
+                f"{name} does not take {', '.join(show(c) for c in unexpected)} "
+                f"(it takes: {', '.join(show(c) for c in info.coefficients) or 'no coefficients'})"
             )
-        required = given
+        required = {c: v for c, v in (defaults or {}).items() if c in info.coefficients}
+        required.update(given)
+        missing = [c for c in info.coefficients if c not in required]
+        if missing:
+            hint = f"; pass {', '.join(_flag(c) for c in missing)}" if flags else ""
+            raise fail(f"{name} needs {', '.join(missing)}{hint}")
 
-    for key in ("alpha", "alpha_hat", "beta"):
-        if key in required and required[key] < 0:
-            raise TailorError(
-                f"{name}: {key} is an entropy temperature and must be >= 0, got {required[key]}"
-            )
+    for key, value in required.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise fail(f"{name}: {key} must be a finite real number, got {value!r}")
+        if key in ("alpha", "alpha_hat", "beta") and value < 0:
+            raise fail(f"{name}: {key} is an entropy temperature and must be >= 0, got {value}")
+    coefs = {k: float(v) for k, v in required.items()}
 
-    a = float(required.get("alpha", 0.0))
+    a = coefs.get("alpha", 0.0)
     if name == "no-entropy":
         spec, bonus = RewardSpec(0.0, 0.0), 0.0
     elif name == "end-entropy":
@@ -234,10 +299,35 @@ def resolve(
     elif name in ("soft", "full"):
         spec, bonus = RewardSpec(0.0, a), 0.0
     elif name == "greedy":
-        spec, bonus = RewardSpec(0.0, required["alpha_hat"]), 0.0
-    elif name == "kl":
-        spec, bonus = RewardSpec(required["beta"], required["beta"]), 0.0
-    else:  # residual
-        spec, bonus = RewardSpec(required["omega_prime"], required["alpha_hat"]), 0.0
-    info = METHODS[name]
-    return Method(name, spec, bonus, info.reward, info.customization)
+        spec, bonus = RewardSpec(0.0, coefs["alpha_hat"]), 0.0
+    elif name in SINGLE_BETA:
+        spec, bonus = RewardSpec(coefs["beta"], coefs["beta"]), 0.0
+    else:  # residual, decoupled-dpo
+        spec, bonus = RewardSpec(coefs["omega_prime"], coefs["alpha_hat"]), 0.0
+    offline = name in OFFLINE_METHODS_INFO
+    return Method(name, coefs, spec, bonus, info.reward, info.customization, offline)
+
+
+def check_coefficient_table(table: object, where: str) -> None:
+    """Validate a ``{method: {coefficient: value}}`` table (a task's ``coefficients``).
+
+    Raises:
+        TailorError: not a dict, an unknown method name, or a value that is not a finite number.
+    """
+    if not isinstance(table, dict):
+        raise TailorError(
+            f"{where}: coefficients must be a dict {{method: {{coefficient: value}}}}"
+        )
+    for method, coefs in table.items():
+        if method not in METHODS and method not in OFFLINE_METHODS_INFO:
+            raise TailorError(
+                f"{where}: coefficients for unknown method {method!r}; "
+                f"known methods: {', '.join(METHODS)}"
+            )
+        if not isinstance(coefs, dict) or not all(
+            isinstance(v, (int, float)) and math.isfinite(v) for v in coefs.values()
+        ):
+            raise TailorError(
+                f"{where}: coefficients[{method!r}] must map coefficient names to finite "
+                f"numbers, got {coefs!r}"
+            )

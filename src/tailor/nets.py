@@ -15,6 +15,7 @@ import itertools
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,6 +24,7 @@ __all__ = [
     "Actor",
     "Critic",
     "EmpiricalNormalization",
+    "SquashedGaussianActor",
     "gaussian_entropy",
     "gaussian_kl",
     "gaussian_log_prob",
@@ -36,21 +38,33 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_STD_MIN, _LOG_STD_MAX = -7.0, 2.0
 
 
-def mlp(sizes: Sequence[int], activation: str, out_gain: float) -> nn.Sequential:
+def mlp(
+    sizes: Sequence[int],
+    activation: str = "relu",
+    out_gain: float | None = None,
+    zero_last: bool = False,
+) -> nn.Sequential:
     """``Linear -> act -> ... -> Linear`` through ``sizes`` (input, hidden..., output).
 
-    Orthogonal weights with gain ``sqrt(2)`` on hidden layers and ``out_gain`` on the output layer,
-    zero biases (the PPO implementation details of Huang et al., 2022): a small ``out_gain`` makes
-    the first policy's mean action close to 0 everywhere.
+    With ``out_gain`` (PPO's actor and critic): orthogonal weights with gain ``sqrt(2)`` on hidden
+    layers and ``out_gain`` on the output layer, zero biases (the PPO implementation details of
+    Huang et al., 2022): a small ``out_gain`` makes the first policy's mean action close to 0
+    everywhere. Without it (the Q-networks and the SAC actor): PyTorch's default initialization.
+    ``zero_last`` then zeroes the output layer, so the network starts at exactly 0 (a residual
+    ``Q_R`` that starts as the prior).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
-        linear = nn.Linear(n_in, n_out)
-        nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2.0))
-        nn.init.zeros_(linear.bias)
+        linear = nn.Linear(int(n_in), int(n_out))
+        if out_gain is not None:
+            nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2.0))
+            nn.init.zeros_(linear.bias)
+        elif last and zero_last:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
         layers.append(linear)
         if not last:
             layers.append(ACTIVATIONS[activation]())
@@ -202,3 +216,90 @@ class EmpiricalNormalization(nn.Module):
         # Chan et al.: var = (1-rate) var + rate var_x + rate (1-rate) delta^2, written with the
         # updated mean as rsl-rl does (delta * (mean_x - new_mean) = (1 - rate) delta^2).
         self.var += rate * (var_x - self.var + delta * (mean_x - self.mean))
+
+
+# ---- the tanh-squashed Gaussian of SAC ---------------------------------------------------------
+
+# SAC's log-std bounds (wider below than PPO's state head needs: SAC anneals towards small std).
+_SAC_LOG_STD_MIN, _SAC_LOG_STD_MAX = -5.0, 2.0
+_SQUASH_EPS = 1e-6
+
+
+class SquashedGaussianActor(nn.Module):
+    """``a = low + (tanh(u) + 1)/2 * (high - low)``, ``u ~ N(mu(s), sigma(s))``.
+
+    Args:
+        obs_dim, act_dim: sizes.
+        hidden: hidden layer sizes of the shared trunk.
+        low, high: action bounds ``[act_dim]`` (finite).
+        obs_low, obs_high: observation bounds used to scale inputs to ``[-1, 1]`` where finite
+            (unbounded dimensions are passed through).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int],
+        low: np.ndarray,
+        high: np.ndarray,
+        obs_low: np.ndarray | None = None,
+        obs_high: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(int(h) for h in hidden)
+        self.trunk = mlp([obs_dim, *self.hidden, 2 * act_dim])
+        self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
+        self.register_buffer("bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
+        o_scale, o_bias = _obs_affine(obs_dim, obs_low, obs_high)
+        self.register_buffer("obs_scale", o_scale)
+        self.register_buffer("obs_bias", o_bias)
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.obs_bias) / self.obs_scale
+
+    def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.trunk(self.normalize(obs)).chunk(2, dim=-1)
+        return mu, log_std.clamp(_SAC_LOG_STD_MIN, _SAC_LOG_STD_MAX)
+
+    def sample(
+        self, obs: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterized sample ``(action [B, act_dim], log pi(action|s) [B])``."""
+        mu, log_std = self._dist(obs)
+        eps = torch.randn(mu.shape, generator=generator)
+        u = mu + log_std.exp() * eps
+        return self._squash(u), self._log_prob_u(u, mu, log_std)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """``log pi(action|s)`` ``[B]`` of given (in-bounds) actions ``[B, act_dim]``."""
+        mu, log_std = self._dist(obs)
+        y = ((action - self.bias) / self.scale).clamp(-1.0 + _SQUASH_EPS, 1.0 - _SQUASH_EPS)
+        return self._log_prob_u(torch.atanh(y), mu, log_std)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action ``squash(mu(s))`` used for evaluation."""
+        return self._squash(self._dist(obs)[0])
+
+    def _squash(self, u: torch.Tensor) -> torch.Tensor:
+        return self.bias + self.scale * torch.tanh(u)
+
+    def _log_prob_u(self, u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        # Gaussian log-density of u, minus log|da/du| = log(scale * (1 - tanh(u)^2)), written
+        # with softplus for stability: log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+        z = (u - mu) / log_std.exp()
+        gauss = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
+        return (gauss - log_det - torch.log(self.scale)).sum(-1)
+
+
+def _obs_affine(
+    obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, bias = torch.ones(obs_dim), torch.zeros(obs_dim)
+    if low is not None and high is not None:
+        low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+        ok = np.isfinite(low) & np.isfinite(high) & (high > low)
+        scale[ok] = torch.as_tensor((high[ok] - low[ok]) / 2.0, dtype=torch.float32)
+        bias[ok] = torch.as_tensor((high[ok] + low[ok]) / 2.0, dtype=torch.float32)
+    return scale, bias

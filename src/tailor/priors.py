@@ -8,16 +8,19 @@ from a checkpoint written by ``tailor train``/``tailor customize``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 from tailor.checkpoint import load_policy
 from tailor.errors import TailorError
+from tailor.losses import prior_log_probs
 from tailor.nets import Actor, EmpiricalNormalization, gaussian_log_prob
 
-__all__ = ["PolicyPrior", "Prior", "check_spaces", "load_prior"]
+__all__ = ["PolicyPrior", "Prior", "QPrior", "check_spaces", "load_prior"]
 
 
 @runtime_checkable
@@ -121,3 +124,21 @@ def load_prior(
     if obs_dim is not None and act_dim is not None:
         check_spaces(prior, obs_dim, act_dim, task or "?")
     return prior
+
+
+@dataclass
+class QPrior:
+    """A frozen soft-DQN prior: its Q-network and the temperature it was trained at.
+
+    Attributes:
+        qnet: maps observations ``[B, obs_dim]`` to q-values ``[B, A]``.
+        alpha: the prior's temperature; its policy is ``softmax(Q / alpha)``.
+    """
+
+    qnet: nn.Module
+    alpha: float
+
+    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
+        """``log pi(.|s)`` ``[B, A]`` for observations ``[B, obs_dim]`` (no gradient)."""
+        with torch.no_grad():
+            return prior_log_probs(self.qnet(obs), self.alpha)

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 
 from tailor.errors import TailorError
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor, float)
+if TYPE_CHECKING:  # torch only for the type: the numpy lab (tailor.tabular) imports this module
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor", float)
 
 __all__ = ["RewardSpec", "reformulate"]
 

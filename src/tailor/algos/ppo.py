@@ -51,6 +51,7 @@ from tailor.checkpoint import (
 )
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
+from tailor.losses import clipped_surrogate_loss, value_loss
 from tailor.methods import Method
 from tailor.nets import (
     Actor,
@@ -735,17 +736,12 @@ def _update(
             values = critic(b_obs[idx])
 
             # Clipped value loss (rsl-rl): the value moves at most `clip` from the rollout's.
-            if config.clip_value_loss:
-                clipped = b_values[idx] + (values - b_values[idx]).clamp(-config.clip, config.clip)
-                value_loss = torch.max(
-                    (values - b_returns[idx]).square(), (clipped - b_returns[idx]).square()
-                ).mean()
-            else:
-                value_loss = (values - b_returns[idx]).square().mean()
+            old_values = b_values[idx] if config.clip_value_loss else None
+            v_loss = value_loss(values, b_returns[idx], old_values, config.clip).mean()
             entropy = gaussian_entropy(log_std).mean()
 
             if warmup:
-                loss = config.value_loss_coef * value_loss
+                loss = config.value_loss_coef * v_loss
             else:
                 if config.schedule == "adaptive":
                     with torch.no_grad():
@@ -763,13 +759,10 @@ def _update(
                             gaussian_kl(b_mean[idx], b_log_std[idx], mean, log_std).mean()
                         )
                 ratio = torch.exp(gaussian_log_prob(b_actions[idx], mean, log_std) - b_logp[idx])
-                adv = b_adv[idx]
-                policy_loss = torch.max(
-                    -adv * ratio, -adv * ratio.clamp(1.0 - config.clip, 1.0 + config.clip)
-                ).mean()
+                policy_loss = clipped_surrogate_loss(ratio, b_adv[idx], config.clip).mean()
                 loss = (
                     policy_loss
-                    + config.value_loss_coef * value_loss
+                    + config.value_loss_coef * v_loss
                     - method.entropy_bonus * entropy
                 )
                 sums["policy_loss"] += float(policy_loss.detach())
@@ -793,7 +786,7 @@ def _update(
                 [p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm
             )
             optimizer.step()
-            sums["value_loss"] += float(value_loss.detach())
+            sums["value_loss"] += float(v_loss.detach())
             sums["entropy"] += float(entropy.detach())
             n_updates += 1
     stats = {k: v / n_updates for k, v in sums.items()}

@@ -16,17 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
+from tailor.methods import CUSTOMIZATION_METHODS, OFFLINE_METHODS
 
-# Default coefficients of the token-level PPO methods for the small character model (the offline
-# methods' defaults live in tailor.lm.dpo.DEFAULT_COEFFICIENTS). beta = 0.1 puts a weight of
-# e**10 on a sequence that meets a 0/1 requirement; residual sharpens the prior by
-# omega'/alpha_hat = 1.5.
-PPO_DEFAULTS: dict[str, dict[str, float]] = {
-    "residual": {"omega_prime": 0.15, "alpha_hat": 0.1},
-    "kl": {"beta": 0.1},
-    "greedy": {"alpha_hat": 0.1},
-}
-ALL_METHODS = ("residual", "kl", "greedy", "dpo", "ce-dpo", "decoupled-dpo")
+ALL_METHODS = (*CUSTOMIZATION_METHODS, *OFFLINE_METHODS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -212,7 +204,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_customize(args: argparse.Namespace) -> int:
-    from tailor.lm.model import load_model, load_tokenizer, save_model
+    from tailor.experiments.run import lm_customize, lm_method
 
     if args.method not in ALL_METHODS:
         raise TailorError(
@@ -225,8 +217,9 @@ def cmd_customize(args: argparse.Namespace) -> int:
         raise TailorError(f"--lr must be finite and > 0, got {args.lr}")
     reward = _resolve_reward(args)
     given = {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat, "beta": args.beta}
+    method = lm_method(args.method, **given)  # bad coefficients fail before any model loads
     pairs = None
-    if args.method in PPO_DEFAULTS:
+    if not method.offline:
         if args.preferences is not None:
             raise TailorError(
                 f"--preferences is for the offline methods (dpo, ce-dpo, decoupled-dpo); "
@@ -244,80 +237,30 @@ def cmd_customize(args: argparse.Namespace) -> int:
                 f"{args.method} needs --reward (to rank prior samples) or --preferences FILE.jsonl"
             )
     _threads()
-    prior = load_model(args.prior, what="prior")
-    tok = load_tokenizer(args.prior, what="prior")
-    prompts = args.prompt or [""]
-    t0 = time.perf_counter()
-    if args.method in PPO_DEFAULTS:
-        from dataclasses import asdict, replace
-
-        from tailor.lm.ppo import LMPPOConfig, customize_ppo
-        from tailor.methods import resolve
-
-        coef = _ppo_coefficients(args.method, given)
-        method = resolve(args.method, **coef)
-        config = LMPPOConfig(seed=args.seed, max_new_tokens=args.max_new_tokens)
-        config = replace(config, **_overrides(args))
-        policy, history = customize_ppo(
-            prior, tok, reward, method, config, prompts, progress=not args.quiet
-        )
-        info: dict[str, Any] = {"coefficients": coef, "source": "on-policy samples"}
-        final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
-    else:
-        from dataclasses import asdict, replace
-
-        from tailor.lm.dpo import LMDPOConfig, customize_offline
-
-        config = LMDPOConfig(seed=args.seed, max_new_tokens=args.max_new_tokens)
-        config = replace(config, **_overrides(args))
-        policy, history, info = customize_offline(
-            prior,
-            tok,
-            args.method,
-            config,
-            reward=reward,
-            pairs=pairs,
-            prompts=prompts,
-            progress=not args.quiet,
-            **given,
-        )
-        final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
-    wall = time.perf_counter() - t0
-    meta = {
-        "kind": "customize",
-        "method": args.method,
-        "prior": str(args.prior),
-        "reward": reward,
-        "rewards_file": args.rewards_file,
-        "preferences": args.preferences,
-        "prompts": prompts,
-        "config": asdict(config),
-        "data": info,
-        "wall_seconds": round(wall, 1),
-        "final": final,
-        "history": history,
-    }
-    save_model(policy, tok, args.out, meta)
+    meta = lm_customize(
+        args.prior,
+        args.method,
+        args.out,
+        reward=reward,
+        pairs=pairs,
+        prompts=args.prompt or [""],
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        overrides=_overrides(args, offline=method.offline),
+        progress=not args.quiet,
+        coefficients=given,
+        record={"rewards_file": args.rewards_file, "preferences": args.preferences},
+    )
+    final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
-    print(f"{args.method}: {shown} (mean of the last 10 steps) in {wall:.0f}s -> {args.out}")
+    print(
+        f"{args.method}: {shown} (mean of the last 10 steps) in {meta['wall_seconds']:.0f}s "
+        f"-> {args.out}"
+    )
     return 0
 
 
-def _ppo_coefficients(method: str, given: dict[str, float | None]) -> dict[str, float]:
-    coef = {k: v for k, v in given.items() if v is not None}
-    if method == "kl":
-        return coef or dict(PPO_DEFAULTS["kl"])  # resolve() checks that given values agree
-    takes = PPO_DEFAULTS[method]
-    extra = [k for k in coef if k not in takes]
-    if extra:
-        raise TailorError(
-            f"{method} does not take {', '.join('--' + k.replace('_', '-') for k in extra)} "
-            f"(it takes {', '.join('--' + k.replace('_', '-') for k in takes)})"
-        )
-    return {**takes, **coef}
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace, offline: bool) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.steps is not None:
         out["steps"] = args.steps
@@ -325,14 +268,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["lr"] = args.lr
     if args.batch_size is not None:
         out["batch_size"] = args.batch_size
-        if args.method in PPO_DEFAULTS:
+        if not offline:
             out["minibatch_size"] = max(1, args.batch_size // 2)
     return out
-
-
-def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
-    vals = [h[key] for h in history[-n:] if not math.isnan(h[key])]
-    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

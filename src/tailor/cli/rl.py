@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
-from tailor.methods import CUSTOMIZATION_METHODS, METHODS, TRAINING_METHODS, Method, resolve
+from tailor.methods import CUSTOMIZATION_METHODS, METHODS, TRAINING_METHODS
 
 __all__ = ["register"]
 
@@ -150,10 +150,9 @@ def _settings(pairs: list[str]) -> dict[str, Any]:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from tailor.envs import list_tasks, load_tasks_file
+    from tailor.envs import list_tasks
 
-    if args.tasks_file:
-        load_tasks_file(args.tasks_file)
+    _load_tasks(args)
     described = [t.describe() for t in list_tasks()]
     if args.json:
         print(json.dumps(described, indent=2))
@@ -176,161 +175,95 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 # ---- train / customize --------------------------------------------------------------------------
 
 
-def _method(task: Any, name: str | None, allowed: tuple[str, ...], given: dict[str, Any]) -> Method:
-    """Resolve ``name`` with the task's paper coefficients as defaults for what is not given."""
-    if name is None:
-        raise TailorError(f"--method is required; one of {', '.join(allowed)}")
-    if name not in METHODS:
-        raise TailorError(f"unknown method {name!r}; known methods: {', '.join(allowed)}")
-    if name not in allowed:
-        if METHODS[name].customization:
-            raise TailorError(
-                f"method {name!r} customizes a prior policy and needs one: use `tailor customize "
-                f"--prior RUN_DIR --method {name} ...`"
-            )
-        raise TailorError(
-            f"method {name!r} trains from scratch: use `tailor train --method {name} ...`"
-        )
-    given = {k: v for k, v in given.items() if v is not None}
-    if name == "kl":
-        values = set(given.values())
-        if len(values) > 1:
-            raise TailorError(
-                "kl uses one coefficient beta = omega' = alpha_hat; got different "
-                f"--omega-prime and --alpha-hat ({given}); use --method residual "
-                "to set them separately"
-            )
-        given = {"beta": values.pop()} if values else {}
-    wanted = METHODS[name].coefficients if name != "kl" else ("beta",)
-    extra = [k for k in given if k not in wanted]
-    if extra:
-        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        raise TailorError(f"method {name!r} does not take {flags}")
-    coefs = dict(task.coefficients.get(name, {}))
-    coefs.update(given)
-    missing = [k for k in wanted if k not in coefs]
-    if missing:
-        flags = ", ".join(
-            "--" + k.replace("_", "-").replace("beta", "omega-prime") for k in missing
-        )
-        raise TailorError(
-            f"task {task.name!r} has no default {', '.join(missing)} for method "
-            f"{name!r}; pass {flags}"
-        )
-    return resolve(name, **coefs)
+def _load_tasks(args: argparse.Namespace) -> None:
+    if getattr(args, "tasks_file", None):
+        from tailor.experiments.run import load_user_tasks
+
+        load_user_tasks(args.tasks_file)
 
 
-def _run(args: argparse.Namespace, allowed: tuple[str, ...], given: dict[str, Any]) -> int:
-    from tailor.algos.ppo import PPOConfig, read_run, train
-    from tailor.checkpoint import TRAINER_FILE
-    from tailor.envs import get_task, load_tasks_file
-    from tailor.priors import load_prior
-
-    if args.tasks_file:
-        load_tasks_file(args.tasks_file)
-    if getattr(args, "set", None):
-        raise TailorError(
-            "--set sets SoftDQNConfig/SACConfig/MCTSConfig fields: use it with --algo dqn|sac|mcts"
-        )
+def _check_steps(args: argparse.Namespace) -> None:
     if isinstance(args.steps, int) and args.steps < 1:
         raise TailorError(
             f"--steps must be a positive number of environment steps, got {args.steps}"
         )
-    prior = None
-    if args.resume:
-        run_dir = Path(args.resume)
-        if args.out and Path(args.out).resolve() != run_dir.resolve():
-            raise TailorError(
-                "--resume continues the run in its own directory; drop --out or "
-                "give the same directory"
-            )
-        info = read_run(run_dir)
-        for flag, value, saved in (
-            ("--task", args.task, info["task"]),
-            ("--method", args.method, info["method"]),
-        ):
-            if value is not None and value != saved:
-                raise TailorError(
-                    f"{flag} {value} does not match the run in {str(run_dir)!r} ({saved})"
-                )
-        task = get_task(info["task"])
-        if info["method"] not in allowed:
-            other = "customize" if METHODS[info["method"]].customization else "train"
-            raise TailorError(
-                f"{str(run_dir)!r} is a {info['method']!r} run; resume it with "
-                f"`tailor {other} --resume`"
-            )
-        method = resolve(info["method"], **info["coefficients"])
-        config = info["config"]
-        config.total_steps = args.steps
-        config.checkpoint_every = args.checkpoint_every
-    else:
-        if not args.task:
-            raise TailorError("--task is required (see `tailor tasks`)")
-        if not args.out:
-            raise TailorError("--out DIR is required: where to write the run")
-        run_dir = Path(args.out)
-        if (run_dir / TRAINER_FILE).exists():
-            raise TailorError(
-                f"{str(run_dir)!r} already holds a run; continue it with "
-                f"--resume {run_dir} or choose another --out"
-            )
-        task = get_task(args.task)
-        method = _method(task, args.method, allowed, given)
-        if method.customization:
-            if not getattr(args, "prior", None):
-                raise TailorError(
-                    f"method {method.name!r} customizes a prior policy: pass "
-                    "--prior RUN_DIR (or its policy.safetensors)"
-                )
-            prior = load_prior(args.prior)  # spaces are checked against the task in train()
-        config = PPOConfig(
-            total_steps=args.steps,
-            seed=args.seed,
-            std_type=getattr(args, "std_type", "global"),
-            checkpoint_every=args.checkpoint_every,
+
+
+def _ppo_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """PPOConfig fields from the flags (then ``--set KEY=VALUE`` on top)."""
+    out: dict[str, Any] = {
+        "std_type": getattr(args, "std_type", "global"),
+        "checkpoint_every": args.checkpoint_every,
+    }
+    if args.num_envs is not None:
+        out["num_envs"] = args.num_envs
+    if getattr(args, "warmup_fraction", None) is not None:
+        out["critic_warmup_fraction"] = args.warmup_fraction
+    return out
+
+
+def _resume(args: argparse.Namespace, customization: bool) -> int:
+    from tailor.experiments import run
+
+    run_dir = Path(args.resume)
+    if args.out and Path(args.out).resolve() != run_dir.resolve():
+        raise TailorError(
+            "--resume continues the run in its own directory; drop --out or give the same directory"
         )
-        if args.num_envs is not None:
-            config.num_envs = args.num_envs
-        if getattr(args, "warmup_fraction", None) is not None:
-            config.critic_warmup_fraction = args.warmup_fraction
-    result = train(
-        task,
-        method,
-        config,
-        run_dir,
-        prior=prior,
-        resume=bool(args.resume),
-        progress=not args.no_progress,
+    info = run.read_ppo_run(run_dir)
+    for flag, value, saved in (
+        ("--task", args.task, info["task"]),
+        ("--method", args.method, info["method"]),
+    ):
+        if value is not None and value != saved:
+            raise TailorError(
+                f"{flag} {value} does not match the run in {str(run_dir)!r} ({saved})"
+            )
+    if METHODS[info["method"]].customization != customization:
+        other = "customize" if METHODS[info["method"]].customization else "train"
+        raise TailorError(
+            f"{str(run_dir)!r} is a {info['method']!r} run; "
+            f"resume it with `tailor {other} --resume`"
+        )
+    run.resume(
+        run_dir, args.steps, checkpoint_every=args.checkpoint_every, progress=not args.no_progress
     )
-    last = result.metrics[-1] if result.metrics else {}
-    print(f"{method.name} on {task.name}: {result.steps} steps in {result.wall_s:.1f} s")
-    if last.get("return_basic", "") != "":
-        print(
-            f"  last episodes: basic {last['return_basic']:.1f}, add-on "
-            f"{last['return_addon']:.1f}, total {last['return_total']:.1f}, "
-            f"{task.statistic_name} {last['statistic']:.3f}"
-        )
-    print(f"  saved {run_dir / 'policy.safetensors'} and {run_dir / 'metrics.csv'}")
     return 0
 
 
-def _run_rql(args: argparse.Namespace, customize: bool) -> int:
-    """`--algo dqn|sac|mcts`: the Residual Q-Learning family (:mod:`tailor.rql.run`)."""
-    from tailor.envs import load_tasks_file
-    from tailor.rql import run
+def _start(args: argparse.Namespace, customization: bool) -> int:
+    """``tailor train`` / ``tailor customize``: every --algo through tailor.experiments.run."""
+    from tailor.experiments import run
 
-    if args.tasks_file:
-        load_tasks_file(args.tasks_file)
+    _load_tasks(args)
+    ppo = args.algo == "ppo"
+    if ppo and args.set:
+        raise TailorError(
+            "--set sets SoftDQNConfig/SACConfig/MCTSConfig fields: use it with --algo dqn|sac|mcts"
+        )
+    _check_steps(args)
     if args.resume:
-        raise TailorError(f"--resume is only supported with --algo ppo, not {args.algo}")
-    if not args.task or not args.out:
+        if not ppo:
+            raise TailorError(f"--resume is only supported with --algo ppo, not {args.algo}")
+        return _resume(args, customization)
+    if not ppo and (not args.task or not args.out):
         raise TailorError("--task and --out are required")
-    if args.steps < 1:
-        raise TailorError(f"--steps must be a positive number, got {args.steps}")
-    settings = _settings(args.set)
-    if customize:
+    if not args.task:
+        raise TailorError("--task is required (see `tailor tasks`)")
+    if not args.out:
+        raise TailorError("--out DIR is required: where to write the run")
+    settings = _ppo_settings(args) if ppo else _settings(args.set)
+    progress = {"progress": not args.no_progress} if ppo else {}
+    if ppo:
+        run.check_method_kind(args.method, customization)
+    if customization:
+        method = args.method or "residual"
         if not args.prior:
+            if ppo:
+                raise TailorError(
+                    f"method {method!r} customizes a prior policy: pass "
+                    "--prior RUN_DIR (or its policy.safetensors)"
+                )
             raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")
         out = run.customize(
             args.task,
@@ -341,7 +274,8 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
             args.out,
             args.omega_prime,
             args.alpha_hat,
-            method=args.method or "residual",
+            method=method,
+            **progress,
             **settings,
         )
     else:
@@ -353,24 +287,20 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
             args.out,
             method=args.method or "soft",
             alpha=args.alpha,
+            **progress,
             **settings,
         )
-    print(f"saved {out}")
+    if not ppo:
+        print(f"saved {out}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    if args.algo != "ppo":
-        return _run_rql(args, customize=False)
-    return _run(args, TRAINING_METHODS, {"alpha": args.alpha})
+    return _start(args, customization=False)
 
 
 def cmd_customize(args: argparse.Namespace) -> int:
-    if args.algo != "ppo":
-        return _run_rql(args, customize=True)
-    return _run(
-        args, CUSTOMIZATION_METHODS, {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat}
-    )
+    return _start(args, customization=True)
 
 
 # ---- evaluate -----------------------------------------------------------------------------------
@@ -378,59 +308,38 @@ def cmd_customize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tailor.checkpoint import write_json
-    from tailor.envs import get_task, load_tasks_file
-    from tailor.evaluate import evaluate
-    from tailor.priors import load_prior
+    from tailor.experiments import run
 
-    if args.tasks_file:
-        load_tasks_file(args.tasks_file)
+    _load_tasks(args)
     if args.episodes < 1:
         raise TailorError(f"--episodes must be >= 1, got {args.episodes}")
-    from tailor.rql import run as rql_run
-
-    if rql_run.is_rql_policy(args.policy):
-        return _evaluate_rql(args, rql_run)
-    policy = load_prior(args.policy)
-    task_name = args.task or policy.meta.get("task")
-    if not task_name:
-        raise TailorError("--task is required (the policy does not name its task)")
-    task = get_task(task_name)
-    result = evaluate(
-        policy, task, args.episodes, deterministic=not args.stochastic, seed=args.seed
+    kind = run.policy_kind(args.policy)
+    result = run.evaluate(
+        args.policy,
+        args.task,
+        args.episodes,
+        args.seed,
+        deterministic=not args.stochastic,
     )
-    result["policy"] = str(args.policy)
-    mode = "stochastic" if args.stochastic else "deterministic (mean action)"
-    print(f"{args.policy} on {task.name}: {result['episodes']} episodes, {mode}")
-    for key, label in (
-        ("total", "total (basic + add-on)"),
-        ("basic", "basic return"),
-        ("addon", "add-on return"),
-        ("statistic", task.statistic_name),
-    ):
-        print(f"  {label:<24} {result[key]['mean']:>10.3f} +- {result[key]['std']:.3f}")
-    if args.json:
-        write_json(args.json, result)
-        print(f"  wrote {args.json}")
-    return 0
-
-
-def _evaluate_rql(args: argparse.Namespace, rql_run: Any) -> int:
-    from tailor.checkpoint import write_json
-
-    result = rql_run.evaluate(args.policy, args.task, args.episodes, args.seed)
-    print(
-        f"{args.policy} ({result['algo']}, {result['method']}) on {result['task']}: "
-        f"{result['episodes']} episodes"
-    )
-    for key, label in (
+    rows = [
         ("total", "total (basic + add-on)"),
         ("basic", "basic return"),
         ("addon", "add-on return"),
         ("statistic", result["statistic_name"]),
-        ("length", "episode length"),
-    ):
+    ]
+    if kind in (None, "ppo"):
+        mode = "stochastic" if args.stochastic else "deterministic (mean action)"
+        print(f"{args.policy} on {result['task']}: {result['episodes']} episodes, {mode}")
+    else:
+        print(
+            f"{args.policy} ({result['algo']}, {result['method']}) on {result['task']}: "
+            f"{result['episodes']} episodes"
+        )
+        rows.append(("length", "episode length"))
+    for key, label in rows:
         print(f"  {label:<24} {result[key]['mean']:>10.3f} +- {result[key]['std']:.3f}")
-    print(f"  {'success rate':<24} {result['success_rate']:>10.3f}")
+    if kind not in (None, "ppo"):
+        print(f"  {'success rate':<24} {result['success_rate']:>10.3f}")
     if args.json:
         write_json(args.json, result)
         print(f"  wrote {args.json}")

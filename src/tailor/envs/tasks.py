@@ -45,7 +45,6 @@ import numpy as np
 
 from tailor.envs import pointmass
 from tailor.errors import TailorError
-from tailor.methods import METHODS, Method, resolve
 
 __all__ = [
     "DEFAULT_HINDLEG_JOINT",
@@ -106,8 +105,9 @@ class Task:
         description: one human sentence.
         env_kwargs: keyword arguments for ``gymnasium.make(env_id, **env_kwargs)``.
         statistic_name: how to print the statistic's episode mean, e.g. ``"mean |theta|"``.
-        coefficients: the default coefficients per method name (keys of
-            :data:`tailor.methods.METHODS`), in :func:`tailor.methods.resolve`'s keyword names,
+        coefficients: the default coefficients per method name (plain data: keys of
+            :data:`tailor.methods.METHODS`, values in :func:`tailor.methods.resolve`'s keyword
+            names; the resolver merges them with what the user gives and checks the names),
             e.g. ``{"residual": {"omega_prime": 0.17, "alpha_hat": 0.13472}}``. The built-in
             tasks carry the paper's (reference section 2); user tasks may leave it empty.
         addon_formula: the add-on reward as text for ``tailor tasks`` (optional; see
@@ -159,24 +159,17 @@ class Task:
             raise TailorError(f"task {self.name!r}: relabel_goal must be a function or None")
         if not isinstance(self.env_kwargs, dict):
             raise TailorError(f"task {self.name!r}: env_kwargs must be a dict")
-        if not isinstance(self.coefficients, dict):
+        # The method names are checked where tasks meet methods (tailor.experiments.run): the
+        # envs layer knows no method code.
+        if not isinstance(self.coefficients, dict) or not all(
+            isinstance(c, dict)
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in c.values())
+            for c in self.coefficients.values()
+        ):
             raise TailorError(
-                f"task {self.name!r}: coefficients must be a dict "
-                f"{{method: {{coefficient: value}}}}"
+                f"task {self.name!r}: coefficients must be a dict {{method: {{coefficient: "
+                f"value}}}} of finite numbers, got {self.coefficients!r}"
             )
-        for method, coefs in self.coefficients.items():
-            if method not in METHODS:
-                raise TailorError(
-                    f"task {self.name!r}: coefficients for unknown method "
-                    f"{method!r}; known methods: {', '.join(METHODS)}"
-                )
-            if not isinstance(coefs, dict) or not all(
-                isinstance(v, (int, float)) and math.isfinite(v) for v in coefs.values()
-            ):
-                raise TailorError(
-                    f"task {self.name!r}: coefficients[{method!r}] must map "
-                    f"coefficient names to finite numbers, got {coefs!r}"
-                )
 
     def addon_text(self) -> str:
         """The add-on reward as text: ``addon_formula``, else the add-on's source line."""
@@ -189,20 +182,6 @@ class Task:
         if "lambda" in src:  # keep only the lambda of e.g. `addon=lambda env, a, info: -x,`
             src = _lambda_expression(src[src.index("lambda") :])
         return " ".join(src.split())
-
-    def method(self, name: str, **overrides: float | None) -> Method:
-        """``tailor.methods.resolve(name, ...)`` with this task's paper coefficients as defaults.
-
-        ``overrides`` that are ``None`` are ignored; for ``kl`` a given ``beta`` (or its aliases
-        ``omega_prime`` / ``alpha_hat``) replaces the default ``beta``.
-        """
-        given = {k: v for k, v in overrides.items() if v is not None}
-        coefs = {} if name == "kl" and given else dict(self.coefficients.get(name, {}))
-        coefs.update(given)
-        try:
-            return resolve(name, **coefs)
-        except TailorError as exc:
-            raise TailorError(f"task {self.name!r}: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
         """Everything ``tailor tasks`` prints, as plain data."""

@@ -62,10 +62,9 @@ def _say(text: str = "") -> None:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the demo; returns ``{"prior": eval, "customized": eval, "curve": path, ...}``."""
-    from tailor.algos.ppo import PPOConfig, default_method, train
     from tailor.envs import get_task
-    from tailor.evaluate import evaluate
-    from tailor.experiments.plots import plot_learning_curve
+    from tailor.experiments import run
+    from tailor.experiments.plots import plot_learning_curve, read_metrics
     from tailor.priors import load_prior
 
     prior_path = Path(cfg.prior)
@@ -76,7 +75,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "--method soft --steps 5000000 --out priors/halfcheetah"
         )
     task = get_task(cfg.task)
-    prior = load_prior(prior_path)
+    load_prior(prior_path)  # a clear error for an unreadable prior, before any work
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / f"{cfg.method}-{task.name}"
@@ -101,13 +100,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         for r in failed:
             _say(f"  FAIL {r.name}: {r.error:.2e}")
 
-    if cfg.method == "kl":
-        overrides = {"beta": cfg.alpha_hat}
-    elif cfg.method == "greedy":
-        overrides = {"alpha_hat": cfg.alpha_hat}
-    else:
-        overrides = {"omega_prime": cfg.omega_prime, "alpha_hat": cfg.alpha_hat}
-    method = default_method(task, cfg.method, **overrides)
+    # kl reads alpha_hat as its one coefficient beta; greedy takes no omega'.
+    omega_prime = cfg.omega_prime if cfg.method == "residual" else None
+    method = run.task_method(task, cfg.method, omega_prime=omega_prime, alpha_hat=cfg.alpha_hat)
     coefs = ", ".join(
         f"{k}={v:g}"
         for k, v in (("omega'", method.spec.omega_prime), ("alpha_hat", method.spec.alpha_hat))
@@ -117,22 +112,26 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         f"({coefs}; {cfg.steps:,} steps) =="
     )
     _say(f"  add-on reward: {task.addon_text()}")
-    result = train(
+    run.customize(
         task,
-        method,
-        PPOConfig(total_steps=cfg.steps, seed=cfg.seed),
+        "ppo",
+        prior_path,
+        cfg.steps,
+        cfg.seed,
         run_dir,
-        prior=prior,
+        omega_prime,
+        cfg.alpha_hat,
+        method=cfg.method,
+        log=None,
         progress=cfg.progress,
     )
-    _say(
-        f"  {result.steps:,} steps in {result.wall_s:.1f} s "
-        f"({result.steps / result.wall_s:,.0f} steps/s)"
-    )
+    metrics = read_metrics(run_dir / "metrics.csv")
+    steps, wall = int(metrics["steps"][-1]), float(metrics["wall_s"][-1])
+    _say(f"  {steps:,} steps in {wall:.1f} s ({steps / wall:,.0f} steps/s)")
 
     _say(f"\n== 3/3  evaluate: {cfg.episodes} episodes each, deterministic, same env seeds ==")
-    ev_prior = evaluate(prior, task, cfg.episodes, seed=cfg.seed)
-    ev_custom = evaluate(run_dir, task, cfg.episodes, seed=cfg.seed)
+    ev_prior = run.evaluate(prior_path, task, cfg.episodes, seed=cfg.seed)
+    ev_custom = run.evaluate(run_dir, task, cfg.episodes, seed=cfg.seed)
     for name, ev in (("prior", ev_prior), ("customized", ev_custom)):
         (out / f"eval-{name}.json").write_text(json.dumps(ev, indent=2))
     _say(side_by_side(ev_prior, ev_custom, task.statistic_name))

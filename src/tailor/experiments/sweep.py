@@ -52,14 +52,13 @@ def _write_json(path: Path, obj: Any) -> None:
 def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     """Run one job in this process and write ``<out>/<job.id>/result.json``; return the result.
 
-    ``train``: :func:`tailor.algos.ppo.train` with the task's paper coefficients for the method;
-    ``customize``: the same from the prior; ``prior``: nothing to train. Then the final policy is
-    evaluated for ``job.episodes`` deterministic episodes with :func:`tailor.evaluate.evaluate`.
+    ``train``: :func:`tailor.experiments.run.train_prior` (PPO) with the task's paper
+    coefficients for the method; ``customize``: :func:`tailor.experiments.run.customize` from the
+    prior; ``prior``: nothing to train. Then the final policy is evaluated for ``job.episodes``
+    deterministic episodes with :func:`tailor.experiments.run.evaluate`.
     """
-    from tailor.algos.ppo import PPOConfig, default_method, train
     from tailor.envs import get_task
-    from tailor.evaluate import evaluate
-    from tailor.priors import load_prior
+    from tailor.experiments import run
 
     job_dir = Path(out) / job.id
     task = get_task(job.task)
@@ -67,23 +66,25 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     train_wall = 0.0
     if job.kind == "prior":
         job_dir.mkdir(parents=True, exist_ok=True)
-        policy: Any = load_prior(job.prior)
+        policy: Any = job.prior
     elif job.kind in ("train", "customize"):
         if job_dir.exists():  # an unfinished earlier attempt: start over, same seed
             shutil.rmtree(job_dir)
-        config = PPOConfig(total_steps=job.steps, seed=job.seed, std_type=job.std_type)
+        config = {"std_type": job.std_type}
         for key, value in job.ppo:
-            if not hasattr(config, key):
-                raise TailorError(f"job {job.id}: PPOConfig has no field {key!r}")
-            setattr(config, key, tuple(value) if isinstance(value, list) else value)
-        prior = load_prior(job.prior) if job.kind == "customize" else None
-        result = train(task, default_method(task, job.method), config, job_dir, prior=prior)
-        train_wall = result.wall_s
+            config[key] = tuple(value) if isinstance(value, list) else value
+        if job.kind == "customize":
+            args = (task, "ppo", job.prior, job.steps, job.seed, job_dir)
+            run.customize(*args, method=job.method, log=None, **config)
+        else:
+            args = (task, "ppo", job.steps, job.seed, job_dir)
+            run.train_prior(*args, method=job.method, log=None, **config)
+        train_wall = time.perf_counter() - t0
         policy = job_dir
     else:
         raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
     t1 = time.perf_counter()
-    ev = evaluate(policy, task, job.episodes, seed=job.eval_seed)
+    ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed)
     record = {
         "id": job.id,
         "job": job.to_json(),

@@ -1,9 +1,11 @@
-"""Customizing causal language models: add-on sequence rewards, the DPO family, the exact toy.
+"""The language-model substrate: models, sampling, add-on rewards, preferences, evaluation.
 
-This package imports cheaply (torch and numpy only, never ``transformers``). Submodules:
+The training loops live in :mod:`tailor.algos` (``lm_ppo``, ``dpo``); the losses in
+:mod:`tailor.losses`; a run is assembled by :func:`tailor.experiments.run.lm_customize`. This
+package imports cheaply (torch and numpy only, never ``transformers``). Submodules:
 
 * :mod:`tailor.lm.rewards` - add-on rewards ``reward(prompt, completion) -> float`` by name;
-* :mod:`tailor.lm.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
+* :mod:`tailor.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
 * :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
 * :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form;
 * :mod:`tailor.lm.gpt2fast` - GPT-2's arithmetic in plain torch (KV-cache decoding, packed
@@ -13,9 +15,6 @@ Submodules that need the optional ``lm`` extra (``transformers``), imported on u
 
 * :mod:`tailor.lm.model` - load a local causal LM (never the hub), the char tokenizer, ``pretrain``;
 * :mod:`tailor.lm.sampling` - batched KV-cache sampling, token and sequence log-probs;
-* :mod:`tailor.lm.ppo` - token-level PPO for ``residual``, ``kl``, ``greedy``: the per-token
-  reward is :func:`tailor.reward.reformulate`, the same call as the MuJoCo PPO;
-* :mod:`tailor.lm.dpo` - offline training of ``dpo``, ``ce-dpo``, ``decoupled-dpo``;
 * :mod:`tailor.lm.evaluate` - add-on success, naturalness, KL to the prior, distinct samples.
 
 A user's rewards file does::
@@ -24,14 +23,26 @@ A user's rewards file does::
     register_reward("has-z", lambda prompt, completion: float("z" in completion))
 """
 
-from tailor.lm.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
-from tailor.lm.preferences import (
+# Default coefficients of the LM methods for the small character model, the LM's counterpart of a
+# task's ``coefficients`` (tailor.methods.resolve merges them with what the user gives).
+# beta = 0.1 puts a weight of e**10 on a sequence that meets a 0/1 requirement; residual and
+# decoupled DPO sharpen the prior by omega'/alpha_hat = 1.5.
+DEFAULT_COEFFICIENTS: dict[str, dict[str, float]] = {
+    "residual": {"omega_prime": 0.15, "alpha_hat": 0.1},
+    "kl": {"beta": 0.1},
+    "greedy": {"alpha_hat": 0.1},
+    "dpo": {"beta": 0.1},
+    "ce-dpo": {"beta": 0.1},
+    "decoupled-dpo": {"omega_prime": 0.15, "alpha_hat": 0.1},
+}
+
+from tailor.lm.preferences import (  # noqa: E402
     PreferencePair,
     load_preferences,
     pairs_from_samples,
     save_preferences,
 )
-from tailor.lm.rewards import (
+from tailor.lm.rewards import (  # noqa: E402
     evaluate_reward,
     get_reward,
     list_rewards,
@@ -39,8 +50,10 @@ from tailor.lm.rewards import (
     register_reward,
     unregister_reward,
 )
+from tailor.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss  # noqa: E402
 
 __all__ = [
+    "DEFAULT_COEFFICIENTS",
     "PreferencePair",
     "ce_dpo_loss",
     "decoupled_dpo_loss",

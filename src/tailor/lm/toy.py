@@ -29,7 +29,7 @@ from functools import partial
 import torch
 
 from tailor.errors import TailorError
-from tailor.lm.losses import decoupled_dpo_loss, dpo_loss
+from tailor.losses import decoupled_dpo_loss, dpo_loss
 from tailor.methods import Method, resolve
 from tailor.reward import RewardSpec, reformulate
 

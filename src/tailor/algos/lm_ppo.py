@@ -34,6 +34,7 @@ import torch
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import Samples, sample, token_logprobs
+from tailor.losses import clipped_surrogate_loss, value_loss
 from tailor.methods import Method, resolve
 from tailor.returns import gae
 from tailor.reward import reformulate
@@ -301,18 +302,16 @@ def _update(
                 policy, mb.prompt_ids, mb.prompt_mask, mb.tokens, mask, return_hidden=True
             )
             values = value_head(hidden.detach())
-            value_loss = 0.5 * masked_mean((values - ret[idx]) ** 2, mask)
+            v_loss = 0.5 * masked_mean(value_loss(values, ret[idx]), mask)
             vopt.zero_grad()
-            value_loss.backward()
+            v_loss.backward()
             vopt.step()
-            vl.append(value_loss.item())
+            vl.append(v_loss.item())
             if not train_policy:
                 continue
             log_ratio = logp - mb.logp
             ratio = log_ratio.exp()
-            a = adv[idx]
-            surrogate = torch.min(ratio * a, ratio.clamp(1.0 - c.clip, 1.0 + c.clip) * a)
-            policy_loss = -masked_mean(surrogate, mask)
+            policy_loss = masked_mean(clipped_surrogate_loss(ratio, adv[idx], c.clip), mask)
             opt.zero_grad()
             policy_loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)

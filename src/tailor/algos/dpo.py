@@ -1,6 +1,6 @@
 """Offline customization with the DPO family: ``dpo``, ``ce-dpo`` and ``decoupled-dpo``.
 
-The losses are those of :mod:`tailor.lm.losses` (eqs. 22, 24, 25 of the paper's appendix) on
+The losses are those of :mod:`tailor.losses` (eqs. 22, 24, 25 of the paper's appendix) on
 sequence log-probabilities ``log pi(y|x) = sum_t log pi(y_t|x, y_<t)`` over the completion tokens
 (eos included, prompt and padding excluded). Policy and frozen prior read every response in one
 batched forward pass each (for a plain GPT-2 the packed, padding-free pass of
@@ -32,13 +32,14 @@ import numpy as np
 import torch
 
 from tailor.errors import TailorError
-from tailor.lm.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
+from tailor.lm import DEFAULT_COEFFICIENTS
 from tailor.lm.preferences import PreferencePair, pairs_from_samples
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import encode_completions, encode_prompts, sample, token_logprobs
+from tailor.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss
+from tailor.methods import OFFLINE_METHODS, Method, resolve
 
 __all__ = [
-    "DEFAULT_COEFFICIENTS",
     "OFFLINE_METHODS",
     "LMDPOConfig",
     "Responses",
@@ -46,40 +47,34 @@ __all__ = [
     "make_labelled_responses",
     "make_preference_pairs",
     "offline_coefficients",
+    "offline_method",
 ]
 
-OFFLINE_METHODS = ("dpo", "ce-dpo", "decoupled-dpo")
 
-# Coefficients each offline method takes, and their defaults for the small character model.
-DEFAULT_COEFFICIENTS: dict[str, dict[str, float]] = {
-    "dpo": {"beta": 0.1},
-    "ce-dpo": {"beta": 0.1},
-    "decoupled-dpo": {"omega_prime": 0.15, "alpha_hat": 0.1},
-}
+def offline_method(name: str | Method, **given: float | None) -> Method:
+    """An offline method resolved with :data:`tailor.lm.DEFAULT_COEFFICIENTS` as defaults.
+
+    Raises:
+        TailorError: unknown offline method, or a coefficient the method does not take.
+    """
+    if isinstance(name, Method):
+        if given:
+            raise TailorError("pass coefficients only with a method name, not a resolved Method")
+        method = name
+    else:
+        if name not in OFFLINE_METHODS:
+            raise TailorError(
+                f"unknown offline method {name!r}; known: {', '.join(OFFLINE_METHODS)}"
+            )
+        method = resolve(name, DEFAULT_COEFFICIENTS[name], **given)
+    if not method.offline:
+        raise TailorError(f"{method.name} is not an offline method ({', '.join(OFFLINE_METHODS)})")
+    return method
 
 
 def offline_coefficients(name: str, **given: float | None) -> dict[str, float]:
-    """The coefficients of an offline method: the given ones, defaults for the rest.
-
-    Raises:
-        TailorError: unknown method, or a coefficient the method does not take.
-    """
-    if name not in OFFLINE_METHODS:
-        raise TailorError(f"unknown offline method {name!r}; known: {', '.join(OFFLINE_METHODS)}")
-    out = dict(DEFAULT_COEFFICIENTS[name])
-    for key, value in given.items():
-        if value is None:
-            continue
-        if key not in out:
-            raise TailorError(
-                f"{name} does not take {key} (it takes: {', '.join(DEFAULT_COEFFICIENTS[name])})"
-            )
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TailorError(f"{name}: {key} must be a real number, got {value!r}")
-        if not math.isfinite(value):
-            raise TailorError(f"{name}: {key} must be finite, got {value!r}")
-        out[key] = float(value)
-    return out
+    """The coefficients of an offline method: the given ones, defaults for the rest."""
+    return dict(offline_method(name, **given).coefficients)
 
 
 @dataclass(frozen=True)
@@ -258,7 +253,7 @@ def _frozen_logp(prior: torch.nn.Module, data: Responses, chunk: int = 64) -> to
 def customize_offline(
     prior: torch.nn.Module,
     tokenizer: Any,
-    method: str,
+    method: str | Method,
     config: LMDPOConfig = LMDPOConfig(),  # frozen dataclass: an immutable default
     reward: str | RewardFn | None = None,
     pairs: Sequence[PreferencePair] | None = None,
@@ -278,14 +273,15 @@ def customize_offline(
         prompts: prompts to sample the prior with (when ``pairs`` is None).
         progress: show a tqdm bar.
         coefficients: ``beta`` (dpo, ce-dpo) or ``omega_prime``/``alpha_hat`` (decoupled-dpo);
-            missing ones take :data:`DEFAULT_COEFFICIENTS`.
+            missing ones take :data:`tailor.lm.DEFAULT_COEFFICIENTS`.
 
     Returns:
         ``(policy, history, data_info)``: the customized model (eval mode), per-step metrics
         (``loss``, ``accuracy``: fraction of pairs with a positive margin / responses on the
         side of their label), and a summary of the training data.
     """
-    coef = offline_coefficients(method, **coefficients)
+    resolved = offline_method(method, **coefficients)
+    method, coef = resolved.name, dict(resolved.coefficients)
     c = config
     if pairs is None and reward is None:
         raise TailorError(f"{method} needs either preference pairs or an add-on reward")

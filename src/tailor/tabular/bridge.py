@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 
 from tailor.errors import TailorError
-from tailor.rql.targets import soft_policy, soft_q_target
+from tailor.losses import soft_policy, soft_q_target
 from tailor.tabular.mdp import FiniteMDP, validate_policy
 
 __all__ = [
@@ -211,7 +211,7 @@ def residual_soft_q_learning(
 
 
 class FiniteMDPModel:
-    """A finite MDP as a search model (:class:`tailor.rql.mcts.Model`) with reward ``r_R``.
+    """A finite MDP as a search model (:class:`tailor.algos.mcts.Model`) with reward ``r_R``.
 
     A stochastic transition is sampled with the model's own generator; on a deterministic MDP
     (one next state per ``(s, a)``) the search is exact.

@@ -48,7 +48,7 @@ from torch import nn
 from tailor.envs import Task, get_task, make_env
 from tailor.envs import classic as rql_classic
 from tailor.errors import TailorError
-from tailor.rql.targets import soft_policy, soft_value
+from tailor.losses import soft_policy, soft_value
 
 __all__ = [
     "BatchModel",

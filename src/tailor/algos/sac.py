@@ -18,7 +18,6 @@ from the prior's weights and its critic from scratch. The public code's warm sta
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,96 +26,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.logs import episode_summary, log_line
+from tailor.algos.replay import ReplayBuffer
+from tailor.algos.soft_dqn import _weighted
 from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
+from tailor.losses import sac_actor_loss, sac_critic_target
 from tailor.methods import Method
-from tailor.rql.soft_dqn import ReplayBuffer, _weighted, episode_summary, log_line, mlp
-from tailor.rql.targets import sac_actor_loss, sac_critic_target
+from tailor.nets import SquashedGaussianActor, mlp
 
-__all__ = ["SACConfig", "SquashedGaussianActor", "train_sac"]
+__all__ = ["SACConfig", "train_sac"]
 
-_LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0
-_EPS = 1e-6
-
-
-class SquashedGaussianActor(nn.Module):
-    """``a = low + (tanh(u) + 1)/2 * (high - low)``, ``u ~ N(mu(s), sigma(s))``.
-
-    Args:
-        obs_dim, act_dim: sizes.
-        hidden: hidden layer sizes of the shared trunk.
-        low, high: action bounds ``[act_dim]`` (finite).
-        obs_low, obs_high: observation bounds used to scale inputs to ``[-1, 1]`` where finite
-            (unbounded dimensions are passed through).
-    """
-
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        hidden: Sequence[int],
-        low: np.ndarray,
-        high: np.ndarray,
-        obs_low: np.ndarray | None = None,
-        obs_high: np.ndarray | None = None,
-    ) -> None:
-        super().__init__()
-        self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(int(h) for h in hidden)
-        self.trunk = mlp(obs_dim, 2 * act_dim, hidden)
-        self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
-        self.register_buffer("bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
-        o_scale, o_bias = _obs_affine(obs_dim, obs_low, obs_high)
-        self.register_buffer("obs_scale", o_scale)
-        self.register_buffer("obs_bias", o_bias)
-
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_bias) / self.obs_scale
-
-    def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, log_std = self.trunk(self.normalize(obs)).chunk(2, dim=-1)
-        return mu, log_std.clamp(_LOG_STD_MIN, _LOG_STD_MAX)
-
-    def sample(
-        self, obs: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterized sample ``(action [B, act_dim], log pi(action|s) [B])``."""
-        mu, log_std = self._dist(obs)
-        eps = torch.randn(mu.shape, generator=generator)
-        u = mu + log_std.exp() * eps
-        return self._squash(u), self._log_prob_u(u, mu, log_std)
-
-    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """``log pi(action|s)`` ``[B]`` of given (in-bounds) actions ``[B, act_dim]``."""
-        mu, log_std = self._dist(obs)
-        y = ((action - self.bias) / self.scale).clamp(-1.0 + _EPS, 1.0 - _EPS)
-        return self._log_prob_u(torch.atanh(y), mu, log_std)
-
-    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The deterministic action ``squash(mu(s))`` used for evaluation."""
-        return self._squash(self._dist(obs)[0])
-
-    def _squash(self, u: torch.Tensor) -> torch.Tensor:
-        return self.bias + self.scale * torch.tanh(u)
-
-    def _log_prob_u(self, u: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
-        # Gaussian log-density of u, minus log|da/du| = log(scale * (1 - tanh(u)^2)), written
-        # with softplus for stability: log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
-        z = (u - mu) / log_std.exp()
-        gauss = -0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        log_det = 2.0 * (math.log(2.0) - u - nn.functional.softplus(-2.0 * u))
-        return (gauss - log_det - torch.log(self.scale)).sum(-1)
-
-
-def _obs_affine(
-    obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    scale, bias = torch.ones(obs_dim), torch.zeros(obs_dim)
-    if low is not None and high is not None:
-        low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
-        ok = np.isfinite(low) & np.isfinite(high) & (high > low)
-        scale[ok] = torch.as_tensor((high[ok] - low[ok]) / 2.0, dtype=torch.float32)
-        bias[ok] = torch.as_tensor((high[ok] + low[ok]) / 2.0, dtype=torch.float32)
-    return scale, bias
 
 
 class Critic(nn.Module):
@@ -132,7 +52,7 @@ class Critic(nn.Module):
         zero_last: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim + act_dim, 1, hidden, zero_last=zero_last)
+        self.net = mlp([obs_dim + act_dim, *hidden, 1], zero_last=zero_last)
         self.register_buffer("obs_scale", obs_scale.clone())
         self.register_buffer("obs_bias", obs_bias.clone())
 

@@ -9,137 +9,30 @@
   enters the target ``r_R + gamma (1-d) alpha_hat logsumexp((Q_R'(s', .) + omega' log pi(.|s'))
   / alpha_hat)`` and the acting rule ``softmax((Q_R + omega' log pi) / alpha_hat)``.
 
-Both are :func:`tailor.rql.targets.soft_q_target` with different coefficients, which the method
+Both are :func:`tailor.losses.soft_q_target` with different coefficients, which the method
 (:func:`tailor.methods.resolve`) supplies. Evaluation acts greedily (``alpha_hat = 0``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.logs import episode_summary, log_line
+from tailor.algos.replay import ReplayBuffer
 from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
+from tailor.losses import soft_policy, soft_q_target
 from tailor.methods import Method
-from tailor.rql.targets import prior_log_probs, soft_policy, soft_q_target
+from tailor.nets import mlp
+from tailor.priors import QPrior
 
-__all__ = [
-    "QPrior",
-    "ReplayBuffer",
-    "SoftDQNConfig",
-    "mlp",
-    "train_soft_dqn",
-]
-
-
-def episode_summary(
-    history: Sequence[tuple[float, float, int]], last: int = 20
-) -> dict[str, float]:
-    """Mean basic return, add-on return and length of the ``last`` finished episodes
-    (``history`` holds ``(basic, addon, length)`` per episode; ``nan`` before the first)."""
-    recent = list(history[-last:]) or [(float("nan"), float("nan"), 0)]
-    basic, addon, length = (float(np.mean(x)) for x in zip(*recent, strict=True))
-    return {
-        "episodes": len(history),
-        f"last{last}_basic": basic,
-        f"last{last}_addon": addon,
-        f"last{last}_length": length,
-    }
-
-
-def log_line(
-    algo: str,
-    method: Method,
-    step: int,
-    total: int,
-    history: Sequence[tuple[float, float, int]],
-    extra: str,
-    t0: float,
-) -> str:
-    """One progress line of an RQL training loop."""
-    s = episode_summary(history)
-    return (
-        f"[{algo} {method.name}] step {step}/{total}  episodes {s['episodes']}  basic "
-        f"{s['last20_basic']:.1f}  addon {s['last20_addon']:.1f}  len {s['last20_length']:.0f}"
-        f"  {extra}  {time.perf_counter() - t0:.0f}s"
-    )
-
-
-def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], zero_last: bool = False) -> nn.Sequential:
-    """``Linear-ReLU-...-Linear``; ``zero_last`` zeroes the output layer (the net starts at 0)."""
-    layers: list[nn.Module] = []
-    d = in_dim
-    for h in hidden:
-        layers += [nn.Linear(d, int(h)), nn.ReLU()]
-        d = int(h)
-    last = nn.Linear(d, out_dim)
-    if zero_last:
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-    layers.append(last)
-    return nn.Sequential(*layers)
-
-
-class ReplayBuffer:
-    """A fixed-size ring buffer of transitions ``(s, a, r, s', terminated)`` in numpy.
-
-    Args:
-        obs_dim: observation size.
-        act_shape: ``()`` for a discrete action index, ``(act_dim,)`` for a continuous action.
-        size: capacity; the oldest transitions are overwritten.
-    """
-
-    def __init__(self, obs_dim: int, act_shape: tuple[int, ...], size: int) -> None:
-        self.obs = np.zeros((size, obs_dim), np.float32)
-        self.next_obs = np.zeros((size, obs_dim), np.float32)
-        discrete = act_shape == ()
-        self.act = np.zeros((size, *act_shape), np.int64 if discrete else np.float32)
-        self.rew = np.zeros(size, np.float32)
-        self.done = np.zeros(size, np.float32)
-        self.size, self.ptr, self.full = size, 0, False
-
-    def __len__(self) -> int:
-        return self.size if self.full else self.ptr
-
-    def add(self, obs, act, rew: float, next_obs, terminated: bool) -> None:
-        i = self.ptr
-        self.obs[i], self.act[i], self.rew[i] = obs, act, rew
-        self.next_obs[i], self.done[i] = next_obs, float(terminated)
-        self.ptr = (i + 1) % self.size
-        self.full = self.full or self.ptr == 0
-
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        idx = rng.integers(0, len(self), size=n)
-        return {
-            "obs": torch.from_numpy(self.obs[idx]),
-            "act": torch.from_numpy(self.act[idx]),
-            "rew": torch.from_numpy(self.rew[idx]),
-            "next_obs": torch.from_numpy(self.next_obs[idx]),
-            "done": torch.from_numpy(self.done[idx]),
-        }
-
-
-@dataclass
-class QPrior:
-    """A frozen soft-DQN prior: its Q-network and the temperature it was trained at.
-
-    Attributes:
-        qnet: maps observations ``[B, obs_dim]`` to q-values ``[B, A]``.
-        alpha: the prior's temperature; its policy is ``softmax(Q / alpha)``.
-    """
-
-    qnet: nn.Module
-    alpha: float
-
-    def log_probs(self, obs: torch.Tensor) -> torch.Tensor:
-        """``log pi(.|s)`` ``[B, A]`` for observations ``[B, obs_dim]`` (no gradient)."""
-        with torch.no_grad():
-            return prior_log_probs(self.qnet(obs), self.alpha)
+__all__ = ["SoftDQNConfig", "train_soft_dqn"]
 
 
 @dataclass
@@ -247,8 +140,8 @@ def train_soft_dqn(
             f"{env.action_space} (use --algo sac)"
         )
     obs_dim, n_act = int(np.prod(env.observation_space.shape)), int(env.action_space.n)
-    qnet = mlp(obs_dim, n_act, cfg.hidden, zero_last=cfg.zero_init)
-    target = mlp(obs_dim, n_act, cfg.hidden)
+    qnet = mlp([obs_dim, *cfg.hidden, n_act], zero_last=cfg.zero_init)
+    target = mlp([obs_dim, *cfg.hidden, n_act])
     target.load_state_dict(qnet.state_dict())
     opt = torch.optim.Adam(qnet.parameters(), lr=cfg.lr)
     buf = ReplayBuffer(obs_dim, (), min(cfg.buffer_size, cfg.total_steps))

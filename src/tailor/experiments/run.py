@@ -1,0 +1,821 @@
+"""One run assembly: train, customize and evaluate for every ``--algo``.
+
+The command line, the sweeps, the demo and the ``results/`` scripts all start runs here::
+
+    train_prior(task, algo, steps, seed, out, *, method="soft", alpha=None, **config) -> Path
+    customize(task, algo, prior, steps, seed, out, omega_prime=None, alpha_hat=None,
+              *, method="residual", **config) -> Path
+    resume(run_dir, steps, *, checkpoint_every=None, progress=False) -> (Path, dict)  (PPO)
+    evaluate(policy, task=None, episodes=50, seed=0, max_steps=None) -> dict
+    lm_customize(prior_dir, method, out, *, reward, ...) -> dict                       (LM)
+
+``algo`` is ``"ppo"`` (:mod:`tailor.algos.ppo`), ``"dqn"`` (:mod:`tailor.algos.soft_dqn`),
+``"sac"`` (:mod:`tailor.algos.sac`) or ``"mcts"`` (:mod:`tailor.algos.mcts`, customization
+only); the language-model loops are :mod:`tailor.algos.lm_ppo` and :mod:`tailor.algos.dpo`.
+Coefficients left as ``None`` come from the task's ``coefficients`` through
+:func:`tailor.methods.resolve` (:func:`task_method`); ``**config`` sets fields of the algorithm's
+config dataclass (``PPOConfig``, ``SoftDQNConfig``, ``SACConfig``, ``MCTSConfig``).
+
+Every run directory holds ``policy.safetensors`` (tensors + JSON metadata in its header) and
+``policy.json`` (a readable copy); the metadata's ``kind`` names the policy kind (``"ppo"``,
+``"dqn"``, ``"sac"``, ``"mcts"``) and :func:`policy_kind` reads it. PPO runs add
+``trainer.safetensors`` and ``metrics.csv`` (see :mod:`tailor.algos.ppo`). DQN / SAC /
+MCTS policies store tensor groups ``q.*`` (a soft Q-network or a residual ``Q_R``), ``prior.*``
+(the prior Q-network a residual DQN or MCTS policy needs to act), ``actor.*`` (a SAC actor), and
+metadata ``algo``, ``task``, ``env_id``, ``method``, ``coefficients`` (``omega_prime``,
+``alpha_hat``), ``prior_alpha``, ``obs_dim``, ``n_actions`` / ``act_dim``, ``hidden``,
+``config``, ``steps``, ``seed``, ``train_stats``. MCTS falls back to the RQL paper's
+``omega' = tau = 1`` when the task gives no residual coefficients.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+
+from tailor.algos.mcts import (
+    BatchedResidualMCTS,
+    MCTSConfig,
+    ResidualMCTS,
+    TaskModel,
+    batch_model,
+    numpy_log_prior,
+)
+from tailor.algos.ppo import PPOConfig, read_run
+from tailor.algos.ppo import train as train_ppo
+from tailor.algos.sac import SACConfig, train_sac
+from tailor.algos.soft_dqn import SoftDQNConfig, train_soft_dqn
+from tailor.checkpoint import POLICY_FILE, TRAINER_FILE, load_tensors, save_tensors, write_json
+from tailor.envs import Task, get_task, load_tasks_file, make_env
+from tailor.errors import TailorError
+from tailor.evaluate import evaluate as evaluate_gaussian
+from tailor.evaluate import evaluate_stepwise
+from tailor.methods import (
+    CUSTOMIZATION_METHODS,
+    METHODS,
+    TRAINING_METHODS,
+    Method,
+    check_coefficient_table,
+    resolve,
+)
+from tailor.nets import SquashedGaussianActor, mlp
+from tailor.priors import QPrior, load_prior
+
+__all__ = [
+    "ALGOS",
+    "POLICY_FILE",
+    "RQL_FORMAT",
+    "customize",
+    "evaluate",
+    "is_rql_policy",
+    "lm_customize",
+    "load_policy",
+    "load_user_tasks",
+    "policy_kind",
+    "read_ppo_run",
+    "resume",
+    "task_method",
+    "train_prior",
+]
+
+ALGOS = ("dqn", "sac", "mcts")  # the Residual Q-Learning family; "ppo" is the default algo
+TRAIN_ALGOS = ("ppo", "dqn", "sac")
+CUSTOMIZE_ALGOS = ("ppo", "dqn", "sac", "mcts")
+RQL_FORMAT = "tailor-rql-policy"
+_RQL_TRAIN_METHODS = ("soft", "full", "no-entropy")
+
+Log = Callable[[str], None] | None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks and methods
+
+
+def load_user_tasks(path: str | Path) -> list[Task]:
+    """Import a ``--tasks-file`` (it runs Python) and check the coefficient tables it brings."""
+    tasks = load_tasks_file(path)
+    for task in tasks:
+        check_coefficient_table(task.coefficients, f"task {task.name!r}")
+    return tasks
+
+
+def task_method(
+    task: Task | str, name: str, *, flags: bool = False, **given: float | None
+) -> Method:
+    """:func:`tailor.methods.resolve` with the task's coefficients for ``name`` as defaults.
+
+    ``given`` values that are ``None`` keep the default; ``flags`` names coefficients as
+    command-line flags in error messages.
+    """
+    task = get_task(task)
+    where = f"task {task.name!r}"
+    check_coefficient_table(task.coefficients, where)
+    return resolve(name, task.coefficients.get(name), where=where, flags=flags, **given)
+
+
+def check_method_kind(name: str | None, customization: bool) -> None:
+    """Raise a TailorError that says which command runs ``name`` when it is not this one's."""
+    allowed = CUSTOMIZATION_METHODS if customization else TRAINING_METHODS
+    if name is None:
+        raise TailorError(f"--method is required; one of {', '.join(allowed)}")
+    if name not in METHODS:
+        raise TailorError(f"unknown method {name!r}; known methods: {', '.join(allowed)}")
+    if name in allowed:
+        return
+    if METHODS[name].customization:
+        raise TailorError(
+            f"method {name!r} customizes a prior policy and needs one: use `tailor customize "
+            f"--prior RUN_DIR --method {name} ...`"
+        )
+    raise TailorError(
+        f"method {name!r} trains from scratch: use `tailor train --method {name} ...`"
+    )
+
+
+def _config(cls: type, steps: int | None, seed: int, overrides: Mapping[str, Any]) -> Any:
+    """``cls(**overrides)`` with ``total_steps`` and ``seed``; unknown fields are an error."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise TailorError(
+            f"unknown {cls.__name__} option(s) {', '.join(bad)}; known: {', '.join(sorted(fields))}"
+        )
+    kwargs = dict(overrides)
+    if steps is not None and "total_steps" in fields:
+        kwargs["total_steps"] = int(steps)
+    kwargs["seed"] = int(seed)
+    if "hidden" in kwargs:
+        kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
+    return cls(**kwargs)
+
+
+def _check_algo(algo: str, allowed: tuple[str, ...]) -> None:
+    if algo not in allowed:
+        raise TailorError(
+            f"--algo {algo!r} is not available here; choose one of {', '.join(allowed)}"
+        )
+
+
+def _check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise TailorError(f"steps must be a positive integer, got {steps!r}")
+    return steps
+
+
+# ---------------------------------------------------------------------------------------------
+# Policy checkpoints of the DQN / SAC / MCTS kinds (PPO's are tailor.checkpoint.save_policy's)
+
+
+def _save(out: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    from tailor import __version__
+
+    out = Path(out)
+    full = {"format": RQL_FORMAT, "tailor_version": __version__, "kind": meta["algo"], **meta}
+    save_tensors(out / POLICY_FILE, tensors, full)
+    write_json(out / "policy.json", full)
+    return out
+
+
+def _policy_file(path: str | Path) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        path = path / POLICY_FILE
+    if not path.is_file():
+        raise TailorError(
+            f"policy {str(path)!r} does not exist (expected a run directory "
+            f"with a {POLICY_FILE} or the file itself)"
+        )
+    return path
+
+
+def policy_kind(path: str | Path) -> str | None:
+    """The kind of the policy in ``path`` (a run directory or a policy file): ``"ppo"``,
+    ``"dqn"``, ``"sac"``, ``"mcts"``, or ``None`` when it is no readable tailor policy.
+
+    Reads only the safetensors header; never raises.
+    """
+    import json
+
+    try:
+        with safe_open(str(_policy_file(path)), "pt") as f:
+            meta = json.loads((f.metadata() or {}).get("tailor", "{}"))
+    except Exception:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("format") == RQL_FORMAT:
+        kind = meta.get("kind", meta.get("algo"))
+        return kind if kind in ALGOS else None
+    return "ppo" if meta.get("format") == "tailor-policy" else None
+
+
+def is_rql_policy(path: str | Path) -> bool:
+    """Whether ``path`` (a run directory or a policy file) holds a DQN/SAC/MCTS policy."""
+    return policy_kind(path) in ALGOS
+
+
+def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def _qnet_from(tensors: dict, prefix: str, meta: dict) -> torch.nn.Module:
+    net = mlp([int(meta["obs_dim"]), *meta["hidden"], int(meta["n_actions"])])
+    net.load_state_dict(_prefixed(tensors, prefix))
+    return net.eval()
+
+
+def load_policy(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read a DQN / SAC / MCTS run directory or policy file; returns ``(meta, tensors)``.
+
+    Raises:
+        TailorError: missing, truncated or foreign file
+            (see :func:`tailor.checkpoint.load_tensors`).
+    """
+    tensors, meta = load_tensors(_policy_file(path), RQL_FORMAT)
+    return meta, tensors
+
+
+def _load_dqn_prior(prior_dir: str | Path, task: Task) -> tuple[QPrior, dict, dict]:
+    meta, tensors = load_policy(prior_dir)
+    if meta.get("algo") != "dqn" or meta.get("has_prior"):
+        raise TailorError(
+            f"{str(prior_dir)!r} is not a soft-DQN prior (algo "
+            f"{meta.get('algo')!r}, method {meta.get('method')!r}); train one with "
+            f"train_prior(..., algo='dqn')"
+        )
+    _check_task(meta, task, prior_dir)
+    alpha = float(meta["coefficients"]["alpha_hat"])
+    if alpha <= 0:
+        raise TailorError(
+            f"the prior {str(prior_dir)!r} was trained at temperature 0: it has "
+            f"no log-probabilities to customize with"
+        )
+    return QPrior(_qnet_from(tensors, "q.", meta), alpha), meta, tensors
+
+
+def _check_task(meta: dict, task: Task, path: str | Path) -> None:
+    if meta.get("env_id") != task.env_id:
+        raise TailorError(
+            f"{str(path)!r} was trained on {meta.get('env_id')!r} (task "
+            f"{meta.get('task')!r}), not on {task.env_id!r} of task {task.name!r}"
+        )
+
+
+def _spaces(task: Task) -> dict[str, Any]:
+    env = make_env(task)
+    try:
+        out: dict[str, Any] = {"obs_dim": int(np.prod(env.observation_space.shape))}
+        if hasattr(env.action_space, "n"):
+            out["n_actions"] = int(env.action_space.n)
+        else:
+            out["act_dim"] = int(env.action_space.shape[0])
+            out["action_low"] = env.action_space.low.tolist()
+            out["action_high"] = env.action_space.high.tolist()
+            out["obs_low"] = env.observation_space.low.tolist()
+            out["obs_high"] = env.observation_space.high.tolist()
+    finally:
+        env.close()
+    return out
+
+
+def _meta(
+    task: Task,
+    algo: str,
+    method: Method,
+    cfg: Any,
+    stats: dict,
+    steps: int,
+    seed: int,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "algo": algo,
+        "task": task.name,
+        "env_id": task.env_id,
+        "method": method.name,
+        # Q-learning checkpoints record the reward spec itself (omega', alpha_hat), which is
+        # what acting with them needs, for every method.
+        "coefficients": {
+            "omega_prime": method.spec.omega_prime,
+            "alpha_hat": method.spec.alpha_hat,
+        },
+        **_spaces(task),
+        "hidden": list(getattr(cfg, "hidden", ())),
+        "config": dataclasses.asdict(cfg),
+        "steps": steps,
+        "seed": seed,
+        "train_stats": stats,
+        **extra,
+    }
+
+
+def _sac_actor(meta: dict, tensors: dict, prefix: str = "actor.") -> SquashedGaussianActor:
+    actor = SquashedGaussianActor(
+        int(meta["obs_dim"]),
+        int(meta["act_dim"]),
+        meta["hidden"],
+        np.asarray(meta["action_low"]),
+        np.asarray(meta["action_high"]),
+        np.asarray(meta["obs_low"]),
+        np.asarray(meta["obs_high"]),
+    )
+    actor.load_state_dict(_prefixed(tensors, prefix))
+    return actor.eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# One runner per algorithm: (task, method, steps, seed, out, prior, log, config) -> run directory
+
+
+def _run_ppo(
+    task: Task,
+    method: Method,
+    steps: int,
+    seed: int,
+    out: Path,
+    prior: str | Path | None,
+    log: Log,
+    config: Mapping[str, Any],
+    progress: bool = False,
+) -> Path:
+    if (out / TRAINER_FILE).exists():
+        raise TailorError(
+            f"{str(out)!r} already holds a run; continue it with "
+            f"--resume {out} or choose another --out"
+        )
+    cfg = _config(PPOConfig, steps, seed, config)
+    result = train_ppo(
+        task,
+        method,
+        cfg,
+        out,
+        prior=load_prior(prior) if prior is not None else None,
+        progress=progress,
+    )
+    _log_ppo(log, method, task, result, out)
+    return out
+
+
+def _log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> None:
+    if log is None:
+        return
+    last = result.metrics[-1] if result.metrics else {}
+    log(f"{method.name} on {task.name}: {result.steps} steps in {result.wall_s:.1f} s")
+    if last.get("return_basic", "") != "":
+        log(
+            f"  last episodes: basic {last['return_basic']:.1f}, add-on "
+            f"{last['return_addon']:.1f}, total {last['return_total']:.1f}, "
+            f"{task.statistic_name} {last['statistic']:.3f}"
+        )
+    log(f"  saved {out / POLICY_FILE} and {out / 'metrics.csv'}")
+
+
+def _run_dqn(
+    task: Task,
+    method: Method,
+    steps: int,
+    seed: int,
+    out: Path,
+    prior: str | Path | None,
+    log: Log,
+    config: Mapping[str, Any],
+) -> Path:
+    if prior is None:
+        cfg = _config(SoftDQNConfig, steps, seed, config)
+        qnet, stats = train_soft_dqn(task, method, cfg, log=log)
+        tensors = {f"q.{k}": v for k, v in qnet.state_dict().items()}
+        return _save(
+            out, tensors, _meta(task, "dqn", method, cfg, stats, steps, seed, has_prior=False)
+        )
+    q_prior, _, _ = _load_dqn_prior(prior, task)
+    # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
+    defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
+    cfg = _config(SoftDQNConfig, steps, seed, {**defaults, **config})
+    q_r, stats = train_soft_dqn(task, method, cfg, prior=q_prior, log=log)
+    tensors = {f"q.{k}": v for k, v in q_r.state_dict().items()}
+    tensors.update({f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()})
+    meta = _meta(
+        task, "dqn", method, cfg, stats, steps, seed, has_prior=True, prior_alpha=q_prior.alpha
+    )
+    return _save(out, tensors, {**meta, "prior": str(prior)})
+
+
+def _run_sac(
+    task: Task,
+    method: Method,
+    steps: int,
+    seed: int,
+    out: Path,
+    prior: str | Path | None,
+    log: Log,
+    config: Mapping[str, Any],
+) -> Path:
+    if prior is None:
+        cfg = _config(SACConfig, steps, seed, config)
+        actor, stats = train_sac(task, method, cfg, log=log)
+        tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
+        return _save(
+            out, tensors, _meta(task, "sac", method, cfg, stats, steps, seed, has_prior=False)
+        )
+    pmeta, ptensors = load_policy(prior)
+    if pmeta.get("algo") != "sac":
+        raise TailorError(
+            f"{str(prior)!r} is not a SAC prior (algo "
+            f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')"
+        )
+    _check_task(pmeta, task, prior)
+    cfg = _config(SACConfig, steps, seed, {"hidden": tuple(pmeta["hidden"]), **config})
+    actor, stats = train_sac(task, method, cfg, prior=_sac_actor(pmeta, ptensors), log=log)
+    tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
+    prior_alpha = float(pmeta["coefficients"]["alpha_hat"])
+    meta = _meta(
+        task, "sac", method, cfg, stats, steps, seed, has_prior=False, prior_alpha=prior_alpha
+    )
+    return _save(out, tensors, {**meta, "prior": str(prior)})
+
+
+def _run_mcts(
+    task: Task,
+    method: Method,
+    steps: int,
+    seed: int,
+    out: Path,
+    prior: str | Path | None,
+    log: Log,
+    config: Mapping[str, Any],
+) -> Path:
+    """MCTS trains nothing: the run directory stores the prior and the search settings."""
+    assert prior is not None
+    q_prior, pmeta, _ = _load_dqn_prior(prior, task)
+    cfg = _config(
+        MCTSConfig,
+        None,
+        seed,
+        {**config, "omega_prime": method.spec.omega_prime, "tau": method.spec.alpha_hat},
+    )
+    tensors = {f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()}
+    meta = _meta(
+        task,
+        "mcts",
+        method,
+        cfg,
+        {},
+        0,
+        seed,
+        has_prior=True,
+        prior_alpha=q_prior.alpha,
+        hidden_prior=pmeta["hidden"],
+    )
+    meta["hidden"] = pmeta["hidden"]
+    return _save(out, tensors, meta)
+
+
+_RUNNERS = {"ppo": _run_ppo, "dqn": _run_dqn, "sac": _run_sac, "mcts": _run_mcts}
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry points
+
+
+def train_prior(
+    task: Task | str,
+    algo: str,
+    steps: int,
+    seed: int,
+    out: str | Path,
+    *,
+    method: str = "soft",
+    alpha: float | None = None,
+    log: Log = print,
+    progress: bool = False,
+    **config: Any,
+) -> Path:
+    """Train a policy from scratch with PPO, soft DQN (discrete actions) or SAC.
+
+    Args:
+        task: task or registered name (see ``tailor tasks``).
+        algo: ``"ppo"``, ``"dqn"`` or ``"sac"``.
+        steps: environment steps.
+        seed: seed of everything random in the run.
+        out: run directory to write.
+        method: a training method (PPO: any of :data:`tailor.methods.TRAINING_METHODS`; DQN /
+            SAC: ``"soft"`` (a prior), ``"full"`` (basic + add-on reward: the from-scratch
+            baseline) or ``"no-entropy"`` (temperature 0)).
+        alpha: the temperature (default: the task's coefficient for ``method``).
+        log: progress printer (``None``: silent).
+        progress: PPO only: a progress bar.
+        **config: fields of the algorithm's config dataclass to override.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        TailorError: bad algo/method/steps, a task whose action space does not fit the algo.
+    """
+    task = get_task(task)
+    _check_algo(algo, TRAIN_ALGOS)
+    allowed = TRAINING_METHODS if algo == "ppo" else _RQL_TRAIN_METHODS
+    if method not in allowed:
+        raise TailorError(
+            f"train_prior: method must be one of {', '.join(allowed)}, got {method!r}"
+        )
+    m = task_method(task, method, flags=True, alpha=alpha)
+    steps = _check_steps(steps)
+    extra = {"progress": progress} if algo == "ppo" else {}
+    if algo != "ppo":
+        torch.set_num_threads(1)
+    return _RUNNERS[algo](task, m, steps, seed, Path(out), None, log, config, **extra)
+
+
+def customize(
+    task: Task | str,
+    algo: str,
+    prior: str | Path,
+    steps: int,
+    seed: int,
+    out: str | Path,
+    omega_prime: float | None = None,
+    alpha_hat: float | None = None,
+    *,
+    method: str = "residual",
+    log: Log = print,
+    progress: bool = False,
+    **config: Any,
+) -> Path:
+    """Customize a prior to the task's add-on reward with PPO, residual soft DQN, SAC or MCTS.
+
+    Args:
+        task: the task (its add-on reward is what is optimised; the basic reward is never used).
+        algo: ``"ppo"`` (a tailor PPO policy as prior), ``"dqn"`` (prior from
+            ``train_prior(algo="dqn")``), ``"sac"`` (prior from ``train_prior(algo="sac")``) or
+            ``"mcts"`` (online search with a DQN prior; no training: ``steps`` is ignored and the
+            run directory only stores the prior and the search settings).
+        prior: the prior's run directory (or its ``policy.safetensors``).
+        steps: environment steps of customization (ignored for MCTS).
+        seed: seed.
+        out: run directory to write.
+        omega_prime: weight of ``log pi_prior`` (default: the task's coefficient; for MCTS
+            without task coefficients 1.0).
+        alpha_hat: temperature of the customized policy (MCTS: the search temperature ``tau``).
+        method: ``"residual"``, ``"kl"`` (``omega' = alpha_hat``) or ``"greedy"`` (``omega' =
+            0``); MCTS is always residual.
+        log: progress printer.
+        progress: PPO only: a progress bar.
+        **config: fields of the algorithm's config dataclass.
+
+    Returns:
+        The run directory.
+
+    Raises:
+        TailorError: bad algo/method, a prior of the wrong kind or for another env.
+    """
+    task = get_task(task)
+    _check_algo(algo, CUSTOMIZE_ALGOS)
+    if method not in CUSTOMIZATION_METHODS:
+        raise TailorError(
+            f"customize: method must be one of {', '.join(CUSTOMIZATION_METHODS)}, got {method!r}"
+        )
+    if algo == "mcts":
+        # The RQL paper's omega' = tau = 1 where the task names no residual coefficients.
+        defaults = {"omega_prime": 1.0, "alpha_hat": 1.0, **task.coefficients.get("residual", {})}
+        m = resolve("residual", defaults, omega_prime=omega_prime, alpha_hat=alpha_hat)
+    else:
+        steps = _check_steps(steps)
+        m = task_method(task, method, flags=True, omega_prime=omega_prime, alpha_hat=alpha_hat)
+    extra = {"progress": progress} if algo == "ppo" else {}
+    if algo != "ppo":
+        torch.set_num_threads(1)
+    return _RUNNERS[algo](task, m, steps, seed, Path(out), prior, log, config, **extra)
+
+
+def resume(
+    run_dir: str | Path,
+    steps: int,
+    *,
+    checkpoint_every: int | None = None,
+    log: Log = print,
+    progress: bool = False,
+) -> tuple[Path, dict[str, Any]]:
+    """Continue the PPO run in ``run_dir`` until ``steps`` environment steps in total.
+
+    The task, method, coefficients and config come from the run's trainer checkpoint; only the
+    step budget and the checkpoint interval may change. Returns ``(run_dir, saved)`` where
+    ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
+    """
+    run_dir = Path(run_dir)
+    info = read_run(run_dir)
+    task = get_task(info["task"])
+    method = resolve(info["method"], **info["coefficients"])
+    config = info["config"]
+    config.total_steps = _check_steps(steps)
+    if checkpoint_every is not None:
+        config.checkpoint_every = checkpoint_every
+    result = train_ppo(task, method, config, run_dir, resume=True, progress=progress)
+    _log_ppo(log, method, task, result, run_dir)
+    return run_dir, info
+
+
+def read_ppo_run(run_dir: str | Path) -> dict[str, Any]:
+    """The saved description of a PPO run (:func:`tailor.algos.ppo.read_run`)."""
+    return read_run(run_dir)
+
+
+def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
+    """``act(obs, env) -> action`` for a loaded DQN / SAC / MCTS policy (greedy)."""
+    algo = meta.get("algo")
+    if algo == "sac":
+        actor = _sac_actor(meta, tensors)
+
+        def act(obs, env):
+            with torch.no_grad():
+                return actor.mean_action(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
+
+        return act
+    if algo == "dqn":
+        q = _qnet_from(tensors, "q.", meta)
+        omega = float(meta["coefficients"]["omega_prime"])
+        prior = (
+            QPrior(_qnet_from(tensors, "prior.", meta), float(meta["prior_alpha"]))
+            if meta.get("has_prior")
+            else None
+        )
+
+        def act(obs, env):
+            o = torch.as_tensor(obs, dtype=torch.float32)[None]
+            with torch.no_grad():
+                z = q(o)[0]
+                if prior is not None and omega != 0.0:
+                    z = z + omega * prior.log_probs(o)[0]
+            return int(torch.argmax(z))  # greedy: alpha_hat = 0
+
+        return act
+    if algo == "mcts":
+        qnet = _qnet_from(tensors, "prior.", meta)
+        fields = {f.name for f in dataclasses.fields(MCTSConfig)}
+        cfg = MCTSConfig(**{k: v for k, v in meta["config"].items() if k in fields})
+        cfg.seed = seed
+        log_prior = numpy_log_prior(qnet, float(meta["prior_alpha"]))
+        if cfg.batched:
+            return BatchedResidualMCTS(batch_model(task), log_prior, cfg).act
+        model = TaskModel(task)
+        search = ResidualMCTS(model, log_prior, cfg)
+
+        def act(obs, env):
+            model.sync(env)
+            return search.act(obs)
+
+        return act
+    raise TailorError(f"unknown algo {algo!r} in the policy's metadata")
+
+
+def evaluate(
+    policy: str | Path,
+    task: Task | str | None = None,
+    episodes: int = 50,
+    seed: int = 0,
+    max_steps: int | None = None,
+    *,
+    deterministic: bool = True,
+) -> dict[str, Any]:
+    """Evaluate any tailor policy checkpoint: the one result schema of :mod:`tailor.evaluate`.
+
+    PPO policies run batched episodes (:func:`tailor.evaluate.evaluate`, the Gaussian's mean
+    unless ``deterministic=False``); DQN acts with ``argmax(Q_R + omega' log pi)`` (``argmax Q``
+    for a prior), SAC with the squashed mean, MCTS with a search from the true state at every
+    step (:func:`tailor.evaluate.evaluate_stepwise`; episode ``i`` resets with ``seed + i``).
+
+    Raises:
+        TailorError: bad ``episodes``, unreadable policy, a policy trained for another env.
+    """
+    kind = policy_kind(policy)
+    if kind in (None, "ppo"):
+        prior = load_prior(policy)  # a clear error for anything unreadable
+        name = task if task is not None else prior.meta.get("task")
+        if not name:
+            raise TailorError("--task is required (the policy does not name its task)")
+        result = evaluate_gaussian(
+            prior, name, episodes, deterministic=deterministic, seed=seed,
+            **({"max_steps": max_steps} if max_steps is not None else {}),
+        )  # fmt: skip
+        result["policy"] = str(policy)
+        return result
+    torch.set_num_threads(1)
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise TailorError(f"episodes must be a positive integer, got {episodes!r}")
+    meta, tensors = load_policy(policy)
+    task = get_task(task if task is not None else meta["task"])
+    _check_task(meta, task, policy)
+    return evaluate_stepwise(
+        _actor_fn(meta, tensors, task, seed),
+        task,
+        episodes,
+        seed=seed,
+        max_steps=max_steps,
+        policy=str(policy),
+        algo=meta.get("algo"),
+        method=meta.get("method"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Language models
+
+
+def lm_method(name: str, **given: float | None) -> Method:
+    """Resolve an LM method (token-level PPO or the DPO family) with the character model's
+    default coefficients (:data:`tailor.lm.DEFAULT_COEFFICIENTS`) for what is not given."""
+    from tailor.lm import DEFAULT_COEFFICIENTS
+
+    return resolve(name, DEFAULT_COEFFICIENTS.get(name), flags=True, **given)
+
+
+def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
+    vals = [h[key] for h in history[-n:] if not math.isnan(h[key])]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def lm_customize(
+    prior_dir: str | Path,
+    method: str,
+    out: str | Path,
+    *,
+    reward: str | None = None,
+    pairs: list | None = None,
+    prompts: list[str] | None = None,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    coefficients: Mapping[str, float | None] | None = None,
+    record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Customize a causal LM with token-level PPO (``residual``/``kl``/``greedy``) or the DPO
+    family (``dpo``/``ce-dpo``/``decoupled-dpo``) and save it to ``out``.
+
+    Args:
+        prior_dir: the prior model directory.
+        method: the method name.
+        out: output model directory.
+        reward: add-on reward name (PPO: required; DPO: ranks prior samples when no ``pairs``).
+        pairs: preference pairs for the offline methods.
+        prompts: prompts (default: the empty prompt).
+        seed: seed of the run.
+        max_new_tokens: longest completion (default: the config's).
+        overrides: fields of :class:`~tailor.algos.lm_ppo.LMPPOConfig` /
+            :class:`~tailor.algos.dpo.LMDPOConfig` to set.
+        progress: show a progress bar.
+        coefficients: ``omega_prime`` / ``alpha_hat`` / ``beta`` (``None``: the defaults).
+        record: extra keys for the saved metadata (e.g. the reward file).
+
+    Returns:
+        The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
+        ``history``, ``wall_seconds``, ...).
+    """
+    from tailor.lm.model import load_model, load_tokenizer, save_model
+
+    m = lm_method(method, **dict(coefficients or {}))
+    prior = load_model(prior_dir, what="prior")
+    tok = load_tokenizer(prior_dir, what="prior")
+    prompts = list(prompts or [""])
+    base = {"seed": seed} | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})
+    settings = {**base, **dict(overrides or {})}
+    t0 = time.perf_counter()
+    if not m.offline:
+        from tailor.algos.lm_ppo import LMPPOConfig, customize_ppo
+
+        config: Any = LMPPOConfig(**settings)
+        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, progress=progress)
+        info: dict[str, Any] = {"coefficients": dict(m.coefficients), "source": "on-policy samples"}
+        final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
+    else:
+        from tailor.algos.dpo import LMDPOConfig, customize_offline
+
+        config = LMDPOConfig(**settings)
+        policy, history, info = customize_offline(
+            prior, tok, m, config, reward=reward, pairs=pairs, prompts=prompts, progress=progress
+        )
+        final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
+    wall = time.perf_counter() - t0
+    meta = {
+        "kind": "customize",
+        "method": method,
+        "prior": str(prior_dir),
+        "reward": reward,
+        **dict(record or {}),
+        "prompts": prompts,
+        "config": dataclasses.asdict(config),
+        "data": info,
+        "wall_seconds": round(wall, 1),
+        "final": final,
+        "history": history,
+    }
+    save_model(policy, tok, out, meta)
+    return meta
