@@ -1,15 +1,196 @@
-"""Progress lines and episode summaries shared by the off-policy loops (soft DQN, SAC)."""
+"""Logging of the training loops: PPO's metrics.csv, TensorBoard and progress bar; the progress
+lines and episode summaries of the off-policy loops (soft DQN, SAC)."""
 
 from __future__ import annotations
 
+import csv
 import time
+from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from tailor.algos.rollout import Rollout
 from tailor.methods import Method
 
-__all__ = ["episode_summary", "log_line"]
+__all__ = ["METRIC_FIELDS", "RunLog", "episode_summary", "log_line", "metrics_row"]
+
+# Columns of metrics.csv, one row per iteration. `sps` and `wall_s` are the only ones that depend
+# on the machine; everything else is a deterministic function of (task, method, config, seed).
+METRIC_FIELDS = (
+    "iteration",  # 1-based iteration index
+    "steps",  # environment steps so far (all envs)
+    "phase",  # "critic-warmup" (customization, actor frozen) or "ppo"
+    "episodes",  # episodes finished during this iteration
+    "return_total",  # mean over the episode window of basic + add-on return
+    "return_basic",  # ... of the basic return (the env's own reward)
+    "return_addon",  # ... of the add-on return
+    "statistic",  # ... of the per-episode mean of the task's statistic
+    "episode_length",  # ... of the episode length
+    "reward",  # mean reformulated reward per step in this rollout
+    "logp_prior",  # mean log pi_prior(a|s) of the executed actions ("" without a prior)
+    "value_loss",  # mean over minibatches
+    "policy_loss",  # mean clipped-surrogate loss over minibatches ("" in critic warm-up)
+    "entropy",  # mean policy entropy (nats)
+    "kl",  # mean KL(behaviour || current) over minibatches ("" in warm-up)
+    "clip_fraction",  # fraction of samples whose ratio was clipped ("" in warm-up)
+    "learning_rate",  # learning rate at the end of the iteration
+    "action_std",  # mean action standard deviation
+    "sps",  # environment steps per second of this iteration (wall clock)
+    "wall_s",  # seconds since the start of this training session
+)
+
+
+def metrics_row(
+    it: int,
+    steps: int,
+    warmup: bool,
+    episodes: int,
+    ep_window: deque,
+    rewards: torch.Tensor,
+    buf: Rollout,
+    stats: dict,
+    lr: float,
+    sps: float,
+    wall_s: float,
+) -> dict[str, Any]:
+    """One row of ``metrics.csv`` (columns :data:`METRIC_FIELDS`) for PPO iteration ``it``."""
+    if ep_window:
+        ep = np.asarray(ep_window, dtype=np.float64)
+        basic, addon, stat, length = (float(x) for x in ep.mean(0))
+        total = float((ep[:, 0] + ep[:, 1]).mean())
+    else:
+        total = basic = addon = stat = length = ""
+    with torch.no_grad():
+        action_std = float(buf.log_std.exp().mean())
+    return {
+        "iteration": it + 1,
+        "steps": steps,
+        "phase": "critic-warmup" if warmup else "ppo",
+        "episodes": episodes,
+        "return_total": total,
+        "return_basic": basic,
+        "return_addon": addon,
+        "statistic": stat,
+        "episode_length": length,
+        "reward": float(rewards.mean()),
+        "logp_prior": float(buf.logp_prior.mean()) if buf.logp_prior is not None else "",
+        **stats,
+        "learning_rate": lr,
+        "action_std": action_std,
+        "sps": round(sps, 1),
+        "wall_s": round(wall_s, 3),
+    }
+
+
+class RunLog:
+    """Where a PPO run's metrics go: ``metrics.csv`` (appended and flushed every iteration, so it
+    is readable while training), TensorBoard in ``<run>/tb`` and a tqdm progress bar.
+
+    Args:
+        run_dir: the run directory (``None``: no files).
+        start_iter: iterations already done (a resume drops the rows written after them).
+        resume: continue an existing ``metrics.csv``.
+        tensorboard: also write TensorBoard logs (when ``tensorboard`` is installed).
+        progress: show a progress bar over ``total`` steps starting at ``initial``.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path | None,
+        start_iter: int,
+        resume: bool,
+        tensorboard: bool,
+        progress: bool,
+        total: int,
+        initial: int,
+    ) -> None:
+        self.csv = _open_metrics(run_dir, start_iter, resume)
+        self.tb = _tensorboard(run_dir) if tensorboard else None
+        self.bar = _progress_bar(progress, total, initial)
+
+    def write(self, row: dict[str, Any], batch: int) -> None:
+        """Log one iteration's row; ``batch`` steps advance the progress bar."""
+        if self.csv is not None:
+            self.csv.writerow(row)
+        if self.tb is not None:
+            for key in METRIC_FIELDS[3:]:
+                if isinstance(row[key], float):
+                    self.tb.add_scalar(key, row[key], row["steps"])
+        if self.bar is not None:
+            self.bar.update(batch)
+            self.bar.set_postfix(
+                basic=_fmt(row["return_basic"]),
+                addon=_fmt(row["return_addon"]),
+                phase=row["phase"],
+                refresh=False,
+            )
+
+    def close(self) -> None:
+        for part in (self.bar, self.tb, self.csv):
+            if part is not None:
+                part.close()
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.1f}" if isinstance(x, float) else "-"
+
+
+def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True)
+
+
+def _tensorboard(run_dir: Path | None) -> Any:
+    """A SummaryWriter in ``run_dir/tb`` (``tensorboard`` is a dependency; a trimmed install
+    without it still trains, with metrics.csv only)."""
+    if run_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+class _CsvLog:
+    """metrics.csv, appended one row per iteration and flushed (readable while training)."""
+
+    def __init__(self, path: Path, append: bool) -> None:
+        self.file = open(path, "a" if append else "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
+        if not append:
+            self.writer.writeheader()
+
+    def writerow(self, row: dict[str, Any]) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _open_metrics(run_dir: Path | None, start_iter: int, resume: bool) -> _CsvLog | None:
+    if run_dir is None:
+        return None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "metrics.csv"
+    if resume and path.is_file():
+        # Drop rows written after the checkpoint we resume from (they will be redone).
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start_iter]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(kept)
+        return _CsvLog(path, append=True)
+    return _CsvLog(path, append=False)
 
 
 def episode_summary(

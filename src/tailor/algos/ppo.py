@@ -12,6 +12,11 @@ The loop (:func:`train`) reads like pseudocode::
         log:      metrics.csv (+ TensorBoard if installed), progress bar
         save:     policy.safetensors + trainer.safetensors, atomically, every few iterations
 
+The state lives in a few small objects: the :class:`~tailor.algos.rollout.Rollout` buffer, the
+:class:`~tailor.algos.ppo_learner.PPOLearner` (actor, critic, normalizers, optimizer; acting,
+returns, update), the :class:`~tailor.algos.logs.RunLog`; checkpoints and resume are
+:mod:`tailor.algos.ppo_state`. The losses are :mod:`tailor.losses`'.
+
 Methods differ only in what :func:`tailor.methods.resolve` says: which environment reward
 (``basic``/``addon``/both), the two coefficients of :func:`tailor.reward.reformulate`, and the
 loss's entropy bonus. Customization methods additionally start the actor from the prior's
@@ -25,10 +30,8 @@ value loss, adaptive learning rate from the Gaussian KL, empirical observation n
 from __future__ import annotations
 
 import copy
-import csv
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,41 +39,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from tailor.checkpoint import (
-    POLICY_FILE,
-    TRAINER_FILE,
-    TRAINER_FORMAT,
-    flatten_optimizer,
-    load_policy,
-    load_tensors,
-    save_policy,
-    save_tensors,
-    unflatten_optimizer,
-)
+from tailor.algos import ppo_state
+from tailor.algos.logs import METRIC_FIELDS, RunLog, metrics_row
+from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
+from tailor.algos.rollout import EpisodeStats, Rollout
+from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
-from tailor.losses import clipped_surrogate_loss, value_loss
 from tailor.methods import Method
-from tailor.nets import (
-    Actor,
-    Critic,
-    EmpiricalNormalization,
-    gaussian_entropy,
-    gaussian_kl,
-    gaussian_log_prob,
-)
+from tailor.nets import Actor, EmpiricalNormalization
 from tailor.priors import PolicyPrior, check_spaces, load_prior
-from tailor.returns import discounted_returns, gae
 from tailor.reward import reformulate
 
 __all__ = [
     "METRIC_FIELDS",
     "PPOConfig",
     "TrainResult",
-    "default_method",
-    "method_coefficients",
     "method_reward",
     "read_run",
     "train",
@@ -226,32 +211,6 @@ class PPOConfig:
         return cls(**kwargs)
 
 
-# Columns of metrics.csv, one row per iteration. `sps` and `wall_s` are the only ones that depend
-# on the machine; everything else is a deterministic function of (task, method, config, seed).
-METRIC_FIELDS = (
-    "iteration",  # 1-based iteration index
-    "steps",  # environment steps so far (all envs)
-    "phase",  # "critic-warmup" (customization, actor frozen) or "ppo"
-    "episodes",  # episodes finished during this iteration
-    "return_total",  # mean over the episode window of basic + add-on return
-    "return_basic",  # ... of the basic return (the env's own reward)
-    "return_addon",  # ... of the add-on return
-    "statistic",  # ... of the per-episode mean of the task's statistic
-    "episode_length",  # ... of the episode length
-    "reward",  # mean reformulated reward per step in this rollout
-    "logp_prior",  # mean log pi_prior(a|s) of the executed actions ("" without a prior)
-    "value_loss",  # mean over minibatches
-    "policy_loss",  # mean clipped-surrogate loss over minibatches ("" in critic warm-up)
-    "entropy",  # mean policy entropy (nats)
-    "kl",  # mean KL(behaviour || current) over minibatches ("" in warm-up)
-    "clip_fraction",  # fraction of samples whose ratio was clipped ("" in warm-up)
-    "learning_rate",  # learning rate at the end of the iteration
-    "action_std",  # mean action standard deviation
-    "sps",  # environment steps per second of this iteration (wall clock)
-    "wall_s",  # seconds since the start of this training session
-)
-
-
 @dataclass
 class TrainResult:
     """What :func:`train` returns.
@@ -276,22 +235,6 @@ class TrainResult:
     wall_s: float = 0.0
 
 
-def method_coefficients(method: Method) -> dict[str, float]:
-    """The keyword arguments of :func:`tailor.methods.resolve` that give back ``method``."""
-    name, spec = method.name, method.spec
-    if name == "no-entropy":
-        return {}
-    if name == "end-entropy":
-        return {"alpha": method.entropy_bonus}
-    if name in ("repeat-entropy", "soft", "full"):
-        return {"alpha": spec.alpha_hat}
-    if name == "greedy":
-        return {"alpha_hat": spec.alpha_hat}
-    if name == "kl":
-        return {"beta": spec.alpha_hat}
-    return {"omega_prime": spec.omega_prime, "alpha_hat": spec.alpha_hat}
-
-
 def method_reward(
     method: Method,
     basic: torch.Tensor,
@@ -310,61 +253,6 @@ def method_reward(
     return reformulate(
         env_reward, logp_prior if method.needs_prior_logp else None, logp, method.spec
     )
-
-
-@dataclass
-class Rollout:
-    """The rollout buffer of one iteration: ``T = num_steps`` steps of ``N = num_envs`` envs.
-
-    Policy-side fields are torch tensors (filled under ``inference_mode``); env-side fields are
-    numpy arrays (the env returns numpy; one conversion per rollout instead of one per step).
-
-    Attributes:
-        obs: ``[T, N, D]`` raw observations (the normalizer's statistics do not change during a
-            rollout, so ``obs_norm.normalize(obs)`` is exactly what the actor and critic saw).
-        actions: ``[T, N, A]`` executed actions: the raw Gaussian samples, before the env clips.
-        logp: ``[T, N]`` ``log pi_theta(a_t|s_t)`` of the behaviour policy at sampling time.
-        mean: ``[T, N, A]`` behaviour mean (for the KL of the adaptive learning rate).
-        log_std: ``[T, N, A]`` behaviour log-std.
-        values: ``[T, N]`` ``V(s_t)`` at sampling time.
-        final_values: ``[T, N]`` ``V(final_obs)`` where an episode was truncated at ``t`` (the
-            bootstrap value at a time limit), 0 elsewhere.
-        logp_prior: ``[T, N]`` ``log pi_prior(a_t|s_t)`` when the method's reward uses the prior.
-        basic: ``[T, N]`` basic (environment) reward.
-        addon: ``[T, N]`` add-on reward.
-        terminated: ``[T, N]`` episode ended at ``t`` by termination (no bootstrap).
-        dones: ``[T, N]`` episode ended at ``t`` (termination or truncation; cuts GAE).
-    """
-
-    obs: torch.Tensor
-    actions: torch.Tensor
-    logp: torch.Tensor
-    mean: torch.Tensor
-    log_std: torch.Tensor
-    values: torch.Tensor
-    final_values: torch.Tensor
-    logp_prior: torch.Tensor | None
-    basic: np.ndarray
-    addon: np.ndarray
-    terminated: np.ndarray
-    dones: np.ndarray
-
-    @classmethod
-    def empty(cls, t: int, n: int, d: int, a: int, with_prior: bool) -> Rollout:
-        return cls(
-            obs=torch.zeros(t, n, d),
-            actions=torch.zeros(t, n, a),
-            logp=torch.zeros(t, n),
-            mean=torch.zeros(t, n, a),
-            log_std=torch.zeros(t, n, a),
-            values=torch.zeros(t, n),
-            final_values=torch.zeros(t, n),
-            logp_prior=torch.zeros(t, n) if with_prior else None,
-            basic=np.zeros((t, n), np.float32),
-            addon=np.zeros((t, n), np.float32),
-            terminated=np.zeros((t, n), bool),
-            dones=np.zeros((t, n), bool),
-        )
 
 
 def train(
@@ -408,9 +296,177 @@ def train(
     config = copy.deepcopy(config) if config is not None else PPOConfig()
     config.validate()
     task = get_task(task)
+    run_dir = Path(out_dir) if out_dir is not None else None
+    prior = _check_inputs(method, run_dir, prior, resume)
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
+
+    # ---- set-up: seeds, envs, learner (networks, optimizer) ---------------------------------
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)  # action noise and minibatch order
+    saved = _read_trainer(run_dir, config, method, task) if resume else None
+    start_iter = saved["iteration"] if saved else 0
+    # Fresh episodes on resume, with seeds that differ from the first session's.
+    env = VecEnv(task, config.num_envs, seed=config.seed + 1_000_003 * start_iter)
+    obs_dim, act_dim = env.obs_dim, env.act_dim
+    if prior is not None:
+        check_spaces(prior, obs_dim, act_dim, task.name)
+        if not isinstance(prior, PolicyPrior):
+            raise TailorError(
+                "customization starts from the prior's weights, so the prior must "
+                "be a tailor policy (tailor.priors.load_prior)"
+            )
+    learner = PPOLearner.build(config, obs_dim, act_dim, prior, gen)
+    if saved:
+        ppo_state.restore(run_dir, learner)
+        if method.customization:
+            learner.obs_norm.eval()  # stays the prior's, frozen
+    if run_dir is not None and method.customization and not resume:
+        save_policy(run_dir / "prior", prior.actor, prior.obs_norm, prior.meta)
+
+    warmup_steps = (
+        int(config.critic_warmup_fraction * config.total_steps) if method.customization else 0
+    )
+    T, N = config.num_steps, config.num_envs
+    n_iters = math.ceil(config.total_steps / config.batch_size)
+    needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
+    buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
+    meta = _policy_meta(task, env, method, config, prior)
+    episodes = EpisodeStats.empty(N, max(config.episode_window, N))
+    log = RunLog(
+        run_dir,
+        start_iter,
+        resume,
+        config.tensorboard,
+        progress,
+        config.total_steps,
+        start_iter * config.batch_size,
+    )
+    rows: list[dict[str, Any]] = []
+    last_ckpt = (start_iter * config.batch_size) if saved else None
+
+    obs = env.reset()
+    it = start_iter
+    try:
+        for it in range(start_iter, n_iters):
+            t_iter = time.perf_counter()
+            steps_before = it * config.batch_size
+            warmup = steps_before < warmup_steps
+
+            # ---- 1. rollout: act, step, store ---------------------------------------------
+            with torch.inference_mode():
+                obs, finished = _collect(env, learner, buf, prior, episodes, obs, task, it)
+
+            # ---- 2. returns: reformulate the reward once, then GAE --------------------------
+            rewards, advantages, returns, norm_obs = learner.returns(
+                buf, obs, config, lambda b: _rollout_reward(method, b)
+            )
+
+            # ---- 3. update -------------------------------------------------------------------
+            try:
+                stats = learner.update(buf, norm_obs, advantages, returns, method, config, warmup)
+            except NonFiniteLoss as exc:
+                raise _loss_error(exc.value, it, steps_before, last_ckpt) from None
+            steps = (it + 1) * config.batch_size
+
+            # ---- 4. log ----------------------------------------------------------------------
+            row = metrics_row(
+                it,
+                steps,
+                warmup,
+                finished,
+                episodes.window,
+                rewards,
+                buf,
+                stats,
+                learner.lr,
+                config.batch_size / (time.perf_counter() - t_iter),
+                time.perf_counter() - t_start,
+            )
+            rows.append(row)
+            log.write(row, config.batch_size)
+
+            # ---- 5. save ---------------------------------------------------------------------
+            stop = callback is not None and bool(callback(row))
+            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
+            if run_dir is not None and last:
+                args = (config.to_json(), meta, it + 1, steps, method, task)
+                ppo_state.save_checkpoint(run_dir, learner, *args)
+                last_ckpt = steps
+            if stop:
+                break
+    finally:
+        log.close()
+        env.close()
+    done_iters = it + 1 if rows else start_iter
+    return TrainResult(
+        run_dir,
+        done_iters * config.batch_size,
+        done_iters,
+        rows,
+        learner.actor.eval(),
+        learner.obs_norm.eval(),
+        time.perf_counter() - t_start,
+    )
+
+
+def _collect(
+    env: VecEnv,
+    learner: PPOLearner,
+    buf: Rollout,
+    prior: PolicyPrior | None,
+    episodes: EpisodeStats,
+    obs: np.ndarray,
+    task: Task,
+    it: int,
+) -> tuple[np.ndarray, int]:
+    """Fill ``buf`` with ``T`` steps of every env from ``obs``; returns the next observations
+    and the number of episodes that finished. Call under ``torch.inference_mode``."""
+    T, N = buf.logp.shape
+    finished = 0
+    for t in range(T):
+        obs_t = torch.from_numpy(obs)
+        buf.obs[t] = obs_t
+        action, mean, log_std, logp, value = learner.act(obs_t)
+        buf.actions[t] = action
+        buf.mean[t] = mean
+        buf.log_std[t] = log_std
+        buf.logp[t] = logp
+        buf.values[t] = value
+        if buf.logp_prior is not None:
+            # On the executed, unclipped action (the env clips on its own).
+            buf.logp_prior[t] = prior.log_prob(obs_t, action)
+
+        step = env.step(action.numpy())
+
+        if not (np.isfinite(step.addon).all() and np.isfinite(step.basic).all()):
+            _raise_non_finite(step, task, it, t, it * T * N + t * N)
+        buf.basic[t], buf.addon[t] = step.basic, step.addon
+        buf.terminated[t] = step.terminated
+        done = step.terminated | step.truncated
+        buf.dones[t] = done
+        buf.final_values[t] = 0.0
+        if done.any():
+            # Bootstrap value at a time limit: V of the true last observation.
+            trunc = np.flatnonzero(step.truncated & ~step.terminated)
+            if trunc.size:
+                buf.final_values[t, trunc] = learner.value(torch.from_numpy(step.final_obs[trunc]))
+        finished += episodes.add(step.basic, step.addon, step.statistic, done)
+        obs = step.obs
+    return obs, finished
+
+
+def _rollout_reward(method: Method, buf: Rollout) -> torch.Tensor:
+    return method_reward(
+        method, torch.from_numpy(buf.basic), torch.from_numpy(buf.addon), buf.logp, buf.logp_prior
+    )
+
+
+def _check_inputs(
+    method: Method, run_dir: Path | None, prior: PolicyPrior | None, resume: bool
+) -> PolicyPrior | None:
     if not isinstance(method, Method):
         raise TailorError(f"method must be a tailor.methods.Method (use resolve()), got {method!r}")
-    run_dir = Path(out_dir) if out_dir is not None else None
     if resume and run_dir is None:
         raise TailorError("resume needs the run directory (out_dir)")
     if resume and prior is None and method.customization:
@@ -425,72 +481,20 @@ def train(
             f"method {method.name!r} trains from scratch and takes no prior; "
             "customization methods are greedy, kl, residual"
         )
-    if config.torch_threads is not None:
-        torch.set_num_threads(config.torch_threads)
+    return prior
 
-    # ---- set-up: seeds, envs, networks, optimizer -------------------------------------------
-    torch.manual_seed(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)  # action noise and minibatch order
-    saved = _read_trainer(run_dir, config, method, task) if resume else None
-    start_iter = saved["iteration"] if saved else 0
-    # Fresh episodes on resume, with seeds that differ from the first session's.
-    env = VecEnv(task, config.num_envs, seed=config.seed + 1_000_003 * start_iter)
-    obs_dim, act_dim = env.obs_dim, env.act_dim
 
-    if method.customization:
-        assert prior is not None
-        check_spaces(prior, obs_dim, act_dim, task.name)
-        if not isinstance(prior, PolicyPrior):
-            raise TailorError(
-                "customization starts from the prior's weights, so the prior must "
-                "be a tailor policy (tailor.priors.load_prior)"
-            )
-        prior.actor.requires_grad_(False).eval()
-        prior.obs_norm.requires_grad_(False).eval()
-        # The actor starts as an exact copy of the prior; the normalizer is the prior's, frozen,
-        # so that during the critic warm-up the policy is exactly the prior.
-        actor = copy.deepcopy(prior.actor).requires_grad_(True).train()
-        obs_norm = copy.deepcopy(prior.obs_norm).eval()
-    else:
-        actor = Actor(
-            obs_dim, act_dim, config.hidden, config.activation, config.std_type, config.init_std
-        )
-        # eps=0 and frozen makes the "normalizer" an exact identity when normalization is off.
-        obs_norm = (
-            EmpiricalNormalization(obs_dim)
-            if config.normalize_obs
-            else EmpiricalNormalization(obs_dim, eps=0.0).eval()
-        )
-    critic = Critic(obs_dim, config.hidden, config.activation)
-    # Running variance of the discounted return, for reward normalization (see PPOConfig).
-    return_norm = EmpiricalNormalization(1, eps=0.0)
-    return_carry = torch.zeros(config.num_envs)
-    params = [*actor.parameters(), *critic.parameters()]
-    optimizer = torch.optim.Adam(params, lr=config.learning_rate)
-    lr = config.learning_rate
-    if saved:
-        actor, obs_norm, lr = _restore(
-            run_dir, saved, actor, obs_norm, critic, return_norm, optimizer, gen
-        )
-        if method.customization:
-            obs_norm.eval()  # stays the prior's, frozen
-    if run_dir is not None and method.customization and not resume:
-        save_policy(run_dir / "prior", prior.actor, prior.obs_norm, prior.meta)
-
-    warmup_steps = (
-        int(config.critic_warmup_fraction * config.total_steps) if method.customization else 0
-    )
-    T, N = config.num_steps, config.num_envs
-    n_iters = math.ceil(config.total_steps / config.batch_size)
-    needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
-    buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
-    meta = {
+def _policy_meta(
+    task: Task, env: VecEnv, method: Method, config: PPOConfig, prior: PolicyPrior | None
+) -> dict[str, Any]:
+    """What the saved policy records about its run (besides its architecture and steps)."""
+    return {
         "task": task.name,
         "env_id": task.env_id,
         "action_low": np.asarray(env.action_low, dtype=float).tolist(),
         "action_high": np.asarray(env.action_high, dtype=float).tolist(),
         "method": method.name,
-        "coefficients": method_coefficients(method),
+        "coefficients": dict(method.coefficients),
         "seed": config.seed,
         # What the customized policy started from (its full copy is in <out>/prior/).
         "prior": (
@@ -500,345 +504,18 @@ def train(
         ),
     }
 
-    # ---- logging ----------------------------------------------------------------------------
-    window = max(config.episode_window, N)
-    ep_window: deque[tuple[float, float, float, float]] = deque(maxlen=window)
-    ep_basic, ep_addon = np.zeros(N), np.zeros(N)
-    ep_stat, ep_len = np.zeros(N), np.zeros(N, dtype=np.int64)
-    metrics_file = _open_metrics(run_dir, start_iter, resume)
-    tb = _tensorboard(run_dir) if config.tensorboard else None
-    bar = _progress_bar(progress, config.total_steps, start_iter * config.batch_size)
-    rows: list[dict[str, Any]] = []
-    last_ckpt = (start_iter * config.batch_size) if saved else None
 
-    obs = env.reset()
-    it = start_iter
-    try:
-        for it in range(start_iter, n_iters):
-            t_iter = time.perf_counter()
-            steps_before = it * config.batch_size
-            warmup = steps_before < warmup_steps
-            episodes = 0
-
-            # ---- 1. rollout: act, step, store ---------------------------------------------
-            with torch.inference_mode():
-                for t in range(T):
-                    obs_t = torch.from_numpy(obs)
-                    buf.obs[t] = obs_t
-                    nobs = obs_norm.normalize(obs_t)  # statistics fixed during the rollout
-                    mean, log_std = actor(nobs)
-                    action = mean + log_std.exp() * torch.randn(mean.shape, generator=gen)
-                    buf.actions[t] = action
-                    buf.mean[t] = mean
-                    buf.log_std[t] = log_std
-                    buf.logp[t] = gaussian_log_prob(action, mean, log_std)
-                    buf.values[t] = critic(nobs)
-                    if buf.logp_prior is not None:
-                        # On the executed, unclipped action (the env clips on its own).
-                        buf.logp_prior[t] = prior.log_prob(obs_t, action)
-
-                    step = env.step(action.numpy())
-
-                    if not (np.isfinite(step.addon).all() and np.isfinite(step.basic).all()):
-                        _raise_non_finite(step, task, it, t, steps_before + t * N)
-                    buf.basic[t], buf.addon[t] = step.basic, step.addon
-                    buf.terminated[t] = step.terminated
-                    done = step.terminated | step.truncated
-                    buf.dones[t] = done
-                    buf.final_values[t] = 0.0
-                    if done.any():
-                        # Bootstrap value at a time limit: V of the true last observation.
-                        trunc = np.flatnonzero(step.truncated & ~step.terminated)
-                        if trunc.size:
-                            final = torch.from_numpy(step.final_obs[trunc])
-                            buf.final_values[t, trunc] = critic(obs_norm.normalize(final))
-                    ep_basic += step.basic
-                    ep_addon += step.addon
-                    ep_stat += step.statistic
-                    ep_len += 1
-                    if done.any():
-                        for i in np.flatnonzero(done):
-                            ep_window.append(
-                                (ep_basic[i], ep_addon[i], ep_stat[i] / ep_len[i], float(ep_len[i]))
-                            )
-                            episodes += 1
-                        ep_basic[done], ep_addon[done], ep_stat[done], ep_len[done] = 0, 0, 0, 0
-                    obs = step.obs
-
-            # ---- 2. returns: reformulate the reward once, then GAE --------------------------
-            # (no_grad, not inference_mode: these tensors feed the update's autograd graph)
-            with torch.no_grad():
-                last_values = critic(obs_norm.normalize(torch.from_numpy(obs)))
-                dones = torch.from_numpy(buf.dones)
-                next_values = torch.cat([buf.values[1:], last_values[None]])
-                next_values = torch.where(dones, buf.final_values, next_values)
-                rewards = method_reward(
-                    method,
-                    torch.from_numpy(buf.basic),
-                    torch.from_numpy(buf.addon),
-                    buf.logp,
-                    buf.logp_prior,
-                )
-                scaled = rewards
-                if config.normalize_rewards:
-                    g, return_carry = discounted_returns(rewards, dones, config.gamma, return_carry)
-                    return_norm.update(g.reshape(-1, 1))
-                    scaled = rewards / torch.sqrt(return_norm.var + 1e-8)
-                advantages, returns = gae(
-                    scaled,
-                    buf.values,
-                    next_values,
-                    torch.from_numpy(buf.terminated),
-                    dones,
-                    config.gamma,
-                    config.lam,
-                )
-                # The observations as the actor saw them, then fold this rollout into the
-                # normalizer's statistics (once per rollout: every observation of a rollout is
-                # normalized alike, and the per-step loop stays short).
-                norm_obs = obs_norm.normalize(buf.obs)
-                if obs_norm.training:
-                    obs_norm.update(buf.obs.reshape(-1, obs_dim))
-
-            # ---- 3. update -------------------------------------------------------------------
-            stats, lr = _update(
-                actor,
-                critic,
-                optimizer,
-                buf,
-                norm_obs,
-                advantages,
-                returns,
-                method,
-                config,
-                lr,
-                warmup,
-                gen,
-                it,
-                steps_before,
-                last_ckpt,
-            )
-            steps = (it + 1) * config.batch_size
-
-            # ---- 4. log --------------------------------------------------------------------------
-            row = _metrics_row(
-                it,
-                steps,
-                warmup,
-                episodes,
-                ep_window,
-                rewards,
-                buf,
-                stats,
-                lr,
-                actor,
-                config.batch_size / (time.perf_counter() - t_iter),
-                time.perf_counter() - t_start,
-            )
-            rows.append(row)
-            if metrics_file is not None:
-                metrics_file.writerow(row)
-            if tb is not None:
-                for key in METRIC_FIELDS[3:]:
-                    if isinstance(row[key], float):
-                        tb.add_scalar(key, row[key], steps)
-            if bar is not None:
-                bar.update(config.batch_size)
-                bar.set_postfix(
-                    basic=_fmt(row["return_basic"]),
-                    addon=_fmt(row["return_addon"]),
-                    phase=row["phase"],
-                    refresh=False,
-                )
-
-            # ---- 5. save -------------------------------------------------------------------------
-            stop = callback is not None and bool(callback(row))
-            if run_dir is not None and (
-                (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
-            ):
-                _save(
-                    run_dir,
-                    actor,
-                    obs_norm,
-                    critic,
-                    return_norm,
-                    optimizer,
-                    gen,
-                    config,
-                    meta,
-                    it + 1,
-                    steps,
-                    lr,
-                    method,
-                    task,
-                )
-                last_ckpt = steps
-            if stop:
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-        if tb is not None:
-            tb.close()
-        if metrics_file is not None:
-            metrics_file.close()
-        env.close()
-    done_iters = it + 1 if rows else start_iter
-    return TrainResult(
-        run_dir,
-        done_iters * config.batch_size,
-        done_iters,
-        rows,
-        actor.eval(),
-        obs_norm.eval(),
-        time.perf_counter() - t_start,
+def _loss_error(value: float, it: int, steps: int, last_ckpt: int | None) -> TailorError:
+    kept = (
+        f"the last good checkpoint (step {last_ckpt}) is kept"
+        if last_ckpt is not None
+        else "no checkpoint had been written yet"
     )
-
-
-def _update(
-    actor: Actor,
-    critic: Critic,
-    optimizer: torch.optim.Optimizer,
-    buf: Rollout,
-    norm_obs: torch.Tensor,
-    advantages: torch.Tensor,
-    returns: torch.Tensor,
-    method: Method,
-    config: PPOConfig,
-    lr: float,
-    warmup: bool,
-    gen: torch.Generator,
-    it: int,
-    steps: int,
-    last_ckpt: int | None,
-) -> tuple[dict[str, float], float]:
-    """Epochs x minibatches of PPO on one rollout; returns (mean stats, learning rate).
-
-    In the critic warm-up only the value loss is minimised, so the actor receives no gradient
-    (its ``.grad`` stays ``None`` and Adam leaves it untouched) and the learning rate is fixed.
-    """
-    batch = config.batch_size
-    b_obs = norm_obs.reshape(batch, -1)
-    b_actions = buf.actions.reshape(batch, -1)
-    b_mean, b_log_std = buf.mean.reshape(batch, -1), buf.log_std.reshape(batch, -1)
-    b_logp, b_values = buf.logp.reshape(batch), buf.values.reshape(batch)
-    b_returns, b_adv = returns.reshape(batch), advantages.reshape(batch)
-    if config.normalize_advantages:
-        b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-    mb_size = batch // config.num_minibatches
-    sums = {"value_loss": 0.0, "policy_loss": 0.0, "entropy": 0.0, "kl": 0.0, "clip_fraction": 0.0}
-    n_updates = 0
-    for _ in range(config.num_epochs):
-        perm = torch.randperm(batch, generator=gen)
-        for k in range(config.num_minibatches):
-            idx = perm[k * mb_size : (k + 1) * mb_size]
-            mean, log_std = actor(b_obs[idx])
-            values = critic(b_obs[idx])
-
-            # Clipped value loss (rsl-rl): the value moves at most `clip` from the rollout's.
-            old_values = b_values[idx] if config.clip_value_loss else None
-            v_loss = value_loss(values, b_returns[idx], old_values, config.clip).mean()
-            entropy = gaussian_entropy(log_std).mean()
-
-            if warmup:
-                loss = config.value_loss_coef * v_loss
-            else:
-                if config.schedule == "adaptive":
-                    with torch.no_grad():
-                        kl = gaussian_kl(b_mean[idx], b_log_std[idx], mean, log_std).mean()
-                    kl_value = float(kl)
-                    if kl_value > 2.0 * config.desired_kl:
-                        lr = max(config.lr_min, lr / 1.5)
-                    elif 0.0 < kl_value < 0.5 * config.desired_kl:
-                        lr = min(config.lr_max, lr * 1.5)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                else:
-                    with torch.no_grad():
-                        kl_value = float(
-                            gaussian_kl(b_mean[idx], b_log_std[idx], mean, log_std).mean()
-                        )
-                ratio = torch.exp(gaussian_log_prob(b_actions[idx], mean, log_std) - b_logp[idx])
-                policy_loss = clipped_surrogate_loss(ratio, b_adv[idx], config.clip).mean()
-                loss = (
-                    policy_loss
-                    + config.value_loss_coef * v_loss
-                    - method.entropy_bonus * entropy
-                )
-                sums["policy_loss"] += float(policy_loss.detach())
-                sums["kl"] += kl_value
-                sums["clip_fraction"] += float(((ratio - 1.0).abs() > config.clip).float().mean())
-
-            if not torch.isfinite(loss):
-                kept = (
-                    f"the last good checkpoint (step {last_ckpt}) is kept"
-                    if last_ckpt is not None
-                    else "no checkpoint had been written yet"
-                )
-                raise TailorError(
-                    f"the loss became {float(loss.detach())} at iteration {it + 1} (after {steps} "
-                    f"environment steps); training stopped, {kept}. Try a smaller learning rate "
-                    "or check the rewards' scale"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], config.max_grad_norm
-            )
-            optimizer.step()
-            sums["value_loss"] += float(v_loss.detach())
-            sums["entropy"] += float(entropy.detach())
-            n_updates += 1
-    stats = {k: v / n_updates for k, v in sums.items()}
-    if warmup:
-        stats.update(policy_loss="", kl="", clip_fraction="")
-    return stats, lr
-
-
-def _metrics_row(
-    it: int,
-    steps: int,
-    warmup: bool,
-    episodes: int,
-    ep_window: deque,
-    rewards: torch.Tensor,
-    buf: Rollout,
-    stats: dict,
-    lr: float,
-    actor: Actor,
-    sps: float,
-    wall_s: float,
-) -> dict[str, Any]:
-    if ep_window:
-        ep = np.asarray(ep_window, dtype=np.float64)
-        basic, addon, stat, length = (float(x) for x in ep.mean(0))
-        total = float((ep[:, 0] + ep[:, 1]).mean())
-    else:
-        total = basic = addon = stat = length = ""
-    with torch.no_grad():
-        action_std = float(buf.log_std.exp().mean())
-    return {
-        "iteration": it + 1,
-        "steps": steps,
-        "phase": "critic-warmup" if warmup else "ppo",
-        "episodes": episodes,
-        "return_total": total,
-        "return_basic": basic,
-        "return_addon": addon,
-        "statistic": stat,
-        "episode_length": length,
-        "reward": float(rewards.mean()),
-        "logp_prior": float(buf.logp_prior.mean()) if buf.logp_prior is not None else "",
-        **stats,
-        "learning_rate": lr,
-        "action_std": action_std,
-        "sps": round(sps, 1),
-        "wall_s": round(wall_s, 3),
-    }
-
-
-def _fmt(x: Any) -> str:
-    return f"{x:.1f}" if isinstance(x, float) else "-"
+    return TailorError(
+        f"the loss became {value} at iteration {it + 1} (after {steps} "
+        f"environment steps); training stopped, {kept}. Try a smaller learning rate "
+        "or check the rewards' scale"
+    )
 
 
 def _raise_non_finite(step: Any, task: Task, it: int, t: int, steps_before: int) -> None:
@@ -853,103 +530,6 @@ def _raise_non_finite(step: Any, task: Task, it: int, t: int, steps_before: int)
             )
 
 
-def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True)
-
-
-def _tensorboard(run_dir: Path | None) -> Any:
-    """A SummaryWriter in ``run_dir/tb`` (``tensorboard`` is a dependency; a trimmed install
-    without it still trains, with metrics.csv only)."""
-    if run_dir is None:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tb"))
-
-
-class _CsvLog:
-    """metrics.csv, appended one row per iteration and flushed (readable while training)."""
-
-    def __init__(self, path: Path, append: bool) -> None:
-        self.file = open(path, "a" if append else "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
-        if not append:
-            self.writer.writeheader()
-
-    def writerow(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(row)
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _open_metrics(run_dir: Path | None, start_iter: int, resume: bool) -> _CsvLog | None:
-    if run_dir is None:
-        return None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "metrics.csv"
-    if resume and path.is_file():
-        # Drop rows written after the checkpoint we resume from (they will be redone).
-        with open(path, newline="") as f:
-            kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start_iter]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(kept)
-        return _CsvLog(path, append=True)
-    return _CsvLog(path, append=False)
-
-
-# ---- checkpoints ------------------------------------------------------------------------------
-
-
-def _save(
-    run_dir: Path,
-    actor: Actor,
-    obs_norm: EmpiricalNormalization,
-    critic: Critic,
-    return_norm: EmpiricalNormalization,
-    optimizer: torch.optim.Optimizer,
-    gen: torch.Generator,
-    config: PPOConfig,
-    meta: dict[str, Any],
-    iteration: int,
-    steps: int,
-    lr: float,
-    method: Method,
-    task: Task,
-) -> None:
-    """Write trainer state then policy, each atomically; both carry ``steps`` to be matched."""
-    opt_tensors, opt_json = flatten_optimizer(optimizer.state_dict())
-    tensors = {f"critic.{k}": v for k, v in critic.state_dict().items()}
-    tensors.update({f"return_norm.{k}": v for k, v in return_norm.state_dict().items()})
-    tensors.update(opt_tensors)
-    tensors["rng"] = gen.get_state()
-    save_tensors(
-        run_dir / TRAINER_FILE,
-        tensors,
-        {
-            "format": TRAINER_FORMAT,
-            "iteration": iteration,
-            "steps": steps,
-            "learning_rate": lr,
-            "config": config.to_json(),
-            "task": task.name,
-            "method": method.name,
-            "coefficients": method_coefficients(method),
-            "optimizer": opt_json,
-        },
-    )
-    save_policy(run_dir, actor, obs_norm, {**meta, "steps": steps, "iteration": iteration})
-
-
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """The saved description of a run, for resuming it: ``task``, ``method``,
     ``coefficients``, ``config`` (a :class:`PPOConfig`), ``iteration``, ``steps``.
@@ -957,13 +537,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     Raises:
         TailorError: no or unreadable trainer checkpoint in ``run_dir``.
     """
-    path = Path(run_dir) / TRAINER_FILE
-    if not path.is_file():
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: it has no {TRAINER_FILE} (not a "
-            "tailor run directory, or no checkpoint was written yet)"
-        )
-    _, meta = load_tensors(path, TRAINER_FORMAT)
+    meta = ppo_state.read_trainer_meta(run_dir)
     try:
         return {
             "task": meta["task"],
@@ -974,74 +548,11 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "steps": int(meta["steps"]),
         }
     except (KeyError, TypeError, ValueError) as exc:
+        path = Path(run_dir) / "trainer.safetensors"
         raise TailorError(f"{str(path)!r}: incomplete trainer metadata ({exc})") from None
 
 
 def _read_trainer(run_dir: Path, config: PPOConfig, method: Method, task: Task) -> dict[str, Any]:
     info = read_run(run_dir)
-    if info["task"] != task.name or info["method"] != method.name:
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: it trains {info['method']!r} on {info['task']!r}, "
-            f"not {method.name!r} on {task.name!r}"
-        )
-    if info["coefficients"] != method_coefficients(method):
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: it was trained with coefficients "
-            f"{info['coefficients']}, not {method_coefficients(method)}"
-        )
-    mutable = {"total_steps", "checkpoint_every", "tensorboard"}
-    old, new = info["config"].to_json(), config.to_json()
-    diff = [k for k in new if k not in mutable and old.get(k) != new[k]]
-    if diff:
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r} with a different config: "
-            + ", ".join(f"{k}={new[k]!r} (saved {old.get(k)!r})" for k in diff)
-        )
+    ppo_state.check_resumable(run_dir, info, config.to_json(), method, task)
     return info
-
-
-def _restore(
-    run_dir: Path,
-    info: dict[str, Any],
-    actor: Actor,
-    obs_norm: EmpiricalNormalization,
-    critic: Critic,
-    return_norm: EmpiricalNormalization,
-    optimizer: torch.optim.Optimizer,
-    gen: torch.Generator,
-) -> tuple[Actor, EmpiricalNormalization, float]:
-    tensors, meta = load_tensors(run_dir / TRAINER_FILE, TRAINER_FORMAT)
-    saved_actor, saved_norm, policy_meta = load_policy(run_dir / POLICY_FILE)
-    if policy_meta.get("steps") != meta["steps"]:
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: {POLICY_FILE} is at step {policy_meta.get('steps')} "
-            f"but {TRAINER_FILE} at step {meta['steps']} (interrupted while saving?)"
-        )
-    try:
-        actor.load_state_dict(saved_actor.state_dict())
-        obs_norm.load_state_dict(saved_norm.state_dict())
-        critic.load_state_dict(
-            {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
-        )
-        return_norm.load_state_dict(
-            {
-                k[len("return_norm.") :]: v
-                for k, v in tensors.items()
-                if k.startswith("return_norm.")
-            }
-        )
-        optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
-        gen.set_state(tensors["rng"])
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: checkpoint does not match the config ({exc})"
-        ) from None
-    actor.train()
-    if obs_norm.eps > 0:  # a real normalizer keeps learning; the identity one stays frozen
-        obs_norm.train()
-    return actor, obs_norm, float(meta["learning_rate"])
-
-
-def default_method(task: Task | str, name: str, **overrides: float) -> Method:
-    """``resolve(name, **coefficients)`` with the task's paper coefficients as defaults."""
-    return get_task(task).method(name, **overrides)

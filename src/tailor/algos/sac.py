@@ -38,7 +38,6 @@ from tailor.nets import SquashedGaussianActor, mlp
 __all__ = ["SACConfig", "train_sac"]
 
 
-
 class Critic(nn.Module):
     """``Q(s, a)`` ``[B]`` from observations (scaled like the actor's) and actions."""
 

@@ -1,0 +1,138 @@
+"""PPO checkpoints and resume: what ``--resume`` needs besides the policy.
+
+A PPO run directory holds ``policy.safetensors`` (the actor and its observation normalizer, the
+file any tailor command reads as a policy or prior) and ``trainer.safetensors`` (critic, return
+normalizer, optimizer moments, the generator state, and in its JSON header the iteration, steps,
+learning rate, config, task, method and coefficients). Both carry ``steps`` so that resume can
+tell a matched pair from an interrupted save. File formats: :mod:`tailor.checkpoint`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tailor.algos.ppo_learner import PPOLearner
+from tailor.checkpoint import (
+    POLICY_FILE,
+    TRAINER_FILE,
+    TRAINER_FORMAT,
+    flatten_optimizer,
+    load_policy,
+    load_tensors,
+    save_policy,
+    save_tensors,
+    unflatten_optimizer,
+)
+from tailor.envs import Task
+from tailor.errors import TailorError
+from tailor.methods import Method
+
+__all__ = ["check_resumable", "read_trainer_meta", "restore", "save_checkpoint"]
+
+# Config fields a resume may change; every other field must equal the saved one.
+MUTABLE_ON_RESUME = frozenset({"total_steps", "checkpoint_every", "tensorboard"})
+
+
+def save_checkpoint(
+    run_dir: Path,
+    learner: PPOLearner,
+    config_json: dict[str, Any],
+    meta: dict[str, Any],
+    iteration: int,
+    steps: int,
+    method: Method,
+    task: Task,
+) -> None:
+    """Write trainer state then policy, each atomically; both carry ``steps`` to be matched."""
+    opt_tensors, opt_json = flatten_optimizer(learner.optimizer.state_dict())
+    tensors = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
+    tensors.update({f"return_norm.{k}": v for k, v in learner.return_norm.state_dict().items()})
+    tensors.update(opt_tensors)
+    tensors["rng"] = learner.gen.get_state()
+    save_tensors(
+        run_dir / TRAINER_FILE,
+        tensors,
+        {
+            "format": TRAINER_FORMAT,
+            "iteration": iteration,
+            "steps": steps,
+            "learning_rate": learner.lr,
+            "config": config_json,
+            "task": task.name,
+            "method": method.name,
+            "coefficients": dict(method.coefficients),
+            "optimizer": opt_json,
+        },
+    )
+    policy_meta = {**meta, "steps": steps, "iteration": iteration}
+    save_policy(run_dir, learner.actor, learner.obs_norm, policy_meta)
+
+
+def read_trainer_meta(run_dir: str | Path) -> dict[str, Any]:
+    """The JSON header of ``run_dir/trainer.safetensors``.
+
+    Raises:
+        TailorError: no or unreadable trainer checkpoint in ``run_dir``.
+    """
+    path = Path(run_dir) / TRAINER_FILE
+    if not path.is_file():
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it has no {TRAINER_FILE} (not a "
+            "tailor run directory, or no checkpoint was written yet)"
+        )
+    return load_tensors(path, TRAINER_FORMAT)[1]
+
+
+def check_resumable(
+    run_dir: Path, info: dict[str, Any], config_json: dict[str, Any], method: Method, task: Task
+) -> None:
+    """Raise unless the saved run trains the same method, coefficients and config."""
+    if info["task"] != task.name or info["method"] != method.name:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it trains {info['method']!r} on {info['task']!r}, "
+            f"not {method.name!r} on {task.name!r}"
+        )
+    if info["coefficients"] != dict(method.coefficients):
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it was trained with coefficients "
+            f"{info['coefficients']}, not {dict(method.coefficients)}"
+        )
+    old, new = info["config"].to_json(), config_json
+    diff = [k for k in new if k not in MUTABLE_ON_RESUME and old.get(k) != new[k]]
+    if diff:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r} with a different config: "
+            + ", ".join(f"{k}={new[k]!r} (saved {old.get(k)!r})" for k in diff)
+        )
+
+
+def restore(run_dir: Path, learner: PPOLearner) -> None:
+    """Load the checkpoint in ``run_dir`` into ``learner`` (actor, normalizers, critic,
+    optimizer, generator, learning rate); the actor and a real normalizer go back to training."""
+    tensors, meta = load_tensors(run_dir / TRAINER_FILE, TRAINER_FORMAT)
+    saved_actor, saved_norm, policy_meta = load_policy(run_dir / POLICY_FILE)
+    if policy_meta.get("steps") != meta["steps"]:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: {POLICY_FILE} is at step {policy_meta.get('steps')} "
+            f"but {TRAINER_FILE} at step {meta['steps']} (interrupted while saving?)"
+        )
+    try:
+        learner.actor.load_state_dict(saved_actor.state_dict())
+        learner.obs_norm.load_state_dict(saved_norm.state_dict())
+        learner.critic.load_state_dict(_strip(tensors, "critic."))
+        learner.return_norm.load_state_dict(_strip(tensors, "return_norm."))
+        learner.optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
+        learner.gen.set_state(tensors["rng"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: checkpoint does not match the config ({exc})"
+        ) from None
+    learner.actor.train()
+    if learner.obs_norm.eps > 0:  # a real normalizer keeps learning; the identity one stays frozen
+        learner.obs_norm.train()
+    learner.lr = float(meta["learning_rate"])
+
+
+def _strip(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
