@@ -79,8 +79,11 @@ def raw_mujoco(env_id: str, env_kwargs: dict, steps: int, seed: int) -> Callable
 def gymnasium_single(env_id: str, env_kwargs: dict, steps: int, seed: int) -> Callable[[], int]:
     env = gym.make(env_id, **env_kwargs)
     space = env.action_space
-    actions = np.random.default_rng(seed).uniform(
-        space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+    actions = (
+        np.random.default_rng(seed)
+        .uniform(space.low, space.high, size=(steps, *space.shape))
+        .astype(space.dtype)
+    )
 
     def run() -> int:
         env.reset(seed=seed)
@@ -98,9 +101,11 @@ def vec_env(task_name: str, num_envs: int, steps: int, seed: int) -> tuple[Calla
     # At least one full episode per env: physics cost depends on the state (contacts), so a
     # batch of only early-episode states would not be comparable with the other loops.
     n_iter = max(1, steps // num_envs, venv.max_episode_steps or 1)
-    actions = np.random.default_rng(seed).uniform(
-        venv.action_low, venv.action_high,
-        size=(n_iter, num_envs, venv.act_dim)).astype(np.float32)
+    actions = (
+        np.random.default_rng(seed)
+        .uniform(venv.action_low, venv.action_high, size=(n_iter, num_envs, venv.act_dim))
+        .astype(np.float32)
+    )
 
     def run() -> int:
         venv.reset()
@@ -124,8 +129,9 @@ def main() -> None:
 
     names: list[str] = []
     runs: list[Callable[[], int]] = []
-    is_mujoco = isinstance(getattr(gym.make(task.env_id, **task.env_kwargs).unwrapped,
-                                   "model", None), mujoco.MjModel)
+    is_mujoco = isinstance(
+        getattr(gym.make(task.env_id, **task.env_kwargs).unwrapped, "model", None), mujoco.MjModel
+    )
     if is_mujoco:
         names.append("raw mj_step (physics limit)")
         runs.append(raw_mujoco(task.env_id, task.env_kwargs, args.steps, args.seed))
@@ -138,14 +144,19 @@ def main() -> None:
     rows = list(zip(names, best_rates(runs, args.repeats), strict=True))
 
     ref_wall, ref_cpu = rows[0][1]
-    print(f"task {task.name} ({task.env_id}), 1 thread, >= {args.steps} env-steps per run, "
-          f"best of {args.repeats}, random actions")
+    print(
+        f"task {task.name} ({task.env_id}), 1 thread, >= {args.steps} env-steps per run, "
+        f"best of {args.repeats}, random actions"
+    )
     ref = "raw" if is_mujoco else "gym"
-    print(f"{'what':<36} {'env-steps/s':>12} {'vs ' + ref:>7} {'CPU-time steps/s':>17} "
-          f"{'vs ' + ref:>7}")
+    print(
+        f"{'what':<36} {'env-steps/s':>12} {'vs ' + ref:>7} {'CPU-time steps/s':>17} "
+        f"{'vs ' + ref:>7}"
+    )
     for what, (wall, cpu) in rows:
-        print(f"{what:<36} {wall:>12,.0f} {wall / ref_wall:>7.2f} {cpu:>17,.0f} "
-              f"{cpu / ref_cpu:>7.2f}")
+        print(
+            f"{what:<36} {wall:>12,.0f} {wall / ref_wall:>7.2f} {cpu:>17,.0f} {cpu / ref_cpu:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

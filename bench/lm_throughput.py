@@ -48,8 +48,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from tailor.lm import gpt2fast
 from tailor.algos.dpo import LMDPOConfig, customize_offline
+from tailor.lm import gpt2fast
 from tailor.lm.model import PretrainConfig, build_char_tokenizer, new_char_model
 from tailor.lm.preferences import PreferencePair
 from tailor.lm.sampling import sample

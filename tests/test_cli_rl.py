@@ -267,3 +267,27 @@ def test_nan_loss_stops_with_a_message(capsys, tasks_file, tmp_path) -> None:
     )
     assert code == 2 and "loss became" in err and "last good checkpoint" in err, err
     assert (tmp_path / "e" / "policy.safetensors").is_file()
+
+
+def test_config_fields_are_flags(tmp_path, capsys):
+    """Every PPOConfig / SoftDQNConfig field is a flag (tyro), next to today's flags."""
+    out = tmp_path / "run"
+    argv = ["train", "--task", "pointmass", "--method", "soft", "--steps", "512",
+            "--num-envs", "8", "--out", str(out), "--no-progress",
+            "--hidden", "16", "8", "--num-epochs", "1", "--no-tensorboard"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((out / "policy.json").read_text())
+    assert meta["architecture"]["hidden"] == [16, 8]
+    assert not (out / "tb").exists()
+    capsys.readouterr()
+    bad = ["train", "--task", "pointmass", "--method", "soft", "--steps", "512",
+           "--out", str(tmp_path / "x")]  # fmt: skip
+    assert main([*bad, "--total-steps", "5"]) == 2
+    assert "--steps" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main([*bad, "--no-such-field", "1"])
+    assert exc.value.code == 2 and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--algo", "dqn", "--help-config"])
+    assert exc.value.code == 0
+    assert "--learning-starts" in capsys.readouterr().out

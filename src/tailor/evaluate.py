@@ -195,6 +195,4 @@ def evaluate_stepwise(
             rows.append((basic + addon, basic, addon, stat / n, n, float(ok)))
     finally:
         env.close()
-    return summarize(
-        np.asarray(rows), task, **extra, seed=seed, wall_s=time.perf_counter() - t0
-    )
+    return summarize(np.asarray(rows), task, **extra, seed=seed, wall_s=time.perf_counter() - t0)

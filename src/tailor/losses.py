@@ -112,6 +112,7 @@ def value_loss(
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
+
 def _check_temperature(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
         raise TailorError(f"{name} must be a number >= 0, got {value!r}")

@@ -41,7 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # Only `train` / `customize` take more flags: their algorithm's config fields (tyro).
+    if extra and not getattr(args, "config_flags", False):
+        parser.parse_args(argv)  # argparse's own "unrecognized arguments" error, exit 2
+    args.extra = extra
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

@@ -108,7 +108,7 @@ def _tasks_file(p: argparse.ArgumentParser) -> None:
 
 
 def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, required=True, help="environment steps in total")
+    p.add_argument("--steps", type=int, help="environment steps in total (required)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory to write (policy, metrics.csv, checkpoints)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps")
@@ -120,6 +120,13 @@ def _common_train(p: argparse.ArgumentParser) -> None:
         help="iterations between checkpoints (default 50)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every field of the --algo's config (PPOConfig, SoftDQNConfig, SACConfig, "
+        "MCTSConfig): each is a flag too, e.g. --num-epochs 3 --hidden 32 32",
+    )
+    p.set_defaults(config_flags=True)
     p.add_argument(
         "--set",
         action="append",
@@ -189,6 +196,20 @@ def _check_steps(args: argparse.Namespace) -> None:
         )
 
 
+def _config_settings(args: argparse.Namespace, base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` plus the config fields given as flags (``--num-epochs 3``, tyro)."""
+    from tailor.experiments.run import config_flags
+
+    argv = list(getattr(args, "extra", []))
+    if getattr(args, "help_config", False):
+        argv.append("--help")
+    if not argv:
+        return base
+    seeded = {"total_steps": args.steps or 1, "seed": args.seed, **base}
+    prog = f"tailor {args.command} --algo {args.algo}"
+    return {**base, **config_flags(args.algo, argv, seeded, prog=prog)}
+
+
 def _ppo_settings(args: argparse.Namespace) -> dict[str, Any]:
     """PPOConfig fields from the flags (then ``--set KEY=VALUE`` on top)."""
     out: dict[str, Any] = {
@@ -235,6 +256,10 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     """``tailor train`` / ``tailor customize``: every --algo through tailor.experiments.run."""
     from tailor.experiments import run
 
+    if args.help_config:
+        _config_settings(args, {})  # prints every config field and exits
+    if args.steps is None:
+        raise TailorError("--steps is required: environment steps in total")
     _load_tasks(args)
     ppo = args.algo == "ppo"
     if ppo and args.set:
@@ -252,7 +277,10 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
         raise TailorError("--task is required (see `tailor tasks`)")
     if not args.out:
         raise TailorError("--out DIR is required: where to write the run")
-    settings = _ppo_settings(args) if ppo else _settings(args.set)
+    settings = _config_settings(args, _ppo_settings(args) if ppo else _settings(args.set))
+    for field, flag in (("total_steps", "--steps"), ("seed", "--seed")):
+        if field in settings:
+            raise TailorError(f"set {field} with {flag}")
     progress = {"progress": not args.no_progress} if ppo else {}
     if ppo:
         run.check_method_kind(args.method, customization)

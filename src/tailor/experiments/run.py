@@ -71,8 +71,10 @@ from tailor.priors import QPrior, load_prior
 
 __all__ = [
     "ALGOS",
+    "CONFIGS",
     "POLICY_FILE",
     "RQL_FORMAT",
+    "config_flags",
     "customize",
     "evaluate",
     "is_rql_policy",
@@ -138,6 +140,42 @@ def check_method_kind(name: str | None, customization: bool) -> None:
     raise TailorError(
         f"method {name!r} trains from scratch: use `tailor train --method {name} ...`"
     )
+
+
+CONFIGS: dict[str, type] = {
+    "ppo": PPOConfig,
+    "dqn": SoftDQNConfig,
+    "sac": SACConfig,
+    "mcts": MCTSConfig,
+}
+
+
+def config_flags(
+    algo: str, argv: list[str], base: Mapping[str, Any] | None = None, prog: str = "tailor"
+) -> dict[str, Any]:
+    """Fields of ``algo``'s config dataclass set on the command line, e.g. ``--num-epochs 3
+    --hidden 32 32`` (every field is a flag, its docstring the help: parsed by ``tyro``, the
+    library CleanRL uses for its configs). ``base`` holds the values other flags already set
+    (they are the defaults shown); ``--help`` prints every field and exits.
+
+    Returns:
+        Only the fields whose value differs from ``base`` / the dataclass default.
+    """
+    import tyro
+
+    _check_algo(algo, tuple(CONFIGS))
+    cls = CONFIGS[algo]
+    known = {f.name for f in dataclasses.fields(cls)}
+    start = {k: v for k, v in dict(base or {}).items() if k in known}
+    if "hidden" in start:
+        start["hidden"] = tuple(int(h) for h in start["hidden"])
+    default = cls(**start)
+    parsed = tyro.cli(cls, args=list(argv), default=default, prog=prog)
+    return {
+        f.name: getattr(parsed, f.name)
+        for f in dataclasses.fields(cls)
+        if getattr(parsed, f.name) != getattr(default, f.name)
+    }
 
 
 def _config(cls: type, steps: int | None, seed: int, overrides: Mapping[str, Any]) -> Any:
