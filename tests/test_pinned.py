@@ -22,7 +22,7 @@ import torch
 
 from tailor.algos.ppo import PPOConfig, train
 from tailor.envs import get_task
-from tailor.experiments import run as dqn_runs
+from tailor.experiments import run
 from tailor.experiments.run import task_method
 from tailor.priors import load_prior
 
@@ -75,30 +75,20 @@ SAC_FAST = {**DQN_FAST, "warm_start_steps": 20}
 
 def _rql(tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    prior = dqn_runs.train_prior(
-        "cartpole-centered", "dqn", 400, 0, tmp / "dqn-prior", log=None, **DQN_FAST
+    runs = {
+        "dqn": ("cartpole-centered", 400, DQN_FAST),
+        "sac": ("mountaincar-noleft", 300, SAC_FAST),
+    }
+    for algo, (task, prior_steps, fast) in runs.items():
+        prior = run.train_prior(task, algo, prior_steps, 0, tmp / f"{algo}-p", log=None, **fast)
+        custom = run.customize(task, algo, prior, 300, 1, tmp / f"{algo}-c", log=None, **fast)
+        out[f"{algo}_prior"] = _digest(run.load_policy(prior)[1])
+        out[f"{algo}_custom"] = _digest(run.load_policy(custom)[1])
+        out[f"{algo}_eval"] = run.evaluate(custom, episodes=2, seed=5, max_steps=50)["per_episode"]
+    mcts = run.customize(
+        "cartpole-centered", "mcts", tmp / "dqn-p", 0, 0, tmp / "mcts", simulations=10, horizon=3
     )
-    custom = dqn_runs.customize(
-        "cartpole-centered", "dqn", prior, 300, 1, tmp / "dqn-custom", log=None, **DQN_FAST
-    )
-    out["dqn_prior"] = _digest(dqn_runs.load_policy(prior)[1])
-    out["dqn_custom"] = _digest(dqn_runs.load_policy(custom)[1])
-    out["dqn_eval"] = dqn_runs.evaluate(custom, episodes=2, seed=5, max_steps=50)["per_episode"]
-
-    sprior = dqn_runs.train_prior(
-        "mountaincar-noleft", "sac", 300, 0, tmp / "sac-prior", log=None, **SAC_FAST
-    )
-    scustom = dqn_runs.customize(
-        "mountaincar-noleft", "sac", sprior, 300, 1, tmp / "sac-custom", log=None, **SAC_FAST
-    )
-    out["sac_prior"] = _digest(dqn_runs.load_policy(sprior)[1])
-    out["sac_custom"] = _digest(dqn_runs.load_policy(scustom)[1])
-    out["sac_eval"] = dqn_runs.evaluate(scustom, episodes=2, seed=5, max_steps=50)["per_episode"]
-
-    mcts = dqn_runs.customize(
-        "cartpole-centered", "mcts", prior, 0, 0, tmp / "mcts", simulations=10, horizon=3
-    )
-    out["mcts_eval"] = dqn_runs.evaluate(mcts, episodes=2, seed=5, max_steps=20)["per_episode"]
+    out["mcts_eval"] = run.evaluate(mcts, episodes=2, seed=5, max_steps=20)["per_episode"]
     return out
 
 
@@ -136,7 +126,7 @@ def _cli(tmp: Path) -> dict[str, Any]:
     """The CLI's own outputs: a PPO train + evaluate --json, the run's metrics.csv."""
     from tailor.cli import main
 
-    run = tmp / "cli-run"
+    run_dir = tmp / "cli-run"
     assert (
         main(
             [
@@ -152,7 +142,7 @@ def _cli(tmp: Path) -> dict[str, Any]:
                 "--seed",
                 "2",
                 "--out",
-                str(run),
+                str(run_dir),
                 "--no-progress",
             ]
         )
@@ -160,14 +150,22 @@ def _cli(tmp: Path) -> dict[str, Any]:
     )
     assert (
         main(
-            ["evaluate", "--policy", str(run), "--episodes", "2", "--json", str(tmp / "eval.json")]
+            [
+                "evaluate",
+                "--policy",
+                str(run_dir),
+                "--episodes",
+                "2",
+                "--json",
+                str(tmp / "eval.json"),
+            ]
         )
         == 0
     )
     result = json.loads((tmp / "eval.json").read_text())
     result.pop("wall_s", None)
     result["policy"] = Path(result["policy"]).name
-    with open(run / "metrics.csv") as f:
+    with open(run_dir / "metrics.csv") as f:
         metrics = [
             {
                 k: v

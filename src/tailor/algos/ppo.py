@@ -489,6 +489,7 @@ def _policy_meta(
 ) -> dict[str, Any]:
     """What the saved policy records about its run (besides its architecture and steps)."""
     return {
+        "kind": "ppo",
         "task": task.name,
         "env_id": task.env_id,
         "action_low": np.asarray(env.action_low, dtype=float).tolist(),

@@ -74,6 +74,7 @@ __all__ = [
     "CONFIGS",
     "POLICY_FILE",
     "RQL_FORMAT",
+    "RunRequest",
     "config_flags",
     "customize",
     "evaluate",
@@ -370,36 +371,56 @@ def _sac_actor(meta: dict, tensors: dict, prefix: str = "actor.") -> SquashedGau
 
 
 # ---------------------------------------------------------------------------------------------
-# One runner per algorithm: (task, method, steps, seed, out, prior, log, config) -> run directory
+# One runner per algorithm: RunRequest -> run directory
 
 
-def _run_ppo(
-    task: Task,
-    method: Method,
-    steps: int,
-    seed: int,
-    out: Path,
-    prior: str | Path | None,
-    log: Log,
-    config: Mapping[str, Any],
-    progress: bool = False,
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """What every runner gets.
+
+    Attributes:
+        task: the task.
+        method: the resolved method.
+        steps: environment steps (ignored by MCTS).
+        seed: seed of everything random in the run.
+        out: the run directory to write.
+        prior: the prior's run directory or policy file (``None``: train from scratch).
+        log: progress printer (``None``: silent).
+        config: fields of the algorithm's config dataclass.
+        progress: PPO only: a progress bar.
+    """
+
+    task: Task
+    method: Method
+    steps: int
+    seed: int
+    out: Path
+    prior: str | Path | None
+    log: Log
+    config: Mapping[str, Any]
+    progress: bool = False
+
+
+def _save_trained(
+    r: RunRequest, algo: str, group: str, net: torch.nn.Module, cfg: Any, stats: dict
 ) -> Path:
-    if (out / TRAINER_FILE).exists():
+    """Save a policy trained from scratch (DQN's Q-network ``q.*``, SAC's actor ``actor.*``)."""
+    tensors = {f"{group}.{k}": v for k, v in net.state_dict().items()}
+    meta = _meta(r.task, algo, r.method, cfg, stats, r.steps, r.seed, has_prior=False)
+    return _save(r.out, tensors, meta)
+
+
+def _run_ppo(r: RunRequest) -> Path:
+    if (r.out / TRAINER_FILE).exists():
         raise TailorError(
-            f"{str(out)!r} already holds a run; continue it with "
-            f"--resume {out} or choose another --out"
+            f"{str(r.out)!r} already holds a run; continue it with "
+            f"--resume {r.out} or choose another --out"
         )
-    cfg = _config(PPOConfig, steps, seed, config)
-    result = train_ppo(
-        task,
-        method,
-        cfg,
-        out,
-        prior=load_prior(prior) if prior is not None else None,
-        progress=progress,
-    )
-    _log_ppo(log, method, task, result, out)
-    return out
+    cfg = _config(PPOConfig, r.steps, r.seed, r.config)
+    prior = load_prior(r.prior) if r.prior is not None else None
+    result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
+    _log_ppo(r.log, r.method, r.task, result, r.out)
+    return r.out
 
 
 def _log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> None:
@@ -416,104 +437,60 @@ def _log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> No
     log(f"  saved {out / POLICY_FILE} and {out / 'metrics.csv'}")
 
 
-def _run_dqn(
-    task: Task,
-    method: Method,
-    steps: int,
-    seed: int,
-    out: Path,
-    prior: str | Path | None,
-    log: Log,
-    config: Mapping[str, Any],
-) -> Path:
-    if prior is None:
-        cfg = _config(SoftDQNConfig, steps, seed, config)
-        qnet, stats = train_soft_dqn(task, method, cfg, log=log)
-        tensors = {f"q.{k}": v for k, v in qnet.state_dict().items()}
-        return _save(
-            out, tensors, _meta(task, "dqn", method, cfg, stats, steps, seed, has_prior=False)
-        )
-    q_prior, _, _ = _load_dqn_prior(prior, task)
+def _run_dqn(r: RunRequest) -> Path:
+    if r.prior is None:
+        cfg = _config(SoftDQNConfig, r.steps, r.seed, r.config)
+        qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log)
+        return _save_trained(r, "dqn", "q", qnet, cfg, stats)
+    q_prior, _, _ = _load_dqn_prior(r.prior, r.task)
     # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
     defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
-    cfg = _config(SoftDQNConfig, steps, seed, {**defaults, **config})
-    q_r, stats = train_soft_dqn(task, method, cfg, prior=q_prior, log=log)
+    cfg = _config(SoftDQNConfig, r.steps, r.seed, {**defaults, **r.config})
+    q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log)
     tensors = {f"q.{k}": v for k, v in q_r.state_dict().items()}
     tensors.update({f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()})
-    meta = _meta(
-        task, "dqn", method, cfg, stats, steps, seed, has_prior=True, prior_alpha=q_prior.alpha
-    )
-    return _save(out, tensors, {**meta, "prior": str(prior)})
+    extra = {"has_prior": True, "prior_alpha": q_prior.alpha}
+    meta = _meta(r.task, "dqn", r.method, cfg, stats, r.steps, r.seed, **extra)
+    return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
 
 
-def _run_sac(
-    task: Task,
-    method: Method,
-    steps: int,
-    seed: int,
-    out: Path,
-    prior: str | Path | None,
-    log: Log,
-    config: Mapping[str, Any],
-) -> Path:
-    if prior is None:
-        cfg = _config(SACConfig, steps, seed, config)
-        actor, stats = train_sac(task, method, cfg, log=log)
-        tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-        return _save(
-            out, tensors, _meta(task, "sac", method, cfg, stats, steps, seed, has_prior=False)
-        )
-    pmeta, ptensors = load_policy(prior)
+def _run_sac(r: RunRequest) -> Path:
+    if r.prior is None:
+        cfg = _config(SACConfig, r.steps, r.seed, r.config)
+        actor, stats = train_sac(r.task, r.method, cfg, log=r.log)
+        return _save_trained(r, "sac", "actor", actor, cfg, stats)
+    pmeta, ptensors = load_policy(r.prior)
     if pmeta.get("algo") != "sac":
         raise TailorError(
-            f"{str(prior)!r} is not a SAC prior (algo "
+            f"{str(r.prior)!r} is not a SAC prior (algo "
             f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')"
         )
-    _check_task(pmeta, task, prior)
-    cfg = _config(SACConfig, steps, seed, {"hidden": tuple(pmeta["hidden"]), **config})
-    actor, stats = train_sac(task, method, cfg, prior=_sac_actor(pmeta, ptensors), log=log)
+    _check_task(pmeta, r.task, r.prior)
+    cfg = _config(SACConfig, r.steps, r.seed, {"hidden": tuple(pmeta["hidden"]), **r.config})
+    prior_actor = _sac_actor(pmeta, ptensors)
+    actor, stats = train_sac(r.task, r.method, cfg, prior=prior_actor, log=r.log)
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-    prior_alpha = float(pmeta["coefficients"]["alpha_hat"])
-    meta = _meta(
-        task, "sac", method, cfg, stats, steps, seed, has_prior=False, prior_alpha=prior_alpha
-    )
-    return _save(out, tensors, {**meta, "prior": str(prior)})
+    extra = {"has_prior": False, "prior_alpha": float(pmeta["coefficients"]["alpha_hat"])}
+    meta = _meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
+    return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
 
 
-def _run_mcts(
-    task: Task,
-    method: Method,
-    steps: int,
-    seed: int,
-    out: Path,
-    prior: str | Path | None,
-    log: Log,
-    config: Mapping[str, Any],
-) -> Path:
+def _run_mcts(r: RunRequest) -> Path:
     """MCTS trains nothing: the run directory stores the prior and the search settings."""
-    assert prior is not None
-    q_prior, pmeta, _ = _load_dqn_prior(prior, task)
+    assert r.prior is not None
+    q_prior, pmeta, _ = _load_dqn_prior(r.prior, r.task)
+    spec = r.method.spec
     cfg = _config(
         MCTSConfig,
         None,
-        seed,
-        {**config, "omega_prime": method.spec.omega_prime, "tau": method.spec.alpha_hat},
+        r.seed,
+        {**r.config, "omega_prime": spec.omega_prime, "tau": spec.alpha_hat},
     )
     tensors = {f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()}
-    meta = _meta(
-        task,
-        "mcts",
-        method,
-        cfg,
-        {},
-        0,
-        seed,
-        has_prior=True,
-        prior_alpha=q_prior.alpha,
-        hidden_prior=pmeta["hidden"],
-    )
+    extra = {"has_prior": True, "prior_alpha": q_prior.alpha, "hidden_prior": pmeta["hidden"]}
+    meta = _meta(r.task, "mcts", r.method, cfg, {}, 0, r.seed, **extra)
     meta["hidden"] = pmeta["hidden"]
-    return _save(out, tensors, meta)
+    return _save(r.out, tensors, meta)
 
 
 _RUNNERS = {"ppo": _run_ppo, "dqn": _run_dqn, "sac": _run_sac, "mcts": _run_mcts}
@@ -567,10 +544,9 @@ def train_prior(
         )
     m = task_method(task, method, flags=True, alpha=alpha)
     steps = _check_steps(steps)
-    extra = {"progress": progress} if algo == "ppo" else {}
     if algo != "ppo":
         torch.set_num_threads(1)
-    return _RUNNERS[algo](task, m, steps, seed, Path(out), None, log, config, **extra)
+    return _RUNNERS[algo](RunRequest(task, m, steps, seed, Path(out), None, log, config, progress))
 
 
 def customize(
@@ -628,10 +604,10 @@ def customize(
     else:
         steps = _check_steps(steps)
         m = task_method(task, method, flags=True, omega_prime=omega_prime, alpha_hat=alpha_hat)
-    extra = {"progress": progress} if algo == "ppo" else {}
     if algo != "ppo":
         torch.set_num_threads(1)
-    return _RUNNERS[algo](task, m, steps, seed, Path(out), prior, log, config, **extra)
+    request = RunRequest(task, m, steps, seed, Path(out), prior, log, config, progress)
+    return _RUNNERS[algo](request)
 
 
 def resume(
