@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tailor.cli import main
-from tailor.experiments.demo import DemoConfig, run_demo, side_by_side
+from tailor.experiments.demo import DemoConfig, acceptance, run_demo, side_by_side
 from tailor.experiments.plots import plot_learning_curve, read_metrics
 
 
@@ -20,20 +20,48 @@ def prior_dir(tmp_path_factory):
 def test_demo_customizes_evaluates_and_plots(prior_dir, tmp_path, capsys):
     out = tmp_path / "demo"
     cfg = DemoConfig(
-        out=out, prior=prior_dir, task="pointmass", steps=8192, episodes=4, progress=False
+        out=out,
+        prior=prior_dir,
+        task="pointmass",
+        steps=8192,
+        episodes=4,
+        progress=False,
+        video=False,
+        omega_prime=0.01,
+        alpha_hat=0.01,
     )
     result = run_demo(cfg)
     text = capsys.readouterr().out
     assert "exact identities hold" in text and "FAIL" not in text
-    assert "customize: residual PPO on pointmass" in text
-    for key in ("total (basic + add-on)", "basic return", "add-on return"):
+    assert "customize pointmass from" in text and "residual, kl PPO side by side" in text
+    for key in ("total (basic + add-on)", "basic return", "add-on return", "kl PPO"):
         assert key in text
+    assert "basic + add-on beats the prior" in text  # the acceptance lines
     assert result["curve"].read_bytes()[:4] == b"\x89PNG"
-    ev = json.loads((out / "eval-customized.json").read_text())
-    assert ev["episodes"] == 4 and set(ev) >= {"total", "basic", "addon", "statistic"}
-    # Same seed and config: a second run gives the same numbers (it replaces its own run dir).
-    again = run_demo(DemoConfig(**{**cfg.__dict__, "verify": False}))
+    for name in ("customized", "prior", "kl"):
+        ev = json.loads((out / f"eval-{name}.json").read_text())
+        assert ev["episodes"] == 4 and set(ev) >= {"total", "basic", "addon", "statistic"}
+    assert (out / "residual-pointmass" / "metrics.csv").is_file()
+    assert (out / "kl-pointmass" / "metrics.csv").is_file()
+    # Same seed and config: a second run gives the same numbers (it replaces its own run dirs),
+    # however the two runs were scheduled on the worker processes.
+    again = run_demo(DemoConfig(**{**cfg.__dict__, "verify": False, "workers": 1}))
     assert again["customized"]["per_episode"] == result["customized"]["per_episode"]
+    assert again["kl"]["per_episode"] == result["kl"]["per_episode"]
+
+
+def test_acceptance_checks_the_three_conditions():
+    def ev(total, addon, addon_std):
+        return {"total": {"mean": total}, "addon": {"mean": addon, "std": addon_std}}
+
+    ok = acceptance(ev(100.0, -50.0, 2.0), ev(120.0, -30.0, 1.0))
+    assert ok["accepted"] and all(ok["checks"].values())
+    # +20 on the add-on is 40% of |-50| but below 3 std (3 * 10 = 30).
+    noisy = acceptance(ev(100.0, -50.0, 10.0), ev(120.0, -30.0, 1.0))
+    assert not noisy["accepted"] and sum(noisy["checks"].values()) == 2
+    # A better add-on that costs more basic return than it gains fails the first check.
+    worse = acceptance(ev(100.0, -50.0, 2.0), ev(90.0, -30.0, 1.0))
+    assert not worse["accepted"] and not worse["checks"]["basic + add-on beats the prior"]
 
 
 def test_side_by_side_shows_the_change():

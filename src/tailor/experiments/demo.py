@@ -1,9 +1,15 @@
-"""The README's main job: customize the shipped HalfCheetah prior with Residual PPO.
+"""The README's main job: customize a shipped prior and show that it worked.
 
-Steps: (1) a quick `tailor verify` of the theory on fresh Garnets (seeded, a few seconds);
-(2) Residual PPO from the shipped Soft-PPO prior on ``halfcheetah-hindleg`` (add-on reward
-``-|theta_bthigh|``) with the paper's coefficients; (3) evaluate prior and customized policy on the
-same episodes; (4) print them side by side and save the learning curve.
+Steps: (1) a quick ``tailor verify`` of the theory on fresh Garnets (seeded, a few seconds);
+(2) the customization method (Residual PPO) and a baseline (KL PPO, classic RLHF) from the same
+shipped Soft-PPO prior, side by side, one process each; (3) evaluate the prior and both customized
+policies on the same episodes (deterministic, same env seeds); (4) print them side by side with
+the change against the prior and whether the customization met the demo's bar; save the
+evaluations, the learning curves and a side-by-side video of prior and customized policy.
+
+The default task is ``ant-sideways`` (walk sideways, add-on ``v_y``), where the effect is plain
+within minutes; ``--task halfcheetah-hindleg`` (keep the hind thigh straight) and ``hopper-jump``
+work too. Every run goes through :mod:`tailor.experiments.run`.
 """
 
 from __future__ import annotations
@@ -11,13 +17,51 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DEMO_TASKS", "DemoConfig", "acceptance", "comparison_table", "run_demo", "side_by_side"]
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """The demo's defaults for one task.
+
+    Attributes:
+        prior: the shipped prior (a run directory of ``priors/``).
+        steps: customization steps of each method.
+        coefficients: the main method's coefficients when none are given, by method name
+            (``{}``: the task's paper coefficients).
+        why: one line on why these defaults.
+    """
+
+    prior: str
+    steps: int
+    coefficients: dict[str, dict[str, float]] = field(default_factory=dict)
+    why: str = ""
+
+
+DEMO_TASKS: dict[str, DemoTask] = {
+    "ant-sideways": DemoTask(
+        "priors/ant",
+        300_000,
+        {"residual": {"omega_prime": 0.03, "alpha_hat": 0.0001}},
+        "omega' = 0.03 (the paper's 0.01 x 3) keeps the prior's gait, so that the sideways "
+        "walk adds to the basic return instead of costing falls (results/customization.md)",
+    ),
+    "halfcheetah-hindleg": DemoTask(
+        "priors/halfcheetah",
+        600_000,
+        {"residual": {"omega_prime": 0.1, "alpha_hat": 0.08}, "greedy": {"alpha_hat": 0.08}},
+        "omega' = 0.1, alpha_hat = 0.08 weigh the add-on more than the paper's 0.17 / 0.13472",
+    ),
+    "hopper-jump": DemoTask("priors/hopper", 300_000, {}, "the paper's coefficients"),
+}
 
 
 @dataclass
@@ -25,142 +69,330 @@ class DemoConfig:
     """Settings of ``tailor demo``.
 
     Attributes:
-        out: output directory (the run, the evaluations, the learning curve).
-        prior: the shipped prior's run directory (or its ``policy.safetensors``).
-        task: the customization task.
-        method: a customization method.
-        omega_prime: weight of ``log pi_prior``; ``None``: the task's paper default. The demo's
-            0.1 (with ``alpha_hat`` 0.08, the paper's ratio ``omega'/alpha_hat`` of about 1.25)
-            weighs the add-on more than the paper's 0.17 (``omega = omega'/alpha`` about 0.74
-            instead of 1.26), so that a few minutes show the trade-off. With the paper's
-            coefficients the shipped prior moved little in 2M steps (``results/customization.md``
-            says by how much): it already sits near the paper's full policy.
-        alpha_hat: temperature of the customized policy; ``None``: the task's paper default.
-        steps: customization steps (the first 5% fit the fresh critic only).
+        out: output directory (the runs, the evaluations, the learning curve, the video).
+        task: the customization task (a key of :data:`DEMO_TASKS`, or any task with ``prior``).
+        prior: the prior's run directory or ``policy.safetensors``; ``None``: the shipped one.
+        method: the customization method shown as "customized" (``eval-customized.json``).
+        baseline: a second method run beside it for comparison (``eval-<baseline>.json``);
+            ``None`` for none. It uses the task's paper coefficients.
+        omega_prime: the main method's weight of ``log pi_prior``; ``None``: the demo's default
+            for the task (:data:`DEMO_TASKS`), else the paper's.
+        alpha_hat: the main method's temperature (``kl``: its beta); ``None`` as above.
+        paper_coefficients: use the task's paper coefficients for the main method too.
+        steps: customization steps of each method; ``None``: the task's demo default.
         episodes: evaluation episodes for each policy (deterministic, same env seeds).
-        seed: seed of the run, of the verification and of the evaluation episodes.
+        seed: seed of the runs, of the verification and of the evaluation episodes.
+        workers: processes for the runs and evaluations (one per core).
         verify: run the quick theory check first.
         progress: show a progress bar while customizing.
+        video: render a side-by-side video of prior and customized policy (skipped with a note
+            when offscreen rendering or the task's renderer is not available).
+        video_steps: env steps of the video's episode.
     """
 
     out: Path = Path("tailor-demo")
-    prior: Path = Path("priors/halfcheetah")
-    task: str = "halfcheetah-hindleg"
+    task: str = "ant-sideways"
+    prior: Path | None = None
     method: str = "residual"
-    omega_prime: float | None = 0.1
-    alpha_hat: float | None = 0.08
-    steps: int = 600_000
+    baseline: str | None = "kl"
+    omega_prime: float | None = None
+    alpha_hat: float | None = None
+    paper_coefficients: bool = False
+    steps: int | None = None
     episodes: int = 20
     seed: int = 0
+    workers: int = 2
     verify: bool = True
     progress: bool = True
+    video: bool = True
+    video_steps: int = 300
 
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def _customize_job(job: dict[str, Any]) -> str:
+    """Worker: one customization run (a top-level function, so that it pickles)."""
+    from tailor.experiments import run
+
+    args = (job["task"], "ppo", job["prior"], job["steps"], job["seed"], job["out"])
+    run.customize(
+        *args,
+        job["omega_prime"],
+        job["alpha_hat"],
+        method=job["method"],
+        log=None,
+        tensorboard=False,
+    )
+    return job["out"]
+
+
+def _evaluate_job(job: dict[str, Any]) -> dict[str, Any]:
+    from tailor.experiments import run
+
+    return run.evaluate(job["policy"], job["task"], job["episodes"], job["seed"])
+
+
+def _video_job(job: dict[str, Any]) -> dict[str, Any]:
+    from tailor.experiments.video import render_video
+
+    return render_video(
+        job["policies"], job["task"], job["out"], max_steps=job["steps"], labels=job["labels"]
+    )
+
+
+def _coefficients(cfg: DemoConfig, method: str, main: bool) -> tuple[float | None, float | None]:
+    """``(omega_prime, alpha_hat)`` for ``run.customize`` (``None``: the task's paper value)."""
+    if not main or cfg.paper_coefficients:
+        return None, None
+    preset = DEMO_TASKS.get(cfg.task, DemoTask("", 0)).coefficients.get(method, {})
+    omega = cfg.omega_prime if cfg.omega_prime is not None else preset.get("omega_prime")
+    alpha = cfg.alpha_hat if cfg.alpha_hat is not None else preset.get("alpha_hat")
+    return (omega if method == "residual" else None), alpha
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run the demo; returns ``{"prior": eval, "customized": eval, "curve": path, ...}``."""
+    """Run the demo; returns ``{"prior": eval, "customized": eval, <baseline>: eval, "curve":
+    path, "video": path or None, "run_dir": path, "accepted": bool, ...}``."""
     from tailor.envs import get_task
     from tailor.experiments import run
     from tailor.experiments.plots import plot_learning_curve, read_metrics
     from tailor.priors import load_prior
 
-    prior_path = Path(cfg.prior)
+    t_demo = time.perf_counter()
+    task = get_task(cfg.task)
+    preset = DEMO_TASKS.get(task.name)
+    prior_path = Path(cfg.prior) if cfg.prior is not None else None
+    if prior_path is None:
+        if preset is None:
+            raise TailorError(f"task {task.name!r} has no shipped prior: pass --prior RUN_DIR")
+        prior_path = Path(preset.prior)
     if not prior_path.exists():
         raise TailorError(
             f"no prior at {str(prior_path)!r}. Run the demo from the repository root (the shipped "
             "priors are in priors/), or train one: tailor train --task halfcheetah-hindleg "
             "--method soft --steps 5000000 --out priors/halfcheetah"
         )
-    task = get_task(cfg.task)
     load_prior(prior_path)  # a clear error for an unreadable prior, before any work
+    steps = cfg.steps if cfg.steps is not None else (preset.steps if preset else 300_000)
+    methods = [cfg.method] + ([cfg.baseline] if cfg.baseline and cfg.baseline != cfg.method else [])
+    coefs = {m: _coefficients(cfg, m, main=i == 0) for i, m in enumerate(methods)}
+    resolved = {  # resolved here too, so that bad coefficients fail before any work
+        m: run.task_method(task, m, omega_prime=w, alpha_hat=a) for m, (w, a) in coefs.items()
+    }
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / f"{cfg.method}-{task.name}"
-    if run_dir.exists():  # the demo's own previous run: start afresh, same seed, same numbers
-        shutil.rmtree(run_dir)
+    run_dirs = {m: out / f"{m}-{task.name}" for m in methods}
+    for d in run_dirs.values():
+        if d.exists():  # the demo's own previous run: start afresh, same seed, same numbers
+            shutil.rmtree(d)
 
     if cfg.verify:
-        from tailor.tabular.verify import CHECKS, run_checks
+        _verify(cfg.seed)
 
-        # The exact identities only (tolerance 1e-8 or tighter, no policy-gradient runs): a few
-        # seconds. `tailor verify` runs the full table.
-        exact = tuple(c for c in CHECKS if 0 < c.tol <= 1e-8 and c.condition is None)
-        _say("== 1/3  the theory, exactly: the identities behind every method ==")
-        t0 = time.perf_counter()
-        results = run_checks(seed=cfg.seed, cases_scale=0.25, checks=exact)
-        failed = [r for r in results if not r.passed]
-        _say(
-            f"  {len(results) - len(failed)}/{len(results)} exact identities hold on random "
-            f"Garnets (worst error {max(r.error for r in results):.1e}; "
-            f"{time.perf_counter() - t0:.1f} s; the full table: tailor verify)"
-        )
-        for r in failed:
-            _say(f"  FAIL {r.name}: {r.error:.2e}")
-
-    # kl reads alpha_hat as its one coefficient beta; greedy takes no omega'.
-    omega_prime = cfg.omega_prime if cfg.method == "residual" else None
-    method = run.task_method(task, cfg.method, omega_prime=omega_prime, alpha_hat=cfg.alpha_hat)
-    coefs = ", ".join(
-        f"{k}={v:g}"
-        for k, v in (("omega'", method.spec.omega_prime), ("alpha_hat", method.spec.alpha_hat))
+    shown = "; ".join(
+        f"{m.name} omega'={m.spec.omega_prime:g} alpha_hat={m.spec.alpha_hat:g}"
+        for m in resolved.values()
     )
     _say(
-        f"\n== 2/3  customize: {method.name} PPO on {task.name} from {prior_path} "
-        f"({coefs}; {cfg.steps:,} steps) =="
+        f"\n== 2/3  customize {task.name} from {prior_path}: {', '.join(methods)} PPO side by "
+        f"side ({steps:,} steps each; {shown}) =="
     )
     _say(f"  add-on reward: {task.addon_text()}")
-    run.customize(
-        task,
-        "ppo",
-        prior_path,
-        cfg.steps,
-        cfg.seed,
-        run_dir,
-        omega_prime,
-        cfg.alpha_hat,
-        method=cfg.method,
-        log=None,
-        progress=cfg.progress,
-    )
-    metrics = read_metrics(run_dir / "metrics.csv")
-    steps, wall = int(metrics["steps"][-1]), float(metrics["wall_s"][-1])
-    _say(f"  {steps:,} steps in {wall:.1f} s ({steps / wall:,.0f} steps/s)")
+    t0 = time.perf_counter()
+    ctx = get_context("spawn")  # a fresh interpreter per worker: no state leaks from this one
+    with ProcessPoolExecutor(max_workers=max(1, cfg.workers), mp_context=ctx) as pool:
+        jobs = {
+            m: pool.submit(
+                _customize_job,
+                {
+                    "task": task.name,
+                    "prior": str(prior_path),
+                    "steps": steps,
+                    "seed": cfg.seed,
+                    "out": str(run_dirs[m]),
+                    "method": m,
+                    "omega_prime": coefs[m][0],
+                    "alpha_hat": coefs[m][1],
+                },
+            )
+            for m in methods
+        }
+        _wait_with_progress(jobs, run_dirs, steps, cfg.progress)
+        wall = time.perf_counter() - t0
+        for m in methods:
+            metrics = read_metrics(run_dirs[m] / "metrics.csv")
+            n, s = int(metrics["steps"][-1]), float(metrics["wall_s"][-1])
+            _say(f"  {m}: {n:,} steps in {s:.1f} s ({n / s:,.0f} steps/s)")
+        _say(f"  both runs: {wall:.1f} s wall")
 
-    _say(f"\n== 3/3  evaluate: {cfg.episodes} episodes each, deterministic, same env seeds ==")
-    ev_prior = run.evaluate(prior_path, task, cfg.episodes, seed=cfg.seed)
-    ev_custom = run.evaluate(run_dir, task, cfg.episodes, seed=cfg.seed)
-    for name, ev in (("prior", ev_prior), ("customized", ev_custom)):
-        (out / f"eval-{name}.json").write_text(json.dumps(ev, indent=2))
-    _say(side_by_side(ev_prior, ev_custom, task.statistic_name))
+        _say(f"\n== 3/3  evaluate: {cfg.episodes} episodes each, deterministic, same env seeds ==")
+        policies = {"prior": prior_path, **run_dirs}
+        evals = {
+            name: pool.submit(
+                _evaluate_job,
+                {"policy": str(p), "task": task.name, "episodes": cfg.episodes, "seed": cfg.seed},
+            )
+            for name, p in policies.items()
+        }
+        video_out = out / "prior-vs-customized.mp4"
+        video = (
+            pool.submit(
+                _video_job,
+                {
+                    "policies": [str(prior_path), str(run_dirs[cfg.method])],
+                    "task": task.name,
+                    "out": str(video_out),
+                    "steps": cfg.video_steps,
+                    "labels": ["prior", f"{cfg.method} PPO"],
+                },
+            )
+            if cfg.video
+            else None
+        )
+        results = {name: f.result() for name, f in evals.items()}
+        video_path = _video_result(video, video_out)
+
+    ev_prior, ev_custom = results["prior"], results[cfg.method]
+    (out / "eval-prior.json").write_text(json.dumps(ev_prior, indent=2))
+    (out / "eval-customized.json").write_text(json.dumps(ev_custom, indent=2))
+    for m in methods[1:]:
+        (out / f"eval-{m}.json").write_text(json.dumps(results[m], indent=2))
+    others = {f"{m} PPO": results[m] for m in methods}
+    _say(comparison_table(ev_prior, others, task.statistic_name))
+    verdict = acceptance(ev_prior, ev_custom)
+    _say(verdict["text"])
     curve = plot_learning_curve(
-        run_dir,
+        {f"{m} PPO": run_dirs[m] / "metrics.csv" for m in methods},
         out / "learning_curve.png",
-        f"{method.name} PPO on {task.name} from the shipped Soft-PPO prior",
+        f"{' vs '.join(methods)} PPO on {task.name} from the shipped Soft-PPO prior",
         reference=ev_prior,
         statistic_name=task.statistic_name,
     )
+    written = [curve, out / "eval-prior.json", out / "eval-customized.json"]
+    written += [out / f"eval-{m}.json" for m in methods[1:]]
+    written += [video_path] if video_path else []
+    _say("\nwrote " + ", ".join(str(p) for p in written) + f" and the runs in {out}")
+    _say(f"demo: {time.perf_counter() - t_demo:.0f} s")
+    return {
+        "prior": ev_prior,
+        "customized": ev_custom,
+        **{m: results[m] for m in methods[1:]},
+        "curve": curve,
+        "video": video_path,
+        "run_dir": run_dirs[cfg.method],
+        "accepted": verdict["accepted"],
+    }
+
+
+def _verify(seed: int) -> None:
+    from tailor.tabular.verify import CHECKS, run_checks
+
+    # The exact identities only (tolerance 1e-8 or tighter, no policy-gradient runs): a few
+    # seconds. `tailor verify` runs the full table.
+    exact = tuple(c for c in CHECKS if 0 < c.tol <= 1e-8 and c.condition is None)
+    _say("== 1/3  the theory, exactly: the identities behind every method ==")
+    t0 = time.perf_counter()
+    results = run_checks(seed=seed, cases_scale=0.25, checks=exact)
+    failed = [r for r in results if not r.passed]
     _say(
-        f"\nwrote {curve}, {out / 'eval-prior.json'}, {out / 'eval-customized.json'} "
-        f"and the run in {run_dir}"
+        f"  {len(results) - len(failed)}/{len(results)} exact identities hold on random "
+        f"Garnets (worst error {max(r.error for r in results):.1e}; "
+        f"{time.perf_counter() - t0:.1f} s; the full table: tailor verify)"
     )
-    return {"prior": ev_prior, "customized": ev_custom, "curve": curve, "run_dir": run_dir}
+    for r in failed:
+        _say(f"  FAIL {r.name}: {r.error:.2e}")
 
 
-def side_by_side(prior: dict[str, Any], custom: dict[str, Any], statistic_name: str) -> str:
-    """A small table: metric, prior, customized, change (mean +- std over episodes)."""
-    lines = [f"  {'':<24}{'prior':>22}{'customized':>22}{'change':>10}"]
+def _wait_with_progress(
+    jobs: dict[str, Future], run_dirs: dict[str, Path], steps: int, progress: bool
+) -> None:
+    """Wait for the runs; a progress bar over their steps summed, read from their metrics.csv."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps * len(jobs), unit="step", unit_scale=True, dynamic_ncols=True)
+    try:
+        while True:
+            done = all(f.done() for f in jobs.values())
+            if bar is not None:
+                bar.n = sum(_steps_done(d) for d in run_dirs.values())
+                bar.refresh()
+            if done:
+                break
+            time.sleep(0.5)
+    finally:
+        if bar is not None:
+            bar.close()
+    for f in jobs.values():
+        f.result()  # re-raise a worker's TailorError here
+
+
+def _steps_done(run_dir: Path) -> int:
+    """Steps of the last row of a run's metrics.csv (0 before the first)."""
+    try:
+        lines = (run_dir / "metrics.csv").read_text().strip().split("\n")
+        return int(lines[-1].split(",")[1]) if len(lines) > 1 else 0
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _video_result(video: Future | None, path: Path) -> Path | None:
+    if video is None:
+        return None
+    try:
+        video.result()
+    except TailorError as exc:
+        _say(f"  (no video: {exc})")
+        return None
+    return path
+
+
+def acceptance(prior: dict[str, Any], custom: dict[str, Any]) -> dict[str, Any]:
+    """The demo's bar, over its own evaluation episodes: the customized policy beats the prior on
+    basic + add-on, and its add-on improves by at least 20% of the prior's add-on magnitude and by
+    at least 3 standard deviations of the prior's add-on."""
+    gain_total = custom["total"]["mean"] - prior["total"]["mean"]
+    gain_addon = custom["addon"]["mean"] - prior["addon"]["mean"]
+    need_rel = 0.2 * abs(prior["addon"]["mean"])
+    need_std = 3.0 * prior["addon"]["std"]
+    checks = {
+        "basic + add-on beats the prior": gain_total > 0,
+        f"add-on gain >= 20% of |prior add-on| ({need_rel:.1f})": gain_addon >= need_rel,
+        f"add-on gain >= 3 std of the prior's add-on ({need_std:.1f})": gain_addon >= need_std,
+    }
+    lines = [f"  total {gain_total:+.1f}, add-on {gain_addon:+.1f} against the prior:"]
+    lines += [f"    [{'x' if ok else ' '}] {name}" for name, ok in checks.items()]
+    return {"accepted": all(checks.values()), "checks": checks, "text": "\n".join(lines)}
+
+
+def comparison_table(
+    prior: dict[str, Any], others: dict[str, dict[str, Any]], statistic_name: str
+) -> str:
+    """Metric, prior, then each other policy with its change (mean +- std over episodes)."""
+    head = f"  {'':<24}{'prior':>22}" + "".join(f"{n:>22}{'change':>10}" for n in others)
+    lines = [head]
     for key, label in (
         ("total", "total (basic + add-on)"),
         ("basic", "basic return"),
         ("addon", "add-on return"),
         ("statistic", statistic_name),
     ):
-        a, b = prior[key], custom[key]
         d = 3 if key == "statistic" else 2  # per-step statistics are small numbers
-        cell_a = f"{a['mean']:.{d}f} +- {a['std']:.{d}f}"
-        cell_b = f"{b['mean']:.{d}f} +- {b['std']:.{d}f}"
-        lines.append(f"  {label:<24}{cell_a:>22}{cell_b:>22}{b['mean'] - a['mean']:>+10.{d}f}")
+        a = prior[key]
+        row = f"  {label:<24}{_cell(a, d):>22}"
+        for ev in others.values():
+            row += f"{_cell(ev[key], d):>22}{ev[key]['mean'] - a['mean']:>+10.{d}f}"
+        lines.append(row)
     return "\n".join(lines)
+
+
+def _cell(summary: dict[str, float], digits: int) -> str:
+    return f"{summary['mean']:.{digits}f} +- {summary['std']:.{digits}f}"
+
+
+def side_by_side(prior: dict[str, Any], custom: dict[str, Any], statistic_name: str) -> str:
+    """A small table: metric, prior, customized, change (mean +- std over episodes)."""
+    return comparison_table(prior, {"customized": custom}, statistic_name)

@@ -42,33 +42,40 @@ def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def plot_learning_curve(
-    metrics: str | Path,
+    metrics: str | Path | dict[str, str | Path],
     out: str | Path,
     title: str,
     reference: dict[str, Any] | None = None,
     statistic_name: str = "statistic",
 ) -> Path:
-    """Learning curves of a run over environment steps: basic and total returns, the add-on
-    return, and the task's statistic (three panels); the critic warm-up is shaded, and
-    ``reference`` (an evaluation summary, e.g. the prior's) is drawn as dashed levels. Returns the
-    PNG path."""
+    """Learning curves over environment steps: basic and total returns, the add-on return, and
+    the task's statistic (three panels); the critic warm-up is shaded, and ``reference`` (an
+    evaluation summary, e.g. the prior's) is drawn as dashed levels. ``metrics`` is one run's
+    ``metrics.csv`` (or run directory) or ``{label: path}`` for several runs (one line style
+    each). Returns the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = read_metrics(metrics)
-    steps = m["steps"]
+    runs = metrics if isinstance(metrics, dict) else {"": metrics}
     fig, (ax, ax_a, ax_s) = plt.subplots(1, 3, figsize=(14, 4.2), dpi=110)
     # Basic and total share a scale; the add-on return is much smaller, so it gets its own panel.
-    for a, key, label, color in (
+    panels = (
         (ax, "return_total", "total (basic + add-on)", "black"),
         (ax, "return_basic", "basic", "tab:blue"),
         (ax_a, "return_addon", "add-on", "tab:orange"),
         (ax_s, "statistic", statistic_name, "tab:green"),
-    ):
-        a.plot(steps, m[key], label=f"{label} (training episodes)", color=color, lw=1.6)
-        if reference is not None:
+    )
+    for (name, path), style in zip(runs.items(), ("-", ":", "-.", "--"), strict=False):
+        m = read_metrics(path)
+        steps = m["steps"]
+        for a, key, label, color in panels:
+            what = f"{name}: {label}" if name else label
+            what = f"{what} (training episodes)"
+            a.plot(steps, m[key], ls=style, label=what, color=color, lw=1.6)
+    if reference is not None:
+        for a, key, label, color in panels:
             ref = reference[key.removeprefix("return_")]["mean"]
             a.axhline(ref, color=color, ls="--", lw=0.9, label=f"{label}: prior (evaluation)")
     last_warmup = steps[m["warmup"]][-1] if m["warmup"].any() else None
