@@ -58,11 +58,15 @@ from tailor.rundir import (
     commit_checkpoint,
     config_change_error,
     config_diff,
+    defer_interrupts,
     latest_checkpoint,
     list_checkpoints,
 )
 
 PRIORS = Path(__file__).resolve().parents[1] / "priors"
+_FUZZ_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def files_for(step: int, trainer: bool = True) -> dict:
@@ -260,6 +264,51 @@ def test_unparsable_manifests_are_refused(tmp_path: Path) -> None:
         (tmp_path / MANIFEST_FILE).write_text(text)
         with pytest.raises(TailorError, match=match):
             latest_checkpoint(tmp_path)
+
+
+@_FUZZ_SETTINGS
+@given(
+    manifest=st.fixed_dictionaries(
+        {},
+        optional={
+            "format": st.sampled_from(["tailor-checkpoint", "x"]) | st.none(),
+            "format_version": st.integers(-2, 3) | st.text(max_size=3),
+            "step": st.integers(-2, 10) | st.floats() | st.none(),
+            "directory": st.sampled_from(["checkpoints/step-1", "checkpoints/../..", "/etc", ""]),
+            "files": st.dictionaries(
+                st.sampled_from([POLICY_FILE, "../x", ".h", ""]),
+                st.fixed_dictionaries({"size": st.integers(-1, 200)}) | st.integers() | st.none(),
+                max_size=3,
+            ),
+        },
+    )
+)
+def test_fuzz_manifests(tmp_path: Path, manifest: dict) -> None:
+    """Any manifest: a consistent Checkpoint (whose files all exist) or a TailorError."""
+    run = tmp_path / "fuzz"
+    if not run.exists():
+        commit_checkpoint(run, files_for(1), 1)
+        run.joinpath(MANIFEST_FILE).rename(run / "good.json")
+    (run / MANIFEST_FILE).write_text(json.dumps(manifest))
+    try:
+        ckpt = latest_checkpoint(run)
+    except TailorError:
+        return
+    assert ckpt is not None and all(p.is_file() for p in ckpt.files.values())
+    assert run / CHECKPOINTS_DIR in ckpt.directory.parents
+
+
+def test_defer_interrupts_finishes_the_block_then_raises() -> None:
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with defer_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            done.append("saved")
+    assert done == ["saved"]
+    with defer_interrupts():  # no signal: no exception
+        done.append("again")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 # ---- metrics.csv -------------------------------------------------------------------------------
@@ -668,9 +717,6 @@ JSON = st.recursive(
     ),
     max_leaves=20,
 )
-_FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
 
 
 def _loads_or_tailor_error(path: Path) -> None:
@@ -681,13 +727,13 @@ def _loads_or_tailor_error(path: Path) -> None:
             pass
 
 
-@_FUZZ
+@_FUZZ_SETTINGS
 @given(header=JSON)
 def test_fuzz_any_json_header(tmp_path: Path, header) -> None:
     _loads_or_tailor_error(write_policy(tmp_path / POLICY_FILE, json.dumps(header)))
 
 
-@_FUZZ
+@_FUZZ_SETTINGS
 @given(
     overrides=st.dictionaries(
         st.sampled_from(
@@ -721,7 +767,7 @@ def test_fuzz_policy_header_fields(tmp_path: Path, overrides) -> None:
     _loads_or_tailor_error(write_policy(tmp_path / POLICY_FILE, json.dumps(meta)))
 
 
-@_FUZZ
+@_FUZZ_SETTINGS
 @given(header=JSON, blob=st.binary(max_size=64))
 def test_fuzz_the_safetensors_header_itself(tmp_path: Path, header, blob: bytes) -> None:
     """The file's own JSON header (tensor names, dtypes, shapes, offsets), not just tailor's."""
@@ -731,7 +777,7 @@ def test_fuzz_the_safetensors_header_itself(tmp_path: Path, header, blob: bytes)
     _loads_or_tailor_error(path)
 
 
-@_FUZZ
+@_FUZZ_SETTINGS
 @given(text=st.text(max_size=40))
 def test_fuzz_raw_header_text(tmp_path: Path, text: str) -> None:
     _loads_or_tailor_error(write_policy(tmp_path / POLICY_FILE, text))
