@@ -257,9 +257,10 @@ def commit_checkpoint(
     try:
         for name, (tensors, meta) in files.items():
             save_tensors(staging / name, tensors, meta)
+            _fault(f"written:{name}")
             if name in json_copies:
                 write_json(staging / _json_name(name), {"format_version": FORMAT_VERSION, **meta})
-            _fault(f"written:{name}")
+                _fault(f"written:{_json_name(name)}")
         fsync_path(staging)
         final = _free_step_dir(root, step, current)
         os.rename(staging, final)
