@@ -424,9 +424,7 @@ def test_a_second_process_gets_the_holders_pid_and_a_killed_holder_frees_the_loc
 def _make(tmp_path: Path, what: str) -> Path:
     d = tmp_path / what.replace("/", "_")
     d.mkdir()
-    if what == "run.json":
-        claim_run_dir(d, "dqn").release()
-    elif what == "checkpoint":
+    if what == "checkpoint":
         commit_checkpoint(d, files_for(1), 1)
     else:
         (d / what).write_bytes(b"{}")
@@ -436,7 +434,6 @@ def _make(tmp_path: Path, what: str) -> Path:
 @pytest.mark.parametrize(
     "what",
     [
-        "run.json",
         "checkpoint",
         POLICY_FILE,
         TRAINER_FILE,
@@ -453,6 +450,21 @@ def test_out_onto_an_existing_run_or_model_is_refused(tmp_path: Path, what: str)
     assert sorted(p.name for p in d.iterdir() if p.name != ".lock") == [
         n for n in before if n != ".lock"
     ]
+
+
+def test_a_run_that_never_checkpointed_may_be_started_over(tmp_path: Path) -> None:
+    d = tmp_path / "run"
+    claim_run_dir(d, "ppo").release()
+    (d / "metrics.csv").write_text("iteration\n1\n")
+    with claim_run_dir(d, "ppo"):  # no --overwrite needed: nothing worth keeping
+        assert not (d / "metrics.csv").exists()
+    commit_checkpoint(d, files_for(1), 1)
+    with pytest.raises(TailorError, match=r"already holds a run or model \(a 'ppo' run\)"):
+        claim_run_dir(d, "ppo")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "metrics.csv").write_text("x")  # no marker: someone else's file
+    with pytest.raises(TailorError, match="training metrics"):
+        claim_run_dir(tmp_path / "foreign", "ppo")
 
 
 def test_overwrite_clears_only_tailor_files(tmp_path: Path) -> None:

@@ -57,6 +57,7 @@ from tailor.checkpoint import (
 )
 from tailor.errors import TailorError
 from tailor.meta import MANIFEST_SCHEMA, RUN_MARKER_SCHEMA, parse_meta, validate_meta
+from tailor.paths import check_output_dir, check_output_file, probe_writable
 
 __all__ = [
     "CHECKPOINTS_DIR",
@@ -80,6 +81,7 @@ __all__ = [
     "describe_contents",
     "latest_checkpoint",
     "list_checkpoints",
+    "stop_on_interrupt",
 ]
 
 RUN_MARKER = "run.json"
@@ -100,8 +102,6 @@ _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
 # Leftovers of tailor.checkpoint's atomic writes (".<name>.<random>.tmp") and of the probe.
 _TMP_FILE = re.compile(r"^\..+\.tmp$|^\.tailor-probe-")
-# Pseudo filesystems: writing a run there is always a mistake, and some writes "succeed".
-_PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 # Names a run or model directory may hold that `overwrite=True` clears (globs). Anything else in
 # the directory (a user's notes, unrelated data) is left alone.
@@ -576,6 +576,42 @@ def defer_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+@dataclass
+class InterruptRequest:
+    """Set by :func:`stop_on_interrupt` when Ctrl-C was pressed once."""
+
+    requested: bool = False
+
+
+@contextmanager
+def stop_on_interrupt(notice: str | None = None) -> Iterator[InterruptRequest]:
+    """Turn the first Ctrl-C inside the block into a request a training loop polls.
+
+    The loop finishes the iteration it is in (its state is then whole, unlike at an arbitrary
+    point inside an update), writes a final checkpoint and raises ``KeyboardInterrupt``, so the
+    command exits with 130 and ``--resume`` continues from that iteration. ``notice`` is printed
+    to stderr at the first Ctrl-C; a second one raises ``KeyboardInterrupt`` at once (the
+    previous checkpoint is intact). Outside the main thread the block runs unguarded.
+    """
+    state = InterruptRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if state.requested:
+            raise KeyboardInterrupt
+        state.requested = True
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ---- metrics.csv -------------------------------------------------------------------------------
 
 
@@ -739,13 +775,13 @@ def claim_run_dir(
     if resume and overwrite:
         raise TailorError("--resume continues a run and --overwrite replaces it: pass only one")
     run_dir = Path(path)
-    _check_out_path(run_dir)
+    check_output_dir(run_dir)
     if prior_path is not None:
         _check_not_prior(run_dir, Path(prior_path))
     if resume and not run_dir.is_dir():
         raise TailorError(f"cannot resume {str(run_dir)!r}: the directory does not exist")
     _make_dir(run_dir)
-    _probe_writable(run_dir)
+    probe_writable(run_dir)
     fd = _lock(run_dir)
     claimed = RunDir(run_dir, kind, resume, fd)
     try:
@@ -772,16 +808,32 @@ def _take_over(claimed: RunDir, overwrite: bool) -> None:
         if not (run_dir / RUN_MARKER).is_file():
             _write_marker(run_dir, kind)
         return
-    if contents and not overwrite:
+    if contents and not overwrite and not _failed_start(run_dir):
         what = f"a {saved_kind!r} run" if saved_kind else "; ".join(contents)
         raise TailorError(
-            f"--out {str(run_dir)!r} already holds {what}; continue it with --resume, choose "
-            "another --out, or pass --overwrite to replace it"
+            f"--out {str(run_dir)!r} already holds a run or model ({what}); continue it with "
+            "--resume, choose another --out, or pass --overwrite to replace it"
         )
     if contents:
         _clear_owned(run_dir)
     collect_garbage(run_dir)
     _write_marker(run_dir, kind)
+
+
+def _failed_start(run_dir: Path) -> bool:
+    """A run tailor started here (``run.json``) that never wrote a checkpoint or model: it failed
+    or was killed early, holds nothing worth keeping, and a new run may take its place without
+    ``--overwrite`` (its metrics.csv and prior copy go)."""
+    results = (
+        MANIFEST_FILE,
+        CHECKPOINTS_DIR,
+        POLICY_FILE,
+        TRAINER_FILE,
+        "config.json",
+        "model.safetensors",
+    )
+    marked = (run_dir / RUN_MARKER).is_file()
+    return marked and not any((run_dir / name).exists() for name in results)
 
 
 def describe_contents(run_dir: str | Path) -> list[str]:
@@ -859,30 +911,6 @@ def _clear_owned(run_dir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _check_out_path(path: Path) -> None:
-    resolved = path.resolve()
-    for root in _PSEUDO_ROOTS:
-        if resolved == root or root in resolved.parents:
-            raise TailorError(
-                f"--out {str(path)!r} is under {root}, a pseudo filesystem; choose a directory "
-                "on a real disk"
-            )
-    if path.exists() and not path.is_dir():
-        raise TailorError(f"--out {str(path)!r} is an existing file, not a directory")
-    ancestor = _existing_ancestor(path)
-    if not ancestor.is_dir():
-        raise TailorError(
-            f"--out {str(path)!r}: {str(ancestor)!r} is a file, so no directory can be made there"
-        )
-
-
-def _existing_ancestor(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
 def _check_not_prior(run_dir: Path, prior: Path) -> None:
     """--out must not be the prior's directory, inside it, or contain it: writing there would
     overwrite (or clear, with --overwrite) the policy being customized."""
@@ -902,19 +930,6 @@ def _make_dir(run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise TailorError(f"cannot create --out {str(run_dir)!r}: {exc.strerror or exc}") from None
-
-
-def _probe_writable(directory: Path, what: str = "--out") -> None:
-    """Create and remove a file in ``directory``: the only test that is right for read-only
-    mounts, ACLs and root alike (``os.access`` says yes to root on a read-only bind mount)."""
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".tailor-probe-", dir=directory)
-    except OSError as exc:
-        raise TailorError(
-            f"{what} {str(directory)!r} is not writable: {exc.strerror or exc}"
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
 
 
 # The lock: fcntl.flock rather than filelock.FileLock. flock is in the standard library, the
@@ -997,32 +1012,6 @@ def _holder_text(sidecar: Path) -> str:
     if holder.get("command"):
         text += f": {holder['command']}"
     return text
-
-
-def check_output_file(path: str | Path, what: str = "--json") -> Path:
-    """Check, before long work starts, that an output file (``--json FILE``) can be written.
-
-    Creates and removes a probe file in the nearest existing parent directory; the file itself
-    is not created.
-
-    Raises:
-        TailorError: the path is a directory, under a pseudo filesystem, has a file as a
-            parent, is an existing read-only file, or its directory is not writable.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise TailorError(f"{what} {str(path)!r} is a directory; give a file name")
-    resolved = path.resolve()
-    for root in _PSEUDO_ROOTS:
-        if root in resolved.parents:
-            raise TailorError(f"{what} {str(path)!r} is under {root}, a pseudo filesystem")
-    ancestor = _existing_ancestor(path.parent)
-    if not ancestor.is_dir():
-        raise TailorError(f"{what} {str(path)!r}: {str(ancestor)!r} is a file, not a directory")
-    _probe_writable(ancestor, what=f"{what} {str(path)!r}: the directory")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise TailorError(f"{what} {str(path)!r} exists and is not writable")
-    return path
 
 
 # ---- config changes on resume ------------------------------------------------------------------

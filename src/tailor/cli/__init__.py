@@ -65,8 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except TailorError as exc:
         return _fail(str(exc))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A training loop stopped by Ctrl-C says where its final checkpoint is.
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _broken_pipe()
