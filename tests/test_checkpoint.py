@@ -12,7 +12,6 @@ from tailor.algos.ppo import PPOConfig, train
 from tailor.checkpoint import (
     flatten_optimizer,
     load_policy,
-    load_tensors,
     save_policy,
     unflatten_optimizer,
 )

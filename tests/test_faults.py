@@ -7,6 +7,7 @@ subprocesses for the kills timed by a watcher. The whole file runs in ~15 s.
 
 from __future__ import annotations
 
+import csv
 import os
 import random
 import signal
@@ -123,3 +124,72 @@ def test_subprocess_killed_when_a_checkpoint_file_appears(tmp_path: Path, wanted
         _watch_and_kill(run, wanted)
         step = fault_writer.check(run, min_step=step)
     assert step > 0
+
+
+def _metrics_rows(run: Path) -> list[dict[str, str]]:
+    try:
+        with open(run / "metrics.csv", newline="") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def test_cli_run_is_owned_and_ctrl_c_checkpoints_then_exits_130(tmp_path: Path, capsys) -> None:
+    """A real `tailor train`: a second one on the same --out (or a --resume of it) is refused
+    with the holder's pid while it runs; Ctrl-C makes it finish the iteration, write a
+    checkpoint (none was due: --checkpoint-every is huge) and exit 130; the run resumes."""
+    from tailor.cli import main
+
+    run = tmp_path / "run"
+    train = ["train", "--task", "pointmass", "--method", "soft", "--num-envs", "8", "--no-progress"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tailor.cli",
+            *train,
+            "--steps",
+            "100000000",
+            "--checkpoint-every",
+            "1000000",
+            "--out",
+            str(run),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(_metrics_rows(run)) < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "the training never logged two iterations"
+            time.sleep(0.05)
+        assert latest_checkpoint(run) is None  # nothing due yet
+        for argv in (
+            [*train, "--steps", "1024", "--out", str(run)],
+            ["train", "--resume", str(run), "--steps", "1024", "--no-progress"],
+        ):
+            assert main(argv) == 2
+            err = capsys.readouterr().err
+            assert f"in use by another tailor process (pid {proc.pid}" in err, err
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted: checkpoint at step" in err and "Traceback" not in err, err
+    ckpt = latest_checkpoint(run)
+    rows = _metrics_rows(run)
+    assert ckpt is not None and ckpt.step == int(rows[-1]["steps"])  # the last whole iteration
+    assert (
+        main(["train", "--resume", str(run), "--steps", str(ckpt.step + 512), "--no-progress"]) == 0
+    )
+    assert latest_checkpoint(run).step == ckpt.step + 512
+    assert [int(r["iteration"]) for r in _metrics_rows(run)] == list(range(1, len(rows) + 2))

@@ -61,6 +61,7 @@ from tailor.rundir import (
     defer_interrupts,
     latest_checkpoint,
     list_checkpoints,
+    lock_holder,
 )
 
 PRIORS = Path(__file__).resolve().parents[1] / "priors"
@@ -393,6 +394,15 @@ def test_claim_marks_the_run_and_release_frees_it(tmp_path: Path) -> None:
     assert not list(out.glob(".tailor-probe-*"))
 
 
+def test_lock_holder_names_the_holder_without_taking_the_lock(tmp_path: Path) -> None:
+    assert lock_holder(tmp_path / "never") is None
+    claimed = claim_run_dir(tmp_path / "run", "ppo")
+    assert lock_holder(tmp_path / "run").startswith(f"pid {os.getpid()} on ")
+    assert lock_holder(tmp_path / "run") is not None  # probing did not steal it
+    claimed.release()
+    assert lock_holder(tmp_path / "run") is None
+
+
 def test_a_second_process_gets_the_holders_pid_and_a_killed_holder_frees_the_lock(
     tmp_path: Path,
 ) -> None:
@@ -465,6 +475,22 @@ def test_a_run_that_never_checkpointed_may_be_started_over(tmp_path: Path) -> No
     (tmp_path / "foreign" / "metrics.csv").write_text("x")  # no marker: someone else's file
     with pytest.raises(TailorError, match="training metrics"):
         claim_run_dir(tmp_path / "foreign", "ppo")
+
+
+def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(tmp_path: Path) -> None:
+    new, kept = tmp_path / "new" / "run", tmp_path / "kept"
+    with pytest.raises(RuntimeError), claim_run_dir(new, "ppo"):
+        (new / "metrics.csv").write_text("iteration\n")
+        raise RuntimeError("NaN reward")
+    assert not new.exists() and (tmp_path / "new").is_dir()
+    with pytest.raises(RuntimeError), claim_run_dir(kept, "ppo"):
+        commit_checkpoint(kept, files_for(1), 1)
+        raise RuntimeError("NaN loss later")
+    assert latest_checkpoint(kept).step == 1  # a checkpoint is worth keeping
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RuntimeError), claim_run_dir(tmp_path / "mine", "ppo"):
+        raise RuntimeError("boom")
+    assert (tmp_path / "mine").is_dir()  # not created by the claim: never removed
 
 
 def test_overwrite_clears_only_tailor_files(tmp_path: Path) -> None:

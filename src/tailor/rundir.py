@@ -81,6 +81,7 @@ __all__ = [
     "describe_contents",
     "latest_checkpoint",
     "list_checkpoints",
+    "lock_holder",
     "stop_on_interrupt",
 ]
 
@@ -704,12 +705,18 @@ class MetricsLog:
 class RunDir:
     """A claimed run directory; holds its lock until :meth:`release` (or the ``with`` block, or
     the process, ends: the kernel drops an flock when its holder dies, even by SIGKILL, so a crash
-    never leaves a stale lock)."""
+    never leaves a stale lock).
+
+    A ``with`` block that ends in an exception before the run wrote any checkpoint or model, in a
+    directory the claim created, removes that directory again: a run that could not get going
+    leaves nothing behind (and no half-made run directory to refuse the next attempt).
+    """
 
     path: Path
     kind: str
     resumed: bool
     _fd: int | None = field(default=None, repr=False)
+    created: bool = False
 
     def latest(self) -> Checkpoint | None:
         """:func:`latest_checkpoint` of this run."""
@@ -733,8 +740,19 @@ class RunDir:
     def __enter__(self) -> RunDir:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        failed = exc_type is not None and self.created and _failed_start(self.path)
+        if failed:
+            _clear_owned(self.path)  # while still holding the lock
         self.release()
+        if failed:
+            # After the unlock: a process that opened the lock file meanwhile finds the
+            # directory gone when it tries to write, and fails cleanly.
+            (self.path / LOCK_FILE).unlink(missing_ok=True)
+            try:
+                self.path.rmdir()  # only if empty: a user's file put there meanwhile stays
+            except OSError:
+                pass
 
     def __del__(self) -> None:  # a forgotten release must not keep the run locked
         try:
@@ -780,10 +798,11 @@ def claim_run_dir(
         _check_not_prior(run_dir, Path(prior_path))
     if resume and not run_dir.is_dir():
         raise TailorError(f"cannot resume {str(run_dir)!r}: the directory does not exist")
+    created = not run_dir.exists()
     _make_dir(run_dir)
     probe_writable(run_dir)
     fd = _lock(run_dir)
-    claimed = RunDir(run_dir, kind, resume, fd)
+    claimed = RunDir(run_dir, kind, resume, fd, created=created)
     try:
         _take_over(claimed, overwrite)
     except BaseException:
@@ -990,6 +1009,28 @@ def _lock(run_dir: Path) -> int:
         },
     )
     return fd
+
+
+def lock_holder(run_dir: str | Path) -> str | None:
+    """Who holds ``run_dir``'s lock (``"pid 123 on host, since ..."``), or ``None`` if nobody.
+
+    For messages about a directory a process only reads (e.g. "it has no checkpoint yet"):
+    probing takes the lock for an instant and drops it again.
+    """
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except OSError:  # no lock file: never claimed (or not ours to open)
+        return None
+    try:
+        _try_lock(fd)
+    except OSError:
+        return _holder_text(Path(run_dir) / LOCK_PID_FILE)
+    else:
+        _unlock(fd)
+        return None
+    finally:
+        os.close(fd)
 
 
 def _read_holder(sidecar: Path) -> dict[str, Any]:

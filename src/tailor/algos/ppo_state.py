@@ -29,8 +29,15 @@ from tailor.checkpoint import (
 from tailor.envs import Task
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.rundir import Checkpoint, Retention, commit_checkpoint, config_diff, latest_checkpoint
-from tailor.rundir import config_change_error as _config_change_error
+from tailor.rundir import (
+    Checkpoint,
+    Retention,
+    commit_checkpoint,
+    config_change_error,
+    config_diff,
+    latest_checkpoint,
+    lock_holder,
+)
 
 __all__ = ["check_resumable", "read_trainer_meta", "restore", "save_checkpoint"]
 
@@ -78,6 +85,11 @@ def save_checkpoint(
 def _resumable_checkpoint(run_dir: str | Path) -> Checkpoint:
     """The run's latest checkpoint, which must include trainer state."""
     ckpt = latest_checkpoint(run_dir)
+    if ckpt is None and (holder := lock_holder(run_dir)) is not None:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it is in use by another tailor process ({holder}) "
+            "and has no checkpoint yet"
+        )
     if ckpt is None:
         raise TailorError(
             f"cannot resume {str(run_dir)!r}: it has no checkpoint (not a tailor run "
@@ -123,7 +135,7 @@ def check_resumable(
     old = info["config"].to_json()
     diff = config_diff(old, config_json, set(MUTABLE_ON_RESUME))
     if diff:
-        raise _config_change_error(run_dir, old, config_json, diff)
+        raise config_change_error(run_dir, old, config_json, diff)
 
 
 def restore(run_dir: Path, learner: PPOLearner) -> None:
