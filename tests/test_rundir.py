@@ -217,15 +217,17 @@ def test_garbage_of_a_killed_writer_is_collected(tmp_path: Path) -> None:
     (root / ".staging-step-3-abc" / POLICY_FILE).write_bytes(b"half")
     (root / "step-3").mkdir()  # renamed but never committed
     (root / ".trash-step-0-1").mkdir()
-    (tmp_path / ".policy.safetensors.xyz.tmp").write_bytes(b"torn")
+    (tmp_path / ".policy.safetensors.xyz12345.tmp").write_bytes(b"torn")
+    (tmp_path / ".notes.abcd1234.tmp").write_text("a user's file")  # not ours: stays
     removed = {p.name for p in collect_garbage(tmp_path)}
     assert removed == {
         ".staging-step-3-abc",
         "step-3",
         ".trash-step-0-1",
-        ".policy.safetensors.xyz.tmp",
+        ".policy.safetensors.xyz12345.tmp",
     }
     assert sorted(p.name for p in root.iterdir()) == ["step-1", "step-2"]  # snapshot kept
+    assert (tmp_path / ".notes.abcd1234.tmp").is_file()
     assert latest_checkpoint(tmp_path).step == 2
 
 
@@ -497,13 +499,20 @@ def test_overwrite_clears_only_tailor_files(tmp_path: Path) -> None:
     d = tmp_path / "run"
     claim_run_dir(d, "ppo").release()
     commit_checkpoint(d, files_for(3), 3)
-    for name in ("metrics.csv", "config.json", "notes.txt"):
+    for name in ("metrics.csv", "config.json", "model.safetensors", "notes.txt"):
         (d / name).write_text("x")
     (d / "tb").mkdir()
     with claim_run_dir(d, "lm-dpo", overwrite=True):
         left = sorted(p.name for p in d.iterdir())
         assert left == [".lock", ".lock.pid", "notes.txt", RUN_MARKER]
         assert json.loads((d / RUN_MARKER).read_text())["kind"] == "lm-dpo"
+    # A config.json without model weights is not a model's: someone else's file, kept.
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    (other / POLICY_FILE).write_text("x")
+    claim_run_dir(other, "ppo", overwrite=True).release()
+    assert sorted(p.name for p in other.iterdir()) == [".lock", "config.json", RUN_MARKER]
 
 
 def test_resume_rules(tmp_path: Path) -> None:

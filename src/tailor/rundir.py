@@ -101,12 +101,18 @@ _STEP_DIR = re.compile(r"^step-(\d+)(?:-r(\d+))?$")
 _MANIFEST_DIR = re.compile(rf"^{CHECKPOINTS_DIR}/step-\d+(?:-r\d+)?$")
 _STAGING_PREFIX = ".staging-"
 _TRASH_PREFIX = ".trash-"
-# Leftovers of tailor.checkpoint's atomic writes (".<name>.<random>.tmp") and of the probe.
-_TMP_FILE = re.compile(r"^\..+\.tmp$|^\.tailor-probe-")
+# Leftovers of the atomic writes of tailor's own files (".<name>.<8 random chars>.tmp", see
+# tailor.checkpoint) and of the writability probe. Only these: a user's own hidden files in an
+# --out directory are none of our business.
+_TMP_FILE = re.compile(
+    r"^\.(policy\.safetensors|policy\.json|trainer\.safetensors|checkpoint\.json|run\.json"
+    r"|\.lock\.pid|metrics\.csv)\.[A-Za-z0-9_]{8}\.tmp$|^\.tailor-probe-"
+)
 
-# Names a run or model directory may hold that `overwrite=True` clears (globs). Anything else in
-# the directory (a user's notes, unrelated data) is left alone.
-_OWNED_NAMES = (
+# Names a run directory may hold that `overwrite=True` clears (globs), and those of a Hugging
+# Face model directory, cleared only where there is a model (a bare config.json may well belong
+# to something else). Anything else in the directory (a user's notes, data) is left alone.
+_RUN_NAMES = (
     RUN_MARKER,
     MANIFEST_FILE,
     CHECKPOINTS_DIR,
@@ -117,13 +123,13 @@ _OWNED_NAMES = (
     "tb",
     "prior",
     "eval.json",
-    # Hugging Face model directories (`save_pretrained`) and tailor's LM sidecar.
+)
+_MODEL_WEIGHTS = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
+_MODEL_NAMES = (
+    *_MODEL_WEIGHTS,
     "config.json",
     "generation_config.json",
-    "model.safetensors",
-    "model-*.safetensors",
     "model.safetensors.index.json",
-    "pytorch_model*.bin",
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -779,7 +785,8 @@ def claim_run_dir(
 
     - ``resume``: it must hold a run of the same ``kind`` (a legacy one without ``run.json`` is
       accepted if its kind is unknown or matches); garbage of a killed writer is collected;
-    - ``overwrite``: the files tailor writes (see ``_OWNED_NAMES``) are moved aside and deleted;
+    - ``overwrite``: the files tailor writes (see ``_RUN_NAMES``; a model's files too where
+      there is a model) are moved aside and deleted;
       other files in the directory are left alone.
 
     Writes ``run.json`` (unless resuming a run that has one). Returns the held :class:`RunDir`.
@@ -918,16 +925,26 @@ def _clear_owned(run_dir: Path) -> None:
     """Move every tailor-owned entry into one trash directory (renames: atomic, quick), then
     delete it. A kill midway leaves a ``.trash-*`` directory that the next claim removes, and
     never a directory that looks like a valid old run: the manifest and marker go first."""
+    names = _RUN_NAMES + (_MODEL_NAMES if _holds_model(run_dir) else ())
     trash = Path(tempfile.mkdtemp(prefix=_TRASH_PREFIX, dir=run_dir))
     first = (MANIFEST_FILE, RUN_MARKER)
     entries = sorted(
-        (p for p in run_dir.iterdir() if any(fnmatch(p.name, pat) for pat in _OWNED_NAMES)),
+        (p for p in run_dir.iterdir() if any(fnmatch(p.name, pat) for pat in names)),
         key=lambda p: p.name not in first,
     )
     for entry in entries:
         os.rename(entry, trash / entry.name)  # a symlink moves as a link, its target untouched
     fsync_path(run_dir)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def _holds_model(run_dir: Path) -> bool:
+    """A Hugging Face model directory: weights next to a config, or an LM run's marker."""
+    names = [p.name for p in run_dir.iterdir()]
+    weights = any(fnmatch(n, pat) for n in names for pat in _MODEL_WEIGHTS)
+    marker = run_dir / RUN_MARKER
+    lm_run = marker.is_file() and (_saved_kind(run_dir) or "").startswith("lm-")
+    return lm_run or (weights and "config.json" in names)
 
 
 def _check_not_prior(run_dir: Path, prior: Path) -> None:
