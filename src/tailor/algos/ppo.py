@@ -563,8 +563,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "steps": int(meta["steps"]),
         }
     except (KeyError, TypeError, ValueError) as exc:
-        path = Path(run_dir) / "trainer.safetensors"
-        raise TailorError(f"{str(path)!r}: incomplete trainer metadata ({exc})") from None
+        raise TailorError(
+            f"{str(run_dir)!r}: incomplete trainer metadata in its checkpoint ({exc})"
+        ) from None
 
 
 def _read_trainer(run_dir: Path, config: PPOConfig, method: Method, task: Task) -> dict[str, Any]:
