@@ -58,10 +58,10 @@ from tailor.rundir import (
     commit_checkpoint,
     config_change_error,
     config_diff,
-    defer_interrupts,
     latest_checkpoint,
     list_checkpoints,
     lock_holder,
+    stop_on_interrupt,
 )
 
 PRIORS = Path(__file__).resolve().parents[1] / "priors"
@@ -301,16 +301,16 @@ def test_fuzz_manifests(tmp_path: Path, manifest: dict) -> None:
     assert run / CHECKPOINTS_DIR in ckpt.directory.parents
 
 
-def test_defer_interrupts_finishes_the_block_then_raises() -> None:
-    done = []
-    with pytest.raises(KeyboardInterrupt):
-        with defer_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)
+def test_stop_on_interrupt_turns_the_first_ctrl_c_into_a_request(capsys) -> None:
+    with stop_on_interrupt("finishing") as interrupt:
+        assert not interrupt.requested
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+        assert interrupt.requested  # no KeyboardInterrupt yet: the loop decides
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # the second one stops at once
             time.sleep(0.01)
-            done.append("saved")
-    assert done == ["saved"]
-    with defer_interrupts():  # no signal: no exception
-        done.append("again")
+    assert capsys.readouterr().err == "finishing\n"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

@@ -77,7 +77,6 @@ __all__ = [
     "commit_checkpoint",
     "config_change_error",
     "config_diff",
-    "defer_interrupts",
     "describe_contents",
     "latest_checkpoint",
     "list_checkpoints",
@@ -559,28 +558,6 @@ def list_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
             if files:
                 out.append(Checkpoint(step, path, files))
     return out
-
-
-@contextmanager
-def defer_interrupts() -> Iterator[None]:
-    """Hold back Ctrl-C (SIGINT) inside the block and raise ``KeyboardInterrupt`` after it.
-
-    For the final checkpoint a loop writes when interrupted: a second, impatient Ctrl-C must not
-    abort that save. (An aborted commit would still leave the previous checkpoint intact; this
-    keeps the newest one.) Outside the main thread signals cannot be handled, so the block runs
-    unguarded there.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        raise KeyboardInterrupt
 
 
 @dataclass
