@@ -12,7 +12,6 @@ from tailor.algos.ppo import PPOConfig, train
 from tailor.checkpoint import (
     flatten_optimizer,
     load_policy,
-    load_tensors,
     save_policy,
     unflatten_optimizer,
 )
@@ -21,6 +20,7 @@ from tailor.evaluate import evaluate
 from tailor.methods import resolve
 from tailor.nets import Actor, EmpiricalNormalization
 from tailor.priors import PolicyPrior, Prior, load_prior
+from tailor.rundir import latest_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_foreign_files_are_refused(run, tmp_path) -> None:
     with pytest.raises(TailorError, match="not a readable safetensors"):
         load_policy(text)
     with pytest.raises(TailorError, match="'tailor-trainer' file, expected a 'tailor-policy'"):
-        load_policy(run[0] / "trainer.safetensors")
+        load_policy(latest_checkpoint(run[0]).path("trainer.safetensors"))
     with pytest.raises(TailorError, match="does not exist"):
         load_policy(tmp_path / "missing.safetensors")
     with pytest.raises(TailorError, match=r"directory without a policy\.safetensors"):
@@ -144,7 +144,8 @@ def test_optimizer_state_round_trip() -> None:
 
 
 def test_trainer_file_holds_optimizer_and_rng(run) -> None:
-    tensors, meta = load_tensors(run[0] / "trainer.safetensors", "tailor-trainer")
+    # The trainer state lives with its policy in the checkpoint the manifest names.
+    tensors, meta = latest_checkpoint(run[0]).load("trainer.safetensors", "tailor-trainer")
     assert "rng" in tensors and any(k.startswith("optim.") for k in tensors)
     assert meta["steps"] == 1024 and meta["config"]["seed"] == 5
 

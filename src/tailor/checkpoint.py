@@ -13,12 +13,20 @@ A run directory holds:
 - ``trainer.safetensors``: what ``--resume`` needs besides the policy (critic, optimizer moments,
   random generator state) with its own JSON header (``format`` ``"tailor-trainer"``).
 
-Every file is written atomically: to a temporary file in the same directory, then
+Every file is written atomically: to a temporary file in the same directory, fsynced, then
 ``os.replace`` onto the final name, so a crash mid-write never leaves a truncated checkpoint behind.
+A checkpoint made of several files (policy + trainer) is committed as one unit by
+:func:`tailor.rundir.commit_checkpoint`: the files go to ``checkpoints/step-<N>/`` and the
+manifest ``checkpoint.json`` names the consistent set; the top-level ``policy.safetensors`` is a
+convenience copy of the latest policy. Run directories written before the manifest existed (only
+top-level files, like the shipped ``priors/``) still load.
+
+Headers are validated (:mod:`tailor.meta`) before any field is used.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import tempfile
@@ -30,6 +38,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from tailor.errors import TailorError
+from tailor.meta import parse_meta, schema_for, validate_meta
 from tailor.nets import Actor, EmpiricalNormalization
 
 __all__ = [
@@ -40,6 +49,7 @@ __all__ = [
     "flatten_optimizer",
     "load_policy",
     "load_tensors",
+    "policy_tensors",
     "resolve_policy_path",
     "save_policy",
     "save_tensors",
@@ -48,6 +58,7 @@ __all__ = [
 ]
 
 POLICY_FILE = "policy.safetensors"
+POLICY_JSON = "policy.json"
 TRAINER_FILE = "trainer.safetensors"
 POLICY_FORMAT = "tailor-policy"
 TRAINER_FORMAT = "tailor-trainer"
@@ -58,6 +69,25 @@ _META_KEY = "tailor"
 def _atomic_target(path: Path) -> tuple[int, str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def fsync_path(path: str | Path) -> None:
+    """Flush a file's (or directory's) data to disk.
+
+    ``os.replace`` alone survives a killed process but not a power cut: without fsync the rename
+    can reach the disk before the data, leaving an empty file under the final name.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY
+    try:
+        fd = os.open(path, flags)
+    except (IsADirectoryError, PermissionError):  # platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems (and directories on some OSes) do not support fsync
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -72,6 +102,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
     os.close(fd)
     try:
         save_file(clean, tmp, metadata={_META_KEY: json.dumps(header)})
+        fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -86,6 +117,8 @@ def write_json(path: str | Path, obj: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -95,37 +128,39 @@ def write_json(path: str | Path, obj: Any) -> None:
 def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a tailor safetensors file, validating it; returns ``(tensors, meta)``.
 
+    The header is checked against :func:`tailor.meta.schema_for` ``(expect_format)`` (types,
+    ranges, nesting depth) before it is returned, so callers may index it without guarding.
+
     Raises:
         TailorError: missing file, not a safetensors file, truncated, not written by tailor, the
-            wrong kind of tailor file, or a newer format version.
+            wrong kind of tailor file, metadata of the wrong shape, or a newer format version.
     """
     path = Path(path)
+    where = repr(str(path))
     if not path.is_file():
-        raise TailorError(f"checkpoint file {str(path)!r} does not exist")
+        raise TailorError(f"checkpoint file {where} does not exist")
     try:
-        tensors = load_file(str(path))
         with safe_open(str(path), "pt") as f:
             raw = (f.metadata() or {}).get(_META_KEY)
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, OverflowError) as exc:
         raise TailorError(
-            f"{str(path)!r} is not a readable safetensors checkpoint (truncated or corrupted "
+            f"{where} is not a readable safetensors checkpoint (truncated or corrupted "
             f"file?): {exc}"
         ) from None
     if raw is None:
         raise TailorError(
-            f"{str(path)!r} is a safetensors file but not a tailor checkpoint (no tailor "
+            f"{where} is a safetensors file but not a tailor checkpoint (no tailor "
             f"metadata); expected a {POLICY_FILE} written by `tailor train` or `tailor customize`"
         )
-    try:
-        meta = json.loads(raw)
-    except ValueError:
-        raise TailorError(f"{str(path)!r}: the tailor metadata is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != expect_format:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise TailorError(f"{str(path)!r} is a {found!r} file, expected a {expect_format!r} file")
+    meta = parse_meta(raw, where)
+    if meta.get("format") != expect_format:
+        found = meta.get("format")
+        raise TailorError(f"{where} is a {found!r} file, expected a {expect_format!r} file")
+    validate_meta(meta, schema_for(expect_format), where)
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise TailorError(
-            f"{str(path)!r} has format version {meta['format_version']}, newer than this tailor "
+            f"{where} has format version {meta['format_version']}, newer than this tailor "
             f"understands ({FORMAT_VERSION}); upgrade tailor"
         )
     return tensors, meta
@@ -139,6 +174,13 @@ def resolve_policy_path(path: str | Path) -> Path:
     """
     path = Path(path)
     if path.is_dir():
+        from tailor.rundir import latest_checkpoint  # lazy: rundir builds on this module
+
+        # The manifest's policy is the one consistent with the trainer state; the top-level
+        # copy may lag one checkpoint behind if a run was killed while refreshing it.
+        ckpt = latest_checkpoint(path)
+        if ckpt is not None and POLICY_FILE in ckpt.files:
+            return ckpt.files[POLICY_FILE]
         candidate = path / POLICY_FILE
         if not candidate.is_file():
             raise TailorError(
@@ -183,17 +225,17 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], obj: dict) -> dict:
     return {"state": state, "param_groups": obj["param_groups"]}
 
 
-def save_policy(
-    run_dir: str | Path, actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any]
-) -> Path:
-    """Write ``policy.safetensors`` (+ ``policy.json``) into ``run_dir``; returns the file path.
+def policy_tensors(
+    actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The ``(tensors, header)`` of a policy file, for :func:`save_tensors` or
+    :func:`tailor.rundir.commit_checkpoint`.
 
     ``meta`` holds the run's description (task, spaces, method, coefficients, steps, seed, ...);
     the architecture, normalizer and format fields are filled in here from the modules.
     """
     from tailor import __version__
 
-    run_dir = Path(run_dir)
     full = {
         "format": POLICY_FORMAT,
         "tailor_version": __version__,
@@ -209,9 +251,22 @@ def save_policy(
     }
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"obs_norm.{k}": v for k, v in obs_norm.state_dict().items()})
+    return tensors, full
+
+
+def save_policy(
+    run_dir: str | Path, actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any]
+) -> Path:
+    """Write ``policy.safetensors`` (+ ``policy.json``) into ``run_dir``; returns the file path.
+
+    A single standalone policy (a prior's copy under ``<run>/prior/``, an exported policy); the
+    checkpoints of a run go through :func:`tailor.rundir.commit_checkpoint` instead.
+    """
+    run_dir = Path(run_dir)
+    tensors, full = policy_tensors(actor, obs_norm, meta)
     path = run_dir / POLICY_FILE
     save_tensors(path, tensors, full)
-    write_json(run_dir / "policy.json", {"format_version": FORMAT_VERSION, **full})
+    write_json(run_dir / POLICY_JSON, {"format_version": FORMAT_VERSION, **full})
     return path
 
 
@@ -226,6 +281,7 @@ def load_policy(path: str | Path) -> tuple[Actor, EmpiricalNormalization, dict[s
     """
     file = resolve_policy_path(path)
     tensors, meta = load_tensors(file, POLICY_FORMAT)
+    _check_size(file, tensors, meta)
     try:
         arch = meta["architecture"]
         actor = Actor(
@@ -245,6 +301,23 @@ def load_policy(path: str | Path) -> tuple[Actor, EmpiricalNormalization, dict[s
             f"{str(file)!r}: the tensors do not match the architecture in its metadata ({exc})"
         ) from None
     return actor.eval(), obs_norm.eval(), meta
+
+
+def _check_size(file: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Refuse metadata whose architecture is far larger than the tensors stored with it.
+
+    Building the :class:`Actor` allocates what the header describes before the weights are
+    loaded, so a crafted header (``"hidden": [10**6, 10**6]``) must be caught here, not by
+    ``load_state_dict`` after gigabytes were allocated.
+    """
+    dims = [meta["obs_dim"], *meta["architecture"]["hidden"], meta["act_dim"]]
+    implied = sum((a + 1) * b for a, b in itertools.pairwise(dims))
+    stored = sum(v.numel() for k, v in tensors.items() if k.startswith("actor."))
+    if implied > stored:
+        raise TailorError(
+            f"{str(file)!r}: the metadata describes an actor of {implied} parameters but the "
+            f"file stores {stored} (corrupted or mismatched metadata)"
+        )
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["TailorError"]
+import errno
+
+__all__ = ["TailorError", "describe_os_error"]
 
 
 class TailorError(ValueError):
@@ -11,3 +13,26 @@ class TailorError(ValueError):
     The message must say what is wrong and, where possible, what would be right. The command line
     prints it as ``error: <message>`` and exits with code 2, never with a traceback.
     """
+
+
+# What to do about the OS errors a user can fix; the rest get the system's message alone.
+_OS_HINTS = {
+    errno.ENOSPC: "free some disk space or write elsewhere",
+    errno.EDQUOT: "over the disk quota: free some space or write elsewhere",
+    errno.EACCES: "check the permissions, or write elsewhere",
+    errno.EPERM: "check the permissions, or write elsewhere",
+    errno.EROFS: "the filesystem is read-only: write elsewhere",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n)",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """An ``OSError`` as one line for ``error: ...``: the system's message, the path(s) it names,
+    and what to do where there is an obvious remedy."""
+    text = exc.strerror or str(exc) or type(exc).__name__
+    paths = [repr(str(p)) for p in (exc.filename, exc.filename2) if p is not None]
+    if paths:
+        text += ": " + " -> ".join(paths)
+    hint = _OS_HINTS.get(exc.errno) if exc.errno is not None else None
+    return f"{text} ({hint})" if hint else text

@@ -3,7 +3,6 @@ lines and episode summaries of the off-policy loops (soft DQN, SAC)."""
 
 from __future__ import annotations
 
-import csv
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ import torch
 
 from tailor.algos.rollout import Rollout
 from tailor.methods import Method
+from tailor.rundir import METRICS_FILE, MetricsLog
 
 __all__ = ["METRIC_FIELDS", "RunLog", "episode_summary", "log_line", "metrics_row"]
 
@@ -115,7 +115,7 @@ class RunLog:
     def write(self, row: dict[str, Any], batch: int) -> None:
         """Log one iteration's row; ``batch`` steps advance the progress bar."""
         if self.csv is not None:
-            self.csv.writerow(row)
+            self.csv.write(row)
         if self.tb is not None:
             for key in METRIC_FIELDS[3:]:
                 if isinstance(row[key], float):
@@ -159,38 +159,18 @@ def _tensorboard(run_dir: Path | None) -> Any:
     return SummaryWriter(str(run_dir / "tb"))
 
 
-class _CsvLog:
-    """metrics.csv, appended one row per iteration and flushed (readable while training)."""
-
-    def __init__(self, path: Path, append: bool) -> None:
-        self.file = open(path, "a" if append else "w", newline="")
-        self.writer = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
-        if not append:
-            self.writer.writeheader()
-
-    def writerow(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(row)
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _open_metrics(run_dir: Path | None, start_iter: int, resume: bool) -> _CsvLog | None:
+def _open_metrics(run_dir: Path | None, start_iter: int, resume: bool) -> MetricsLog | None:
+    """``metrics.csv`` through :class:`tailor.rundir.MetricsLog`: appended, and on resume the rows
+    after the checkpoint (redone by this session) dropped by an atomic replace, never by
+    truncating the file in place (a kill then used to leave it empty)."""
     if run_dir is None:
         return None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "metrics.csv"
-    if resume and path.is_file():
-        # Drop rows written after the checkpoint we resume from (they will be redone).
-        with open(path, newline="") as f:
-            kept = [r for r in csv.DictReader(f) if int(r["iteration"]) <= start_iter]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-            writer.writeheader()
-            writer.writerows(kept)
-        return _CsvLog(path, append=True)
-    return _CsvLog(path, append=False)
+    return MetricsLog(
+        run_dir / METRICS_FILE,
+        METRIC_FIELDS,
+        resume_at=start_iter if resume else None,
+        key="iteration",
+    )
 
 
 def episode_summary(

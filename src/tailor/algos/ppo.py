@@ -10,7 +10,8 @@ The loop (:func:`train`) reads like pseudocode::
         update:   epochs x minibatches of clipped-surrogate + clipped value loss
                   - method.entropy_bonus * entropy, adaptive learning rate from the KL
         log:      metrics.csv (+ TensorBoard if installed), progress bar
-        save:     policy.safetensors + trainer.safetensors, atomically, every few iterations
+        save:     policy + trainer state as one crash-consistent checkpoint every few
+                  iterations (and after the iteration a Ctrl-C interrupts)
 
 The state lives in a few small objects: the :class:`~tailor.algos.rollout.Rollout` buffer, the
 :class:`~tailor.algos.ppo_learner.PPOLearner` (actor, critic, normalizers, optimizer; acting,
@@ -29,6 +30,7 @@ value loss, adaptive learning rate from the Gaussian KL, empirical observation n
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -51,6 +53,7 @@ from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
+from tailor.rundir import stop_on_interrupt
 
 __all__ = [
     "METRIC_FIELDS",
@@ -347,6 +350,13 @@ def train(
 
     obs = env.reset()
     it = start_iter
+    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
+    interrupt = stack.enter_context(
+        stop_on_interrupt(
+            "interrupted: finishing this iteration and writing a checkpoint "
+            "(Ctrl-C again to stop at once)"
+        )
+    )
     try:
         for it in range(start_iter, n_iters):
             t_iter = time.perf_counter()
@@ -389,13 +399,17 @@ def train(
             # ---- 5. save ---------------------------------------------------------------------
             stop = callback is not None and bool(callback(row))
             last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
-            if run_dir is not None and last:
+            if run_dir is not None and (last or interrupt.requested):
                 args = (config.to_json(), meta, it + 1, steps, method, task)
                 ppo_state.save_checkpoint(run_dir, learner, *args)
                 last_ckpt = steps
+            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
+                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
+                raise KeyboardInterrupt(saved_note)
             if stop:
                 break
     finally:
+        stack.close()
         log.close()
         env.close()
     done_iters = it + 1 if rows else start_iter
@@ -549,8 +563,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "steps": int(meta["steps"]),
         }
     except (KeyError, TypeError, ValueError) as exc:
-        path = Path(run_dir) / "trainer.safetensors"
-        raise TailorError(f"{str(path)!r}: incomplete trainer metadata ({exc})") from None
+        raise TailorError(
+            f"{str(run_dir)!r}: incomplete trainer metadata in its checkpoint ({exc})"
+        ) from None
 
 
 def _read_trainer(run_dir: Path, config: PPOConfig, method: Method, task: Task) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """PPO checkpoints and resume: what ``--resume`` needs besides the policy.
 
-A PPO run directory holds ``policy.safetensors`` (the actor and its observation normalizer, the
-file any tailor command reads as a policy or prior) and ``trainer.safetensors`` (critic, return
-normalizer, optimizer moments, the generator state, and in its JSON header the iteration, steps,
-learning rate, config, task, method and coefficients). Both carry ``steps`` so that resume can
-tell a matched pair from an interrupted save. File formats: :mod:`tailor.checkpoint`.
+A PPO checkpoint is two files: ``policy.safetensors`` (the actor and its observation
+normalizer, the file any tailor command reads as a policy or prior) and ``trainer.safetensors``
+(critic, return normalizer, optimizer moments, the generator state, and in its JSON header the
+iteration, steps, learning rate, config, task, method and coefficients). They are committed
+together by :func:`tailor.rundir.commit_checkpoint` into ``checkpoints/step-<N>/`` and named by
+the manifest ``checkpoint.json``, so a kill at any moment leaves a matched pair;
+``<run>/policy.safetensors`` is a copy of the latest policy. Run directories from before the
+manifest (top-level files only) still resume when their two files carry the same ``steps``.
+File formats: :mod:`tailor.checkpoint`.
 """
 
 from __future__ import annotations
@@ -19,14 +23,21 @@ from tailor.checkpoint import (
     TRAINER_FORMAT,
     flatten_optimizer,
     load_policy,
-    load_tensors,
-    save_policy,
-    save_tensors,
+    policy_tensors,
     unflatten_optimizer,
 )
 from tailor.envs import Task
 from tailor.errors import TailorError
 from tailor.methods import Method
+from tailor.rundir import (
+    Checkpoint,
+    Retention,
+    commit_checkpoint,
+    config_change_error,
+    config_diff,
+    latest_checkpoint,
+    lock_holder,
+)
 
 __all__ = ["check_resumable", "read_trainer_meta", "restore", "save_checkpoint"]
 
@@ -43,45 +54,68 @@ def save_checkpoint(
     steps: int,
     method: Method,
     task: Task,
-) -> None:
-    """Write trainer state then policy, each atomically; both carry ``steps`` to be matched."""
+    keep: Retention | None = None,
+) -> Checkpoint:
+    """Commit policy + trainer state of ``steps`` as one checkpoint (see the module docstring);
+    older checkpoints keep their policy only (``keep``, default :class:`Retention` ``()``)."""
     opt_tensors, opt_json = flatten_optimizer(learner.optimizer.state_dict())
     tensors = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
     tensors.update({f"return_norm.{k}": v for k, v in learner.return_norm.state_dict().items()})
     tensors.update(opt_tensors)
     tensors["rng"] = learner.gen.get_state()
-    save_tensors(
-        run_dir / TRAINER_FILE,
-        tensors,
-        {
-            "format": TRAINER_FORMAT,
-            "iteration": iteration,
-            "steps": steps,
-            "learning_rate": learner.lr,
-            "config": config_json,
-            "task": task.name,
-            "method": method.name,
-            "coefficients": dict(method.coefficients),
-            "optimizer": opt_json,
-        },
-    )
+    trainer_meta = {
+        "format": TRAINER_FORMAT,
+        "iteration": iteration,
+        "steps": steps,
+        "learning_rate": learner.lr,
+        "config": config_json,
+        "task": task.name,
+        "method": method.name,
+        "coefficients": dict(method.coefficients),
+        "optimizer": opt_json,
+    }
     policy_meta = {**meta, "steps": steps, "iteration": iteration}
-    save_policy(run_dir, learner.actor, learner.obs_norm, policy_meta)
+    files = {
+        POLICY_FILE: policy_tensors(learner.actor, learner.obs_norm, policy_meta),
+        TRAINER_FILE: (tensors, trainer_meta),
+    }
+    return commit_checkpoint(run_dir, files, steps, keep)
+
+
+def _resumable_checkpoint(run_dir: str | Path) -> Checkpoint:
+    """The run's latest checkpoint, which must include trainer state."""
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None and (holder := lock_holder(run_dir)) is not None:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it is in use by another tailor process ({holder}) "
+            "and has no checkpoint yet"
+        )
+    if ckpt is None:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: it has no checkpoint (not a tailor run "
+            "directory, or no checkpoint was written yet)"
+        )
+    if TRAINER_FILE not in ckpt.files:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: its checkpoint at step {ckpt.step} has no "
+            f"{TRAINER_FILE}"
+            + (
+                " consistent with its policy (a run directory written by an older tailor and "
+                "interrupted between its two files)"
+                if ckpt.legacy
+                else ""
+            )
+        )
+    return ckpt
 
 
 def read_trainer_meta(run_dir: str | Path) -> dict[str, Any]:
-    """The JSON header of ``run_dir/trainer.safetensors``.
+    """The JSON header of the latest checkpoint's ``trainer.safetensors``.
 
     Raises:
-        TailorError: no or unreadable trainer checkpoint in ``run_dir``.
+        TailorError: no checkpoint, no trainer state in it, or an unreadable file.
     """
-    path = Path(run_dir) / TRAINER_FILE
-    if not path.is_file():
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r}: it has no {TRAINER_FILE} (not a "
-            "tailor run directory, or no checkpoint was written yet)"
-        )
-    return load_tensors(path, TRAINER_FORMAT)[1]
+    return _resumable_checkpoint(run_dir).load(TRAINER_FILE, TRAINER_FORMAT)[1]
 
 
 def check_resumable(
@@ -98,21 +132,19 @@ def check_resumable(
             f"cannot resume {str(run_dir)!r}: it was trained with coefficients "
             f"{info['coefficients']}, not {dict(method.coefficients)}"
         )
-    old, new = info["config"].to_json(), config_json
-    diff = [k for k in new if k not in MUTABLE_ON_RESUME and old.get(k) != new[k]]
+    old = info["config"].to_json()
+    diff = config_diff(old, config_json, set(MUTABLE_ON_RESUME))
     if diff:
-        raise TailorError(
-            f"cannot resume {str(run_dir)!r} with a different config: "
-            + ", ".join(f"{k}={new[k]!r} (saved {old.get(k)!r})" for k in diff)
-        )
+        raise config_change_error(run_dir, old, config_json, diff)
 
 
 def restore(run_dir: Path, learner: PPOLearner) -> None:
-    """Load the checkpoint in ``run_dir`` into ``learner`` (actor, normalizers, critic,
+    """Load the latest checkpoint in ``run_dir`` into ``learner`` (actor, normalizers, critic,
     optimizer, generator, learning rate); the actor and a real normalizer go back to training."""
-    tensors, meta = load_tensors(run_dir / TRAINER_FILE, TRAINER_FORMAT)
-    saved_actor, saved_norm, policy_meta = load_policy(run_dir / POLICY_FILE)
-    if policy_meta.get("steps") != meta["steps"]:
+    ckpt = _resumable_checkpoint(run_dir)
+    tensors, meta = ckpt.load(TRAINER_FILE, TRAINER_FORMAT)
+    saved_actor, saved_norm, policy_meta = load_policy(ckpt.path(POLICY_FILE))
+    if policy_meta.get("steps") != meta["steps"]:  # a manifest rules it out; legacy dirs: check
         raise TailorError(
             f"cannot resume {str(run_dir)!r}: {POLICY_FILE} is at step {policy_meta.get('steps')} "
             f"but {TRAINER_FILE} at step {meta['steps']} (interrupted while saving?)"

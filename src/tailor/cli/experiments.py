@@ -111,7 +111,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from tailor.experiments.tables import preset_table
+    from tailor.paths import check_output_file
 
+    if args.out:
+        check_output_file(args.out, what="--out")
     text = preset_table(args.preset, args.dir, args.budget)
     print(text)
     if args.out:

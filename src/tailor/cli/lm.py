@@ -43,6 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-len", type=int, default=32, help="longest sequence incl. bos/eos")
     p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run or model already in --out (by default it is refused)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_pretrain)
 
@@ -88,6 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prompt to customize on (repeatable; default: the empty prompt)",
     )
     p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run or model already in --out (by default it is refused)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_customize)
 
@@ -159,6 +169,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         pretrain_meta,
         save_model,
     )
+    from tailor.rundir import claim_run_dir
 
     _threads()
     lines = load_corpus(args.corpus)
@@ -172,13 +183,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
-    t0 = time.perf_counter()
-    model, tokenizer, losses = pretrain(lines, config, progress=not args.quiet)
-    wall = time.perf_counter() - t0
-    meta = pretrain_meta(config, str(args.corpus), losses, len(lines))
-    meta["wall_seconds"] = round(wall, 1)
-    meta["parameters"] = count_parameters(model)
-    save_model(model, tokenizer, args.out, meta)
+    with claim_run_dir(args.out, "lm-model", overwrite=args.overwrite):
+        t0 = time.perf_counter()
+        model, tokenizer, losses = pretrain(lines, config, progress=not args.quiet)
+        wall = time.perf_counter() - t0
+        meta = pretrain_meta(config, str(args.corpus), losses, len(lines))
+        meta["wall_seconds"] = round(wall, 1)
+        meta["parameters"] = count_parameters(model)
+        save_model(model, tokenizer, args.out, meta)
     print(
         f"pretrained {meta['parameters']} parameters on {len(lines)} lines in {wall:.0f}s; "
         f"loss (last 100 steps) {meta['final_loss_mean_last_100']:.3f} nats/token -> {args.out}"
@@ -250,6 +262,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         coefficients=given,
         record={"rewards_file": args.rewards_file, "preferences": args.preferences},
+        overwrite=args.overwrite,
     )
     final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
@@ -276,10 +289,13 @@ def _overrides(args: argparse.Namespace, offline: bool) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tailor.lm.evaluate import evaluate_model
     from tailor.lm.model import load_model, load_tokenizer
+    from tailor.paths import check_output_file
 
     _positive("--samples", args.samples)
     _positive("--max-new-tokens", args.max_new_tokens)
     reward = _resolve_reward(args)
+    if args.json:
+        check_output_file(args.json)  # before the sampling, not after
     _threads()
     model = load_model(args.model)
     prior = load_model(args.prior, what="prior")
@@ -318,7 +334,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     from tailor.lm.toy import BridgeConfig, bridge_report
+    from tailor.paths import check_output_file
 
+    if args.json:
+        check_output_file(args.json)
     _threads()
     c = BridgeConfig()
     t0 = time.perf_counter()

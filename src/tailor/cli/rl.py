@@ -112,6 +112,11 @@ def _common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run directory to write (policy, metrics.csv, checkpoints)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run or model already in --out (by default it is refused)",
+    )
     p.add_argument("--num-envs", type=int, help="parallel environments (default: PPOConfig's)")
     p.add_argument(
         "--checkpoint-every",
@@ -270,6 +275,8 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     if args.resume:
         if not ppo:
             raise TailorError(f"--resume is only supported with --algo ppo, not {args.algo}")
+        if args.overwrite:
+            raise TailorError("--resume continues a run and --overwrite replaces it: pass one")
         return _resume(args, customization)
     if not ppo and (not args.task or not args.out):
         raise TailorError("--task and --out are required")
@@ -303,6 +310,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             args.omega_prime,
             args.alpha_hat,
             method=method,
+            overwrite=args.overwrite,
             **progress,
             **settings,
         )
@@ -315,6 +323,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             args.out,
             method=args.method or "soft",
             alpha=args.alpha,
+            overwrite=args.overwrite,
             **progress,
             **settings,
         )
@@ -337,10 +346,13 @@ def cmd_customize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tailor.checkpoint import write_json
     from tailor.experiments import run
+    from tailor.paths import check_output_file
 
     _load_tasks(args)
     if args.episodes < 1:
         raise TailorError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.json:
+        check_output_file(args.json)  # before the episodes, not after
     kind = run.policy_kind(args.policy)
     result = run.evaluate(
         args.policy,

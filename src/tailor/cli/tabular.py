@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tailor.errors import TailorError
+from tailor.paths import check_output_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if not args.cases_scale > 0:
         raise TailorError(f"--cases-scale must be > 0, got {args.cases_scale}")
+    if args.json is not None:
+        check_output_file(args.json)  # before the checks run, not after
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"tailor verify: seed {seed} (rerun with --seed {seed})", file=sys.stderr)
     start = time.perf_counter()
@@ -93,6 +96,7 @@ def cmd_mdvi(args: argparse.Namespace) -> int:
         raise TailorError(f"--lams must be comma-separated numbers, got {args.lams!r}") from None
     if args.out.suffix.lower() != ".png":
         raise TailorError(f"--out must be a .png file, got {args.out}")
+    check_output_file(args.out, what="--out")
     data = mdvi_experiment(
         lams,
         args.states,

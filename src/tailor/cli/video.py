@@ -85,6 +85,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         from tailor.envs import load_tasks_file
 
         load_tasks_file(args.tasks_file)
+    from tailor.paths import check_output_file
+
+    check_output_file(args.out, what="--out")  # before the episodes are rendered
     if args.label is not None and len(args.label) != len(args.policy):
         raise TailorError(
             f"got {len(args.label)} --label for {len(args.policy)} policies; give one per policy"

@@ -53,7 +53,7 @@ from tailor.algos.ppo import PPOConfig, read_run
 from tailor.algos.ppo import train as train_ppo
 from tailor.algos.sac import SACConfig, train_sac
 from tailor.algos.soft_dqn import SoftDQNConfig, train_soft_dqn
-from tailor.checkpoint import POLICY_FILE, TRAINER_FILE, load_tensors, save_tensors, write_json
+from tailor.checkpoint import POLICY_FILE, load_tensors, save_tensors, write_json
 from tailor.envs import Task, get_task, load_tasks_file, make_env
 from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
@@ -68,6 +68,7 @@ from tailor.methods import (
 )
 from tailor.nets import SquashedGaussianActor, mlp
 from tailor.priors import QPrior, load_prior
+from tailor.rundir import RunDir, claim_run_dir
 
 __all__ = [
     "ALGOS",
@@ -388,6 +389,7 @@ class RunRequest:
         log: progress printer (``None``: silent).
         config: fields of the algorithm's config dataclass.
         progress: PPO only: a progress bar.
+        overwrite: replace a run or model already in ``out`` (otherwise it is refused).
     """
 
     task: Task
@@ -399,6 +401,14 @@ class RunRequest:
     log: Log
     config: Mapping[str, Any]
     progress: bool = False
+    overwrite: bool = False
+
+
+def _claim(r: RunRequest, kind: str) -> RunDir:
+    """Own ``r.out`` for the whole run (:func:`tailor.rundir.claim_run_dir`): refuses another
+    process's run, an existing run or model unless ``r.overwrite``, and always the prior's own
+    directory. Called after the inputs are checked and before the long work starts."""
+    return claim_run_dir(r.out, kind, overwrite=r.overwrite, prior_path=r.prior)
 
 
 def _save_trained(
@@ -411,14 +421,11 @@ def _save_trained(
 
 
 def _run_ppo(r: RunRequest) -> Path:
-    if (r.out / TRAINER_FILE).exists():
-        raise TailorError(
-            f"{str(r.out)!r} already holds a run; continue it with "
-            f"--resume {r.out} or choose another --out"
-        )
     cfg = _config(PPOConfig, r.steps, r.seed, r.config)
+    cfg.validate()
     prior = load_prior(r.prior) if r.prior is not None else None
-    result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
+    with _claim(r, "ppo"):
+        result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
     _log_ppo(r.log, r.method, r.task, result, r.out)
     return r.out
 
@@ -440,13 +447,22 @@ def _log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> No
 def _run_dqn(r: RunRequest) -> Path:
     if r.prior is None:
         cfg = _config(SoftDQNConfig, r.steps, r.seed, r.config)
-        qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log)
-        return _save_trained(r, "dqn", "q", qnet, cfg, stats)
+        with _claim(r, "dqn"):
+            qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log)
+            return _save_trained(r, "dqn", "q", qnet, cfg, stats)
     q_prior, _, _ = _load_dqn_prior(r.prior, r.task)
     # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
     defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
     cfg = _config(SoftDQNConfig, r.steps, r.seed, {**defaults, **r.config})
-    q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log)
+    with _claim(r, "dqn"):
+        q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log)
+        return _save_residual_dqn(r, q_r, q_prior, cfg, stats)
+
+
+def _save_residual_dqn(
+    r: RunRequest, q_r: torch.nn.Module, q_prior: QPrior, cfg: Any, stats: dict
+) -> Path:
+    """Save a residual DQN: ``Q_R`` (``q.*``) with the prior Q-network it acts with."""
     tensors = {f"q.{k}": v for k, v in q_r.state_dict().items()}
     tensors.update({f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()})
     extra = {"has_prior": True, "prior_alpha": q_prior.alpha}
@@ -457,8 +473,9 @@ def _run_dqn(r: RunRequest) -> Path:
 def _run_sac(r: RunRequest) -> Path:
     if r.prior is None:
         cfg = _config(SACConfig, r.steps, r.seed, r.config)
-        actor, stats = train_sac(r.task, r.method, cfg, log=r.log)
-        return _save_trained(r, "sac", "actor", actor, cfg, stats)
+        with _claim(r, "sac"):
+            actor, stats = train_sac(r.task, r.method, cfg, log=r.log)
+            return _save_trained(r, "sac", "actor", actor, cfg, stats)
     pmeta, ptensors = load_policy(r.prior)
     if pmeta.get("algo") != "sac":
         raise TailorError(
@@ -468,11 +485,12 @@ def _run_sac(r: RunRequest) -> Path:
     _check_task(pmeta, r.task, r.prior)
     cfg = _config(SACConfig, r.steps, r.seed, {"hidden": tuple(pmeta["hidden"]), **r.config})
     prior_actor = _sac_actor(pmeta, ptensors)
-    actor, stats = train_sac(r.task, r.method, cfg, prior=prior_actor, log=r.log)
-    tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-    extra = {"has_prior": False, "prior_alpha": float(pmeta["coefficients"]["alpha_hat"])}
-    meta = _meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
-    return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
+    with _claim(r, "sac"):
+        actor, stats = train_sac(r.task, r.method, cfg, prior=prior_actor, log=r.log)
+        tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
+        extra = {"has_prior": False, "prior_alpha": float(pmeta["coefficients"]["alpha_hat"])}
+        meta = _meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
+        return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
 
 
 def _run_mcts(r: RunRequest) -> Path:
@@ -490,7 +508,8 @@ def _run_mcts(r: RunRequest) -> Path:
     extra = {"has_prior": True, "prior_alpha": q_prior.alpha, "hidden_prior": pmeta["hidden"]}
     meta = _meta(r.task, "mcts", r.method, cfg, {}, 0, r.seed, **extra)
     meta["hidden"] = pmeta["hidden"]
-    return _save(r.out, tensors, meta)
+    with _claim(r, "mcts"):
+        return _save(r.out, tensors, meta)
 
 
 _RUNNERS = {"ppo": _run_ppo, "dqn": _run_dqn, "sac": _run_sac, "mcts": _run_mcts}
@@ -511,6 +530,7 @@ def train_prior(
     alpha: float | None = None,
     log: Log = print,
     progress: bool = False,
+    overwrite: bool = False,
     **config: Any,
 ) -> Path:
     """Train a policy from scratch with PPO, soft DQN (discrete actions) or SAC.
@@ -527,13 +547,15 @@ def train_prior(
         alpha: the temperature (default: the task's coefficient for ``method``).
         log: progress printer (``None``: silent).
         progress: PPO only: a progress bar.
+        overwrite: replace a run or model already in ``out`` (otherwise it is refused).
         **config: fields of the algorithm's config dataclass to override.
 
     Returns:
         The run directory.
 
     Raises:
-        TailorError: bad algo/method/steps, a task whose action space does not fit the algo.
+        TailorError: bad algo/method/steps, a task whose action space does not fit the algo,
+            an ``out`` that holds another run (see :func:`tailor.rundir.claim_run_dir`).
     """
     task = get_task(task)
     _check_algo(algo, TRAIN_ALGOS)
@@ -546,7 +568,8 @@ def train_prior(
     steps = _check_steps(steps)
     if algo != "ppo":
         torch.set_num_threads(1)
-    return _RUNNERS[algo](RunRequest(task, m, steps, seed, Path(out), None, log, config, progress))
+    request = RunRequest(task, m, steps, seed, Path(out), None, log, config, progress, overwrite)
+    return _RUNNERS[algo](request)
 
 
 def customize(
@@ -562,6 +585,7 @@ def customize(
     method: str = "residual",
     log: Log = print,
     progress: bool = False,
+    overwrite: bool = False,
     **config: Any,
 ) -> Path:
     """Customize a prior to the task's add-on reward with PPO, residual soft DQN, SAC or MCTS.
@@ -583,13 +607,15 @@ def customize(
             0``); MCTS is always residual.
         log: progress printer.
         progress: PPO only: a progress bar.
+        overwrite: replace a run or model already in ``out`` (never the prior's directory).
         **config: fields of the algorithm's config dataclass.
 
     Returns:
         The run directory.
 
     Raises:
-        TailorError: bad algo/method, a prior of the wrong kind or for another env.
+        TailorError: bad algo/method, a prior of the wrong kind or for another env, an ``out``
+            that holds another run or is the prior's directory.
     """
     task = get_task(task)
     _check_algo(algo, CUSTOMIZE_ALGOS)
@@ -606,7 +632,7 @@ def customize(
         m = task_method(task, method, flags=True, omega_prime=omega_prime, alpha_hat=alpha_hat)
     if algo != "ppo":
         torch.set_num_threads(1)
-    request = RunRequest(task, m, steps, seed, Path(out), prior, log, config, progress)
+    request = RunRequest(task, m, steps, seed, Path(out), prior, log, config, progress, overwrite)
     return _RUNNERS[algo](request)
 
 
@@ -632,7 +658,10 @@ def resume(
     config.total_steps = _check_steps(steps)
     if checkpoint_every is not None:
         config.checkpoint_every = checkpoint_every
-    result = train_ppo(task, method, config, run_dir, resume=True, progress=progress)
+    # The lock makes a second `--resume` of a running run an error instead of a second writer;
+    # the claim also collects what a killed session left half-written.
+    with claim_run_dir(run_dir, "ppo", resume=True):
+        result = train_ppo(task, method, config, run_dir, resume=True, progress=progress)
     _log_ppo(log, method, task, result, run_dir)
     return run_dir, info
 
@@ -770,6 +799,7 @@ def lm_customize(
     progress: bool = True,
     coefficients: Mapping[str, float | None] | None = None,
     record: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Customize a causal LM with token-level PPO (``residual``/``kl``/``greedy``) or the DPO
     family (``dpo``/``ce-dpo``/``decoupled-dpo``) and save it to ``out``.
@@ -788,6 +818,7 @@ def lm_customize(
         progress: show a progress bar.
         coefficients: ``omega_prime`` / ``alpha_hat`` / ``beta`` (``None``: the defaults).
         record: extra keys for the saved metadata (e.g. the reward file).
+        overwrite: replace a run or model already in ``out`` (never the prior's directory).
 
     Returns:
         The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
@@ -801,35 +832,53 @@ def lm_customize(
     prompts = list(prompts or [""])
     base = {"seed": seed} | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})
     settings = {**base, **dict(overrides or {})}
-    t0 = time.perf_counter()
     if not m.offline:
         from tailor.algos.lm_ppo import LMPPOConfig, customize_ppo
 
         config: Any = LMPPOConfig(**settings)
-        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, progress=progress)
-        info: dict[str, Any] = {"coefficients": dict(m.coefficients), "source": "on-policy samples"}
-        final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
     else:
         from tailor.algos.dpo import LMDPOConfig, customize_offline
 
         config = LMDPOConfig(**settings)
-        policy, history, info = customize_offline(
-            prior, tok, m, config, reward=reward, pairs=pairs, prompts=prompts, progress=progress
-        )
-        final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
-    wall = time.perf_counter() - t0
-    meta = {
-        "kind": "customize",
-        "method": method,
-        "prior": str(prior_dir),
-        "reward": reward,
-        **dict(record or {}),
-        "prompts": prompts,
-        "config": dataclasses.asdict(config),
-        "data": info,
-        "wall_seconds": round(wall, 1),
-        "final": final,
-        "history": history,
-    }
-    save_model(policy, tok, out, meta)
-    return meta
+    kind = "lm-dpo" if m.offline else "lm-ppo"
+    # Claimed once the prior and the config are known good, before the training: a refused --out
+    # costs nothing, and no directory is made for a run that cannot start.
+    with claim_run_dir(out, kind, overwrite=overwrite, prior_path=prior_dir):
+        t0 = time.perf_counter()
+        if not m.offline:
+            policy, history = customize_ppo(
+                prior, tok, reward, m, config, prompts, progress=progress
+            )
+            info: dict[str, Any] = {
+                "coefficients": dict(m.coefficients),
+                "source": "on-policy samples",
+            }
+            final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
+        else:
+            policy, history, info = customize_offline(
+                prior,
+                tok,
+                m,
+                config,
+                reward=reward,
+                pairs=pairs,
+                prompts=prompts,
+                progress=progress,
+            )
+            final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
+        wall = time.perf_counter() - t0
+        meta = {
+            "kind": "customize",
+            "method": method,
+            "prior": str(prior_dir),
+            "reward": reward,
+            **dict(record or {}),
+            "prompts": prompts,
+            "config": dataclasses.asdict(config),
+            "data": info,
+            "wall_seconds": round(wall, 1),
+            "final": final,
+            "history": history,
+        }
+        save_model(policy, tok, out, meta)
+        return meta
