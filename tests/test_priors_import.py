@@ -1,0 +1,510 @@
+"""Importing priors from other libraries: exactness against the libraries themselves, bad input.
+
+Every prior here is made by the real library (SB3 models trained for a few hundred steps, an
+rsl-rl ``MLPModel`` built with rsl-rl's classes), saved the way the library saves it, loaded with
+:func:`tailor.priors.load_prior`, and compared on 64 observations: ``act(obs, deterministic=True)``
+against the library's deterministic action, ``log_prob`` against the library's distribution, with
+the observation normalizer in play.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tailor.checkpoint import load_policy, save_policy
+from tailor.cli import main
+from tailor.errors import TailorError
+from tailor.nets import Actor, EmpiricalNormalization
+from tailor.priors import PolicyPrior, load_prior
+from tailor.priors.detect import detect_format
+from tailor.priors.policies import (
+    BoltzmannQPrior,
+    DeterministicGaussianPrior,
+    SquashedGaussianPrior,
+)
+from tailor.priors.unpickle import load_vecnormalize
+
+sb3 = pytest.importorskip("stable_baselines3")
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize  # noqa: E402
+
+RTOL = 1e-5
+N_OBS = 64
+
+
+def close(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, rtol: float = RTOL) -> None:
+    a = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    b = torch.as_tensor(np.asarray(b, dtype=np.float64))
+    assert a.shape == b.shape, (a.shape, b.shape)
+    torch.testing.assert_close(a, b, rtol=rtol, atol=1e-6)
+
+
+def observations(dim: int, scale: float = 1.0, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).normal(size=(N_OBS, dim)) * scale).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RL-Zoo layout: ``<Env>.zip`` and ``<Env>/vecnormalize.pkl`` (MountainCarContinuous-v0)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("zoo")
+    env = VecNormalize(make_vec_env("MountainCarContinuous-v0", n_envs=2, seed=0), clip_obs=5.0)
+    model = sb3.PPO(
+        "MlpPolicy",
+        env,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=2,
+        seed=0,
+        policy_kwargs={
+            "net_arch": {"pi": [16, 8], "vf": [8]},
+            "activation_fn": nn.ReLU,
+            "log_std_init": -0.3,
+        },
+    )
+    model.learn(256)
+    model.save(root / "MountainCarContinuous-v0.zip")
+    (root / "MountainCarContinuous-v0").mkdir()
+    env.save(str(root / "MountainCarContinuous-v0" / "vecnormalize.pkl"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sac_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sac")
+    model = sb3.SAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=50,
+        batch_size=32,
+        seed=0,
+        policy_kwargs={"net_arch": [16, 16], "activation_fn": nn.Tanh},
+    )
+    model.learn(120)
+    model.save(root / "sac.zip")
+    return root / "sac.zip"
+
+
+@pytest.fixture(scope="module")
+def dqn_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("dqn")
+    model = sb3.DQN(
+        "MlpPolicy", "CartPole-v1", learning_starts=50, seed=0, policy_kwargs={"net_arch": [16]}
+    )
+    model.learn(150)
+    model.save(root / "dqn.zip")
+    return root / "dqn.zip"
+
+
+def _vecnorm(zoo: Path) -> VecNormalize:
+    venv = DummyVecEnv([lambda: gym.make("MountainCarContinuous-v0")])
+    return VecNormalize.load(str(zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl"), venv)
+
+
+# ---- SB3 ---------------------------------------------------------------------------------------
+
+
+def test_sb3_ppo_vecnormalize_matches_sb3(zoo: Path) -> None:
+    path = zoo / "MountainCarContinuous-v0.zip"
+    assert detect_format(path) == "sb3"
+    prior = load_prior(path)  # finds MountainCarContinuous-v0/vecnormalize.pkl (RL-Zoo layout)
+    assert isinstance(prior, PolicyPrior)
+    assert prior.actor.hidden == (16, 8) and prior.actor.activation == "relu"
+    assert prior.meta["source"]["algorithm"] == "PPO"
+    model = sb3.PPO.load(path)
+    vn = _vecnorm(zoo)
+    raw = observations(2, scale=3.0)  # wide enough that the clip at 5 is active for some
+    norm = vn.normalize_obs(raw)
+    assert np.abs(norm).max() == 5.0
+    # the normalizer alone is SB3's formula bit for bit
+    assert np.array_equal(prior.obs_norm(torch.from_numpy(raw)).numpy(), norm)
+    obs_t = torch.from_numpy(raw)
+    with torch.no_grad():
+        dist = model.policy.get_distribution(torch.from_numpy(norm))
+        actions = dist.sample()
+        close(prior.act(obs_t, deterministic=True), dist.distribution.mean)
+        close(prior.log_prob(obs_t, actions), dist.log_prob(actions))
+    # SB3's predict clips the mean to the action bounds, as tailor's VecEnv does
+    predicted, _ = model.predict(norm, deterministic=True)
+    close(np.clip(prior.act(obs_t).detach().numpy(), -1.0, 1.0), predicted)
+
+
+def test_imported_prior_round_trips_through_tailor_checkpoint(zoo: Path, tmp_path: Path) -> None:
+    prior = load_prior(zoo / "MountainCarContinuous-v0.zip")
+    save_policy(tmp_path, prior.actor, prior.obs_norm, prior.meta)
+    _, obs_norm, meta = load_policy(tmp_path)
+    assert obs_norm.mode == "var_eps" and obs_norm.clip == 5.0
+    assert meta["source"]["library"] == "stable-baselines3"
+    again = load_prior(tmp_path)
+    obs = torch.from_numpy(observations(2, scale=3.0))
+    a = torch.from_numpy(observations(1, seed=1))
+    assert torch.equal(again.act(obs), prior.act(obs))
+    assert torch.equal(again.log_prob(obs, a), prior.log_prob(obs, a))
+
+
+def test_default_normalizer_is_unchanged() -> None:
+    """The default mode is rsl-rl's formula; an extra mode must not change it."""
+    norm = EmpiricalNormalization(3)
+    x = torch.randn(32, 3) * 4 + 1
+    norm.train()(x)
+    assert norm.mean.dtype == torch.float32
+    expected = (x - norm.mean) / (norm.var.sqrt() + 1e-2)
+    assert torch.equal(norm.normalize(x), expected)
+
+
+def test_customize_an_sb3_prior_end_to_end(zoo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "custom"
+    rc = main(
+        [
+            "customize",
+            "--task",
+            "mountaincar-noleft",
+            "--prior",
+            str(zoo / "MountainCarContinuous-v0.zip"),
+            "--method",
+            "residual",
+            "--steps",
+            "64",
+            "--num-envs",
+            "2",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    prior_copy = load_prior(out / "prior")
+    customized = load_prior(out)
+    assert customized.obs_norm.mode == "var_eps"  # the prior's normalizer, frozen, kept
+    assert torch.equal(customized.obs_norm.mean, prior_copy.obs_norm.mean)
+
+
+def test_sb3_sac_matches_sb3(sac_zip: Path) -> None:
+    prior = load_prior(sac_zip)
+    assert isinstance(prior, SquashedGaussianPrior)
+    assert prior.meta["activation"] == "tanh"
+    model = sb3.SAC.load(sac_zip)
+    raw = observations(3, scale=2.0)
+    obs_t = torch.from_numpy(raw)
+    predicted, _ = model.predict(raw, deterministic=True)
+    close(prior.act(obs_t, deterministic=True), predicted)
+    with torch.no_grad():
+        mean, log_std, _ = model.policy.actor.get_action_dist_params(obs_t)
+        dist = model.policy.actor.action_dist.proba_distribution(mean, log_std)
+        env_actions = model.policy.unscale_action(dist.sample().numpy())
+        scaled = torch.from_numpy(model.policy.scale_action(env_actions))
+        # SB3's log-prob of the [-1, 1] action, minus the rescaling's Jacobian (bounds [-2, 2])
+        expected = dist.log_prob(scaled) - np.log(2.0)
+        close(prior.log_prob(obs_t, torch.from_numpy(env_actions)), expected)
+
+
+def test_sb3_dqn_boltzmann(dqn_zip: Path) -> None:
+    with pytest.raises(TailorError, match="temperature"):
+        load_prior(dqn_zip)
+    prior = load_prior(dqn_zip, temperature=0.5)
+    assert isinstance(prior, BoltzmannQPrior) and prior.n_actions == 2
+    model = sb3.DQN.load(dqn_zip)
+    raw = observations(4)
+    obs_t = torch.from_numpy(raw)
+    predicted, _ = model.predict(raw, deterministic=True)
+    assert np.array_equal(prior.act(obs_t).numpy(), predicted)
+    with torch.no_grad():
+        q = model.policy.q_net(obs_t)
+    expected = torch.log_softmax(q / 0.5, dim=-1)
+    close(prior.log_probs(obs_t), expected)
+    a = torch.randint(0, 2, (N_OBS,))
+    close(prior.log_prob(obs_t, a), expected.gather(1, a[:, None]).squeeze(1))
+
+
+def test_sb3_td3_needs_std(tmp_path: Path) -> None:
+    model = sb3.TD3(
+        "MlpPolicy", "Pendulum-v1", learning_starts=20, seed=0, policy_kwargs={"net_arch": [8]}
+    )
+    model.learn(40)
+    model.save(tmp_path / "td3.zip")
+    with pytest.raises(TailorError, match=r"deterministic.*--prior-std"):
+        load_prior(tmp_path / "td3.zip")
+    prior = load_prior(tmp_path / "td3.zip", std=[0.3])
+    assert isinstance(prior, DeterministicGaussianPrior)
+    raw = observations(3)
+    obs_t = torch.from_numpy(raw)
+    predicted, _ = model.predict(raw, deterministic=True)
+    close(prior.act(obs_t), predicted)
+    a = torch.from_numpy(predicted) + 0.1
+    expected = torch.distributions.Normal(torch.from_numpy(predicted), 0.3).log_prob(a).sum(-1)
+    close(prior.log_prob(obs_t, a), expected)
+
+
+# ---- rsl-rl ------------------------------------------------------------------------------------
+
+
+def _rsl_actor(std_type: str = "scalar") -> nn.Module:
+    from rsl_rl.models import MLPModel
+    from tensordict import TensorDict
+
+    torch.manual_seed(0)
+    obs = TensorDict({"policy": torch.zeros(1, 5)}, batch_size=[1])
+    actor = MLPModel(
+        obs,
+        {"actor": ["policy"]},
+        "actor",
+        3,
+        hidden_dims=[16, 8],
+        activation="elu",
+        obs_normalization=True,
+        distribution_cfg={
+            "class_name": "rsl_rl.modules.distribution:GaussianDistribution",
+            "init_std": 0.6,
+            "std_type": std_type,
+        },
+    )
+    actor.train()
+    for _ in range(3):  # give the normalizer non-trivial statistics
+        actor.update_normalization(
+            TensorDict({"policy": torch.randn(64, 5) * 3 + 1}, batch_size=[64])
+        )
+    with torch.no_grad():
+        for p in actor.distribution.parameters():
+            p.add_(torch.linspace(-0.2, 0.3, p.numel()))
+    return actor.eval()
+
+
+@pytest.mark.parametrize("std_type", ["scalar", "log"])
+def test_rsl_rl_v5_matches_rsl_rl(tmp_path: Path, std_type: str) -> None:
+    from tensordict import TensorDict
+
+    actor = _rsl_actor(std_type)
+    run = tmp_path / "run"
+    (run / "params").mkdir(parents=True)
+    torch.save(
+        {"actor_state_dict": actor.state_dict(), "iter": 7, "infos": None}, run / "model_7.pt"
+    )
+    (run / "params" / "agent.yaml").write_text(
+        "actor:\n  class_name: MLPModel\n  hidden_dims:\n  - 16\n  - 8\n  activation: elu\n"
+        "  obs_normalization: true\n  distribution_cfg:\n    std_range: !!python/tuple\n"
+        "    - 1.0e-06\n    - 1000000.0\n"
+    )
+    assert detect_format(run / "model_7.pt") == "rsl_rl"
+    prior = load_prior(run / "model_7.pt")
+    assert isinstance(prior, PolicyPrior) and prior.actor.activation == "elu"
+    raw = torch.from_numpy(observations(5, scale=3.0))
+    td = TensorDict({"policy": raw}, batch_size=[N_OBS])
+    with torch.no_grad():
+        mean = actor(td)  # deterministic output
+        actor.distribution.update(actor.mlp(actor.get_latent(td)))
+        a = actor.distribution.sample()
+        expected = actor.distribution.log_prob(a)
+        normed = actor.obs_normalizer(raw)
+    assert torch.equal(prior.obs_norm(raw), normed)  # (x - mean) / (std + eps), bit for bit
+    close(prior.act(raw), mean)
+    close(prior.log_prob(raw, a), expected)
+
+
+def test_rsl_rl_needs_activation_without_agent_yaml(tmp_path: Path) -> None:
+    actor = _rsl_actor()
+    torch.save({"actor_state_dict": actor.state_dict(), "iter": 1}, tmp_path / "model_1.pt")
+    with pytest.raises(TailorError, match=r"params/agent\.yaml.*--prior-activation"):
+        load_prior(tmp_path / "model_1.pt")
+    prior = load_prior(tmp_path / "model_1.pt", activation="elu")
+    assert prior.actor.hidden == (16, 8)
+
+
+def test_rsl_rl_v2_layout(tmp_path: Path) -> None:
+    """rsl-rl 1-3 ``ActorCritic``: ``actor.<i>`` layers, ``std``, ``obs_norm_state_dict`` (v2)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(4, 8), nn.ELU(), nn.Linear(8, 2))
+    std = torch.tensor([0.5, 0.8])
+    mean_, std_ = torch.randn(1, 4), torch.rand(1, 4) + 0.5
+    sd = {f"actor.{k}": v for k, v in net.state_dict().items()}
+    sd.update({"std": std, "critic.0.weight": torch.zeros(1, 4), "critic.0.bias": torch.zeros(1)})
+    norm = {"_mean": mean_, "_var": std_**2, "_std": std_, "count": torch.tensor(100)}
+    torch.save({"model_state_dict": sd, "obs_norm_state_dict": norm, "iter": 3}, tmp_path / "m.pt")
+    prior = load_prior(tmp_path / "m.pt", activation="elu")
+    x = torch.randn(N_OBS, 4)
+    with torch.no_grad():
+        mu = net((x - mean_) / (std_ + 1e-2))
+    close(prior.act(x), mu)
+    a = mu + 0.3
+    close(prior.log_prob(x, a), torch.distributions.Normal(mu, std).log_prob(a).sum(-1))
+
+
+# ---- CleanRL -----------------------------------------------------------------------------------
+
+
+class CleanRLAgent(nn.Module):
+    """CleanRL ppo_continuous_action's Agent (tiny sizes)."""
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.critic = nn.Sequential(nn.Linear(obs_dim, 8), nn.Tanh(), nn.Linear(8, 1))
+        self.actor_mean = nn.Sequential(
+            nn.Linear(obs_dim, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, act_dim)
+        )
+        self.actor_logstd = nn.Parameter(torch.linspace(-0.5, 0.2, act_dim)[None])
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        action_mean = self.actor_mean(x)
+        probs = torch.distributions.Normal(
+            action_mean, self.actor_logstd.expand_as(action_mean).exp()
+        )
+        if action is None:
+            action = probs.sample()
+        return action, probs.log_prob(action).sum(1), probs.entropy().sum(1), self.critic(x)
+
+
+def test_cleanrl_matches_agent_with_normalizer(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    agent = CleanRLAgent(6, 2)
+    torch.save(agent.state_dict(), tmp_path / "agent.cleanrl_model")
+    # gymnasium's NormalizeObservation statistics, as the wrapper keeps them
+    rms_env = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))
+    mean, var = np.linspace(-1, 1, 6), np.linspace(0.5, 4.0, 6)
+    np.savez(tmp_path / "stats.npz", mean=mean, var=var)
+    assert detect_format(tmp_path / "agent.cleanrl_model") == "cleanrl"
+    prior = load_prior(tmp_path / "agent.cleanrl_model", normalizer=tmp_path / "stats.npz")
+    raw = observations(6, scale=10.0)
+    expected_norm = np.clip(((raw - mean) / np.sqrt(var + 1e-8)).astype(np.float32), -10, 10)
+    assert rms_env.epsilon == 1e-8  # the wrapper's epsilon, tailor's default for these files
+    obs_t = torch.from_numpy(raw)
+    assert torch.equal(prior.obs_norm(obs_t), torch.from_numpy(expected_norm))
+    with torch.no_grad():
+        a, logp, _, _ = agent.get_action_and_value(torch.from_numpy(expected_norm))
+        close(prior.act(obs_t), agent.actor_mean(torch.from_numpy(expected_norm)))
+    close(prior.log_prob(obs_t, a), logp)
+
+
+def test_cleanrl_warns_without_normalizer(tmp_path: Path) -> None:
+    torch.save(CleanRLAgent(3, 1).state_dict(), tmp_path / "agent.pt")
+    with pytest.warns(UserWarning, match="no observation normalizer"):
+        prior = load_prior(tmp_path / "agent.pt")
+    assert prior.obs_norm.eps == 0.0
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+
+def test_wrong_sizes_name_both_and_the_task(zoo: Path) -> None:
+    with pytest.raises(
+        TailorError,
+        match=r"observation size 2 and action size 1.*'halfcheetah-hindleg' has observation "
+        "size 17 and action size 6",
+    ):
+        load_prior(
+            zoo / "MountainCarContinuous-v0.zip", obs_dim=17, act_dim=6, task="halfcheetah-hindleg"
+        )
+
+
+def _rewrite_data(src: Path, dst: Path, edit) -> None:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            raw = zin.read(name)
+            if name == "data":
+                data = json.loads(raw)
+                edit(data)
+                raw = json.dumps(data).encode()
+            zout.writestr(name, raw)
+
+
+@pytest.mark.parametrize(
+    ("module", "cls"),
+    [
+        ("stable_baselines3.common.policies", "ActorCriticCnnPolicy"),
+        ("stable_baselines3.common.policies", "MultiInputActorCriticPolicy"),
+        ("sb3_contrib.common.recurrent.policies", "RecurrentActorCriticPolicy"),
+    ],
+)
+def test_unsupported_sb3_policy_lists_supported(
+    zoo: Path, tmp_path: Path, module: str, cls: str
+) -> None:
+    def edit(data: dict) -> None:
+        data["policy_class"]["__module__"] = module
+        data["policy_class"]["__init__"] = f"<function {cls}.__init__ at 0x7f>"
+
+    bad = tmp_path / "bad.zip"
+    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    with pytest.raises(TailorError, match=f"{cls} is not supported.*supported: MlpPolicy of PPO"):
+        load_prior(bad)
+
+
+def test_image_observations_are_refused(zoo: Path, tmp_path: Path) -> None:
+    def edit(data: dict) -> None:
+        data["observation_space"]["_shape"] = [3, 64, 64]
+
+    bad = tmp_path / "img.zip"
+    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    with pytest.raises(TailorError, match="not supported"):
+        load_prior(bad)
+
+
+class _Hostile:
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (str(self.target), "w"))
+
+
+def test_hostile_pickle_executes_nothing(zoo: Path, tmp_path: Path) -> None:
+    target = tmp_path / "pwned"
+    evil = tmp_path / "vecnormalize.pkl"
+    evil.write_bytes(pickle.dumps({"obs_rms": _Hostile(target)}))
+    with pytest.raises(TailorError, match=r"refusing to unpickle (builtins|io)\.open"):
+        load_vecnormalize(evil)
+    with pytest.raises(TailorError, match="refusing to unpickle"):
+        load_prior(zoo / "MountainCarContinuous-v0.zip", normalizer=evil)
+    assert not target.exists()
+    evil.write_bytes(pickle.dumps(os.system))
+    with pytest.raises(TailorError, match=r"refusing to unpickle (posix|os)\.system"):
+        load_vecnormalize(evil)
+
+
+def test_real_vecnormalize_reads_with_allowlist(zoo: Path) -> None:
+    stats = load_vecnormalize(zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl")
+    vn = _vecnorm(zoo)
+    assert np.array_equal(stats["mean"], vn.obs_rms.mean) and np.array_equal(
+        stats["var"], vn.obs_rms.var
+    )
+    assert stats["clip_obs"] == 5.0 and stats["epsilon"] == vn.epsilon
+
+
+def test_corrupt_zip_and_truncated_safetensors(zoo: Path, tmp_path: Path) -> None:
+    data = (zoo / "MountainCarContinuous-v0.zip").read_bytes()
+    bad = tmp_path / "cut.zip"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(TailorError, match="not a valid zip") as info:
+        load_prior(bad)
+    assert "safetensors" not in str(info.value)
+    save_policy(tmp_path / "run", Actor(2, 1, (4,)), EmpiricalNormalization(2), {"task": "x"})
+    st = (tmp_path / "run" / "policy.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(st[: len(st) // 2])
+    with pytest.raises(TailorError, match="truncated or corrupted"):
+        load_prior(tmp_path / "cut.safetensors")
+    (tmp_path / "junk.bin").write_bytes(b"hello world, not a model")
+    with pytest.raises(TailorError, match="cannot tell the format") as info:
+        load_prior(tmp_path / "junk.bin")
+    assert "safetensors checkpoint (truncated" not in str(info.value)
+
+
+def test_forced_format_and_options_that_do_not_apply(zoo: Path, tmp_path: Path) -> None:
+    with pytest.raises(TailorError, match="unknown prior format"):
+        load_prior(zoo / "MountainCarContinuous-v0.zip", format="keras")
+    with pytest.raises(TailorError, match="std= is for deterministic"):
+        load_prior(zoo / "MountainCarContinuous-v0.zip", std=0.1)
+    save_policy(tmp_path, Actor(2, 1, (4,)), EmpiricalNormalization(2), {"task": "x"})
+    with pytest.raises(TailorError, match="only apply to imported priors"):
+        load_prior(tmp_path, temperature=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(TailorError, match=r"not loadable with torch\.load"):
+            load_prior(zoo / "MountainCarContinuous-v0.zip", format="cleanrl")
