@@ -508,3 +508,78 @@ def test_forced_format_and_options_that_do_not_apply(zoo: Path, tmp_path: Path) 
         warnings.simplefilter("ignore")
         with pytest.raises(TailorError, match=r"not loadable with torch\.load"):
             load_prior(zoo / "MountainCarContinuous-v0.zip", format="cleanrl")
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def test_cli_inspect_json(zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "inspect.json"
+    path = zoo / "MountainCarContinuous-v0.zip"
+    assert main(["inspect", str(path), "--task", "mountaincar-noleft", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "stable-baselines3" in text and "fits" in text
+    info = json.loads(out.read_text())
+    assert info["format"] == "sb3" and info["algorithm"] == "PPO"
+    assert (
+        info["architecture"]["hidden"] == [16, 8] and info["architecture"]["activation"] == "relu"
+    )
+    assert info["normalizer"]["mode"] == "var_eps" and info["normalizer"]["clip"] == 5.0
+    assert info["action_low"] == [-1.0] and info["action_high"] == [1.0]
+    check = info["task_check"]
+    assert check["fits"] is True
+    # the deterministic action on the task's first reset observation, as SB3 computes it
+    env = gym.make("MountainCarContinuous-v0")
+    obs, _ = env.reset(seed=0)
+    model = sb3.PPO.load(path)
+    norm = _vecnorm(zoo).normalize_obs(obs[None].astype(np.float32))
+    with torch.no_grad():
+        mean = model.policy.get_distribution(torch.from_numpy(norm)).distribution.mean
+    close(np.asarray(check["deterministic_action"]), mean[0])
+
+
+def test_cli_inspect_reports_misfit(sac_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(sac_zip), "--task", "halfcheetah-hindleg"]) == 0
+    assert "does NOT fit" in capsys.readouterr().out
+
+
+def test_cli_errors_exit_2(
+    sac_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["inspect", str(tmp_path / "missing.zip")]) == 2
+    assert "error: prior" in capsys.readouterr().err
+    rc = main(
+        ["customize", "--task", "mountaincar-noleft", "--prior", str(sac_zip), "--method",
+         "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]
+    )  # fmt: skip
+    assert rc == 2
+    assert "Gaussian actor" in capsys.readouterr().err
+
+
+def test_export_onnx_matches_torch(zoo: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    path = zoo / "MountainCarContinuous-v0.zip"
+    out = tmp_path / "policy.onnx"
+    assert main(["export", str(path), "--format", "onnx", "--out", str(out)]) == 0
+    prior = load_prior(path)
+    raw = observations(2, scale=3.0)  # includes clipped observations
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (got,) = session.run(["action"], {"obs": raw})
+    with torch.no_grad():
+        expected = prior.act(torch.from_numpy(raw))
+    close(got, expected)
+
+
+def test_export_torchscript_matches_torch(tmp_path: Path) -> None:
+    actor = _rsl_actor()
+    torch.save({"actor_state_dict": actor.state_dict(), "iter": 1}, tmp_path / "model_1.pt")
+    out = tmp_path / "policy.pt"
+    args = ["export", str(tmp_path / "model_1.pt"), "--prior-activation", "elu"]
+    assert main([*args, "--format", "torchscript", "--out", str(out)]) == 0
+    loaded = torch.jit.load(str(out))
+    raw = torch.from_numpy(observations(5, scale=3.0))
+    from tensordict import TensorDict
+
+    with torch.no_grad():
+        expected = actor(TensorDict({"policy": raw}, batch_size=[N_OBS]))
+        close(loaded(raw), expected)

@@ -58,7 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in CUSTOMIZATION_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
-    p.add_argument("--prior", help="the prior: a run directory or its policy.safetensors")
+    p.add_argument(
+        "--prior",
+        help="the prior: a run directory or its policy.safetensors, or a policy from another "
+        "library (SB3 .zip, rsl-rl or CleanRL .pt; see `tailor inspect`)",
+    )
+    add_prior_arguments(p)
     p.add_argument(
         "--algo", choices=("ppo", "dqn", "sac", "mcts"), default="ppo", help="default ppo"
     )
@@ -97,6 +102,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     _tasks_file(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def add_prior_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``--prior-*`` options of :func:`tailor.priors.load_prior` (imported priors)."""
+    from tailor.priors.detect import FORMATS
+
+    p.add_argument("--prior-format", choices=FORMATS, help="skip format detection")
+    p.add_argument(
+        "--prior-normalizer",
+        metavar="PATH",
+        help="observation statistics of an imported prior: SB3 vecnormalize.pkl (default: the "
+        "one beside the zip) or a .npz/safetensors with mean and var (CleanRL)",
+    )
+    p.add_argument(
+        "--prior-std",
+        type=float,
+        metavar="SIGMA",
+        help="std of the Gaussian around a deterministic prior's action (SB3 TD3/DDPG)",
+    )
+    p.add_argument(
+        "--prior-temperature",
+        type=float,
+        metavar="TAU",
+        help="temperature of softmax(Q/TAU) for a Q-network prior (SB3 DQN)",
+    )
+    p.add_argument(
+        "--prior-activation",
+        metavar="NAME",
+        help="hidden activation of an imported prior when its files do not say (e.g. rsl-rl "
+        "without params/agent.yaml): elu, tanh, relu, ...",
+    )
+
+
+def prior_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--prior-*`` values as :func:`tailor.priors.load_prior` keyword arguments."""
+    return {
+        "format": getattr(args, "prior_format", None),
+        "normalizer": getattr(args, "prior_normalizer", None),
+        "std": getattr(args, "prior_std", None),
+        "temperature": getattr(args, "prior_temperature", None),
+        "activation": getattr(args, "prior_activation", None),
+    }
 
 
 def _tasks_file(p: argparse.ArgumentParser) -> None:
@@ -224,7 +271,7 @@ def _run(args: argparse.Namespace, allowed: tuple[str, ...], given: dict[str, An
     from tailor.algos.ppo import PPOConfig, read_run, train
     from tailor.checkpoint import TRAINER_FILE
     from tailor.envs import get_task, load_tasks_file
-    from tailor.priors import load_prior
+    from tailor.priors import PolicyPrior, load_prior
 
     if args.tasks_file:
         load_tasks_file(args.tasks_file)
@@ -283,7 +330,15 @@ def _run(args: argparse.Namespace, allowed: tuple[str, ...], given: dict[str, An
                     f"method {method.name!r} customizes a prior policy: pass "
                     "--prior RUN_DIR (or its policy.safetensors)"
                 )
-            prior = load_prior(args.prior)  # spaces are checked against the task in train()
+            # spaces are checked against the task in train()
+            prior = load_prior(args.prior, **prior_options(args))
+            if not isinstance(prior, PolicyPrior):
+                kind = prior.meta.get("distribution", {}).get("kind", type(prior).__name__)
+                raise TailorError(
+                    f"PPO customization starts from a Gaussian actor's weights; {args.prior!r} "
+                    f"is a {kind} policy. Gaussian priors: tailor runs, SB3 PPO/A2C, rsl-rl, "
+                    "CleanRL (see `tailor inspect`)"
+                )
         config = PPOConfig(
             total_steps=args.steps,
             seed=args.seed,
@@ -329,6 +384,10 @@ def _run_rql(args: argparse.Namespace, customize: bool) -> int:
     if args.steps < 1:
         raise TailorError(f"--steps must be a positive number, got {args.steps}")
     settings = _settings(args.set)
+    given = [k for k, v in prior_options(args).items() if v is not None]
+    if given:
+        flags = ", ".join("--prior-" + k for k in given)
+        raise TailorError(f"{flags}: imported priors are customized with --algo ppo only")
     if customize:
         if not args.prior:
             raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")

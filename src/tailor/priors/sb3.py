@@ -180,7 +180,7 @@ def _activation(
     kwargs = data.get("policy_kwargs") or {}
     raw = kwargs.get("activation_fn") if isinstance(kwargs, dict) else None
     if raw is None:
-        return default, "SB3's default for this policy class (activation_fn not in policy_kwargs)"
+        return default, "SB3's default for the policy class; activation_fn not in policy_kwargs"
     m = re.match(r"<class '(?:[\w.]+\.)?(\w+)'>", str(raw))
     name = m.group(1) if m else str(raw)
     if name not in TORCH_ACTIVATIONS:
