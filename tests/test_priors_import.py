@@ -31,6 +31,7 @@ from tailor.priors.detect import detect_format
 from tailor.priors.policies import (
     BoltzmannQPrior,
     DeterministicGaussianPrior,
+    GSDEPrior,
     SquashedGaussianPrior,
 )
 from tailor.priors.unpickle import load_vecnormalize
@@ -583,3 +584,65 @@ def test_export_torchscript_matches_torch(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = actor(TensorDict({"policy": raw}, batch_size=[N_OBS]))
         close(loaded(raw), expected)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"squash_output": True, "use_expln": True, "full_std": False}],
+    ids=["gsde", "gsde-squash-expln"],
+)
+def test_sb3_ppo_gsde_matches_sb3(tmp_path: Path, kwargs: dict) -> None:
+    model = sb3.PPO(
+        "MlpPolicy",
+        "MountainCarContinuous-v0",
+        use_sde=True,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        seed=0,
+        policy_kwargs={"net_arch": [8], "log_std_init": 0.5, **kwargs},
+    )
+    model.learn(64)
+    model.save(tmp_path / "gsde.zip")
+    prior = load_prior(tmp_path / "gsde.zip")
+    assert isinstance(prior, GSDEPrior)
+    raw = observations(2, scale=0.5)
+    obs_t = torch.from_numpy(raw)
+    with torch.no_grad():
+        dist = model.policy.get_distribution(obs_t)
+        predicted, _ = model.predict(raw, deterministic=True)
+        if kwargs:  # squashed: the library's action is already in the bounds
+            close(prior.act(obs_t), predicted)
+            env_a = model.policy.unscale_action(dist.sample().numpy())
+            scaled = torch.from_numpy(model.policy.scale_action(env_a))
+            # bounds [-1, 1]: the rescaling Jacobian is 0
+            close(prior.log_prob(obs_t, torch.from_numpy(env_a)), dist.log_prob(scaled))
+        else:
+            close(prior.act(obs_t), dist.distribution.mean)
+            a = dist.sample()
+            close(prior.log_prob(obs_t, a), dist.log_prob(a))
+
+
+def test_sb3_a2c_and_categorical_ppo(tmp_path: Path) -> None:
+    a2c = sb3.A2C("MlpPolicy", "Pendulum-v1", n_steps=8, seed=0, policy_kwargs={"net_arch": [8]})
+    a2c.learn(32)
+    a2c.save(tmp_path / "a2c.zip")
+    prior = load_prior(tmp_path / "a2c.zip")
+    assert prior.meta["source"]["algorithm"] == "A2C" and prior.actor.activation == "tanh"
+    obs_t = torch.from_numpy(observations(3))
+    with torch.no_grad():
+        dist = a2c.policy.get_distribution(obs_t)
+        a = dist.sample()
+        close(prior.act(obs_t), dist.distribution.mean)
+        close(prior.log_prob(obs_t, a), dist.log_prob(a))
+    ppo = sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=32, batch_size=32, n_epochs=1, seed=0)
+    ppo.learn(32)
+    ppo.save(tmp_path / "cartpole.zip")
+    cat = load_prior(tmp_path / "cartpole.zip")
+    assert isinstance(cat, BoltzmannQPrior) and cat.meta["distribution"]["kind"] == "categorical"
+    obs_t = torch.from_numpy(observations(4))
+    with torch.no_grad():
+        dist = ppo.policy.get_distribution(obs_t)
+        a = dist.sample()
+        close(cat.log_prob(obs_t, a), dist.log_prob(a))
+        assert torch.equal(cat.act(obs_t), dist.mode())

@@ -14,7 +14,7 @@ from torch import nn
 
 from tailor.nets import EmpiricalNormalization, gaussian_log_prob
 
-__all__ = ["BoltzmannQPrior", "DeterministicGaussianPrior", "SquashedGaussianPrior"]
+__all__ = ["BoltzmannQPrior", "DeterministicGaussianPrior", "GSDEPrior", "SquashedGaussianPrior"]
 
 # SB3's constants: log-std clamp of the SAC actor, tanh-Jacobian epsilon, atanh clamp.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -97,6 +97,80 @@ class SquashedGaussianPrior(_Frozen):
         u = 0.5 * (y_in.log1p() - (-y_in).log1p())  # SB3's TanhBijector.atanh
         logp = torch.distributions.Normal(mean, log_std.exp()).log_prob(u).sum(-1)
         logp = logp - torch.log(1.0 - y.square() + _TANH_EPS).sum(-1)
+        return logp - torch.log((self.high - self.low) / 2.0).sum()
+
+
+class GSDEPrior(_Frozen):
+    """SB3 PPO/A2C with generalized state-dependent exploration (``use_sde=True``).
+
+    With ``h = latent_pi(norm(s))`` ``[B, L]`` and ``W = std(log_std)`` ``[L, A]`` (``exp``, or
+    ``expln`` with ``use_expln``; a ``[L, 1]`` parameter is broadcast when ``full_std=False``),
+    the per-step distribution is SB3's ``N(mean(h), sqrt(h^2 @ W^2 + 1e-6))``. With
+    ``squash_output`` the action is ``tanh`` of that Gaussian rescaled to the bounds, and
+    :meth:`log_prob` subtracts SB3's correction ``log(1 - tanh(u)^2 + 1e-6)`` and the
+    rescaling's Jacobian ``sum_j log((high_j - low_j) / 2)`` (environment units, as
+    :class:`SquashedGaussianPrior`).
+    """
+
+    def __init__(
+        self,
+        latent: nn.Module,
+        mean: nn.Linear,
+        log_std: torch.Tensor,
+        use_expln: bool,
+        squash: bool,
+        low: torch.Tensor,
+        high: torch.Tensor,
+        obs_norm: EmpiricalNormalization,
+        meta: dict[str, Any],
+    ) -> None:
+        super().__init__(obs_norm, obs_norm.mean.shape[0], mean.out_features, meta)
+        self.latent, self.mean = (
+            latent.eval().requires_grad_(False),
+            mean.eval().requires_grad_(False),
+        )
+        self.log_std = log_std.detach().float()
+        self.use_expln, self.squash = bool(use_expln), bool(squash)
+        self.low, self.high = low.float(), high.float()
+
+    def _weights_std(self) -> torch.Tensor:
+        log_std = self.log_std
+        if self.use_expln:
+            below = torch.exp(log_std) * (log_std <= 0)
+            safe = log_std * (log_std > 0) + _TANH_EPS
+            std = below + (torch.log1p(safe) + 1.0) * (log_std > 0)
+        else:
+            std = torch.exp(log_std)
+        return torch.ones(log_std.shape[0], self.act_dim) * std
+
+    def distribution(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw obs ``[B, D]`` -> (pre-squash) ``(mean [B, A], std [B, A])``."""
+        h = self.latent(self.obs_norm(obs))
+        variance = torch.mm(h**2, self._weights_std() ** 2)
+        return self.mean(h), torch.sqrt(variance + _TANH_EPS)
+
+    def act(
+        self,
+        obs: torch.Tensor,
+        deterministic: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        mean, std = self.distribution(obs)
+        u = mean if deterministic else mean + std * torch.randn(mean.shape, generator=generator)
+        if not self.squash:
+            return u
+        return self.low + 0.5 * (torch.tanh(u) + 1.0) * (self.high - self.low)
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        mean, std = self.distribution(obs)
+        if not self.squash:
+            return torch.distributions.Normal(mean, std).log_prob(action).sum(-1)
+        y = 2.0 * ((action - self.low) / (self.high - self.low)) - 1.0
+        eps = torch.finfo(y.dtype).eps
+        y_in = y.clamp(-1.0 + eps, 1.0 - eps)
+        u = 0.5 * (y_in.log1p() - (-y_in).log1p())
+        logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
+        logp = logp - torch.log(1.0 - torch.tanh(u) ** 2 + _TANH_EPS).sum(-1)
         return logp - torch.log((self.high - self.low) / 2.0).sum()
 
 

@@ -15,7 +15,9 @@ Supported (``MlpPolicy`` on flat ``Box`` observations):
 
 - PPO / A2C / TRPO, ``Box`` actions: diagonal Gaussian with global ``log_std`` ->
   :class:`tailor.priors.PolicyPrior` (customizable with PPO); ``Discrete`` actions: categorical
-  (:class:`~tailor.priors.policies.BoltzmannQPrior` over the logits at temperature 1).
+  (:class:`~tailor.priors.policies.BoltzmannQPrior` over the logits at temperature 1); with gSDE
+  (``use_sde=True``; ``full_std``, ``use_expln``, ``squash_output`` from ``policy_kwargs``) ->
+  :class:`~tailor.priors.policies.GSDEPrior` (not customizable with PPO: state-dependent std).
 - SAC / TQC: tanh-squashed Gaussian -> :class:`~tailor.priors.policies.SquashedGaussianPrior`.
 - TD3 / DDPG: deterministic; with ``std`` ->
   :class:`~tailor.priors.policies.DeterministicGaussianPrior`.
@@ -57,6 +59,7 @@ from tailor.priors.detect import torch_load, zip_names
 from tailor.priors.policies import (
     BoltzmannQPrior,
     DeterministicGaussianPrior,
+    GSDEPrior,
     SquashedGaussianPrior,
 )
 
@@ -71,7 +74,7 @@ _POLICIES: dict[tuple[str, str], tuple[str, str]] = {
     ("stable_baselines3.dqn.policies", "DQNPolicy"): ("dqn", "relu"),
 }
 SUPPORTED = (
-    "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions), SAC, TQC, TD3/DDPG (with std) and "
+    "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions, gSDE), SAC, TQC, TD3/DDPG (with std) and "
     "DQN (with temperature), on flat Box observations"
 )
 
@@ -297,9 +300,10 @@ def load_sb3(
         )
     kind, default_act = entry
     algorithm = _algorithm(kind, module, data)
-    if data.get("use_sde"):
+    if data.get("use_sde") and kind != "actor_critic":
         raise TailorError(
-            f"{src}: {algorithm} with gSDE (use_sde=True) is not supported; supported: {SUPPORTED}"
+            f"{src}: {algorithm} with gSDE (use_sde=True) is not supported (PPO/A2C with gSDE "
+            f"are); supported: {SUPPORTED}"
         )
     act_fn, act_src = _activation(data, default_act, activation, src)
     obs_dim = obs_space["shape"][0]
@@ -342,6 +346,8 @@ def load_sb3(
             )
         low, high = _box_bounds(act_space, src, need_finite=False)
         meta.update(action_low=as_floats(low), action_high=as_floats(high))
+        if data.get("use_sde"):
+            return _gsde(data, state, layers, act_fn, low, high, obs_norm, meta, src)
         log_std = state["log_std"]
         meta["distribution"] = {
             "kind": "gaussian",
@@ -419,6 +425,38 @@ def load_sb3(
     }
     net = mlp_from_layers(layers, act_fn, out_activation="tanh")
     return DeterministicGaussianPrior(net, low, high, std_t, obs_norm, meta)
+
+
+def _gsde(
+    data: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    layers: Layers,
+    act_fn: str,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    obs_norm: EmpiricalNormalization,
+    meta: dict[str, Any],
+    src: str,
+) -> GSDEPrior:
+    """PPO/A2C with gSDE: ``log_std`` is ``[latent, A]`` (``full_std``) or ``[latent, 1]``."""
+    kwargs = data.get("policy_kwargs") or {}  # learn_features changes gradients only
+    log_std = state["log_std"]
+    latent_dim = layers[-1][0].shape[1]
+    if log_std.ndim != 2 or log_std.shape[0] != latent_dim:
+        raise TailorError(
+            f"{src}: gSDE log_std has shape {tuple(log_std.shape)}, expected [{latent_dim}, A]"
+        )
+    squash, expln = bool(kwargs.get("squash_output", False)), bool(kwargs.get("use_expln", False))
+    if squash and not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise TailorError(f"{src}: squash_output needs finite action bounds")
+    meta["distribution"] = {
+        "kind": "gaussian (gSDE, state-dependent std)" + (", tanh-squashed" if squash else ""),
+        "full_std": log_std.shape[1] != 1 or layers[-1][0].shape[0] == 1,
+        "use_expln": expln,
+        "squash_output": squash,
+    }
+    latent = _hidden_mlp(layers[:-1], act_fn)
+    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, low, high, obs_norm, meta)
 
 
 def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -> Layers:
