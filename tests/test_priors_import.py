@@ -571,6 +571,7 @@ def test_export_onnx_matches_torch(zoo: Path, tmp_path: Path) -> None:
     close(got, expected)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_export_torchscript_matches_torch(tmp_path: Path) -> None:
     actor = _rsl_actor()
     torch.save({"actor_state_dict": actor.state_dict(), "iter": 1}, tmp_path / "model_1.pt")
@@ -646,3 +647,57 @@ def test_sb3_a2c_and_categorical_ppo(tmp_path: Path) -> None:
         a = dist.sample()
         close(cat.log_prob(obs_t, a), dist.log_prob(a))
         assert torch.equal(cat.act(obs_t), dist.mode())
+
+
+# ---- skrl (not installed: its documented layout and formulas, written out) ---------------------
+
+
+class SkrlInstantiatedPolicy(nn.Module):
+    """What skrl's model instantiator builds for ``layers: [16, 8], activations: elu``."""
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__()
+        self.net_container = nn.Sequential(
+            nn.Linear(obs_dim, 16), nn.ELU(), nn.Linear(16, 8), nn.ELU()
+        )
+        self.policy_layer = nn.Linear(8, act_dim)
+        self.log_std_parameter = nn.Parameter(torch.tensor([-25.0, 0.3]))  # -25: clamped to -20
+
+
+def test_skrl_checkpoint_with_running_standard_scaler(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    policy = SkrlInstantiatedPolicy(4, 2)
+    mean64 = torch.randn(4, dtype=torch.float64)
+    var64 = torch.rand(4, dtype=torch.float64) * 3 + 0.1
+    scaler = {"running_mean": mean64, "running_variance": var64, "current_count": torch.tensor(5e3)}
+    run = tmp_path / "2026-01-01_00-00-00_ppo_torch"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "params").mkdir()
+    (run / "params" / "agent.yaml").write_text(
+        "models:\n  separate: true\n  policy:\n    class: GaussianMixin\n    clip_actions: false\n"
+        "    clip_log_std: true\n    min_log_std: -20.0\n    max_log_std: 2.0\n    network:\n"
+        "    - name: net\n      input: OBSERVATIONS\n      layers: [16, 8]\n"
+        "      activations: elu\n"
+        "    output: ACTIONS\n"
+    )
+    ckpt = run / "checkpoints" / "agent_100.pt"
+    torch.save({"policy": policy.state_dict(), "value": {}, "state_preprocessor": scaler}, ckpt)
+    assert detect_format(ckpt) == "skrl"
+    prior = load_prior(ckpt)
+    assert isinstance(prior, PolicyPrior) and prior.actor.activation == "elu"
+    raw = torch.from_numpy(observations(4, scale=10.0))  # some beyond the scaler's clip of 5
+    # skrl RunningStandardScaler._compute and GaussianMixin.act, written out
+    x = torch.clamp((raw - mean64.float()) / (torch.sqrt(var64.float()) + 1e-8), min=-5.0, max=5.0)
+    assert (x.abs() == 5.0).any()
+    assert torch.equal(prior.obs_norm(raw), x)
+    with torch.no_grad():
+        mean = policy.policy_layer(policy.net_container(x))
+        log_std = torch.clamp(policy.log_std_parameter, -20.0, 2.0)
+        dist = torch.distributions.Normal(mean, log_std.exp())
+        a = dist.sample()
+        close(prior.act(raw), mean)
+        close(prior.log_prob(raw, a), dist.log_prob(a).sum(-1))
+    # round trip through a tailor checkpoint keeps the clipped scaler
+    save_policy(tmp_path / "saved", prior.actor, prior.obs_norm, prior.meta)
+    again = load_prior(tmp_path / "saved")
+    assert again.obs_norm.clip == 5.0 and torch.equal(again.obs_norm(raw), x)

@@ -8,8 +8,8 @@ A run directory holds:
   ``format`` (``"tailor-policy"``), ``format_version``, ``tailor_version``, ``task``, ``env_id``,
   ``obs_dim``, ``act_dim``, ``action_low``, ``action_high``, ``architecture`` (``hidden``,
   ``activation``, ``std_type``), ``normalizer`` (``eps``, ``count``; ``mode`` and ``clip`` when
-  not the default formula, see :class:`tailor.nets.EmpiricalNormalization`), ``method``,
-  ``coefficients``, ``steps``, ``seed``.
+  not the default formula: imported priors, :class:`tailor.nets.EmpiricalNormalization`),
+  ``method``, ``coefficients``, ``steps``, ``seed``.
 - ``policy.json``: a human-readable copy of that metadata (the header is authoritative).
 - ``trainer.safetensors``: what ``--resume`` needs besides the policy (critic, optimizer moments,
   random generator state) with its own JSON header (``format`` ``"tailor-trainer"``).
@@ -208,7 +208,7 @@ def save_policy(
         },
         "normalizer": {"eps": obs_norm.eps, "count": float(obs_norm.count)},
     }
-    if obs_norm.mode != "std_eps":  # an imported prior's formula (tailor.nets.NORM_MODES)
+    if obs_norm.mode != "std_eps" or obs_norm.clip is not None:  # an imported prior's formula
         full["normalizer"].update(mode=obs_norm.mode, clip=obs_norm.clip)
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"obs_norm.{k}": v for k, v in obs_norm.state_dict().items()})

@@ -190,8 +190,9 @@ class EmpiricalNormalization(nn.Module):
     ``mode`` chooses the formula, so that a prior imported from another library is normalized
     exactly as that library did (:mod:`tailor.priors`):
 
-    - ``"std_eps"`` (default; tailor, rsl-rl): ``(x - mean) / (sqrt(var) + eps)``, float32
-      statistics.
+    - ``"std_eps"`` (default; tailor, rsl-rl, skrl's ``RunningStandardScaler`` with ``clip``):
+      ``(x - mean) / (sqrt(var) + eps)``, float32 statistics, clipped to ``[-clip, clip]`` when
+      ``clip`` is given (the default ``None`` does not clip).
     - ``"var_eps"`` (Stable-Baselines3 ``VecNormalize``, gymnasium's ``NormalizeObservation`` as
       CleanRL uses it): ``clip((x - mean) / sqrt(var + eps), -clip, clip)`` (no clipping when
       ``clip`` is ``None``), computed in float64 from float64 statistics and cast back to the
@@ -207,8 +208,6 @@ class EmpiricalNormalization(nn.Module):
         super().__init__()
         if mode not in NORM_MODES:
             raise ValueError(f"mode must be one of {NORM_MODES}, got {mode!r}")
-        if clip is not None and mode != "var_eps":
-            raise ValueError("clip is only used by mode 'var_eps'")
         self.eps, self.mode, self.clip = eps, mode, clip
         dtype = torch.float64 if mode == "var_eps" else torch.float32
         self.register_buffer("mean", torch.zeros(dim, dtype=dtype))
@@ -228,7 +227,8 @@ class EmpiricalNormalization(nn.Module):
             if self.clip is not None:
                 y = y.clamp(-self.clip, self.clip)
             return y.to(x.dtype)
-        return (x - self.mean) / (self.var.sqrt() + self.eps)
+        y = (x - self.mean) / (self.var.sqrt() + self.eps)
+        return y if self.clip is None else y.clamp(-self.clip, self.clip)
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:

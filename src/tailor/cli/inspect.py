@@ -44,10 +44,12 @@ def _normalizer(obs_norm: Any, meta: dict[str, Any]) -> dict[str, Any]:
         return info
     info.setdefault("kind", "tailor EmpiricalNormalization")
     formula = (
-        "clip((x - mean) / sqrt(var + eps), -clip, clip)"
+        "(x - mean) / sqrt(var + eps)"
         if obs_norm.mode == "var_eps"
         else "(x - mean) / (sqrt(var) + eps)"
     )
+    if obs_norm.clip is not None:
+        formula = f"clip({formula}, -clip, clip)"
     info.update(formula=formula, mode=obs_norm.mode, eps=obs_norm.eps, clip=obs_norm.clip)
     info["count"] = float(obs_norm.count)
     info["mean_range"] = [float(obs_norm.mean.min()), float(obs_norm.mean.max())]

@@ -6,7 +6,8 @@ object with those two methods and the two sizes is a :class:`Prior`; :func:`load
 from a checkpoint written by ``tailor train``/``tailor customize``, or imports a policy trained
 with another library (format detected from the file's content, :mod:`tailor.priors.detect`):
 Stable-Baselines3 zips (:mod:`~tailor.priors.sb3`), CleanRL ``agent.state_dict()`` files
-(:mod:`~tailor.priors.cleanrl`), rsl-rl checkpoints (:mod:`~tailor.priors.rsl_rl`). Imported
+(:mod:`~tailor.priors.cleanrl`), rsl-rl checkpoints (:mod:`~tailor.priors.rsl_rl`), skrl agent
+checkpoints (:mod:`~tailor.priors.skrl`). Imported
 Gaussian policies become a :class:`PolicyPrior` (a :class:`tailor.nets.Actor` plus a normalizer
 with the source library's formula), so PPO customization starts from them as from a tailor policy.
 """
@@ -184,10 +185,9 @@ def load_prior(
 
             prior = load_rsl_rl(path, normalizer, activation)
         else:
-            raise TailorError(
-                f"{str(path)!r} is an skrl agent checkpoint; skrl priors are not supported yet "
-                "(supported: tailor, sb3, rsl_rl, cleanrl)"
-            )
+            from tailor.priors.skrl import load_skrl
+
+            prior = load_skrl(path, normalizer, activation)
     if obs_dim is not None and act_dim is not None:
         check_spaces(prior, obs_dim, act_dim, task or "?")
     return prior

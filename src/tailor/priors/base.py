@@ -14,12 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
 
 __all__ = [
     "Layers",
+    "YamlLoader",
     "check_activation",
     "gaussian_prior",
     "identity_normalizer",
@@ -30,6 +32,22 @@ __all__ = [
 ]
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+class YamlLoader(yaml.SafeLoader):
+    """``safe_load`` that reads ``!!python/tuple`` etc. as plain data and never builds objects
+    (Isaac Lab's ``params/agent.yaml`` holds such tags)."""
+
+
+def _python_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    return loader.construct_scalar(node)
+
+
+YamlLoader.add_multi_constructor("tag:yaml.org,2002:python/", _python_tag)
 
 # torch.nn class names (as SB3 writes them in policy_kwargs) -> tailor.nets.ACTIVATIONS names.
 TORCH_ACTIVATIONS = {

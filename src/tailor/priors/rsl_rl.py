@@ -32,6 +32,7 @@ import yaml
 
 from tailor.errors import TailorError
 from tailor.priors.base import (
+    YamlLoader,
     check_activation,
     gaussian_prior,
     identity_normalizer,
@@ -46,21 +47,6 @@ _EPS = 1e-2  # rsl_rl.modules.EmpiricalNormalization's default eps
 _STD_RANGE = (1e-6, 1e6)  # rsl_rl.modules.distribution.GaussianDistribution's default std_range
 
 
-class _YamlLoader(yaml.SafeLoader):
-    """``safe_load`` that reads ``!!python/tuple`` etc. as plain data and never builds objects."""
-
-
-def _python_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    return loader.construct_scalar(node)
-
-
-_YamlLoader.add_multi_constructor("tag:yaml.org,2002:python/", _python_tag)
-
-
 def find_agent_yaml(checkpoint: Path) -> Path | None:
     """Isaac Lab's ``<run>/params/agent.yaml`` for ``<run>/model_<i>.pt`` (or beside the file)."""
     for cand in (checkpoint.parent / "params" / "agent.yaml", checkpoint.parent / "agent.yaml"):
@@ -72,7 +58,7 @@ def find_agent_yaml(checkpoint: Path) -> Path | None:
 def read_agent_yaml(path: Path) -> dict[str, Any]:
     """``{"activation", "hidden", "std_range"}`` (each possibly ``None``) from an agent.yaml."""
     try:
-        cfg = yaml.load(path.read_text(), Loader=_YamlLoader)
+        cfg = yaml.load(path.read_text(), Loader=YamlLoader)
     except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
         raise TailorError(f"{str(path)!r} is not a readable YAML file ({exc})") from None
     if not isinstance(cfg, dict):
