@@ -148,13 +148,14 @@ def test_imported_prior_round_trips_through_tailor_checkpoint(zoo: Path, tmp_pat
     assert obs_norm.mode == "var_eps" and obs_norm.clip == 5.0
     assert meta["source"]["library"] == "stable-baselines3"
     again = load_prior(tmp_path)
+    assert again.obs_norm.mode == "var_eps" and again.obs_norm.mean.dtype == torch.float64
     obs = torch.from_numpy(observations(2, scale=3.0))
     a = torch.from_numpy(observations(1, seed=1))
     assert torch.equal(again.act(obs), prior.act(obs))
     assert torch.equal(again.log_prob(obs, a), prior.log_prob(obs, a))
 
 
-def test_default_normalizer_is_unchanged() -> None:
+def test_default_normalizer_is_unchanged(tmp_path: Path) -> None:
     """The default mode is rsl-rl's formula; an extra mode must not change it."""
     norm = EmpiricalNormalization(3)
     x = torch.randn(32, 3) * 4 + 1
@@ -162,6 +163,10 @@ def test_default_normalizer_is_unchanged() -> None:
     assert norm.mean.dtype == torch.float32
     expected = (x - norm.mean) / (norm.var.sqrt() + 1e-2)
     assert torch.equal(norm.normalize(x), expected)
+    # and a default normalizer's checkpoint metadata is what it was before imported priors
+    save_policy(tmp_path, Actor(3, 1, (4,)), norm, {"task": "x"})
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    assert set(meta["normalizer"]) == {"eps", "count"}
 
 
 def test_customize_an_sb3_prior_end_to_end(zoo: Path, tmp_path: Path) -> None:
@@ -468,6 +473,9 @@ def test_hostile_pickle_executes_nothing(zoo: Path, tmp_path: Path) -> None:
     evil.write_bytes(pickle.dumps(os.system))
     with pytest.raises(TailorError, match=r"refusing to unpickle (posix|os)\.system"):
         load_vecnormalize(evil)
+    evil.write_bytes(pickle.dumps(np.array([1, "a"], dtype=object)))
+    with pytest.raises(TailorError, match="Python objects"):
+        load_vecnormalize(evil)
 
 
 def test_real_vecnormalize_reads_with_allowlist(zoo: Path) -> None:
@@ -485,6 +493,8 @@ def test_corrupt_zip_and_truncated_safetensors(zoo: Path, tmp_path: Path) -> Non
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(TailorError, match="not a valid zip") as info:
         load_prior(bad)
+    with pytest.raises(TailorError, match="not a valid zip"):
+        load_prior(bad, format="sb3")
     assert "safetensors" not in str(info.value)
     save_policy(tmp_path / "run", Actor(2, 1, (4,)), EmpiricalNormalization(2), {"task": "x"})
     st = (tmp_path / "run" / "policy.safetensors").read_bytes()
@@ -701,3 +711,8 @@ def test_skrl_checkpoint_with_running_standard_scaler(tmp_path: Path) -> None:
     save_policy(tmp_path / "saved", prior.actor, prior.obs_norm, prior.meta)
     again = load_prior(tmp_path / "saved")
     assert again.obs_norm.clip == 5.0 and torch.equal(again.obs_norm(raw), x)
+
+
+def test_vecnormalize_passed_as_the_prior(zoo: Path) -> None:
+    with pytest.raises(TailorError, match="VecNormalize statistics, not a policy"):
+        load_prior(zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl")

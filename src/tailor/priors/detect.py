@@ -94,6 +94,12 @@ def detect_format(path: str | Path) -> str:
             f"nor a torch.save file; members: {', '.join(names[:8])}"
         )
     if magic[:1] == b"\x80":  # a pickle protocol byte: a legacy (non-zip) torch.save file
+        with path.open("rb") as f:
+            if b"VecNormalize" in f.read(256):
+                raise TailorError(
+                    f"{str(path)!r} is SB3 VecNormalize statistics, not a policy; pass the model's "
+                    "zip as the prior and this file as normalizer= (--prior-normalizer)"
+                )
         return classify_torch(torch_load(path), path)
     if path.suffix == ".zip":
         raise TailorError(f"{str(path)!r} is not a valid zip file (it does not start like one)")
