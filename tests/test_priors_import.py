@@ -256,6 +256,7 @@ def test_sb3_td3_needs_std(tmp_path: Path) -> None:
 
 
 def _rsl_actor(std_type: str = "scalar") -> nn.Module:
+    pytest.importorskip("rsl_rl")
     from rsl_rl.models import MLPModel
     from tensordict import TensorDict
 

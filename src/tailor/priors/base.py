@@ -14,19 +14,18 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
 
 __all__ = [
     "Layers",
-    "YamlLoader",
     "check_activation",
     "gaussian_prior",
     "identity_normalizer",
     "layers_from_state",
     "load_normalizer_file",
+    "load_yaml",
     "mlp_from_layers",
     "var_eps_normalizer",
 ]
@@ -34,20 +33,35 @@ __all__ = [
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class YamlLoader(yaml.SafeLoader):
-    """``safe_load`` that reads ``!!python/tuple`` etc. as plain data and never builds objects
-    (Isaac Lab's ``params/agent.yaml`` holds such tags)."""
+def load_yaml(path: Path) -> Any:
+    """Read a YAML file with ``yaml.SafeLoader``, ``!!python/tuple`` and other ``!!python/`` tags
+    read as plain lists/dicts/strings (Isaac Lab's ``params/agent.yaml`` holds such tags); no
+    object is ever built.
 
+    Raises:
+        TailorError: pyyaml is not installed, or the file is not readable YAML.
+    """
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - pyyaml comes with most RL stacks
+        raise TailorError(f"reading {str(path)!r} needs pyyaml: pip install pyyaml") from None
 
-def _python_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    return loader.construct_scalar(node)
+    class _Loader(yaml.SafeLoader):
+        pass
 
+    def python_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        return loader.construct_scalar(node)
 
-YamlLoader.add_multi_constructor("tag:yaml.org,2002:python/", _python_tag)
+    _Loader.add_multi_constructor("tag:yaml.org,2002:python/", python_tag)
+    try:
+        return yaml.load(path.read_text(), Loader=_Loader)  # a SafeLoader subclass
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise TailorError(f"{str(path)!r} is not a readable YAML file ({exc})") from None
+
 
 # torch.nn class names (as SB3 writes them in policy_kwargs) -> tailor.nets.ACTIVATIONS names.
 TORCH_ACTIVATIONS = {

@@ -28,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from tailor.errors import TailorError
 from tailor.priors.base import (
-    YamlLoader,
     check_activation,
     gaussian_prior,
     identity_normalizer,
     layers_from_state,
+    load_yaml,
     std_eps_normalizer,
 )
 from tailor.priors.detect import torch_load
@@ -57,10 +56,7 @@ def find_agent_yaml(checkpoint: Path) -> Path | None:
 
 def read_agent_yaml(path: Path) -> dict[str, Any]:
     """``{"activation", "hidden", "std_range"}`` (each possibly ``None``) from an agent.yaml."""
-    try:
-        cfg = yaml.load(path.read_text(), Loader=YamlLoader)
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-        raise TailorError(f"{str(path)!r} is not a readable YAML file ({exc})") from None
+    cfg = load_yaml(path)
     if not isinstance(cfg, dict):
         raise TailorError(f"{str(path)!r} is not an rsl-rl agent config (not a mapping)")
     actor = cfg.get("actor") if isinstance(cfg.get("actor"), dict) else None

@@ -24,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from tailor.errors import TailorError
 from tailor.nets import EmpiricalNormalization
 from tailor.priors.base import (
-    YamlLoader,
     check_activation,
     gaussian_prior,
     identity_normalizer,
     layers_from_state,
+    load_yaml,
 )
 from tailor.priors.detect import torch_load
 
@@ -49,10 +48,7 @@ def _agent_yaml(path: Path) -> dict[str, Any] | None:
         path.parent.parent / "params" / "agent.yaml",
     ):
         if cand.is_file():
-            try:
-                cfg = yaml.load(cand.read_text(), Loader=YamlLoader)
-            except (yaml.YAMLError, OSError, UnicodeDecodeError) as exc:
-                raise TailorError(f"{str(cand)!r} is not a readable YAML file ({exc})") from None
+            cfg = load_yaml(cand)
             if isinstance(cfg, dict):
                 return {"file": str(cand), **cfg}
     return None
