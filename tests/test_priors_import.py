@@ -190,8 +190,11 @@ def test_customize_an_sb3_prior_end_to_end(zoo: Path, tmp_path: Path) -> None:
         ]
     )
     assert rc == 0
+    # resume reads the prior back from <out>/prior (a tailor checkpoint with the SB3 formula)
+    assert main(["customize", "--resume", str(out), "--steps", "128", "--no-progress"]) == 0
     prior_copy = load_prior(out / "prior")
     customized = load_prior(out)
+    assert customized.meta["steps"] >= 128
     assert customized.obs_norm.mode == "var_eps"  # the prior's normalizer, frozen, kept
     assert torch.equal(customized.obs_norm.mean, prior_copy.obs_norm.mean)
 
