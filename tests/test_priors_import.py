@@ -83,10 +83,12 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def sac_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SAC with VecNormalize, ``vecnormalize.pkl`` beside the zip."""
     root = tmp_path_factory.mktemp("sac")
+    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=0))
     model = sb3.SAC(
         "MlpPolicy",
-        "Pendulum-v1",
+        env,
         learning_starts=50,
         batch_size=32,
         seed=0,
@@ -94,18 +96,25 @@ def sac_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     model.learn(120)
     model.save(root / "sac.zip")
+    env.save(str(root / "vecnormalize.pkl"))
     return root / "sac.zip"
 
 
 @pytest.fixture(scope="module")
 def dqn_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DQN with VecNormalize, statistics saved elsewhere (``stats/cartpole.pkl``)."""
     root = tmp_path_factory.mktemp("dqn")
-    model = sb3.DQN(
-        "MlpPolicy", "CartPole-v1", learning_starts=50, seed=0, policy_kwargs={"net_arch": [16]}
-    )
+    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=1, seed=0), clip_obs=3.0)
+    model = sb3.DQN("MlpPolicy", env, learning_starts=50, seed=0, policy_kwargs={"net_arch": [16]})
     model.learn(150)
     model.save(root / "dqn.zip")
+    (root / "stats").mkdir()
+    env.save(str(root / "stats" / "cartpole.pkl"))
     return root / "dqn.zip"
+
+
+def _load_vecnorm(path: Path, env_id: str) -> VecNormalize:
+    return VecNormalize.load(str(path), DummyVecEnv([lambda: gym.make(env_id)]))
 
 
 def _vecnorm(zoo: Path) -> VecNormalize:
@@ -203,13 +212,16 @@ def test_sb3_sac_matches_sb3(sac_zip: Path) -> None:
     prior = load_prior(sac_zip)
     assert isinstance(prior, SquashedGaussianPrior)
     assert prior.meta["activation"] == "tanh"
+    assert prior.meta["obs_normalizer"]["kind"] == "sb3-vecnormalize"
     model = sb3.SAC.load(sac_zip)
+    vn = _load_vecnorm(sac_zip.parent / "vecnormalize.pkl", "Pendulum-v1")
     raw = observations(3, scale=2.0)
+    norm = vn.normalize_obs(raw)
     obs_t = torch.from_numpy(raw)
-    predicted, _ = model.predict(raw, deterministic=True)
+    predicted, _ = model.predict(norm, deterministic=True)
     close(prior.act(obs_t, deterministic=True), predicted)
     with torch.no_grad():
-        mean, log_std, _ = model.policy.actor.get_action_dist_params(obs_t)
+        mean, log_std, _ = model.policy.actor.get_action_dist_params(torch.from_numpy(norm))
         dist = model.policy.actor.action_dist.proba_distribution(mean, log_std)
         env_actions = model.policy.unscale_action(dist.sample().numpy())
         scaled = torch.from_numpy(model.policy.scale_action(env_actions))
@@ -221,15 +233,19 @@ def test_sb3_sac_matches_sb3(sac_zip: Path) -> None:
 def test_sb3_dqn_boltzmann(dqn_zip: Path) -> None:
     with pytest.raises(TailorError, match="temperature"):
         load_prior(dqn_zip)
-    prior = load_prior(dqn_zip, temperature=0.5)
+    stats = dqn_zip.parent / "stats" / "cartpole.pkl"
+    prior = load_prior(dqn_zip, temperature=0.5, normalizer=stats)
     assert isinstance(prior, BoltzmannQPrior) and prior.n_actions == 2
     model = sb3.DQN.load(dqn_zip)
-    raw = observations(4)
+    vn = _load_vecnorm(stats, "CartPole-v1")
+    raw = observations(4, scale=3.0)
+    norm = vn.normalize_obs(raw)
+    assert np.abs(norm).max() == 3.0  # the clip is in play
     obs_t = torch.from_numpy(raw)
-    predicted, _ = model.predict(raw, deterministic=True)
+    predicted, _ = model.predict(norm, deterministic=True)
     assert np.array_equal(prior.act(obs_t).numpy(), predicted)
     with torch.no_grad():
-        q = model.policy.q_net(obs_t)
+        q = model.policy.q_net(torch.from_numpy(norm))
     expected = torch.log_softmax(q / 0.5, dim=-1)
     close(prior.log_probs(obs_t), expected)
     a = torch.randint(0, 2, (N_OBS,))
@@ -377,15 +393,18 @@ def test_cleanrl_matches_agent_with_normalizer(tmp_path: Path) -> None:
     torch.manual_seed(2)
     agent = CleanRLAgent(6, 2)
     torch.save(agent.state_dict(), tmp_path / "agent.cleanrl_model")
-    # gymnasium's NormalizeObservation statistics, as the wrapper keeps them
-    rms_env = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))
+    # the statistics of gymnasium's NormalizeObservation wrapper (CleanRL's env), saved as .npz
+    wrapper = gym.wrappers.NormalizeObservation(gym.make("Pendulum-v1"))
+    wrapper.update_running_mean = False
     mean, var = np.linspace(-1, 1, 6), np.linspace(0.5, 4.0, 6)
+    wrapper.obs_rms.mean, wrapper.obs_rms.var = mean, var
     np.savez(tmp_path / "stats.npz", mean=mean, var=var)
     assert detect_format(tmp_path / "agent.cleanrl_model") == "cleanrl"
     prior = load_prior(tmp_path / "agent.cleanrl_model", normalizer=tmp_path / "stats.npz")
     raw = observations(6, scale=10.0)
-    expected_norm = np.clip(((raw - mean) / np.sqrt(var + 1e-8)).astype(np.float32), -10, 10)
-    assert rms_env.epsilon == 1e-8  # the wrapper's epsilon, tailor's default for these files
+    # the wrapper's own formula, then CleanRL's TransformObservation clip to [-10, 10]
+    expected_norm = np.clip(np.stack([wrapper.observation(o) for o in raw]), -10, 10)
+    assert np.abs(expected_norm).max() == 10.0
     obs_t = torch.from_numpy(raw)
     assert torch.equal(prior.obs_norm(obs_t), torch.from_numpy(expected_norm))
     with torch.no_grad():
