@@ -26,7 +26,7 @@ from tailor.checkpoint import load_policy, save_policy
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.nets import Actor, EmpiricalNormalization
-from tailor.priors import PolicyPrior, load_prior
+from tailor.priors import PolicyPrior, Prior, load_prior
 from tailor.priors.detect import detect_format
 from tailor.priors.policies import (
     BoltzmannQPrior,
@@ -210,7 +210,7 @@ def test_customize_an_sb3_prior_end_to_end(zoo: Path, tmp_path: Path) -> None:
 
 def test_sb3_sac_matches_sb3(sac_zip: Path) -> None:
     prior = load_prior(sac_zip)
-    assert isinstance(prior, SquashedGaussianPrior)
+    assert isinstance(prior, SquashedGaussianPrior) and isinstance(prior, Prior)
     assert prior.meta["activation"] == "tanh"
     assert prior.meta["obs_normalizer"]["kind"] == "sb3-vecnormalize"
     model = sb3.SAC.load(sac_zip)
@@ -235,7 +235,8 @@ def test_sb3_dqn_boltzmann(dqn_zip: Path) -> None:
         load_prior(dqn_zip)
     stats = dqn_zip.parent / "stats" / "cartpole.pkl"
     prior = load_prior(dqn_zip, temperature=0.5, normalizer=stats)
-    assert isinstance(prior, BoltzmannQPrior) and prior.n_actions == 2
+    assert isinstance(prior, BoltzmannQPrior) and isinstance(prior, Prior)
+    assert prior.n_actions == 2 == prior.act_dim
     model = sb3.DQN.load(dqn_zip)
     vn = _load_vecnorm(stats, "CartPole-v1")
     raw = observations(4, scale=3.0)
@@ -261,7 +262,7 @@ def test_sb3_td3_needs_std(tmp_path: Path) -> None:
     with pytest.raises(TailorError, match=r"deterministic.*--prior-std"):
         load_prior(tmp_path / "td3.zip")
     prior = load_prior(tmp_path / "td3.zip", std=[0.3])
-    assert isinstance(prior, DeterministicGaussianPrior)
+    assert isinstance(prior, DeterministicGaussianPrior) and isinstance(prior, Prior)
     raw = observations(3)
     obs_t = torch.from_numpy(raw)
     predicted, _ = model.predict(raw, deterministic=True)
@@ -572,6 +573,15 @@ def test_cli_inspect_json(zoo: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     close(np.asarray(check["deterministic_action"]), mean[0])
 
 
+def test_cli_inspect_tailor_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_policy(tmp_path, Actor(2, 1, (4,)), EmpiricalNormalization(2), {"task": "pointmass"})
+    assert main(["inspect", str(tmp_path), "--json", str(tmp_path / "i.json")]) == 0
+    info = json.loads((tmp_path / "i.json").read_text())
+    assert info["format"] == "tailor" and info["architecture"]["hidden"] == [4]
+    assert info["normalizer"]["formula"] == "(x - mean) / (sqrt(var) + eps)"
+    assert "tailor" in capsys.readouterr().out
+
+
 def test_cli_inspect_reports_misfit(sac_zip: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(sac_zip), "--task", "halfcheetah-hindleg"]) == 0
     assert "does NOT fit" in capsys.readouterr().out
@@ -639,7 +649,7 @@ def test_sb3_ppo_gsde_matches_sb3(tmp_path: Path, kwargs: dict) -> None:
     model.learn(64)
     model.save(tmp_path / "gsde.zip")
     prior = load_prior(tmp_path / "gsde.zip")
-    assert isinstance(prior, GSDEPrior)
+    assert isinstance(prior, GSDEPrior) and isinstance(prior, Prior)
     raw = observations(2, scale=0.5)
     obs_t = torch.from_numpy(raw)
     with torch.no_grad():
