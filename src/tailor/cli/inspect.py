@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "inspect",
-        help="describe a prior file (tailor, SB3, rsl-rl, CleanRL) and check it against a task",
+        help="describe a prior file (tailor, SB3, rsl-rl, CleanRL, skrl); check it against a task",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
     p.add_argument("prior", metavar="PRIOR", help="the prior file or tailor run directory")

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prior",
         help="the prior: a run directory or its policy.safetensors, or a policy from another "
-        "library (SB3 .zip, rsl-rl or CleanRL .pt; see `tailor inspect`)",
+        "library (SB3 .zip, rsl-rl, CleanRL or skrl .pt; see `tailor inspect`)",
     )
     add_prior_arguments(p)
     p.add_argument(

@@ -1,4 +1,4 @@
-"""Prior-protocol policies that are not a tailor Gaussian actor: squashed, deterministic, Q-based.
+"""Prior-protocol policies that are not a tailor Gaussian actor: squashed, gSDE, deterministic, Q.
 
 Each takes raw observations ``[B, D]``, applies its frozen observation normalizer, then its
 network. ``B`` batch, ``D`` observation size, ``A`` action size, ``n`` discrete actions.
