@@ -591,7 +591,7 @@ def test_cli_errors_exit_2(
     sac_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["inspect", str(tmp_path / "missing.zip")]) == 2
-    assert "error: prior" in capsys.readouterr().err
+    assert "missing.zip' does not exist" in capsys.readouterr().err
     rc = main(
         ["customize", "--task", "mountaincar-noleft", "--prior", str(sac_zip), "--method",
          "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]

@@ -73,7 +73,10 @@ def detect_format(path: str | Path) -> str:
             "directory, or the prior file itself (an SB3 .zip, an rsl-rl/CleanRL .pt)"
         )
     if not path.exists():
-        raise TailorError(f"prior {str(path)!r} does not exist")
+        raise TailorError(
+            f"policy {str(path)!r} does not exist (expected a tailor run directory or "
+            "policy.safetensors, or a policy file from SB3, rsl-rl, CleanRL or skrl)"
+        )
     with path.open("rb") as f:
         magic = f.read(8)
     if is_safetensors(path):
