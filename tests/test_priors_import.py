@@ -749,3 +749,43 @@ def test_skrl_checkpoint_with_running_standard_scaler(tmp_path: Path) -> None:
 def test_vecnormalize_passed_as_the_prior(zoo: Path) -> None:
     with pytest.raises(TailorError, match="VecNormalize statistics, not a policy"):
         load_prior(zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl")
+
+
+def test_sb3_contrib_tqc_matches_and_recurrent_is_refused(tmp_path: Path) -> None:
+    contrib = pytest.importorskip("sb3_contrib")
+    model = contrib.TQC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        learning_starts=20,
+        batch_size=16,
+        seed=0,
+        policy_kwargs={"net_arch": [8], "n_critics": 2, "n_quantiles": 5},
+    )
+    model.learn(40)
+    model.save(tmp_path / "tqc.zip")
+    prior = load_prior(tmp_path / "tqc.zip")
+    assert isinstance(prior, SquashedGaussianPrior)
+    assert prior.meta["source"]["algorithm"] == "TQC"
+    raw = observations(3, scale=2.0)
+    obs_t = torch.from_numpy(raw)
+    close(prior.act(obs_t), model.predict(raw, deterministic=True)[0])
+    with torch.no_grad():
+        mean, log_std, _ = model.policy.actor.get_action_dist_params(obs_t)
+        dist = model.policy.actor.action_dist.proba_distribution(mean, log_std)
+        env_a = model.policy.unscale_action(dist.sample().numpy())
+        expected = dist.log_prob(torch.from_numpy(model.policy.scale_action(env_a))) - np.log(2.0)
+        close(prior.log_prob(obs_t, torch.from_numpy(env_a)), expected)
+    rppo = contrib.RecurrentPPO(
+        "MlpLstmPolicy",
+        "Pendulum-v1",
+        n_steps=16,
+        batch_size=16,
+        seed=0,
+        policy_kwargs={"lstm_hidden_size": 8, "net_arch": [8]},
+    )
+    rppo.learn(16)
+    rppo.save(tmp_path / "rppo.zip")
+    with pytest.raises(
+        TailorError, match=r"RecurrentActorCriticPolicy is not supported.*supported"
+    ):
+        load_prior(tmp_path / "rppo.zip")

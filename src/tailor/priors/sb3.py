@@ -312,7 +312,7 @@ def load_sb3(
         "task": None,
         "source": {
             "format": "sb3",
-            "library": "stable-baselines3",
+            "library": "sb3-contrib" if module.startswith("sb3_contrib") else "stable-baselines3",
             "version": version,
             "algorithm": algorithm,
             "policy_class": f"{module}.{cls}",
