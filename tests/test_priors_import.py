@@ -338,6 +338,23 @@ def test_rsl_rl_v5_matches_rsl_rl(tmp_path: Path, std_type: str) -> None:
     close(prior.log_prob(raw, a), expected)
 
 
+def test_rsl_rl_v4_std_names(tmp_path: Path) -> None:
+    """rsl-rl 4 kept the std as ``std`` in ``actor_state_dict`` (5 renamed it)."""
+    from tensordict import TensorDict
+
+    actor = _rsl_actor("scalar")
+    sd = dict(actor.state_dict())
+    sd["std"] = sd.pop("distribution.std_param")
+    torch.save({"actor_state_dict": sd, "iter": 2}, tmp_path / "model_2.pt")
+    prior = load_prior(tmp_path / "model_2.pt", activation="elu")
+    raw = torch.from_numpy(observations(5, scale=3.0))
+    td = TensorDict({"policy": raw}, batch_size=[N_OBS])
+    with torch.no_grad():
+        actor.distribution.update(actor.mlp(actor.get_latent(td)))
+        a = actor.distribution.sample()
+        close(prior.log_prob(raw, a), actor.distribution.log_prob(a))
+
+
 def test_rsl_rl_needs_activation_without_agent_yaml(tmp_path: Path) -> None:
     actor = _rsl_actor()
     torch.save({"actor_state_dict": actor.state_dict(), "iter": 1}, tmp_path / "model_1.pt")

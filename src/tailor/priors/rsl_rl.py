@@ -3,11 +3,12 @@
 Two layouts, both read with ``torch.load(weights_only=True)``:
 
 - rsl-rl 4 and later (``actor_state_dict``, the ``MLPModel`` actor): ``mlp.<i>.*`` (the mean
-  network), ``distribution.std_param`` (``std_type="scalar"``) or ``distribution.log_std_param``
-  (``"log"``) of a ``GaussianDistribution``, and, with ``obs_normalization``,
-  ``obs_normalizer._mean/_var/_std/count``. The std is clamped to the distribution's
+  network), and, with ``obs_normalization``, ``obs_normalizer._mean/_var/_std/count``. The std:
+  rsl-rl 5's ``GaussianDistribution`` parameter ``distribution.std_param`` (``std_type
+  "scalar"``) or ``distribution.log_std_param`` (``"log"``), clamped to the distribution's
   ``std_range`` (``params/agent.yaml``'s ``actor.distribution_cfg.std_range``, else rsl-rl's
-  default ``(1e-6, 1e6)``), as rsl-rl does on every forward.
+  default ``(1e-6, 1e6)``) as rsl-rl does on every forward; or rsl-rl 4's ``std`` / ``log_std``
+  (the names rsl-rl 5 migrates to the distribution's).
 - rsl-rl 1 to 3 (``model_state_dict``, the ``ActorCritic`` module): ``actor.<i>.*``, ``std`` or
   ``log_std``; the normalizer either in the model (``actor_obs_normalizer.*``, v3) or beside it
   (``obs_norm_state_dict``, v2).
@@ -77,6 +78,12 @@ def read_agent_yaml(path: Path) -> dict[str, Any]:
 def _log_std_v4(
     state: dict[str, torch.Tensor], std_range: Any, src: str
 ) -> tuple[torch.Tensor, str]:
+    """``(log_std [A], std_type)`` of an ``actor_state_dict``: rsl-rl 5's distribution
+    parameters (clamped to ``std_range``), or rsl-rl 4's ``std``/``log_std``."""
+    if "std" in state:  # rsl-rl 4 (stochastic MLPModel, noise_std_type "scalar")
+        return state["std"].float().log(), "scalar"
+    if "log_std" in state:  # rsl-rl 4, noise_std_type "log"
+        return state["log_std"].float(), "log"
     lo, hi = (float(v) for v in (std_range or _STD_RANGE))
     lo = max(lo, 1e-6)  # rsl-rl raises the lower bound to 1e-6 too
     if "distribution.std_param" in state:
