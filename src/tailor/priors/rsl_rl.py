@@ -150,7 +150,11 @@ def load_rsl_rl(
         if yaml_path
         else {"activation": None, "hidden": None, "std_range": None}
     )
-    if cfg["hidden"] is not None and [int(h) for h in cfg["hidden"]] != hidden:
+    obs_in = layers[0][0].shape[1]  # rsl-rl's MLP reads a hidden size of -1 as the input size
+    if (
+        cfg["hidden"] is not None
+        and [obs_in if int(h) == -1 else int(h) for h in cfg["hidden"]] != hidden
+    ):
         raise TailorError(
             f"{str(yaml_path)!r} says hidden sizes {list(cfg['hidden'])} but the weights in {src} "
             f"have {hidden}"
