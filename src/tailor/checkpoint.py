@@ -7,8 +7,9 @@ A run directory holds:
   so the single file is enough to use the policy as a prior or to evaluate it. Metadata keys:
   ``format`` (``"tailor-policy"``), ``format_version``, ``tailor_version``, ``task``, ``env_id``,
   ``obs_dim``, ``act_dim``, ``action_low``, ``action_high``, ``architecture`` (``hidden``,
-  ``activation``, ``std_type``), ``normalizer`` (``eps``, ``count``), ``method``,
-  ``coefficients``, ``steps``, ``seed``.
+  ``activation``, ``std_type``), ``normalizer`` (``eps``, ``count``; ``mode`` and ``clip`` when
+  not the default formula: imported priors, :class:`tailor.nets.EmpiricalNormalization`),
+  ``method``, ``coefficients``, ``steps``, ``seed``.
 - ``policy.json``: a human-readable copy of that metadata (the header is authoritative).
 - ``trainer.safetensors``: what ``--resume`` needs besides the policy (critic, optimizer moments,
   random generator state) with its own JSON header (``format`` ``"tailor-trainer"``).
@@ -249,6 +250,8 @@ def policy_tensors(
         },
         "normalizer": {"eps": obs_norm.eps, "count": float(obs_norm.count)},
     }
+    if obs_norm.mode != "std_eps" or obs_norm.clip is not None:  # an imported prior's formula
+        full["normalizer"].update(mode=obs_norm.mode, clip=obs_norm.clip)
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
     tensors.update({f"obs_norm.{k}": v for k, v in obs_norm.state_dict().items()})
     return tensors, full
@@ -291,8 +294,12 @@ def load_policy(path: str | Path) -> tuple[Actor, EmpiricalNormalization, dict[s
             activation=arch["activation"],
             std_type=arch["std_type"],
         )
+        norm = meta["normalizer"]
         obs_norm = EmpiricalNormalization(
-            int(meta["obs_dim"]), eps=float(meta["normalizer"]["eps"])
+            int(meta["obs_dim"]),
+            eps=float(norm["eps"]),
+            mode=norm.get("mode", "std_eps"),
+            clip=None if norm.get("clip") is None else float(norm["clip"]),
         )
         actor.load_state_dict(_strip(tensors, "actor."))
         obs_norm.load_state_dict(_strip(tensors, "obs_norm."))

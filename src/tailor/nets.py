@@ -21,6 +21,7 @@ from torch import nn
 
 __all__ = [
     "ACTIVATIONS",
+    "NORM_MODES",
     "Actor",
     "Critic",
     "EmpiricalNormalization",
@@ -31,7 +32,22 @@ __all__ = [
     "mlp",
 ]
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"elu": nn.ELU, "tanh": nn.Tanh, "relu": nn.ReLU}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    # The other activations of rsl-rl's ``resolve_nn_activation`` (names as rsl-rl spells them),
+    # so that imported priors (tailor.priors) keep their network; all with torch's defaults.
+    "selu": nn.SELU,
+    "crelu": nn.CELU,
+    "lrelu": nn.LeakyReLU,
+    "sigmoid": nn.Sigmoid,
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+    "swish": nn.SiLU,
+    "mish": nn.Mish,
+    "identity": nn.Identity,
+}
 STD_TYPES = ("global", "state")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Bounds of a state-dependent log-std head, so that one bad state cannot give sigma = 0 or inf.
@@ -175,6 +191,9 @@ class Critic(nn.Module):
         return self.net(obs).squeeze(-1)
 
 
+NORM_MODES = ("std_eps", "var_eps")
+
+
 class EmpiricalNormalization(nn.Module):
     """Running mean/variance observation normalizer (rsl-rl's ``EmpiricalNormalization``).
 
@@ -182,15 +201,31 @@ class EmpiricalNormalization(nn.Module):
     the batch into the running statistics (parallel/Chan update of mean and population variance);
     in eval mode (``.eval()``, the *frozen* mode) the statistics never change.
 
+    ``mode`` chooses the formula, so that a prior imported from another library is normalized
+    exactly as that library did (:mod:`tailor.priors`):
+
+    - ``"std_eps"`` (default; tailor, rsl-rl, skrl's ``RunningStandardScaler`` with ``clip``):
+      ``(x - mean) / (sqrt(var) + eps)``, float32 statistics, clipped to ``[-clip, clip]`` when
+      ``clip`` is given (the default ``None`` does not clip).
+    - ``"var_eps"`` (Stable-Baselines3 ``VecNormalize``, gymnasium's ``NormalizeObservation`` as
+      CleanRL uses it): ``clip((x - mean) / sqrt(var + eps), -clip, clip)`` (no clipping when
+      ``clip`` is ``None``), computed in float64 from float64 statistics and cast back to the
+      input's dtype, as those libraries do in numpy.
+
     Buffers (checkpoint names): ``mean [D]``, ``var [D]``, ``count []`` (float64 so that a count of
     tens of millions stays exact).
     """
 
-    def __init__(self, dim: int, eps: float = 1e-2) -> None:
+    def __init__(
+        self, dim: int, eps: float = 1e-2, mode: str = "std_eps", clip: float | None = None
+    ) -> None:
         super().__init__()
-        self.eps = eps
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
+        if mode not in NORM_MODES:
+            raise ValueError(f"mode must be one of {NORM_MODES}, got {mode!r}")
+        self.eps, self.mode, self.clip = eps, mode, clip
+        dtype = torch.float64 if mode == "var_eps" else torch.float32
+        self.register_buffer("mean", torch.zeros(dim, dtype=dtype))
+        self.register_buffer("var", torch.ones(dim, dtype=dtype))
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,12 +235,19 @@ class EmpiricalNormalization(nn.Module):
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``(x - mean) / (std + eps)`` without touching the statistics; ``[B, D] -> [B, D]``."""
-        return (x - self.mean) / (self.var.sqrt() + self.eps)
+        """The mode's formula without touching the statistics; ``[B, D] -> [B, D]``."""
+        if self.mode == "var_eps":
+            y = (x.double() - self.mean) / torch.sqrt(self.var + self.eps)
+            if self.clip is not None:
+                y = y.clamp(-self.clip, self.clip)
+            return y.to(x.dtype)
+        y = (x - self.mean) / (self.var.sqrt() + self.eps)
+        return y if self.clip is None else y.clamp(-self.clip, self.clip)
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
         """Fold a batch ``[B, D]`` into the running mean and (population) variance."""
+        x = x.to(self.mean.dtype)
         n = x.shape[0]
         self.count += n
         rate = float(n / self.count)

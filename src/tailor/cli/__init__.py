@@ -32,6 +32,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tailor.cli.lm",
     "tailor.cli.experiments",
     "tailor.cli.video",
+    "tailor.cli.inspect",
+    "tailor.cli.export",
 )
 
 

@@ -58,7 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in CUSTOMIZATION_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
-    p.add_argument("--prior", help="the prior: a run directory or its policy.safetensors")
+    p.add_argument(
+        "--prior",
+        help="the prior: a run directory or its policy.safetensors, or a policy from another "
+        "library (SB3 .zip, rsl-rl, CleanRL or skrl .pt; see `tailor inspect`)",
+    )
+    add_prior_arguments(p)
     p.add_argument(
         "--algo", choices=("ppo", "dqn", "sac", "mcts"), default="ppo", help="default ppo"
     )
@@ -97,6 +102,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
     _tasks_file(p)
     p.set_defaults(func=cmd_evaluate)
+
+
+def add_prior_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``--prior-*`` options of :func:`tailor.priors.load_prior` (imported priors)."""
+    from tailor.priors.detect import FORMATS
+
+    p.add_argument("--prior-format", choices=FORMATS, help="skip format detection")
+    p.add_argument(
+        "--prior-normalizer",
+        metavar="PATH",
+        help="observation statistics of an imported prior: SB3 vecnormalize.pkl (default: the "
+        "one beside the zip) or a .npz/safetensors with mean and var (CleanRL)",
+    )
+    p.add_argument(
+        "--prior-std",
+        type=float,
+        metavar="SIGMA",
+        help="std of the Gaussian around a deterministic prior's action (SB3 TD3/DDPG)",
+    )
+    p.add_argument(
+        "--prior-temperature",
+        type=float,
+        metavar="TAU",
+        help="temperature of softmax(Q/TAU) for a Q-network prior (SB3 DQN)",
+    )
+    p.add_argument(
+        "--prior-activation",
+        metavar="NAME",
+        help="hidden activation of an imported prior when its files do not say (e.g. rsl-rl "
+        "without params/agent.yaml): elu, tanh, relu, ...",
+    )
+
+
+def prior_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--prior-*`` values as :func:`tailor.priors.load_prior` keyword arguments."""
+    return {
+        "format": getattr(args, "prior_format", None),
+        "normalizer": getattr(args, "prior_normalizer", None),
+        "std": getattr(args, "prior_std", None),
+        "temperature": getattr(args, "prior_temperature", None),
+        "activation": getattr(args, "prior_activation", None),
+    }
 
 
 def _tasks_file(p: argparse.ArgumentParser) -> None:
@@ -291,6 +338,10 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     progress = {"progress": not args.no_progress} if ppo else {}
     if ppo:
         run.check_method_kind(args.method, customization)
+    imported = {k: v for k, v in prior_options(args).items() if v is not None}
+    if imported and not ppo:
+        flags = ", ".join("--prior-" + k for k in imported)
+        raise TailorError(f"{flags}: imported priors are customized with --algo ppo only")
     if customization:
         method = args.method or "residual"
         if not args.prior:
@@ -311,6 +362,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             args.alpha_hat,
             method=method,
             overwrite=args.overwrite,
+            prior_options=imported,
             **progress,
             **settings,
         )

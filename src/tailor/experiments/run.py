@@ -67,7 +67,7 @@ from tailor.methods import (
     resolve,
 )
 from tailor.nets import SquashedGaussianActor, mlp
-from tailor.priors import QPrior, load_prior
+from tailor.priors import PolicyPrior, QPrior, load_prior
 from tailor.rundir import RunDir, claim_run_dir
 
 __all__ = [
@@ -390,6 +390,8 @@ class RunRequest:
         config: fields of the algorithm's config dataclass.
         progress: PPO only: a progress bar.
         overwrite: replace a run or model already in ``out`` (otherwise it is refused).
+        prior_options: keyword arguments of :func:`tailor.priors.load_prior` for an imported
+            prior (``format``, ``normalizer``, ``std``, ``temperature``, ``activation``).
     """
 
     task: Task
@@ -402,6 +404,7 @@ class RunRequest:
     config: Mapping[str, Any]
     progress: bool = False
     overwrite: bool = False
+    prior_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _claim(r: RunRequest, kind: str) -> RunDir:
@@ -423,7 +426,14 @@ def _save_trained(
 def _run_ppo(r: RunRequest) -> Path:
     cfg = _config(PPOConfig, r.steps, r.seed, r.config)
     cfg.validate()
-    prior = load_prior(r.prior) if r.prior is not None else None
+    prior = load_prior(r.prior, **r.prior_options) if r.prior is not None else None
+    if prior is not None and not isinstance(prior, PolicyPrior):
+        kind = prior.meta.get("distribution", {}).get("kind", type(prior).__name__)
+        raise TailorError(
+            f"PPO customization starts from a Gaussian actor's weights; {str(r.prior)!r} "
+            f"is a {kind} policy. Gaussian priors: tailor runs, SB3 PPO/A2C, rsl-rl, "
+            "CleanRL (see `tailor inspect`)"
+        )
     with _claim(r, "ppo"):
         result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
     _log_ppo(r.log, r.method, r.task, result, r.out)
@@ -586,6 +596,7 @@ def customize(
     log: Log = print,
     progress: bool = False,
     overwrite: bool = False,
+    prior_options: Mapping[str, Any] | None = None,
     **config: Any,
 ) -> Path:
     """Customize a prior to the task's add-on reward with PPO, residual soft DQN, SAC or MCTS.
@@ -608,6 +619,9 @@ def customize(
         log: progress printer.
         progress: PPO only: a progress bar.
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
+        prior_options: PPO only: :func:`tailor.priors.load_prior` options for a prior from
+            another library (SB3, rsl-rl, CleanRL, skrl): ``format``, ``normalizer``, ``std``,
+            ``temperature``, ``activation``.
         **config: fields of the algorithm's config dataclass.
 
     Returns:
@@ -632,7 +646,12 @@ def customize(
         m = task_method(task, method, flags=True, omega_prime=omega_prime, alpha_hat=alpha_hat)
     if algo != "ppo":
         torch.set_num_threads(1)
-    request = RunRequest(task, m, steps, seed, Path(out), prior, log, config, progress, overwrite)
+    options = dict(prior_options or {})
+    if options and algo != "ppo":
+        raise TailorError("imported priors (prior_options) are customized with algo 'ppo' only")
+    request = RunRequest(
+        task, m, steps, seed, Path(out), prior, log, config, progress, overwrite, options
+    )
     return _RUNNERS[algo](request)
 
 

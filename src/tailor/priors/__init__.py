@@ -3,11 +3,18 @@
 Customization only ever asks a prior two things (reference section 1): the log-probability of an
 action, ``log pi_prior(a|s)``, for the reformulated reward, and an action, for evaluation. Any
 object with those two methods and the two sizes is a :class:`Prior`; :func:`load_prior` makes one
-from a checkpoint written by ``tailor train``/``tailor customize``.
+from a checkpoint written by ``tailor train``/``tailor customize``, or imports a policy trained
+with another library (format detected from the file's content, :mod:`tailor.priors.detect`):
+Stable-Baselines3 zips (:mod:`~tailor.priors.sb3`), CleanRL ``agent.state_dict()`` files
+(:mod:`~tailor.priors.cleanrl`), rsl-rl checkpoints (:mod:`~tailor.priors.rsl_rl`), skrl agent
+checkpoints (:mod:`~tailor.priors.skrl`). Imported
+Gaussian policies become a :class:`PolicyPrior` (a :class:`tailor.nets.Actor` plus a normalizer
+with the source library's formula), so PPO customization starts from them as from a tailor policy.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -110,17 +117,80 @@ def load_prior(
     obs_dim: int | None = None,
     act_dim: int | None = None,
     task: str | None = None,
-) -> PolicyPrior:
-    """Load a frozen prior from a run directory or its ``policy.safetensors``.
+    *,
+    format: str | None = None,
+    normalizer: str | Path | None = None,
+    std: float | Sequence[float] | None = None,
+    temperature: float | None = None,
+    activation: str | None = None,
+) -> Any:
+    """Load a frozen prior: a tailor run directory / ``policy.safetensors``, or an imported policy.
 
     If ``obs_dim``/``act_dim`` are given, the prior's sizes are checked against them (``task`` names
     the task in the error message).
 
+    Args:
+        path: the prior's file (or a tailor run directory).
+        format: one of :data:`tailor.priors.detect.FORMATS` to skip detection.
+        normalizer: a separate observation-statistics file (SB3 ``vecnormalize.pkl``, or a ``.npz``
+            / safetensors file with ``mean`` and ``var``); imported priors only.
+        std: the Gaussian's standard deviation around a deterministic policy (SB3 TD3/DDPG).
+        temperature: ``tau`` of ``softmax(Q / tau)`` for a Q-network prior (SB3 DQN).
+        activation: the hidden activation when the file does not say (rsl-rl without
+            ``params/agent.yaml``, a CleanRL agent that is not Tanh, a custom SB3 one).
+
+    Returns:
+        a :class:`PolicyPrior` for Gaussian policies (tailor, SB3 PPO/A2C, CleanRL, rsl-rl), else
+        a :class:`Prior` from :mod:`tailor.priors.policies` (SAC/TQC, TD3/DDPG, DQN, categorical).
+
     Raises:
-        TailorError: missing, truncated or foreign checkpoint; sizes that do not match the task.
+        TailorError: missing, truncated, foreign or unsupported file; an option the format does not
+            take; sizes that do not match the task.
     """
-    actor, obs_norm, meta = load_policy(path)
-    prior = PolicyPrior(actor, obs_norm, meta)
+    from tailor.priors.detect import FORMATS, detect_format
+
+    if format is not None and format not in FORMATS:
+        raise TailorError(f"unknown prior format {format!r}; known: {', '.join(FORMATS)}")
+    fmt = format or detect_format(path)
+    if fmt == "tailor":
+        given = [
+            n
+            for n, v in (
+                ("normalizer", normalizer),
+                ("std", std),
+                ("temperature", temperature),
+                ("activation", activation),
+            )
+            if v is not None
+        ]
+        if given:
+            raise TailorError(
+                f"{', '.join(given)} only apply to imported priors; {str(path)!r} is a tailor "
+                "checkpoint, which carries its own normalizer and distribution"
+            )
+        actor, obs_norm, meta = load_policy(path)
+        prior: Any = PolicyPrior(actor, obs_norm, meta)
+    elif fmt == "sb3":
+        from tailor.priors.sb3 import load_sb3
+
+        prior = load_sb3(path, normalizer, std, temperature, activation)
+    else:
+        if std is not None or temperature is not None:
+            raise TailorError(
+                f"std and temperature only apply to SB3 TD3/DDPG and DQN priors, not {fmt}"
+            )
+        if fmt == "cleanrl":
+            from tailor.priors.cleanrl import load_cleanrl
+
+            prior = load_cleanrl(path, normalizer, activation)
+        elif fmt == "rsl_rl":
+            from tailor.priors.rsl_rl import load_rsl_rl
+
+            prior = load_rsl_rl(path, normalizer, activation)
+        else:
+            from tailor.priors.skrl import load_skrl
+
+            prior = load_skrl(path, normalizer, activation)
     if obs_dim is not None and act_dim is not None:
         check_spaces(prior, obs_dim, act_dim, task or "?")
     return prior

@@ -1,0 +1,495 @@
+"""Stable-Baselines3 2.x models (``model.save`` zips) as priors, without unpickling them.
+
+An SB3 zip holds ``data`` (JSON; objects that JSON cannot hold are cloudpickled under
+``":serialized:"`` keys, next to readable ``repr`` strings of their fields) and ``policy.pth``
+(the policy's ``state_dict``). tailor reads the readable fields only (``policy_class``'s
+``__module__``/``__init__`` reprs, ``policy_kwargs`` (``net_arch``, ``activation_fn``),
+``observation_space``/``action_space`` (``_shape``, ``low``, ``high``, ``n``), ``use_sde``) and
+``policy.pth`` with ``torch.load(weights_only=True)``; the ``:serialized:`` blobs are never
+loaded. Hidden sizes come from the weights (checked against ``net_arch`` when it is given); the
+activation from ``activation_fn`` or, when the user left it out, SB3's default for that policy
+class (``Tanh`` for ``ActorCriticPolicy``, ``ReLU`` for the others), unless ``activation=`` says
+otherwise.
+
+Supported (``MlpPolicy`` on flat ``Box`` observations):
+
+- PPO / A2C / TRPO, ``Box`` actions: diagonal Gaussian with global ``log_std`` ->
+  :class:`tailor.priors.PolicyPrior` (customizable with PPO); ``Discrete`` actions: categorical
+  (:class:`~tailor.priors.policies.BoltzmannQPrior` over the logits at temperature 1); with gSDE
+  (``use_sde=True``; ``full_std``, ``use_expln``, ``squash_output`` from ``policy_kwargs``) ->
+  :class:`~tailor.priors.policies.GSDEPrior` (not customizable with PPO: state-dependent std).
+- SAC / TQC: tanh-squashed Gaussian -> :class:`~tailor.priors.policies.SquashedGaussianPrior`.
+- TD3 / DDPG: deterministic; with ``std`` ->
+  :class:`~tailor.priors.policies.DeterministicGaussianPrior`.
+- DQN: with ``temperature`` -> :class:`~tailor.priors.policies.BoltzmannQPrior`.
+
+Observation normalization: an SB3 ``VecNormalize`` pickle (``normalizer=PATH``, else
+``vecnormalize.pkl`` beside the zip or in the RL-Zoo sub-directory), read by
+:mod:`tailor.priors.unpickle`; normalized as SB3 does, ``clip((x - mean) / sqrt(var + eps),
+-clip_obs, clip_obs)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailor.errors import TailorError
+from tailor.nets import EmpiricalNormalization
+from tailor.priors.base import (
+    TORCH_ACTIVATIONS,
+    Layers,
+    as_floats,
+    check_activation,
+    gaussian_prior,
+    identity_normalizer,
+    json_safe,
+    layers_from_state,
+    load_normalizer_file,
+    mlp_from_layers,
+)
+from tailor.priors.detect import torch_load, zip_names
+from tailor.priors.policies import (
+    BoltzmannQPrior,
+    DeterministicGaussianPrior,
+    GSDEPrior,
+    SquashedGaussianPrior,
+)
+
+__all__ = ["SUPPORTED", "find_vecnormalize", "load_sb3", "read_sb3_zip"]
+
+# (policy-class module, class name) -> (kind, SB3's default activation for that class).
+_POLICIES: dict[tuple[str, str], tuple[str, str]] = {
+    ("stable_baselines3.common.policies", "ActorCriticPolicy"): ("actor_critic", "tanh"),
+    ("stable_baselines3.sac.policies", "SACPolicy"): ("sac", "relu"),
+    ("sb3_contrib.tqc.policies", "TQCPolicy"): ("sac", "relu"),
+    ("stable_baselines3.td3.policies", "TD3Policy"): ("td3", "relu"),
+    ("stable_baselines3.dqn.policies", "DQNPolicy"): ("dqn", "relu"),
+}
+SUPPORTED = (
+    "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions, gSDE), SAC, TQC, TD3/DDPG (with std) and "
+    "DQN (with temperature), on flat Box observations"
+)
+
+
+def read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], str]:
+    """``(data, policy_state_dict, sb3_version)`` from an SB3 zip, without unpickling.
+
+    Raises:
+        TailorError: not a valid zip, no ``data``/``policy.pth``, unreadable JSON or weights.
+    """
+    src = repr(str(path))
+    if zip_names(path) is None:
+        raise TailorError(f"{src} is not a valid zip file (truncated or corrupted?)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            missing = [m for m in ("data", "policy.pth") if m not in names]
+            if missing:
+                raise TailorError(
+                    f"{src} is a zip but not an SB3 model: no {' or '.join(missing)} member"
+                )
+            raw_data = z.read("data")
+            raw_policy = z.read("policy.pth")
+            version = (
+                z.read("_stable_baselines3_version").decode("utf-8", "replace").strip()
+                if "_stable_baselines3_version" in names
+                else "unknown"
+            )
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise TailorError(
+            f"{src} is not a valid zip file (truncated or corrupted?): {exc}"
+        ) from None
+    try:
+        data = json.loads(raw_data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TailorError(f"{src}: the SB3 'data' member is not valid JSON ({exc})") from None
+    state = torch_load(raw_policy, f"{src} (policy.pth)")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise TailorError(f"{src}: policy.pth is not a state dict of tensors")
+    return data, state, version
+
+
+def _policy_class(data: dict[str, Any]) -> tuple[str, str]:
+    """``(module, class name)`` of the policy, from the reprs in ``data["policy_class"]``."""
+    pc = data.get("policy_class")
+    if not isinstance(pc, dict):
+        return "?", "?"
+    module = str(pc.get("__module__", "?"))
+    m = re.match(r"<function (\w+)\.__init__ at", str(pc.get("__init__", "")))
+    return module, (m.group(1) if m else "?")
+
+
+def _algorithm(kind: str, module: str, data: dict[str, Any]) -> str:
+    if kind == "actor_critic":
+        if "clip_range" in data:
+            return "PPO"
+        return "TRPO" if "cg_max_steps" in data else "A2C"
+    if kind == "sac":
+        return "TQC" if module.startswith("sb3_contrib") else "SAC"
+    if kind == "td3":
+        ddpg = data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0
+        return "DDPG" if ddpg else "TD3"
+    return "DQN"
+
+
+def _space(data: dict[str, Any], key: str, src: str) -> dict[str, Any]:
+    """``{"kind": "box", "shape": [...], "low": [...], "high": [...]}`` or discrete ``{"n"}``."""
+    sp = data.get(key)
+    if not isinstance(sp, dict):
+        raise TailorError(f"{src}: the SB3 data has no readable {key}")
+    typ = str(sp.get(":type:", ""))
+    if typ.endswith(".Box'>"):
+        shape = [int(s) for s in sp.get("_shape", [])]
+        low, high = _array_repr(sp.get("low"), shape), _array_repr(sp.get("high"), shape)
+        return {"kind": "box", "shape": shape, "low": low, "high": high}
+    if typ.endswith(".Discrete'>"):
+        start = int(sp.get("start", 0))
+        if start != 0:
+            raise TailorError(f"{src}: Discrete {key} with start={start} is not supported")
+        return {"kind": "discrete", "n": int(sp["n"])}
+    name = re.sub(r"^<class '(.*)'>$", r"\1", typ) or "unknown"
+    return {"kind": name.rsplit(".", 1)[-1].lower(), "type": name}
+
+
+def _array_repr(text: Any, shape: list[int]) -> list[float] | None:
+    """numpy's ``repr``-like ``'[-1. -1. -8.]'`` -> floats (``inf`` kept); ``None`` if absent."""
+    if not isinstance(text, str):
+        return None
+    tokens = text.replace("[", " ").replace("]", " ").split()
+    try:
+        values = [float(t) for t in tokens]
+    except ValueError:
+        return None
+    n = int(np.prod(shape)) if shape else 1
+    if len(values) == 1 and n > 1:
+        values = values * n
+    return values if len(values) == n else None
+
+
+def _activation(
+    data: dict[str, Any], default: str, override: str | None, src: str
+) -> tuple[str, str]:
+    """``(activation, where it came from)``."""
+    if override is not None:
+        return check_activation(override, src), "activation argument"
+    kwargs = data.get("policy_kwargs") or {}
+    raw = kwargs.get("activation_fn") if isinstance(kwargs, dict) else None
+    if raw is None:
+        return default, "SB3's default for the policy class; activation_fn not in policy_kwargs"
+    m = re.match(r"<class '(?:[\w.]+\.)?(\w+)'>", str(raw))
+    name = m.group(1) if m else str(raw)
+    if name not in TORCH_ACTIVATIONS:
+        raise TailorError(
+            f"{src}: activation_fn {raw!r} is not supported; supported: "
+            + ", ".join(TORCH_ACTIVATIONS)
+        )
+    return TORCH_ACTIVATIONS[name], "policy_kwargs.activation_fn"
+
+
+def _check_net_arch(data: dict[str, Any], key: str, hidden: list[int], src: str) -> None:
+    """If ``policy_kwargs.net_arch`` is readable, it must agree with the weights' hidden sizes."""
+    kwargs = data.get("policy_kwargs") or {}
+    arch = kwargs.get("net_arch") if isinstance(kwargs, dict) else None
+    if isinstance(arch, dict):
+        arch = arch.get(key)
+    if isinstance(arch, list) and all(isinstance(h, int) for h in arch) and list(arch) != hidden:
+        raise TailorError(
+            f"{src}: policy_kwargs.net_arch says {key} layers {arch} but the weights have {hidden}"
+        )
+
+
+def find_vecnormalize(zip_path: Path) -> Path | None:
+    """``vecnormalize.pkl`` beside the zip, in ``<zip stem>/`` (RL-Zoo), or in the one sub-dir."""
+    for cand in (
+        zip_path.parent / "vecnormalize.pkl",
+        zip_path.parent / zip_path.stem / "vecnormalize.pkl",
+    ):
+        if cand.is_file():
+            return cand
+    found = sorted(zip_path.parent.glob("*/vecnormalize.pkl"))
+    return found[0] if len(found) == 1 else None
+
+
+def _normalizer(
+    path: Path, normalizer: str | Path | None, obs_dim: int
+) -> tuple[EmpiricalNormalization, dict[str, Any]]:
+    file = Path(normalizer) if normalizer is not None else find_vecnormalize(path)
+    if file is None:
+        return identity_normalizer(obs_dim), {"kind": "none", "note": "no vecnormalize.pkl found"}
+    norm = load_normalizer_file(file, default_eps=1e-8, default_clip=10.0)
+    if norm.mean.shape != (obs_dim,):
+        raise TailorError(
+            f"normalizer {str(file)!r} has observation size {norm.mean.shape[0]} but the SB3 "
+            f"model {str(path)!r} takes {obs_dim}"
+        )
+    if norm.mode == "std_eps":  # a VecNormalize with norm_obs=False: identity
+        return norm, {"kind": "none", "file": str(file), "note": "VecNormalize with norm_obs=False"}
+    info = {
+        "kind": "sb3-vecnormalize" if file.suffix == ".pkl" else "mean/var file",
+        "file": str(file),
+        "formula": "clip((x - mean) / sqrt(var + eps), -clip, clip)",
+        "eps": norm.eps,
+        "clip": norm.clip,
+        "count": float(norm.count),
+    }
+    return norm, info
+
+
+def _box_bounds(
+    space: dict[str, Any], src: str, need_finite: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    low, high = space.get("low"), space.get("high")
+    if low is None or high is None:
+        raise TailorError(f"{src}: the action space's bounds are not readable")
+    lo, hi = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
+    if need_finite and not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise TailorError(f"{src}: a squashed policy needs finite action bounds, got {low}, {high}")
+    return lo, hi
+
+
+def load_sb3(
+    path: str | Path,
+    normalizer: str | Path | None = None,
+    std: float | Sequence[float] | None = None,
+    temperature: float | None = None,
+    activation: str | None = None,
+) -> Any:
+    """A prior from an SB3 zip (module docstring for what is supported).
+
+    Args:
+        path: the ``.zip`` that ``model.save`` wrote.
+        normalizer: a ``vecnormalize.pkl`` (or ``.npz``/safetensors mean/var file); default: the
+            one beside the zip, if any.
+        std: TD3/DDPG only: the Gaussian's standard deviation around the deterministic action
+            (a number or one per action dimension, environment units).
+        temperature: DQN only: ``tau`` of the Boltzmann policy ``softmax(Q / tau)``.
+        activation: override the activation (when the model used a custom one SB3 did not write).
+
+    Raises:
+        TailorError: an unsupported policy (CNN, MultiInput, recurrent, gSDE), a missing ``std``
+            or ``temperature``, unreadable files.
+    """
+    path = Path(path)
+    src = repr(str(path))
+    data, state, version = read_sb3_zip(path)
+    module, cls = _policy_class(data)
+    entry = _POLICIES.get((module, cls))
+    obs_space = _space(data, "observation_space", src)
+    act_space = _space(data, "action_space", src)
+    if entry is None or obs_space["kind"] != "box" or len(obs_space["shape"]) != 1:
+        what = f"{module}.{cls}"
+        if obs_space["kind"] != "box" or len(obs_space.get("shape", [])) != 1:
+            what += f" on {obs_space.get('type', 'Box')} observations {obs_space.get('shape', '')}"
+        raise TailorError(
+            f"{src}: SB3 policy {what} is not supported (CNN, MultiInput and recurrent policies "
+            f"are not); supported: {SUPPORTED}"
+        )
+    extractor = [k for k in state if "features_extractor." in k]
+    if extractor:
+        raise TailorError(
+            f"{src}: the policy has a features extractor with weights ({extractor[0]}, ...); "
+            f"only the flatten extractor of MlpPolicy is supported; supported: {SUPPORTED}"
+        )
+    kind, default_act = entry
+    algorithm = _algorithm(kind, module, data)
+    if data.get("use_sde") and kind != "actor_critic":
+        raise TailorError(
+            f"{src}: {algorithm} with gSDE (use_sde=True) is not supported (PPO/A2C with gSDE "
+            f"are); supported: {SUPPORTED}"
+        )
+    act_fn, act_src = _activation(data, default_act, activation, src)
+    obs_dim = obs_space["shape"][0]
+    obs_norm, norm_info = _normalizer(path, normalizer, obs_dim)
+    meta: dict[str, Any] = {
+        "task": None,
+        "source": {
+            "format": "sb3",
+            "library": "sb3-contrib" if module.startswith("sb3_contrib") else "stable-baselines3",
+            "version": version,
+            "algorithm": algorithm,
+            "policy_class": f"{module}.{cls}",
+            "path": str(path),
+        },
+        "activation": act_fn,
+        "activation_source": act_src,
+        "obs_normalizer": norm_info,
+        "policy_kwargs": json_safe(
+            {k: v for k, v in (data.get("policy_kwargs") or {}).items() if not k.startswith(":")}
+        ),
+    }
+    if kind != "td3" and std is not None:
+        raise TailorError(f"{src}: std= is for deterministic (TD3/DDPG) priors, not {algorithm}")
+    if kind != "dqn" and temperature is not None:
+        raise TailorError(f"{src}: temperature= is for Q-network (DQN) priors, not {algorithm}")
+
+    if kind == "actor_critic":
+        layers = _concat(state, ("mlp_extractor.shared_net.", "mlp_extractor.policy_net."), src)
+        layers.append(_linear(state, "action_net", src))
+        hidden = [w.shape[0] for w, _ in layers[:-1]]
+        _check_net_arch(data, "pi", hidden, src)
+        meta["architecture"] = {"hidden": hidden, "activation": act_fn}
+        if act_space["kind"] == "discrete":
+            meta["distribution"] = {"kind": "categorical", "n": act_space["n"]}
+            return BoltzmannQPrior(mlp_from_layers(layers, act_fn), 1.0, obs_norm, meta)
+        if act_space["kind"] != "box" or "log_std" not in state:
+            raise TailorError(
+                f"{src}: {algorithm} with {act_space['kind']} actions is not supported; "
+                f"supported: {SUPPORTED}"
+            )
+        low, high = _box_bounds(act_space, src, need_finite=False)
+        meta.update(action_low=as_floats(low), action_high=as_floats(high))
+        if data.get("use_sde"):
+            return _gsde(data, state, layers, act_fn, low, high, obs_norm, meta, src)
+        log_std = state["log_std"]
+        meta["distribution"] = {
+            "kind": "gaussian",
+            "std": "global (state-independent)",
+            "std_min": float(log_std.exp().min()),
+            "std_max": float(log_std.exp().max()),
+        }
+        return gaussian_prior(layers, log_std, act_fn, obs_norm, meta, src)
+
+    if kind == "dqn":
+        if act_space["kind"] != "discrete":
+            raise TailorError(f"{src}: a DQN needs Discrete actions, found {act_space['kind']}")
+        if temperature is None:
+            raise TailorError(
+                f"{src} is an SB3 DQN (a Q-network); pass temperature=TAU (--prior-temperature "
+                "TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
+            )
+        layers = layers_from_state(state, "q_net.q_net.", src)
+        _check_net_arch(data, "qf", [w.shape[0] for w, _ in layers[:-1]], src)
+        meta["architecture"] = {
+            "hidden": [w.shape[0] for w, _ in layers[:-1]],
+            "activation": act_fn,
+        }
+        meta["distribution"] = {
+            "kind": "boltzmann",
+            "temperature": float(temperature),
+            "n": act_space["n"],
+        }
+        _check_in(layers, obs_dim, src)
+        return BoltzmannQPrior(mlp_from_layers(layers, act_fn), float(temperature), obs_norm, meta)
+
+    if act_space["kind"] != "box":
+        raise TailorError(f"{src}: {algorithm} needs Box actions, found {act_space['kind']}")
+    low, high = _box_bounds(act_space, src, need_finite=True)
+    meta.update(action_low=as_floats(low), action_high=as_floats(high))
+    if kind == "sac":
+        latent = (
+            layers_from_state(state, "actor.latent_pi.", src)
+            if any(k.startswith("actor.latent_pi.0.") for k in state)
+            else []
+        )
+        _check_net_arch(data, "pi", [w.shape[0] for w, _ in latent], src)
+        mu, log_std = _linear(state, "actor.mu", src), _linear(state, "actor.log_std", src)
+        meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": act_fn}
+        meta["distribution"] = {
+            "kind": "tanh-squashed gaussian",
+            "std": "state-dependent",
+            "log_std_clamp": [-20.0, 2.0],
+        }
+        _check_in(latent or [mu], obs_dim, src)
+        body = _hidden_mlp(latent, act_fn)
+        return SquashedGaussianPrior(body, _lin(mu), _lin(log_std), low, high, obs_norm, meta)
+
+    # td3 / ddpg
+    layers = layers_from_state(state, "actor.mu.", src)
+    _check_net_arch(data, "pi", [w.shape[0] for w, _ in layers[:-1]], src)
+    _check_in(layers, obs_dim, src)
+    act_dim = layers[-1][0].shape[0]
+    if std is None:
+        raise TailorError(
+            f"{src} is an SB3 {algorithm} policy, which is deterministic and has no "
+            "log-probability; pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) "
+            "as the prior"
+        )
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+    if std_t.numel() == 1:
+        std_t = std_t.expand(act_dim).clone()
+    if std_t.shape != (act_dim,) or not (torch.isfinite(std_t).all() and (std_t > 0).all()):
+        raise TailorError(f"std must be > 0, one number or {act_dim} (one per action), got {std}")
+    meta["architecture"] = {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": act_fn}
+    meta["distribution"] = {
+        "kind": "gaussian around the deterministic action",
+        "std_min": float(std_t.min()),
+        "std_max": float(std_t.max()),
+    }
+    net = mlp_from_layers(layers, act_fn, out_activation="tanh")
+    return DeterministicGaussianPrior(net, low, high, std_t, obs_norm, meta)
+
+
+def _gsde(
+    data: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    layers: Layers,
+    act_fn: str,
+    low: torch.Tensor,
+    high: torch.Tensor,
+    obs_norm: EmpiricalNormalization,
+    meta: dict[str, Any],
+    src: str,
+) -> GSDEPrior:
+    """PPO/A2C with gSDE: ``log_std`` is ``[latent, A]`` (``full_std``) or ``[latent, 1]``."""
+    kwargs = data.get("policy_kwargs") or {}  # learn_features changes gradients only
+    log_std = state["log_std"]
+    latent_dim = layers[-1][0].shape[1]
+    if log_std.ndim != 2 or log_std.shape[0] != latent_dim:
+        raise TailorError(
+            f"{src}: gSDE log_std has shape {tuple(log_std.shape)}, expected [{latent_dim}, A]"
+        )
+    squash, expln = bool(kwargs.get("squash_output", False)), bool(kwargs.get("use_expln", False))
+    if squash and not (torch.isfinite(low).all() and torch.isfinite(high).all()):
+        raise TailorError(f"{src}: squash_output needs finite action bounds")
+    meta["distribution"] = {
+        "kind": "gaussian (gSDE, state-dependent std)" + (", tanh-squashed" if squash else ""),
+        "full_std": log_std.shape[1] != 1 or layers[-1][0].shape[0] == 1,
+        "use_expln": expln,
+        "squash_output": squash,
+    }
+    latent = _hidden_mlp(layers[:-1], act_fn)
+    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, low, high, obs_norm, meta)
+
+
+def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -> Layers:
+    layers: Layers = []
+    for p in prefixes:
+        if any(k.startswith(p) for k in state):
+            layers += layers_from_state(state, p, src)
+    return layers
+
+
+def _linear(
+    state: dict[str, torch.Tensor], name: str, src: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+    if w is None or b is None:
+        raise TailorError(f"{src}: policy.pth has no {name}.weight/.bias; supported: {SUPPORTED}")
+    return w.float(), b.float()
+
+
+def _lin(layer: tuple[torch.Tensor, torch.Tensor]) -> torch.nn.Linear:
+    return mlp_from_layers([layer], "identity")[0]
+
+
+def _hidden_mlp(layers: Layers, activation: str) -> torch.nn.Module:
+    """``Linear -> act`` for every layer (SB3's ``latent_pi``: activation after the last too)."""
+    if not layers:
+        return torch.nn.Identity()
+    return mlp_from_layers(layers, activation, out_activation=activation)
+
+
+def _check_in(layers: Layers, obs_dim: int, src: str) -> None:
+    if layers[0][0].shape[1] != obs_dim:
+        raise TailorError(
+            f"{src}: the network takes {layers[0][0].shape[1]} inputs but the observation space "
+            f"has {obs_dim}"
+        )
