@@ -280,6 +280,12 @@ def test_config_fields_are_flags(tmp_path, capsys):
     assert meta["architecture"]["hidden"] == [16, 8]
     assert not (out / "tb").exists()
     capsys.readouterr()
+    ev = ["evaluate", "--policy", str(out), "--episodes", "2", "--best"]
+    assert main([*ev, "--json", str(tmp_path / "e.json")]) == 0
+    assert "best snapshot: step" in capsys.readouterr().out
+    best = json.loads((tmp_path / "e.json").read_text())["best"]
+    assert best["selection_seed"] == 100_000 and best["eval"]["episodes"] == 2
+    capsys.readouterr()
     bad = ["train", "--task", "pointmass", "--method", "soft", "--steps", "512",
            "--out", str(tmp_path / "x")]  # fmt: skip
     assert main([*bad, "--total-steps", "5"]) == 2

@@ -9,6 +9,7 @@ import pytest
 
 from tailor.cli import main
 from tailor.errors import TailorError
+from tailor.experiments import run
 from tailor.experiments.presets import BUDGETS, Job, expand
 from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, run_job, run_sweep
 from tailor.experiments.tables import cell, preset_table
@@ -210,3 +211,46 @@ def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert main(["sweep", "table2", "--out", str(tmp_path), "--prior", "hopper-jump"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
     assert main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"]) == 2
+
+
+def test_a_job_reports_its_best_snapshot_beside_the_last(tmp_path):
+    (job,) = tiny_jobs(seeds=(3,))
+    record = run_job(job, tmp_path)
+    best = record["best"]
+    assert record["eval_best"]["episodes"] == record["eval"]["episodes"]
+    # Chosen on selection episodes that are not the reported ones.
+    assert best["selection_seed"] == job.eval_seed + run.SELECTION_SEED_OFFSET
+    assert best["step"] == max(best["selection"], key=lambda s: s["total"])["step"]
+    assert best["last_step"] == best["selection"][-1]["step"]
+
+
+def test_best_checkpoint_picks_the_snapshot_with_the_best_selection_return(tmp_path):
+    out = tmp_path / "r"
+    run.train_prior("pointmass", "ppo", 2048, 0, out, log=None, num_envs=8, num_steps=32,
+                    checkpoint_every=2, tensorboard=False)  # fmt: skip
+    best = run.best_checkpoint(out, episodes=3, seed=7)
+    steps = [s["step"] for s in best["selection"]]
+    assert steps == [512, 1024, 1536, 2048]  # every kept snapshot, oldest first
+    for snap in best["selection"]:  # the scores are the snapshots' own evaluations
+        policy = out / "checkpoints" / f"step-{snap['step']}" / "policy.safetensors"
+        assert run.evaluate(policy, episodes=3, seed=7)["total"]["mean"] == snap["total"]
+    assert best["step"] == max(best["selection"], key=lambda s: s["total"])["step"]
+    few = run.best_checkpoint(out, episodes=1, seed=7, max_candidates=2)
+    assert [s["step"] for s in few["selection"]] == [512, 2048]
+    with pytest.raises(TailorError, match="no policy snapshots"):
+        run.best_checkpoint(tmp_path / "empty")
+
+
+def test_cell_reads_the_best_checkpoint_and_falls_back_to_the_last():
+    def record(seed, last, best):
+        ev = {"per_episode": {"total": last}}
+        return {
+            "job": {"seed": seed},
+            "eval": ev,
+            "eval_best": best and {"per_episode": {"total": best}},
+        }
+
+    rs = [record(0, [1.0, 3.0], [5.0, 7.0]), record(1, [2.0, 2.0], None)]
+    assert cell(rs, "total", "total")["avg"][0] == 2.0
+    c = cell(rs, "total", "total", "eval_best")
+    assert c["avg"][0] == (5.0 + 7.0 + 2.0 + 2.0) / 4 and c["best_seed"] == 0

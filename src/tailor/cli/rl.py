@@ -100,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample actions instead of taking the Gaussian's mean",
     )
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    p.add_argument(
+        "--best",
+        action="store_true",
+        help="PPO runs: also evaluate the best policy snapshot, chosen on 5 selection episodes "
+        "of other seeds (the paper reports best checkpoints); the JSON gets 'best'",
+    )
     _tasks_file(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -432,6 +438,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  {label:<24} {result[key]['mean']:>10.3f} +- {result[key]['std']:.3f}")
     if kind not in (None, "ppo"):
         print(f"  {'success rate':<24} {result['success_rate']:>10.3f}")
+    if args.best:
+        best = run.best_checkpoint(
+            args.policy, args.task, seed=args.seed + run.SELECTION_SEED_OFFSET
+        )
+        ev = run.evaluate(best["policy"], args.task, args.episodes, args.seed)
+        result["best"] = {**best, "eval": ev}
+        print(f"  best snapshot: step {best['step']:,} of {best['last_step']:,} (same episodes)")
+        for key, label in rows:
+            print(f"  {label:<24} {ev[key]['mean']:>10.3f} +- {ev[key]['std']:.3f}")
     if args.json:
         write_json(args.json, result)
         print(f"  wrote {args.json}")

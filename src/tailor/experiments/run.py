@@ -75,7 +75,9 @@ __all__ = [
     "CONFIGS",
     "POLICY_FILE",
     "RQL_FORMAT",
+    "SELECTION_SEED_OFFSET",
     "RunRequest",
+    "best_checkpoint",
     "config_flags",
     "customize",
     "evaluate",
@@ -683,6 +685,57 @@ def resume(
         result = train_ppo(task, method, config, run_dir, resume=True, progress=progress)
     _log_ppo(log, method, task, result, run_dir)
     return run_dir, info
+
+
+# Selection episodes of best_checkpoint start at this seed offset, far from the seeds evaluations
+# report (0.. and the sweeps' eval seeds), so the best checkpoint is not chosen on the episodes
+# it is then reported on.
+SELECTION_SEED_OFFSET = 100_000
+
+
+def best_checkpoint(
+    run_dir: str | Path,
+    task: Task | str | None = None,
+    *,
+    episodes: int = 5,
+    seed: int = SELECTION_SEED_OFFSET,
+    max_candidates: int = 20,
+    key: str = "total",
+) -> dict[str, Any]:
+    """The run's best policy snapshot, as the paper reports best checkpoints: every kept policy
+    snapshot of ``run_dir`` (``checkpoints/step-N/policy.safetensors``, see
+    :func:`tailor.rundir.list_checkpoints`; at most ``max_candidates``, evenly spaced, always with
+    the last) is evaluated on ``episodes`` deterministic selection episodes from ``seed`` (seeds
+    the reported evaluation does not use) and the one with the highest mean ``key`` wins.
+
+    Returns:
+        ``{"step", "policy" (its file), "last_step", "selection": [{"step", key}, ...],
+        "selection_seed", "selection_episodes"}``.
+
+    Raises:
+        TailorError: a run directory without policy snapshots.
+    """
+    from tailor.rundir import list_checkpoints
+
+    snaps = [c for c in list_checkpoints(run_dir) if POLICY_FILE in c.files]
+    if not snaps:
+        raise TailorError(f"{str(run_dir)!r} has no policy snapshots to choose from")
+    if len(snaps) > max_candidates:
+        idx = np.unique(np.linspace(0, len(snaps) - 1, max_candidates).round().astype(int))
+        snaps = [snaps[i] for i in idx]
+    scores = []
+    for snap in snaps:
+        ev = evaluate(snap.path(POLICY_FILE), task, episodes, seed)
+        scores.append({"step": snap.step, key: ev[key]["mean"]})
+    best = max(range(len(snaps)), key=lambda i: scores[i][key])
+    return {
+        "step": snaps[best].step,
+        "policy": str(snaps[best].path(POLICY_FILE)),
+        "last_step": snaps[-1].step,
+        "selection": scores,
+        "selection_seed": seed,
+        "selection_episodes": episodes,
+    }
 
 
 def read_ppo_run(run_dir: str | Path) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from tailor.experiments.presets import Job
 __all__ = ["RESULT_FILE", "SweepReport", "load_results", "run_job", "run_sweep"]
 
 RESULT_FILE = "result.json"
+SNAPSHOTS = 40  # policy snapshots kept per run, for the best-checkpoint evaluation
 FAILED_FILE = "failed.json"
 LOG_FILE = "sweeps.jsonl"
 
@@ -55,7 +56,10 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     ``train``: :func:`tailor.experiments.run.train_prior` (PPO) with the task's paper
     coefficients for the method; ``customize``: :func:`tailor.experiments.run.customize` from the
     prior; ``prior``: nothing to train. Then the final policy is evaluated for ``job.episodes``
-    deterministic episodes with :func:`tailor.experiments.run.evaluate`.
+    deterministic episodes with :func:`tailor.experiments.run.evaluate` (``eval``), and so is the
+    best policy snapshot (``eval_best``, ``best``), chosen by
+    :func:`tailor.experiments.run.best_checkpoint` on other seeds than the reported ones. A run
+    keeps about :data:`SNAPSHOTS` snapshots.
     """
     from tailor.envs import get_task
     from tailor.experiments import run
@@ -70,7 +74,10 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     elif job.kind in ("train", "customize"):
         if job_dir.exists():  # an unfinished earlier attempt: start over, same seed
             shutil.rmtree(job_dir)
-        config = {"std_type": job.std_type}
+        # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
+        # numbers: the run's numbers do not depend on it).
+        iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
+        config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
         for key, value in job.ppo:
             config[key] = tuple(value) if isinstance(value, list) else value
         if job.kind == "customize":
@@ -85,10 +92,17 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
         raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
     t1 = time.perf_counter()
     ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed)
+    best: dict[str, Any] | None = None
+    ev_best = None
+    if job.kind != "prior":
+        best = run.best_checkpoint(job_dir, task, seed=job.eval_seed + run.SELECTION_SEED_OFFSET)
+        ev_best = run.evaluate(best["policy"], task, job.episodes, seed=job.eval_seed)
     record = {
         "id": job.id,
         "job": job.to_json(),
         "eval": ev,
+        "eval_best": ev_best,
+        "best": best,
         "train_wall_s": train_wall,
         "eval_wall_s": time.perf_counter() - t1,
         "wall_s": time.perf_counter() - t0,

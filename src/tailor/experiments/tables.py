@@ -47,13 +47,17 @@ def fmt(ms: tuple[float, float] | None, digits: int = 1) -> str:
     return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
 
 
-def cell(results: Sequence[dict[str, Any]], key: str, metric: str) -> dict[str, Any] | None:
+def cell(
+    results: Sequence[dict[str, Any]], key: str, metric: str, evaluation: str = "eval"
+) -> dict[str, Any] | None:
     """Statistics of one table cell from the results of its seeds.
 
     Args:
         results: ``result.json`` records of the same config, one per seed.
         key: evaluation field: ``total``, ``basic``, ``addon`` or ``statistic``.
         metric: the field that picks the best seed.
+        evaluation: ``"eval"`` (the last policy) or ``"eval_best"`` (the best snapshot, chosen on
+            other seeds; records without one, e.g. the prior's, use their ``eval``).
 
     Returns:
         ``{"avg": (mean, std) over all pooled episodes, "best": (mean, std) of the best seed,
@@ -61,9 +65,10 @@ def cell(results: Sequence[dict[str, Any]], key: str, metric: str) -> dict[str, 
     """
     if not results:
         return None
-    pooled = np.concatenate([r["eval"]["per_episode"][key] for r in results]).astype(np.float64)
-    best = max(results, key=lambda r: float(np.mean(r["eval"]["per_episode"][metric])))
-    b = np.asarray(best["eval"]["per_episode"][key], dtype=np.float64)
+    evals = [r.get(evaluation) or r["eval"] for r in results]
+    pooled = np.concatenate([e["per_episode"][key] for e in evals]).astype(np.float64)
+    i = max(range(len(evals)), key=lambda j: float(np.mean(evals[j]["per_episode"][metric])))
+    best, b = results[i], np.asarray(evals[i]["per_episode"][key], dtype=np.float64)
     return {
         "avg": (float(pooled.mean()), float(pooled.std())),
         "best": (float(b.mean()), float(b.std())),
@@ -144,7 +149,13 @@ def _table2(preset: Preset, budget: Budget, groups: dict) -> list[str]:
     fields = (("total", 1), ("basic", 1), ("statistic", 2), ("addon", 1))
     methods = ["prior", *preset.customize_methods, *preset.train_methods]
     out: list[str] = []
-    for which, title in (("avg", "pooled over seeds"), ("best", "best seed (by total reward)")):
+    variants = [
+        ("avg", "eval", "last checkpoint, pooled over seeds"),
+        ("best", "eval", "last checkpoint, best seed (by total reward)"),
+    ]
+    if any(r.get("eval_best") for rs in groups.values() for r in rs):
+        variants.append(("avg", "eval_best", "best checkpoint (chosen on other seeds), pooled"))
+    for which, evaluation, title in variants:
         out += [
             f"### Ours: {title}; paper: best checkpoints",
             "",
@@ -158,7 +169,7 @@ def _table2(preset: Preset, budget: Budget, groups: dict) -> list[str]:
                 p = paper.TABLE2.get(task, {}).get(method)
                 cols = []
                 for key, digits in fields:
-                    c = cell(rs, key, preset.metric)
+                    c = cell(rs, key, preset.metric, evaluation)
                     ours = fmt(c and c[which], digits)
                     if which == "best" and c is not None and key == "total":
                         ours += f" (seed {c['best_seed']})"
