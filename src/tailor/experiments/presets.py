@@ -58,7 +58,7 @@ class Budget:
     """How much compute a preset gets.
 
     Attributes:
-        name: ``paper``, ``local`` or ``smoke``.
+        name: ``paper``, ``1m``, ``local`` or ``smoke``.
         seeds: training / evaluation seeds; one job per (config, seed).
         train_steps: environment steps of every run trained from scratch.
         customize_steps: environment steps of every customization run.
@@ -93,6 +93,15 @@ BUDGETS: dict[str, Budget] = {
         description="2 seeds, 150k steps per run from scratch, 300k per customization, "
         "2 x 10 evaluation episodes (about 1.5 h for all three presets with 2 workers on 2 "
         "idle cores)",
+    ),
+    "1m": Budget(
+        "1m",
+        seeds=(0, 1, 2, 3, 4),
+        train_steps=1_000_000,
+        customize_steps=1_000_000,
+        episodes=20,
+        description="the public PPO benchmarks' budget: 5 seeds, 1M steps per run, 5 x 20 "
+        "evaluation episodes (Tables I and III beside a single-file PPO's 1M-step returns)",
     ),
     "smoke": Budget(
         "smoke",

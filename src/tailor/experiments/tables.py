@@ -125,10 +125,11 @@ def _training_table(preset: Preset, budget: Budget, groups: dict) -> list[str]:
     """Tables I and III: basic reward, avg and best seed, one row per (task, method, std)."""
     by_std = preset.name == "table3"
     ref = paper.TABLE3 if by_std else paper.TABLE1
+    public = budget.name == "1m"  # beside the public 1M-step PPO benchmark numbers
     lines = [
         "| env | " + ("std" if by_std else "method") + " | ours avg | paper avg | ours best seed "
-        "| paper best |",
-        "|---|---|---|---|---|---|",
+        "| paper best |" + (" single-file PPO, 1M |" if public else ""),
+        "|---|---|---|---|---|---|" + ("---|" if public else ""),
     ]
     for task in preset.tasks:
         for method in preset.train_methods:
@@ -137,10 +138,13 @@ def _training_table(preset: Preset, budget: Budget, groups: dict) -> list[str]:
                 p = ref.get(task, {}).get(std if by_std else method)
                 name = std if by_std else METHOD_NAMES.get(method, method)
                 best = "-" if c is None else f"{fmt(c['best'])} (seed {c['best_seed']})"
-                lines.append(
+                row = (
                     f"| {task} | {name} | {fmt(c and c['avg'])}{_seeds_note(c, budget)} | "
                     f"{fmt(p and p['avg'])} | {best} | {fmt(p and p['best'])} |"
                 )
+                if public:
+                    row += f" {fmt(paper.PUBLIC_PPO_1M.get(task), 0)} |"
+                lines.append(row)
     return lines
 
 
