@@ -1,0 +1,978 @@
+"""A numpy fast path for highway-env's simulation, and simulator snapshots for tree search.
+
+highway-env steps every vehicle as a Python object: each IDM vehicle asks the road for its
+neighbours (a loop over all vehicles) several times per frame, every vehicle finds its lane by a
+loop over all lanes, and every pair of vehicles goes through a Python collision check. This
+module runs the same frames on arrays: :func:`simulate` gathers the state of the vehicles of
+``env.road`` into arrays (:class:`Traffic`), runs ``frames`` simulation frames with vectorized
+code, and writes the state back into the same vehicle objects. The objects stay the source of
+truth between env steps, so rendering, observations, rewards, deep copies and tests that move a
+vehicle by hand all keep working.
+
+Semantics are highway-env 1.12's, frame for frame (``Road.act`` then ``Road.step``):
+
+* plain :class:`Vehicle` keep their stored action; :class:`ControlledVehicle` /
+  :class:`MDPVehicle` (the ego car) get highway-env's steering and speed controllers;
+  :class:`IDMVehicle` get IDM (longitudinal) and MOBIL (lane changes), with highway-env's
+  sequential "abort a lane change if someone else changes into the same lane" rule replayed in
+  vehicle order (the only place where one vehicle's decision in a frame sees another's);
+* the bicycle-model integration, crash braking, speed clipping and impacts of
+  ``Vehicle.step``, then the closest lane of every vehicle (``get_closest_lane_index``);
+* collisions of every pair highway-env checks, in its order. The spherical pre-check and a
+  separating-axis test are vectorized with a safety margin; the pairs they cannot rule out go
+  through highway-env's own ``utils.are_polygons_intersecting`` on the same polygons, so the
+  discrete outcomes (crashes, impacts, landmark hits) are exactly highway-env's.
+
+The arithmetic is the same operations in the same order, elementwise; numpy's vectorized
+transcendental functions may differ from the scalar calls in the last bit, so trajectories agree
+to ~1e-12 rather than bit for bit (tested over hundreds of steps in ``tests/test_highway_fast.py``).
+
+Scenes outside what is implemented make :func:`simulate` return ``False`` (the caller then runs
+highway-env's own loop): other vehicle classes (e.g. ``LinearVehicle``), planned routes, roads
+with connected segments or non-straight lanes under controlled vehicles, obstacles among IDM
+traffic, trajectory recording, an open viewer (it renders intermediate frames).
+
+:func:`snapshot` / :func:`restore` save and restore the mutable simulator state of an env in
+place (vehicles, road lists, time, steps, RNG), much cheaper than ``copy.deepcopy(env)``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LaneTable",
+    "Traffic",
+    "kinematics_observation",
+    "lane_table",
+    "restore",
+    "simulate",
+    "snapshot",
+]
+
+# Margin of the vectorized collision filters: a pair is ruled out only if it is separated by
+# more than this (metres), far above the ~1e-13 by which our arithmetic can differ from
+# highway-env's; everything closer goes through highway-env's exact check.
+_MARGIN = 1e-7
+
+
+@cache
+def _hw() -> Any:
+    """highway-env's modules, imported on first use (tailor imports without highway-env)."""
+    from types import SimpleNamespace
+
+    from highway_env import utils
+    from highway_env.road.lane import AbstractLane, StraightLane
+    from highway_env.vehicle.behavior import IDMVehicle
+    from highway_env.vehicle.controller import ControlledVehicle, MDPVehicle
+    from highway_env.vehicle.kinematics import Vehicle
+    from highway_env.vehicle.objects import Landmark, Obstacle
+
+    return SimpleNamespace(
+        utils=utils,
+        AbstractLane=AbstractLane,
+        StraightLane=StraightLane,
+        IDMVehicle=IDMVehicle,
+        ControlledVehicle=ControlledVehicle,
+        MDPVehicle=MDPVehicle,
+        Vehicle=Vehicle,
+        Landmark=Landmark,
+        Obstacle=Obstacle,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Lane geometry
+
+
+@dataclass
+class LaneTable:
+    """The lanes of a road network as arrays, in the network's iteration order (the order in
+    which ``RoadNetwork.get_closest_lane_index`` breaks ties). ``L`` lanes."""
+
+    index: list[tuple]  # [L] lane indexes (from, to, id)
+    lanes: list[Any]  # [L] lane objects
+    row: dict[tuple, int]  # lane index -> row
+    start: np.ndarray  # [L, 2]
+    direction: np.ndarray  # [L, 2]
+    lateral: np.ndarray  # [L, 2] (direction_lateral)
+    length: np.ndarray  # [L]
+    width: np.ndarray  # [L]
+    heading: np.ndarray  # [L]
+    speed_limit: np.ndarray  # [L], nan where None
+    forbidden: np.ndarray  # [L] bool
+    segment: np.ndarray  # [L] int: lanes of the same road (from, to) share it
+    left: np.ndarray  # [L] row of the lane id - 1 of the same road, -1 if none
+    right: np.ndarray  # [L] row of the lane id + 1, -1 if none
+    dead_ends: bool  # no lane leads to another road (``follow_road`` is a no-op)
+    straight: bool  # every lane is exactly a StraightLane
+
+
+def lane_table(network: Any) -> LaneTable | None:
+    """The :class:`LaneTable` of a ``RoadNetwork`` (cached on it), or ``None`` if a lane is not
+    a :class:`StraightLane` (the only geometry implemented)."""
+    hw = _hw()
+    lanes_dict = network.lanes_dict()  # ordered like get_closest_lane_index's loops
+    cached = getattr(network, "_tailor_lane_table", None)
+    if cached is not None and len(cached.index) == len(lanes_dict):
+        return cached
+    index, lanes = list(lanes_dict), list(lanes_dict.values())
+    if not all(type(lane) is hw.StraightLane for lane in lanes):
+        return None
+    row = {k: i for i, k in enumerate(index)}
+    segments: dict[tuple, int] = {}
+    seg = np.array([segments.setdefault(k[:2], len(segments)) for k in index])
+    left = np.array([row.get((f, t, i - 1), -1) for f, t, i in index])
+    right = np.array([row.get((f, t, i + 1), -1) for f, t, i in index])
+    table = LaneTable(
+        index=index,
+        lanes=lanes,
+        row=row,
+        start=np.array([lane.start for lane in lanes], dtype=np.float64),
+        direction=np.array([lane.direction for lane in lanes], dtype=np.float64),
+        lateral=np.array([lane.direction_lateral for lane in lanes], dtype=np.float64),
+        length=np.array([lane.length for lane in lanes], dtype=np.float64),
+        width=np.array([lane.width for lane in lanes], dtype=np.float64),
+        heading=np.array([lane.heading for lane in lanes], dtype=np.float64),
+        speed_limit=np.array(
+            [np.nan if lane.speed_limit is None else lane.speed_limit for lane in lanes]
+        ),
+        forbidden=np.array([bool(lane.forbidden) for lane in lanes]),
+        segment=seg,
+        left=left,
+        right=right,
+        dead_ends=all(t not in network.graph for _, t, _ in index),
+        straight=True,
+    )
+    network._tailor_lane_table = table
+    return table
+
+
+def local_coordinates(g: LaneTable, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``StraightLane.local_coordinates`` of points on every lane.
+
+    Args:
+        g: the lanes (``L``).
+        pos: ``[N, 2]`` world positions.
+
+    Returns:
+        ``(s [L, N], r [L, N])``: longitudinal and lateral coordinates.
+    """
+    dx = pos[None, :, 0] - g.start[:, 0:1]
+    dy = pos[None, :, 1] - g.start[:, 1:2]
+    s = dx * g.direction[:, 0:1] + dy * g.direction[:, 1:2]
+    r = dx * g.lateral[:, 0:1] + dy * g.lateral[:, 1:2]
+    return s, r
+
+
+def _wrap_to_pi(x: np.ndarray) -> np.ndarray:
+    return ((x + np.pi) % (2 * np.pi)) - np.pi
+
+
+def closest_lanes(g: LaneTable, s: np.ndarray, r: np.ndarray, heading: np.ndarray) -> np.ndarray:
+    """``get_closest_lane_index(position, heading)`` of every vehicle, as rows ``[N]``.
+
+    ``s, r``: ``[L, N]`` from :func:`local_coordinates`; ``heading``: ``[N]``. The distance is
+    ``|r| + max(s - length, 0) + max(-s, 0) + |wrap(heading - lane heading)|``; ties go to the
+    first lane, as ``np.argmin`` in highway-env.
+    """
+    length = g.length[:, None]
+    angle = np.abs(_wrap_to_pi(heading[None, :] - g.heading[:, None]))
+    dist = np.abs(r) + np.maximum(s - length, 0) + np.maximum(0 - s, 0) + 1.0 * angle
+    return np.argmin(dist, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vehicle state as arrays
+
+_PLAIN, _CONTROLLED, _IDM = 0, 1, 2
+
+
+@dataclass
+class Traffic:
+    """The state of the ``N`` vehicles of a road (``road.vehicles`` order) as arrays."""
+
+    vehicles: list[Any]
+    kind: np.ndarray  # [N] _PLAIN / _CONTROLLED / _IDM
+    pos: np.ndarray  # [N, 2]
+    heading: np.ndarray  # [N]
+    speed: np.ndarray  # [N]
+    lane: np.ndarray  # [N] lane row
+    target: np.ndarray  # [N] target lane row (controlled kinds; else = lane)
+    target_speed: np.ndarray  # [N] (0 for plain vehicles, as getattr(..., 0) in IDM)
+    timer: np.ndarray  # [N] IDM lane-change timer (0 for others)
+    steer: np.ndarray  # [N] stored action["steering"]
+    acc: np.ndarray  # [N] stored action["acceleration"]
+    crashed: np.ndarray  # [N] bool
+    has_impact: np.ndarray  # [N] bool
+    impact: np.ndarray  # [N, 2]
+    check: np.ndarray  # [N] bool check_collisions
+    collidable: np.ndarray  # [N] bool
+    solid: np.ndarray  # [N] bool
+    length: np.ndarray  # [N] LENGTH
+    width: np.ndarray  # [N] WIDTH
+    diagonal: np.ndarray  # [N]
+    max_speed: np.ndarray  # [N]
+    min_speed: np.ndarray  # [N]
+    # IDM parameters (per vehicle: randomize_behavior sets DELTA on the instance)
+    delta: np.ndarray  # [N]
+    politeness: np.ndarray  # [N]
+    min_gain: np.ndarray  # [N] LANE_CHANGE_MIN_ACC_GAIN
+    max_braking: np.ndarray  # [N] LANE_CHANGE_MAX_BRAKING_IMPOSED
+    delay: np.ndarray  # [N] LANE_CHANGE_DELAY
+    lane_change: np.ndarray  # [N] bool enable_lane_change
+
+
+def pack(road: Any, g: LaneTable) -> Traffic | None:
+    """Gather ``road.vehicles`` into a :class:`Traffic`, or ``None`` if a vehicle is of a kind
+    the fast path does not implement (exact classes only: a subclass may override anything)."""
+    hw = _hw()
+    vs = road.vehicles
+    n = len(vs)
+    kinds = np.empty(n, dtype=np.int8)
+    rows: list[tuple] = []
+    for i, v in enumerate(vs):
+        t = type(v)
+        if t is hw.IDMVehicle:
+            kinds[i] = _IDM
+        elif t is hw.MDPVehicle or t is hw.ControlledVehicle:
+            kinds[i] = _CONTROLLED
+        elif t is hw.Vehicle:
+            kinds[i] = _PLAIN
+        else:
+            return None
+        ctrl = kinds[i] != _PLAIN
+        if (ctrl and getattr(v, "route", None)) or not v.solid:
+            return None
+        lane = g.row.get(v.lane_index)
+        target = g.row.get(v.target_lane_index) if ctrl else lane
+        if lane is None or target is None:
+            return None
+        imp = v.impact
+        idm = kinds[i] == _IDM
+        rows.append(
+            (
+                v.position[0],
+                v.position[1],
+                v.heading,
+                v.speed,
+                lane,
+                target,
+                v.target_speed if ctrl else 0.0,
+                v.timer if idm else 0.0,
+                v.action["steering"],
+                v.action["acceleration"],
+                v.crashed,
+                imp is not None,
+                0.0 if imp is None else imp[0],
+                0.0 if imp is None else imp[1],
+                v.check_collisions,
+                v.collidable,
+                v.solid,
+                v.LENGTH,
+                v.WIDTH,
+                v.diagonal,
+                v.MAX_SPEED,
+                v.MIN_SPEED,
+                v.DELTA if idm else 0.0,
+                v.POLITENESS if idm else 0.0,
+                v.LANE_CHANGE_MIN_ACC_GAIN if idm else 0.0,
+                v.LANE_CHANGE_MAX_BRAKING_IMPOSED if idm else 0.0,
+                v.LANE_CHANGE_DELAY if idm else 0.0,
+                v.enable_lane_change if idm else False,
+            )
+        )
+    a = np.array(rows, dtype=np.float64).reshape(n, 28)
+    return Traffic(
+        vehicles=list(vs),
+        kind=kinds,
+        pos=a[:, 0:2].copy(),
+        heading=a[:, 2].copy(),
+        speed=a[:, 3].copy(),
+        lane=a[:, 4].astype(np.intp),
+        target=a[:, 5].astype(np.intp),
+        target_speed=a[:, 6].copy(),
+        timer=a[:, 7].copy(),
+        steer=a[:, 8].copy(),
+        acc=a[:, 9].copy(),
+        crashed=a[:, 10] != 0,
+        has_impact=a[:, 11] != 0,
+        impact=a[:, 12:14].copy(),
+        check=a[:, 14] != 0,
+        collidable=a[:, 15] != 0,
+        solid=a[:, 16] != 0,
+        length=a[:, 17].copy(),
+        width=a[:, 18].copy(),
+        diagonal=a[:, 19].copy(),
+        max_speed=a[:, 20].copy(),
+        min_speed=a[:, 21].copy(),
+        delta=a[:, 22].copy(),
+        politeness=a[:, 23].copy(),
+        min_gain=a[:, 24].copy(),
+        max_braking=a[:, 25].copy(),
+        delay=a[:, 26].copy(),
+        lane_change=a[:, 27] != 0,
+    )
+
+
+def unpack(t: Traffic, g: LaneTable) -> None:
+    """Write the state of ``t`` back into its vehicle objects (the inverse of :func:`pack` for
+    everything a frame changes)."""
+    pos, heading, speed = t.pos.tolist(), t.heading.tolist(), t.speed.tolist()
+    lane, target, timer = t.lane.tolist(), t.target.tolist(), t.timer.tolist()
+    steer, acc, crashed = t.steer.tolist(), t.acc.tolist(), t.crashed.tolist()
+    has_impact = t.has_impact.tolist()
+    for i, v in enumerate(t.vehicles):
+        v.position[0], v.position[1] = pos[i]  # in place, as Vehicle.step does
+        v.heading = heading[i]
+        v.speed = speed[i]
+        if g.row.get(v.lane_index) != lane[i]:
+            v.lane_index = g.index[lane[i]]
+        v.lane = g.lanes[lane[i]]
+        kind = t.kind[i]
+        if kind != _PLAIN and g.row.get(v.target_lane_index) != target[i]:
+            v.target_lane_index = g.index[target[i]]
+        if kind == _IDM:
+            v.timer = timer[i]
+        v.action["steering"] = steer[i]
+        v.action["acceleration"] = acc[i]
+        v.crashed = crashed[i]
+        v.impact = t.impact[i].copy() if has_impact[i] else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Decisions: controllers, IDM, MOBIL
+
+
+def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
+    """``utils.not_zero`` elementwise."""
+    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
+
+
+def neighbours(
+    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, who: np.ndarray, lanes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``Road.neighbour_vehicles(vehicle, lane)`` for ``M`` queries, as vehicle rows (-1: none).
+
+    Args:
+        s, r: ``[L, N]`` lane coordinates of all vehicles.
+        who: ``[M]`` querying vehicles; lanes: ``[M]`` the lanes searched.
+
+    Returns:
+        ``(front [M], rear [M])``: among the vehicles on the lane (``|r| <= width / 2 + 1``,
+        ``-5 <= s < length + 5``) other than ``who``, the closest at or ahead of ``who``'s own
+        ``s`` on that lane (the last of equal ones, as highway-env's loop keeps) and the closest
+        behind (the first of equal ones).
+    """
+    m = len(who)
+    if m == 0:
+        empty = np.zeros(0, dtype=np.intp)
+        return empty, empty
+    vlen = _hw().AbstractLane.VEHICLE_LENGTH
+    sq, rq = s[lanes], r[lanes]  # [M, N]
+    ok = (np.abs(rq) <= g.width[lanes, None] / 2 + 1) & (
+        (-vlen <= sq) & (sq < g.length[lanes, None] + vlen)
+    )
+    ar = np.arange(m)
+    ok[ar, who] = False
+    me = sq[ar, who][:, None]
+    ahead, behind = ok & (sq >= me), ok & (sq < me)
+    inf = np.inf
+    fmin = np.where(ahead, sq, inf).min(axis=1, keepdims=True)
+    n = sq.shape[1]
+    last_eq = n - 1 - np.argmax((ahead & (sq == fmin))[:, ::-1], axis=1)
+    front = np.where(ahead.any(axis=1), last_eq, -1)
+    rmax = np.where(behind, sq, -inf).max(axis=1, keepdims=True)
+    first_eq = np.argmax(behind & (sq == rmax), axis=1)
+    rear = np.where(behind.any(axis=1), first_eq, -1)
+    return front, rear
+
+
+def _velocity(t: Traffic, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(vx, vy, cos h, sin h)`` of vehicles ``i`` (``velocity = speed * direction``)."""
+    c, sn = np.cos(t.heading[i]), np.sin(t.heading[i])
+    return t.speed[i] * c, t.speed[i] * sn, c, sn
+
+
+def desired_gap(t: Traffic, ego: np.ndarray, front: np.ndarray) -> np.ndarray:
+    """``IDMVehicle.desired_gap(ego, front)`` (projected), ``[M]`` for index arrays ``[M]``."""
+    idm = _hw().IDMVehicle
+    ab = -idm.COMFORT_ACC_MAX * idm.COMFORT_ACC_MIN
+    evx, evy, ec, es = _velocity(t, ego)
+    fvx, fvy, _, _ = _velocity(t, front)
+    dv = (evx - fvx) * ec + (evy - fvy) * es
+    v = t.speed[ego]
+    return idm.DISTANCE_WANTED + v * idm.TIME_WANTED + v * dv / (2 * np.sqrt(ab))
+
+
+def idm_acceleration(
+    g: LaneTable,
+    t: Traffic,
+    s: np.ndarray,
+    caller: np.ndarray,
+    ego: np.ndarray,
+    front: np.ndarray,
+) -> np.ndarray:
+    """``caller.acceleration(ego_vehicle=ego, front_vehicle=front)`` for ``M`` triples.
+
+    Index arrays ``[M]``, ``-1`` for ``None``; the exponent is the *caller's* ``DELTA``, the
+    target speed, speed limit and distance those of ``ego`` (on ``ego``'s lane), as in
+    highway-env. No ego: 0.
+    """
+    comfort = _hw().IDMVehicle.COMFORT_ACC_MAX
+    out = np.zeros(len(ego))
+    has = ego >= 0
+    if not has.any():
+        return out
+    c, e, f = caller[has], ego[has], front[has]
+    tgt = t.target_speed[e]
+    lim = g.speed_limit[t.lane[e]]
+    tgt = np.where(np.isnan(lim), tgt, np.clip(tgt, 0, np.nan_to_num(lim)))
+    acc = comfort * (
+        1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c])
+    )
+    hf = f >= 0
+    if hf.any():
+        eh, fh = e[hf], f[hf]
+        lane = t.lane[eh]
+        d = s[lane, fh] - s[lane, eh]
+        gap = desired_gap(t, eh, fh)
+        acc[hf] -= comfort * np.power(gap / _not_zero(d), 2)
+    out[has] = acc
+    return out
+
+
+def mobil(
+    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, who: np.ndarray, lanes: np.ndarray
+) -> np.ndarray:
+    """``IDMVehicle.mobil(lane)`` (no planned route) for ``M`` (vehicle, candidate lane) pairs:
+    ``[M]`` bool, whether the lane change is safe and gains enough acceleration."""
+    new_pre, new_fol = neighbours(g, t, s, r, who, lanes)
+    old_pre, old_fol = neighbours(g, t, s, r, who, t.lane[who])
+    acc = idm_acceleration
+    new_fol_a = acc(g, t, s, who, new_fol, new_pre)
+    new_fol_pred_a = acc(g, t, s, who, new_fol, who)
+    self_pred_a = acc(g, t, s, who, who, new_pre)
+    self_a = acc(g, t, s, who, who, old_pre)
+    old_fol_a = acc(g, t, s, who, old_fol, who)
+    old_fol_pred_a = acc(g, t, s, who, old_fol, old_pre)
+    unsafe = new_fol_pred_a < -t.max_braking[who]
+    jerk = self_pred_a - self_a + t.politeness[who] * (
+        new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a
+    )
+    return ~unsafe & ~(jerk < t.min_gain[who])
+
+
+def lane_change_policy(
+    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, active: np.ndarray
+) -> None:
+    """``IDMVehicle.change_lane_policy`` of the active IDM vehicles (``[N]`` mask), in place on
+    ``t.target`` and ``t.timer``.
+
+    Vehicles already changing lane may abort (sequentially, in vehicle order: the rule reads
+    other vehicles' target lanes, which earlier vehicles may have changed in this frame); the
+    others, once their timer exceeds the delay, reset it and ask MOBIL about each side lane
+    (left, then right: the later recommendation wins)."""
+    hw = _hw()
+    n = len(t.kind)
+    old_target = t.target.copy()
+    changing = active & (t.lane != t.target)
+    deciding = active & ~changing & (t.delay < t.timer)
+    who = np.flatnonzero(deciding)
+    if len(who):
+        t.timer[who] = 0
+        for side in (g.left, g.right):
+            cand = side[t.lane[who]]
+            i = who[cand >= 0]
+            k = cand[cand >= 0]
+            vlen = hw.AbstractLane.VEHICLE_LENGTH
+            sk, rk = s[k, i], r[k, i]
+            reachable = (
+                ~g.forbidden[k]
+                & (np.abs(rk) <= 2 * g.width[k])
+                & (0 <= sk)
+                & (sk < g.length[k] + vlen)
+                & ~(np.abs(t.speed[i]) < 1)
+            )
+            i, k = i[reachable], k[reachable]
+            go = mobil(g, t, s, r, i, k)
+            t.target[i[go]] = k[go]
+    idx = np.arange(n)
+    controlled = t.kind != _PLAIN
+    for i in np.flatnonzero(changing):
+        tgt = t.target[i]
+        if g.segment[t.lane[i]] != g.segment[tgt]:
+            continue
+        effective = np.where(idx < i, t.target, old_target)  # as seen during i's act()
+        others = np.flatnonzero(
+            controlled & (idx != i) & (t.lane != tgt) & (effective == tgt)
+        )
+        if len(others) == 0:
+            continue
+        lane = t.lane[i]
+        d = s[lane, others] - s[lane, i]
+        d_star = desired_gap(t, np.full(len(others), i), others)
+        if np.any((0 < d) & (d < d_star)):
+            t.target[i] = lane
+
+
+def steering_control(
+    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, who: np.ndarray
+) -> np.ndarray:
+    """``ControlledVehicle.steering_control(target_lane_index)`` of vehicles ``who`` ``[M]``
+    towards their target lanes (straight lanes: the heading ahead is the lane's)."""
+    cv = _hw().ControlledVehicle
+    k = t.target[who]
+    lat = r[k, who]
+    speed, heading = t.speed[who], t.heading[who]
+    lateral_speed_command = -cv.KP_LATERAL * lat
+    heading_command = np.arcsin(np.clip(lateral_speed_command / _not_zero(speed), -1, 1))
+    heading_ref = g.heading[k] + np.clip(heading_command, -np.pi / 4, np.pi / 4)
+    heading_rate_command = cv.KP_HEADING * _wrap_to_pi(heading_ref - heading)
+    length = t.length[who]
+    slip_angle = np.arcsin(
+        np.clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1)
+    )
+    steering = np.arctan(2 * np.tan(slip_angle))
+    return np.clip(steering, -cv.MAX_STEERING_ANGLE, cv.MAX_STEERING_ANGLE)
+
+
+def act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray) -> None:
+    """``Road.act()``: the new stored actions (and lane decisions) of every vehicle."""
+    hw = _hw()
+    idm = (t.kind == _IDM) & ~t.crashed  # a crashed IDM vehicle keeps its action
+    if idm.any():
+        lane_change_policy(g, t, s, r, idm & t.lane_change)
+    ctrl = (t.kind == _CONTROLLED) | idm
+    if not ctrl.any():
+        return
+    who = np.flatnonzero(ctrl)
+    t.steer[who] = steering_control(g, t, s, r, who)
+    mdp = np.flatnonzero(t.kind == _CONTROLLED)
+    t.acc[mdp] = hw.ControlledVehicle.KP_A * (t.target_speed[mdp] - t.speed[mdp])
+    i = np.flatnonzero(idm)
+    if len(i):
+        front, _ = neighbours(g, t, s, r, i, t.lane[i])
+        a = idm_acceleration(g, t, s, i, i, front)
+        ch = t.lane[i] != t.target[i]  # changing lane: also mind the target lane
+        if ch.any():
+            j = i[ch]
+            front2, _ = neighbours(g, t, s, r, j, t.target[j])
+            a[ch] = np.minimum(a[ch], idm_acceleration(g, t, s, j, j, front2))
+        amax = hw.IDMVehicle.ACC_MAX
+        t.acc[i] = np.clip(a, -amax, amax)
+
+
+# ---------------------------------------------------------------------------------------------
+# Dynamics and collisions
+
+
+def integrate(t: Traffic, dt: float) -> None:
+    """``Vehicle.step(dt)`` of every vehicle (IDM timers, crash braking, speed clipping, the
+    bicycle model, pending impacts), in place; the lanes are updated by the caller."""
+    t.timer[t.kind == _IDM] += dt
+    t.steer[t.crashed] = 0.0
+    t.acc[t.crashed] = -1.0 * t.speed[t.crashed]
+    fast, slow = t.speed > t.max_speed, t.speed < t.min_speed
+    t.acc = np.where(fast, np.minimum(t.acc, 1.0 * (t.max_speed - t.speed)), t.acc)
+    t.acc = np.where(~fast & slow, np.maximum(t.acc, 1.0 * (t.min_speed - t.speed)), t.acc)
+    beta = np.arctan(1 / 2 * np.tan(t.steer))
+    hb = t.heading + beta
+    t.pos += (t.speed[:, None] * np.stack([np.cos(hb), np.sin(hb)], axis=1)) * dt
+    if t.has_impact.any():
+        hit = t.has_impact
+        t.pos[hit] += t.impact[hit]
+        t.crashed |= hit
+        t.has_impact = np.zeros_like(hit)
+    t.heading = t.heading + t.speed * np.sin(beta) / (t.length / 2) * dt
+    t.speed = t.speed + t.acc * dt
+
+
+@dataclass
+class Bodies:
+    """Every collidable thing of a road (``N`` vehicles, then ``O`` objects) as arrays."""
+
+    pos: np.ndarray  # [K, 2]
+    heading: np.ndarray  # [K]
+    speed: np.ndarray  # [K]
+    length: np.ndarray  # [K]
+    width: np.ndarray  # [K]
+    diagonal: np.ndarray  # [K]
+    check: np.ndarray  # [K] bool
+    collidable: np.ndarray  # [K] bool
+    solid: np.ndarray  # [K] bool
+    obstacle: np.ndarray  # [K] bool
+
+
+def _objects_arrays(objects: list[Any]) -> tuple[np.ndarray, ...]:
+    hw = _hw()
+    rows = [
+        (
+            o.position[0],
+            o.position[1],
+            o.heading,
+            o.speed,
+            o.LENGTH,
+            o.WIDTH,
+            o.diagonal,
+            o.check_collisions,
+            o.collidable,
+            o.solid,
+            isinstance(o, hw.Obstacle),
+        )
+        for o in objects
+    ]
+    return np.array(rows, dtype=np.float64).reshape(len(objects), 11)
+
+
+def bodies(t: Traffic, objects: list[Any]) -> Bodies:
+    """The vehicles of ``t`` (current state) followed by the road objects."""
+    o = _objects_arrays(objects)
+    cat = np.concatenate
+    return Bodies(
+        pos=cat([t.pos, o[:, 0:2]]),
+        heading=cat([t.heading, o[:, 2]]),
+        speed=cat([t.speed, o[:, 3]]),
+        length=cat([t.length, o[:, 4]]),
+        width=cat([t.width, o[:, 5]]),
+        diagonal=cat([t.diagonal, o[:, 6]]),
+        check=cat([t.check, o[:, 7] != 0]),
+        collidable=cat([t.collidable, o[:, 8] != 0]),
+        solid=cat([t.solid, o[:, 9] != 0]),
+        obstacle=cat([np.zeros(len(t.kind), bool), o[:, 10] != 0]),
+    )
+
+
+@cache
+def collision_pairs(n: int, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs ``Road.step`` checks, in its order: each vehicle ``i`` with the vehicles after
+    it, then with every object (objects are rows ``n ...``). ``(first [P], second [P])``."""
+    first, second = [], []
+    for i in range(n):
+        first += [i] * (n - 1 - i + n_objects)
+        second += list(range(i + 1, n)) + list(range(n, n + n_objects))
+    return np.array(first, dtype=np.intp), np.array(second, dtype=np.intp)
+
+
+def polygons(b: Bodies, k: np.ndarray) -> np.ndarray:
+    """``RoadObject.polygon()`` of bodies ``k`` ``[M]``: ``[M, 4, 2]`` corners (unclosed)."""
+    hl, hw_ = b.length[k] / 2, b.width[k] / 2
+    px = np.stack([-hl, -hl, hl, hl], axis=1)
+    py = np.stack([-hw_, hw_, hw_, -hw_], axis=1)
+    c, s = np.cos(b.heading[k])[:, None], np.sin(b.heading[k])[:, None]
+    x = c * px - s * py + b.pos[k, 0:1]
+    y = s * px + c * py + b.pos[k, 1:2]
+    return np.stack([x, y], axis=2)
+
+
+def surely_apart(
+    a: np.ndarray, b: np.ndarray, disp_a: np.ndarray, disp_b: np.ndarray
+) -> np.ndarray:
+    """Pairs of convex polygons that ``are_polygons_intersecting`` certainly finds neither
+    intersecting nor about to intersect: some edge normal separates them, with ``a`` swept by
+    its displacement relative to ``b``, by more than the margin.
+
+    Args:
+        a, b: ``[P, 4, 2]`` corners; disp_a, disp_b: ``[P, 2]`` displacements over the step.
+
+    Returns:
+        ``[P]`` bool.
+    """
+    corners = np.concatenate([a, b], axis=1)  # [P, 8, 2]
+    edges = np.concatenate([np.roll(a, -1, axis=1) - a, np.roll(b, -1, axis=1) - b], axis=1)
+    normal = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)
+    normal /= np.sqrt((normal**2).sum(-1, keepdims=True))  # [P, 8, 2]
+    proj = np.einsum("pkd,pjd->pkj", normal, corners)  # [P, 8 axes, 8 corners]
+    min_a, max_a = proj[..., :4].min(-1), proj[..., :4].max(-1)
+    min_b, max_b = proj[..., 4:].min(-1), proj[..., 4:].max(-1)
+    vel = np.einsum("pkd,pd->pk", normal, disp_a - disp_b)
+    min_a = min_a + np.minimum(vel, 0)
+    max_a = max_a + np.maximum(vel, 0)
+    dist = np.where(min_a < min_b, min_b - max_a, min_a - max_b)
+    return (dist > _MARGIN).any(axis=1)
+
+
+def _polygon_exact(b: Bodies, k: int) -> np.ndarray:
+    """``RoadObject.polygon()`` with highway-env's exact operations, ``[5, 2]``."""
+    length, width = b.length[k], b.width[k]
+    points = np.array(
+        [
+            [-length / 2, -width / 2],
+            [-length / 2, +width / 2],
+            [+length / 2, +width / 2],
+            [+length / 2, -width / 2],
+        ]
+    ).T
+    c, s = np.cos(b.heading[k]), np.sin(b.heading[k])
+    rotation = np.array([[c, -s], [s, c]])
+    points = (rotation @ points).T + np.tile(b.pos[k], (4, 1))
+    return np.vstack([points, points[0:1]])
+
+
+def _velocity_exact(b: Bodies, k: int) -> np.ndarray:
+    return b.speed[k] * np.array([np.cos(b.heading[k]), np.sin(b.heading[k])])
+
+
+def collide(t: Traffic, objects: list[Any], dt: float) -> None:
+    """The collision checks of ``Road.step`` and their effects, in highway-env's pair order:
+    impacts and crashes on the vehicles of ``t``; ``crashed`` / ``hit`` / ``impact`` directly
+    on the road objects (``RoadObject.handle_collisions``; vehicles are solid, see
+    :func:`pack`)."""
+    hw = _hw()
+    n = len(t.kind)
+    b = bodies(t, objects)
+    i, j = collision_pairs(n, len(objects))
+    keep = (b.check[i] | b.check[j]) & b.collidable[i] & b.collidable[j]
+    i, j = i[keep], j[keep]
+    # the spherical pre-check, with a margin; exact (np.linalg.norm) below for the survivors
+    d = b.pos[j] - b.pos[i]
+    reach = (b.diagonal[i] + b.diagonal[j]) / 2 + b.speed[i] * dt
+    near = np.sqrt((d**2).sum(axis=1)) <= reach + _MARGIN
+    i, j = i[near], j[near]
+    if len(i) == 0:
+        return
+    c, s = np.cos(b.heading), np.sin(b.heading)
+    vel = b.speed[:, None] * np.stack([c, s], axis=1)
+    apart = surely_apart(polygons(b, i), polygons(b, j), vel[i] * dt, vel[j] * dt)
+    i, j = i[~apart], j[~apart]
+    for p, q in zip(i.tolist(), j.tolist(), strict=True):
+        reach_pq = (b.diagonal[p] + b.diagonal[q]) / 2 + b.speed[p] * dt
+        if np.linalg.norm(b.pos[q] - b.pos[p]) > reach_pq:
+            continue
+        intersecting, will_intersect, transition = hw.utils.are_polygons_intersecting(
+            _polygon_exact(b, p),
+            _polygon_exact(b, q),
+            _velocity_exact(b, p) * dt,
+            _velocity_exact(b, q) * dt,
+        )
+        other = objects[q - n] if q >= n else None  # p is a vehicle (Road.step's outer loop)
+        if will_intersect and b.solid[q]:
+            if b.obstacle[q]:
+                t.impact[p], t.has_impact[p] = transition, True
+            else:
+                t.impact[p], t.has_impact[p] = transition / 2, True
+                if other is None:
+                    t.impact[q], t.has_impact[q] = -transition / 2, True
+                else:
+                    other.impact = -transition / 2
+        if intersecting:
+            if b.solid[q]:
+                t.crashed[p] = True
+                if other is None:
+                    t.crashed[q] = True
+                else:
+                    other.crashed = True
+            elif other is not None:
+                other.hit = True
+
+
+# ---------------------------------------------------------------------------------------------
+# The env-level fast path
+
+
+def _supported_scene(env: Any, g: LaneTable | None) -> bool:
+    road = env.road
+    if g is None or road.record_history or getattr(env, "viewer", None) is not None:
+        return False
+    return True
+
+
+def simulate(env: Any, action: Any = None) -> bool:
+    """``AbstractEnv._simulate(action)`` on arrays: the ego action at the first frame, then
+    ``simulation_frequency // policy_frequency`` frames of ``Road.act`` / ``Road.step``.
+
+    Returns ``False`` (having changed nothing) when the scene is outside the fast path; the
+    caller then runs highway-env's own ``_simulate``.
+    """
+    hw = _hw()
+    cfg = env.config
+    frames = int(cfg["simulation_frequency"] // cfg["policy_frequency"])
+    road = env.road
+    g = lane_table(road.network)
+    if not _supported_scene(env, g) or env.steps % frames != 0:
+        return False
+    t = pack(road, g)
+    if t is None:
+        return False
+    controlled = t.kind != _PLAIN
+    if controlled.any() and not g.dead_ends:
+        return False  # follow_road could switch roads: not implemented
+    solid_objects = [o for o in road.objects if not isinstance(o, hw.Landmark)]
+    if (t.kind == _IDM).any() and solid_objects:
+        return False  # obstacles among IDM traffic (neighbour search over objects)
+    if action is not None and not cfg["manual_control"]:
+        env.action_type.act(action)  # on the objects, before gathering their state
+        t = pack(road, g)
+        if t is None:
+            return False
+    dt = 1 / cfg["simulation_frequency"]
+    objects = road.objects
+    for _ in range(frames):
+        if controlled.any():
+            s, r = local_coordinates(g, t.pos)
+            act(g, t, s, r)
+        integrate(t, dt)
+        s, r = local_coordinates(g, t.pos)
+        t.lane = closest_lanes(g, s, r, t.heading)
+        collide(t, objects, dt)
+        env.steps += 1
+    unpack(t, g)
+    env.enable_auto_render = False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Observations
+
+
+def kinematics_observation(obs_type: Any) -> np.ndarray | None:
+    """highway-env's ``KinematicObservation.observe()`` (sorted, relative coordinates) with numpy
+    instead of pandas, ``[vehicles_count, features]`` float32; ``None`` where not implemented
+    (absolute or shuffled order, road objects in range, features other than presence, x, y, vx,
+    vy, heading, cos_h, sin_h).
+
+    Same selection as ``Road.close_objects_to``: other vehicles closer than the perception
+    distance (and not more than two lengths behind unless ``see_behind``), ordered by
+    ``|longitudinal distance|`` on the ego's lane (stable), the first ``vehicles_count - 1``.
+    """
+    env = obs_type.env
+    road = env.road
+    if not road or obs_type.absolute or obs_type.order != "sorted":
+        return None
+    names = obs_type.features
+    if not set(names) <= {"presence", "x", "y", "vx", "vy", "heading", "cos_h", "sin_h"}:
+        return None
+    ego = obs_type.observer_vehicle
+    others = [v for v in road.vehicles if v is not ego]
+    m = len(others) + 1
+    pos = np.empty((m, 2))
+    heading, speed = np.empty(m), np.empty(m)
+    pos[0], heading[0], speed[0] = ego.position, ego.heading, ego.speed
+    for k, v in enumerate(others, 1):
+        pos[k], heading[k], speed[k] = v.position, v.heading, v.speed
+    lane = ego.lane
+    along = (pos - lane.start) @ lane.direction  # lane_distance_to uses s on the ego's lane
+    rel = along[1:] - along[0]
+    dist = np.sqrt(((pos[1:] - pos[0]) ** 2).sum(axis=1))
+    ok = dist < env.PERCEPTION_DISTANCE
+    if not obs_type.see_behind:
+        ok &= -2 * ego.LENGTH < rel
+    if obs_type.include_obstacles and road.objects:
+        far = [
+            np.linalg.norm(o.position - ego.position) >= env.PERCEPTION_DISTANCE
+            or not -2 * ego.LENGTH < ego.lane_distance_to(o)
+            for o in road.objects
+        ]
+        if not all(far):
+            return None  # objects in range: their rows differ (no heading), not implemented
+    idx = np.flatnonzero(ok)
+    idx = idx[np.argsort(np.abs(rel[idx]), kind="stable")][: obs_type.vehicles_count - 1] + 1
+    rows = np.concatenate([[0], idx])
+    c, s = np.cos(heading[rows]), np.sin(heading[rows])
+    cols = {
+        "presence": np.ones(len(rows)),
+        "x": pos[rows, 0],
+        "y": pos[rows, 1],
+        "vx": speed[rows] * c,
+        "vy": speed[rows] * s,
+        "heading": heading[rows],
+        "cos_h": c,
+        "sin_h": s,
+    }
+    for key in ("x", "y", "vx", "vy"):
+        cols[key] = np.concatenate([cols[key][:1], cols[key][1:] - cols[key][0]])
+    obs = np.stack([cols[n] for n in names], axis=1)
+    if obs_type.normalize:
+        if not obs_type.features_range:
+            obs_type.normalize_obs({})  # highway-env fills its default ranges on first use
+        for j, name in enumerate(names):
+            if name in obs_type.features_range:
+                lo, hi = obs_type.features_range[name]
+                obs[:, j] = -1 + (obs[:, j] - lo) * 2 / (hi - lo)  # utils.lmap to [-1, 1]
+                if obs_type.clip:
+                    obs[:, j] = np.clip(obs[:, j], -1, 1)
+    out = np.zeros((obs_type.vehicles_count, len(names)))
+    out[: len(obs)] = obs
+    return out.astype(obs_type.space().dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots
+
+
+def _copy_value(value: Any) -> Any:
+    """A copy of a vehicle attribute deep enough that stepping the vehicle cannot change it:
+    arrays, dicts (the stored action), lists (routes) and deques (history) are copied; lanes,
+    the road and other shared structure are kept by reference."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict | list):
+        return copy.copy(value)
+    if type(value).__name__ == "deque":
+        return copy.copy(value)
+    return value
+
+
+def _save_object(obj: Any) -> dict:
+    return {k: _copy_value(v) for k, v in obj.__dict__.items()}
+
+
+def _load_object(obj: Any, saved: dict) -> None:
+    d = obj.__dict__
+    d.clear()
+    d.update({k: _copy_value(v) for k, v in saved.items()})
+
+
+# Env attributes a step changes, beyond the road: AbstractEnv's counters and our envs' flags.
+_ENV_FIELDS = ("time", "steps", "done", "enable_auto_render", "line_contact")
+
+
+def snapshot(env: Any) -> dict:
+    """The mutable simulator state of a highway-env env, to :func:`restore` it in place later.
+
+    Saved: every vehicle's and road object's attributes (position, heading, speed, lane and
+    target lane, target speed, IDM timer, stored action, crashed / impact / hit flags, ...,
+    with arrays, dicts and lists copied), the road's vehicle and object lists, the controlled
+    vehicles, the env's time / steps / done (and ``line_contact`` of ``parking-boundary``), and
+    the state of ``env.np_random`` and ``road.np_random``. Not saved: the road network and
+    config (they do not change within an episode); a :meth:`reset` replaces the whole road, so a
+    snapshot only restores into the episode it was taken in.
+    """
+    road = env.unwrapped.road if hasattr(env, "unwrapped") else env.road
+    u = env.unwrapped if hasattr(env, "unwrapped") else env
+    things = list(road.vehicles) + list(road.objects) + [u.action_type]
+    goals = [v.goal for v in road.vehicles if getattr(v, "goal", None) is not None]
+    things += [o for o in goals if all(o is not x for x in things)]
+    rngs = [u.np_random] + ([road.np_random] if road.np_random is not u.np_random else [])
+    return {
+        "road": road,
+        "vehicles": list(road.vehicles),
+        "objects": list(road.objects),
+        "controlled": list(u.controlled_vehicles),
+        "things": [(o, _save_object(o)) for o in things],
+        "env": {k: getattr(u, k) for k in _ENV_FIELDS if hasattr(u, k)},
+        "rng": [(g, copy.deepcopy(g.bit_generator.state)) for g in rngs],
+    }
+
+
+def restore(env: Any, state: dict) -> None:
+    """Put ``env`` back in the state :func:`snapshot` saved (in place: the same vehicle objects
+    get their saved attributes back). A state can be restored any number of times."""
+    u = env.unwrapped if hasattr(env, "unwrapped") else env
+    road = state["road"]
+    if u.road is not road:
+        raise ValueError("snapshot of another road (the env was reset or is another env)")
+    road.vehicles[:] = state["vehicles"]
+    road.objects[:] = state["objects"]
+    u.controlled_vehicles[:] = state["controlled"]
+    for obj, saved in state["things"]:
+        _load_object(obj, saved)
+    for k, v in state["env"].items():
+        setattr(u, k, v)
+    for g, s in state["rng"]:
+        g.bit_generator.state = copy.deepcopy(s)
