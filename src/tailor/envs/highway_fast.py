@@ -350,8 +350,11 @@ def unpack(t: Traffic, g: LaneTable) -> None:
 
 
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
-    """``utils.not_zero`` elementwise."""
-    return np.where(np.abs(x) > eps, x, np.where(x >= 0, eps, -eps))
+    """``utils.not_zero`` elementwise: ``x`` where ``|x| > eps``, else ``+-eps`` by sign."""
+    small = ~(np.abs(x) > eps)
+    if not small.any():
+        return x
+    return np.where(small, np.where(x >= 0, eps, -eps), x)
 
 
 def neighbours(
@@ -381,15 +384,16 @@ def neighbours(
     ar = np.arange(m)
     ok[ar, who] = False
     me = sq[ar, who][:, None]
-    ahead, behind = ok & (sq >= me), ok & (sq < me)
-    inf = np.inf
-    fmin = np.where(ahead, sq, inf).min(axis=1, keepdims=True)
+    ahead = sq >= me
     n = sq.shape[1]
-    last_eq = n - 1 - np.argmax((ahead & (sq == fmin))[:, ::-1], axis=1)
-    front = np.where(ahead.any(axis=1), last_eq, -1)
-    rmax = np.where(behind, sq, -inf).max(axis=1, keepdims=True)
-    first_eq = np.argmax(behind & (sq == rmax), axis=1)
-    rear = np.where(behind.any(axis=1), first_eq, -1)
+    # front: the smallest s ahead, the last of equal ones (argmin of the reversed row)
+    f_val = np.where(ok & ahead, sq, np.inf)
+    front = n - 1 - np.argmin(f_val[:, ::-1], axis=1)
+    front[f_val[ar, front] == np.inf] = -1
+    # rear: the largest s behind, the first of equal ones (argmax)
+    r_val = np.where(ok & ~ahead, sq, -np.inf)
+    rear = np.argmax(r_val, axis=1)
+    rear[r_val[ar, rear] == -np.inf] = -1
     return front, rear
 
 
@@ -452,15 +456,14 @@ def mobil(
 ) -> np.ndarray:
     """``IDMVehicle.mobil(lane)`` (no planned route) for ``M`` (vehicle, candidate lane) pairs:
     ``[M]`` bool, whether the lane change is safe and gains enough acceleration."""
-    new_pre, new_fol = neighbours(g, t, s, r, who, lanes)
-    old_pre, old_fol = neighbours(g, t, s, r, who, t.lane[who])
-    acc = idm_acceleration
-    new_fol_a = acc(g, t, s, who, new_fol, new_pre)
-    new_fol_pred_a = acc(g, t, s, who, new_fol, who)
-    self_pred_a = acc(g, t, s, who, who, new_pre)
-    self_a = acc(g, t, s, who, who, old_pre)
-    old_fol_a = acc(g, t, s, who, old_fol, who)
-    old_fol_pred_a = acc(g, t, s, who, old_fol, old_pre)
+    m = len(who)
+    front, rear = neighbours(g, t, s, r, np.tile(who, 2), np.concatenate([lanes, t.lane[who]]))
+    new_pre, new_fol, old_pre, old_fol = front[:m], rear[:m], front[m:], rear[m:]
+    # the six accelerations of MOBIL, all with the deciding vehicle's parameters, in one call
+    ego = np.concatenate([new_fol, new_fol, who, who, old_fol, old_fol])
+    front_of = np.concatenate([new_pre, who, new_pre, old_pre, who, old_pre])
+    acc = idm_acceleration(g, t, s, np.tile(who, 6), ego, front_of).reshape(6, m)
+    new_fol_a, new_fol_pred_a, self_pred_a, self_a, old_fol_a, old_fol_pred_a = acc
     unsafe = new_fol_pred_a < -t.max_braking[who]
     jerk = self_pred_a - self_a + t.politeness[who] * (
         new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a
@@ -478,7 +481,7 @@ def lane_change_policy(
     other vehicles' target lanes, which earlier vehicles may have changed in this frame); the
     others, once their timer exceeds the delay, reset it and ask MOBIL about each side lane
     (left, then right: the later recommendation wins)."""
-    hw = _hw()
+    vlen = _hw().AbstractLane.VEHICLE_LENGTH
     n = len(t.kind)
     old_target = t.target.copy()
     changing = active & (t.lane != t.target)
@@ -486,39 +489,68 @@ def lane_change_policy(
     who = np.flatnonzero(deciding)
     if len(who):
         t.timer[who] = 0
-        for side in (g.left, g.right):
-            cand = side[t.lane[who]]
-            i = who[cand >= 0]
-            k = cand[cand >= 0]
-            vlen = hw.AbstractLane.VEHICLE_LENGTH
-            sk, rk = s[k, i], r[k, i]
-            reachable = (
-                ~g.forbidden[k]
-                & (np.abs(rk) <= 2 * g.width[k])
-                & (0 <= sk)
-                & (sk < g.length[k] + vlen)
-                & ~(np.abs(t.speed[i]) < 1)
-            )
-            i, k = i[reachable], k[reachable]
+        left, right = g.left[t.lane[who]], g.right[t.lane[who]]
+        i = np.concatenate([who[left >= 0], who[right >= 0]])
+        k = np.concatenate([left[left >= 0], right[right >= 0]])
+        is_left = np.arange(len(i)) < (left >= 0).sum()
+        sk, rk = s[k, i], r[k, i]
+        reachable = (
+            ~g.forbidden[k]
+            & (np.abs(rk) <= 2 * g.width[k])
+            & (0 <= sk)
+            & (sk < g.length[k] + vlen)
+            & ~(np.abs(t.speed[i]) < 1)
+        )
+        i, k, is_left = i[reachable], k[reachable], is_left[reachable]
+        if len(i):
             go = mobil(g, t, s, r, i, k)
-            t.target[i[go]] = k[go]
+            t.target[i[go & is_left]] = k[go & is_left]
+            t.target[i[go & ~is_left]] = k[go & ~is_left]  # right after left: it wins
+    changers = np.flatnonzero(changing)
+    if len(changers) == 0:
+        return
+    # Aborts: first all at once, as if no vehicle aborted before another; an abort changes the
+    # aborting vehicle's target, which a later vehicle's rule may read: then replay in order.
+    aborts = _aborts(g, t, s, changers, old_target, sequential=False)
+    if len(aborts) > 1:
+        aborts = _aborts(g, t, s, changers, old_target, sequential=True)
+    t.target[aborts] = t.lane[aborts]
+
+
+def _aborts(
+    g: LaneTable,
+    t: Traffic,
+    s: np.ndarray,
+    changers: np.ndarray,
+    old_target: np.ndarray,
+    sequential: bool,
+) -> np.ndarray:
+    """The changing vehicles that abort their lane change: someone else not in the target lane
+    is heading for it (as its target lane reads when ``i`` acts: already updated for vehicles
+    before ``i``) within the desired gap ahead. ``sequential``: apply each abort before the next
+    vehicle's check (exact); else check all against the targets before any abort (exact when at
+    most one vehicle aborts). Returns the aborting vehicles ``[A]``."""
+    n = len(t.kind)
     idx = np.arange(n)
     controlled = t.kind != _PLAIN
-    for i in np.flatnonzero(changing):
-        tgt = t.target[i]
+    target = t.target.copy()
+    out = []
+    for i in changers.tolist():
+        tgt = target[i]
         if g.segment[t.lane[i]] != g.segment[tgt]:
             continue
-        effective = np.where(idx < i, t.target, old_target)  # as seen during i's act()
-        others = np.flatnonzero(
-            controlled & (idx != i) & (t.lane != tgt) & (effective == tgt)
-        )
+        effective = np.where(idx < i, target, old_target)  # as seen during i's act()
+        others = np.flatnonzero(controlled & (idx != i) & (t.lane != tgt) & (effective == tgt))
         if len(others) == 0:
             continue
         lane = t.lane[i]
         d = s[lane, others] - s[lane, i]
         d_star = desired_gap(t, np.full(len(others), i), others)
         if np.any((0 < d) & (d < d_star)):
-            t.target[i] = lane
+            out.append(i)
+            if sequential:
+                target[i] = lane
+    return np.array(out, dtype=np.intp)
 
 
 def steering_control(
@@ -557,15 +589,16 @@ def act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray) -> None:
     t.acc[mdp] = hw.ControlledVehicle.KP_A * (t.target_speed[mdp] - t.speed[mdp])
     i = np.flatnonzero(idm)
     if len(i):
-        front, _ = neighbours(g, t, s, r, i, t.lane[i])
-        a = idm_acceleration(g, t, s, i, i, front)
-        ch = t.lane[i] != t.target[i]  # changing lane: also mind the target lane
-        if ch.any():
-            j = i[ch]
-            front2, _ = neighbours(g, t, s, r, j, t.target[j])
-            a[ch] = np.minimum(a[ch], idm_acceleration(g, t, s, j, j, front2))
+        # IDM on the current lane and, while changing lane, on the target lane too (the
+        # smaller acceleration wins), in one neighbour search and one acceleration call
+        j = i[t.lane[i] != t.target[i]]
+        who = np.concatenate([i, j])
+        front, _ = neighbours(g, t, s, r, who, np.concatenate([t.lane[i], t.target[j]]))
+        a = idm_acceleration(g, t, s, who, who, front)
+        own = a[: len(i)]
+        own[t.lane[i] != t.target[i]] = np.minimum(own[t.lane[i] != t.target[i]], a[len(i) :])
         amax = hw.IDMVehicle.ACC_MAX
-        t.acc[i] = np.clip(a, -amax, amax)
+        t.acc[i] = np.clip(own, -amax, amax)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,12 +845,12 @@ def simulate(env: Any, action: Any = None) -> bool:
             return False
     dt = 1 / cfg["simulation_frequency"]
     objects = road.objects
+    s, r = local_coordinates(g, t.pos)
     for _ in range(frames):
         if controlled.any():
-            s, r = local_coordinates(g, t.pos)
             act(g, t, s, r)
         integrate(t, dt)
-        s, r = local_coordinates(g, t.pos)
+        s, r = local_coordinates(g, t.pos)  # also the next frame's: collisions do not move
         t.lane = closest_lanes(g, s, r, t.heading)
         collide(t, objects, dt)
         env.steps += 1
