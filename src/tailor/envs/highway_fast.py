@@ -228,96 +228,153 @@ class Traffic:
     lane_change: np.ndarray  # [N] bool enable_lane_change
 
 
-def pack(road: Any, g: LaneTable) -> Traffic | None:
-    """Gather ``road.vehicles`` into a :class:`Traffic`, or ``None`` if a vehicle is of a kind
-    the fast path does not implement (exact classes only: a subclass may override anything)."""
+def _kind(v: Any) -> int | None:
+    """The implemented kind of a vehicle (exact classes only: a subclass may override
+    anything), or ``None``."""
     hw = _hw()
+    t = type(v)
+    if t is hw.IDMVehicle:
+        return _IDM
+    if t is hw.MDPVehicle or t is hw.ControlledVehicle:
+        return _CONTROLLED
+    if t is hw.Vehicle:
+        return _PLAIN
+    return None
+
+
+_FIELDS = 28  # columns of _row
+
+
+def _row(v: Any, kind: int, g: LaneTable) -> tuple | None:
+    """The state of one vehicle as :class:`Traffic`'s columns, or ``None`` where not
+    implemented (a planned route, a lane outside the table, a non-solid vehicle)."""
+    ctrl = kind != _PLAIN
+    if (ctrl and v.route) or not v.solid:
+        return None
+    lane = g.row.get(v.lane_index)
+    target = g.row.get(v.target_lane_index) if ctrl else lane
+    if lane is None or target is None:
+        return None
+    imp = v.impact
+    idm = kind == _IDM
+    return (
+        v.position[0],
+        v.position[1],
+        v.heading,
+        v.speed,
+        lane,
+        target,
+        v.target_speed if ctrl else 0.0,
+        v.timer if idm else 0.0,
+        v.action["steering"],
+        v.action["acceleration"],
+        v.crashed,
+        imp is not None,
+        0.0 if imp is None else imp[0],
+        0.0 if imp is None else imp[1],
+        v.check_collisions,
+        v.collidable,
+        v.solid,
+        v.LENGTH,
+        v.WIDTH,
+        v.diagonal,
+        v.MAX_SPEED,
+        v.MIN_SPEED,
+        v.DELTA if idm else 0.0,
+        v.POLITENESS if idm else 0.0,
+        v.LANE_CHANGE_MIN_ACC_GAIN if idm else 0.0,
+        v.LANE_CHANGE_MAX_BRAKING_IMPOSED if idm else 0.0,
+        v.LANE_CHANGE_DELAY if idm else 0.0,
+        v.enable_lane_change if idm else False,
+    )
+
+
+def pack(road: Any, g: LaneTable) -> Traffic | None:
+    """Gather ``road.vehicles`` into a :class:`Traffic`, or ``None`` if a vehicle is outside
+    the fast path (see :func:`_kind`, :func:`_row`)."""
     vs = road.vehicles
     n = len(vs)
     kinds = np.empty(n, dtype=np.int8)
     rows: list[tuple] = []
     for i, v in enumerate(vs):
-        t = type(v)
-        if t is hw.IDMVehicle:
-            kinds[i] = _IDM
-        elif t is hw.MDPVehicle or t is hw.ControlledVehicle:
-            kinds[i] = _CONTROLLED
-        elif t is hw.Vehicle:
-            kinds[i] = _PLAIN
+        kind = _kind(v)
+        row = None if kind is None else _row(v, kind, g)
+        if row is None:
+            return None
+        kinds[i] = kind
+        rows.append(row)
+    a = np.array(rows, dtype=np.float64).reshape(n, _FIELDS)
+    t = Traffic(vehicles=list(vs), kind=kinds, **{k: None for k in _COLUMNS})
+    _set_columns(t, a, slice(None))
+    return t
+
+
+# Traffic's array fields, by column of _row (the ``pos`` field takes columns 0-1, ``impact``
+# 12-13), and how each is stored.
+_COLUMNS: dict[str, tuple[slice, str]] = {
+    "pos": (slice(0, 2), "f"),
+    "heading": (slice(2, 3), "f"),
+    "speed": (slice(3, 4), "f"),
+    "lane": (slice(4, 5), "i"),
+    "target": (slice(5, 6), "i"),
+    "target_speed": (slice(6, 7), "f"),
+    "timer": (slice(7, 8), "f"),
+    "steer": (slice(8, 9), "f"),
+    "acc": (slice(9, 10), "f"),
+    "crashed": (slice(10, 11), "b"),
+    "has_impact": (slice(11, 12), "b"),
+    "impact": (slice(12, 14), "f"),
+    "check": (slice(14, 15), "b"),
+    "collidable": (slice(15, 16), "b"),
+    "solid": (slice(16, 17), "b"),
+    "length": (slice(17, 18), "f"),
+    "width": (slice(18, 19), "f"),
+    "diagonal": (slice(19, 20), "f"),
+    "max_speed": (slice(20, 21), "f"),
+    "min_speed": (slice(21, 22), "f"),
+    "delta": (slice(22, 23), "f"),
+    "politeness": (slice(23, 24), "f"),
+    "min_gain": (slice(24, 25), "f"),
+    "max_braking": (slice(25, 26), "f"),
+    "delay": (slice(26, 27), "f"),
+    "lane_change": (slice(27, 28), "b"),
+}
+
+
+def _set_columns(t: Traffic, a: np.ndarray, rows: slice | np.ndarray) -> None:
+    """Set the fields of ``t`` (all of them when ``rows`` is ``slice(None)``, else those rows)
+    from ``a [rows, _FIELDS]``."""
+    for name, (cols, kind) in _COLUMNS.items():
+        block = a[:, cols] if cols.stop - cols.start > 1 else a[:, cols.start]
+        if kind == "i":
+            block = block.astype(np.intp)
+        elif kind == "b":
+            block = block != 0
         else:
-            return None
-        ctrl = kinds[i] != _PLAIN
-        if (ctrl and getattr(v, "route", None)) or not v.solid:
-            return None
-        lane = g.row.get(v.lane_index)
-        target = g.row.get(v.target_lane_index) if ctrl else lane
-        if lane is None or target is None:
-            return None
-        imp = v.impact
-        idm = kinds[i] == _IDM
-        rows.append(
-            (
-                v.position[0],
-                v.position[1],
-                v.heading,
-                v.speed,
-                lane,
-                target,
-                v.target_speed if ctrl else 0.0,
-                v.timer if idm else 0.0,
-                v.action["steering"],
-                v.action["acceleration"],
-                v.crashed,
-                imp is not None,
-                0.0 if imp is None else imp[0],
-                0.0 if imp is None else imp[1],
-                v.check_collisions,
-                v.collidable,
-                v.solid,
-                v.LENGTH,
-                v.WIDTH,
-                v.diagonal,
-                v.MAX_SPEED,
-                v.MIN_SPEED,
-                v.DELTA if idm else 0.0,
-                v.POLITENESS if idm else 0.0,
-                v.LANE_CHANGE_MIN_ACC_GAIN if idm else 0.0,
-                v.LANE_CHANGE_MAX_BRAKING_IMPOSED if idm else 0.0,
-                v.LANE_CHANGE_DELAY if idm else 0.0,
-                v.enable_lane_change if idm else False,
-            )
-        )
-    a = np.array(rows, dtype=np.float64).reshape(n, 28)
-    return Traffic(
-        vehicles=list(vs),
-        kind=kinds,
-        pos=a[:, 0:2].copy(),
-        heading=a[:, 2].copy(),
-        speed=a[:, 3].copy(),
-        lane=a[:, 4].astype(np.intp),
-        target=a[:, 5].astype(np.intp),
-        target_speed=a[:, 6].copy(),
-        timer=a[:, 7].copy(),
-        steer=a[:, 8].copy(),
-        acc=a[:, 9].copy(),
-        crashed=a[:, 10] != 0,
-        has_impact=a[:, 11] != 0,
-        impact=a[:, 12:14].copy(),
-        check=a[:, 14] != 0,
-        collidable=a[:, 15] != 0,
-        solid=a[:, 16] != 0,
-        length=a[:, 17].copy(),
-        width=a[:, 18].copy(),
-        diagonal=a[:, 19].copy(),
-        max_speed=a[:, 20].copy(),
-        min_speed=a[:, 21].copy(),
-        delta=a[:, 22].copy(),
-        politeness=a[:, 23].copy(),
-        min_gain=a[:, 24].copy(),
-        max_braking=a[:, 25].copy(),
-        delay=a[:, 26].copy(),
-        lane_change=a[:, 27] != 0,
-    )
+            block = block.copy()
+        if isinstance(rows, slice) and rows == slice(None):
+            setattr(t, name, block)
+        else:
+            getattr(t, name)[rows] = block
+
+
+def refresh(t: Traffic, g: LaneTable, vehicles: list[Any]) -> bool:
+    """Re-read some vehicles of ``t`` from their objects (after the ego's action changed its
+    targets and stored action); ``False`` if one is now outside the fast path."""
+    index = {id(v): i for i, v in enumerate(t.vehicles)}
+    rows, at = [], []
+    for v in vehicles:
+        i = index.get(id(v))
+        if i is None:
+            return False
+        row = _row(v, int(t.kind[i]), g)
+        if row is None:
+            return False
+        rows.append(row)
+        at.append(i)
+    if rows:
+        _set_columns(t, np.array(rows, dtype=np.float64).reshape(len(rows), _FIELDS), np.array(at))
+    return True
 
 
 def unpack(t: Traffic, g: LaneTable) -> None:
@@ -609,14 +666,18 @@ def integrate(t: Traffic, dt: float) -> None:
     """``Vehicle.step(dt)`` of every vehicle (IDM timers, crash braking, speed clipping, the
     bicycle model, pending impacts), in place; the lanes are updated by the caller."""
     t.timer[t.kind == _IDM] += dt
-    t.steer[t.crashed] = 0.0
-    t.acc[t.crashed] = -1.0 * t.speed[t.crashed]
+    if t.crashed.any():
+        t.steer[t.crashed] = 0.0
+        t.acc[t.crashed] = -1.0 * t.speed[t.crashed]
     fast, slow = t.speed > t.max_speed, t.speed < t.min_speed
-    t.acc = np.where(fast, np.minimum(t.acc, 1.0 * (t.max_speed - t.speed)), t.acc)
-    t.acc = np.where(~fast & slow, np.maximum(t.acc, 1.0 * (t.min_speed - t.speed)), t.acc)
+    if fast.any():
+        t.acc = np.where(fast, np.minimum(t.acc, 1.0 * (t.max_speed - t.speed)), t.acc)
+    if slow.any():
+        t.acc = np.where(~fast & slow, np.maximum(t.acc, 1.0 * (t.min_speed - t.speed)), t.acc)
     beta = np.arctan(1 / 2 * np.tan(t.steer))
     hb = t.heading + beta
-    t.pos += (t.speed[:, None] * np.stack([np.cos(hb), np.sin(hb)], axis=1)) * dt
+    t.pos[:, 0] += t.speed * np.cos(hb) * dt
+    t.pos[:, 1] += t.speed * np.sin(hb) * dt
     if t.has_impact.any():
         hit = t.has_impact
         t.pos[hit] += t.impact[hit]
@@ -628,7 +689,9 @@ def integrate(t: Traffic, dt: float) -> None:
 
 @dataclass
 class Bodies:
-    """Every collidable thing of a road (``N`` vehicles, then ``O`` objects) as arrays."""
+    """Every collidable thing of a road, ``K = N`` vehicles then ``O`` objects, as arrays; the
+    pairs ``Road.step`` checks. The objects do not move during a step: their part is filled
+    once per :func:`simulate` call, the vehicles' part every frame (:func:`update_bodies`)."""
 
     pos: np.ndarray  # [K, 2]
     heading: np.ndarray  # [K]
@@ -636,49 +699,10 @@ class Bodies:
     length: np.ndarray  # [K]
     width: np.ndarray  # [K]
     diagonal: np.ndarray  # [K]
-    check: np.ndarray  # [K] bool
-    collidable: np.ndarray  # [K] bool
     solid: np.ndarray  # [K] bool
     obstacle: np.ndarray  # [K] bool
-
-
-def _objects_arrays(objects: list[Any]) -> tuple[np.ndarray, ...]:
-    hw = _hw()
-    rows = [
-        (
-            o.position[0],
-            o.position[1],
-            o.heading,
-            o.speed,
-            o.LENGTH,
-            o.WIDTH,
-            o.diagonal,
-            o.check_collisions,
-            o.collidable,
-            o.solid,
-            isinstance(o, hw.Obstacle),
-        )
-        for o in objects
-    ]
-    return np.array(rows, dtype=np.float64).reshape(len(objects), 11)
-
-
-def bodies(t: Traffic, objects: list[Any]) -> Bodies:
-    """The vehicles of ``t`` (current state) followed by the road objects."""
-    o = _objects_arrays(objects)
-    cat = np.concatenate
-    return Bodies(
-        pos=cat([t.pos, o[:, 0:2]]),
-        heading=cat([t.heading, o[:, 2]]),
-        speed=cat([t.speed, o[:, 3]]),
-        length=cat([t.length, o[:, 4]]),
-        width=cat([t.width, o[:, 5]]),
-        diagonal=cat([t.diagonal, o[:, 6]]),
-        check=cat([t.check, o[:, 7] != 0]),
-        collidable=cat([t.collidable, o[:, 8] != 0]),
-        solid=cat([t.solid, o[:, 9] != 0]),
-        obstacle=cat([np.zeros(len(t.kind), bool), o[:, 10] != 0]),
-    )
+    first: np.ndarray  # [P] pairs with a collision check (see collision_pairs), in order
+    second: np.ndarray  # [P]
 
 
 @cache
@@ -690,6 +714,74 @@ def collision_pairs(n: int, n_objects: int) -> tuple[np.ndarray, np.ndarray]:
         first += [i] * (n - 1 - i + n_objects)
         second += list(range(i + 1, n)) + list(range(n, n + n_objects))
     return np.array(first, dtype=np.intp), np.array(second, dtype=np.intp)
+
+
+def make_bodies(t: Traffic, objects: list[Any]) -> Bodies:
+    """The :class:`Bodies` of the vehicles of ``t`` and the road ``objects``, keeping the pairs
+    ``RoadObject.handle_collisions`` does not skip (one of them checks collisions, both are
+    collidable)."""
+    hw = _hw()
+    o = np.array(
+        [
+            (
+                x.position[0],
+                x.position[1],
+                x.heading,
+                x.speed,
+                x.LENGTH,
+                x.WIDTH,
+                x.diagonal,
+                x.check_collisions,
+                x.collidable,
+                x.solid,
+                isinstance(x, hw.Obstacle),
+            )
+            for x in objects
+        ],
+        dtype=np.float64,
+    ).reshape(len(objects), 11)
+    cat = np.concatenate
+    check = cat([t.check, o[:, 7] != 0])
+    collidable = cat([t.collidable, o[:, 8] != 0])
+    i, j = collision_pairs(len(t.kind), len(objects))
+    keep = (check[i] | check[j]) & collidable[i] & collidable[j]
+    return Bodies(
+        pos=cat([t.pos, o[:, 0:2]]),
+        heading=cat([t.heading, o[:, 2]]),
+        speed=cat([t.speed, o[:, 3]]),
+        length=cat([t.length, o[:, 4]]),
+        width=cat([t.width, o[:, 5]]),
+        diagonal=cat([t.diagonal, o[:, 6]]),
+        solid=cat([t.solid, o[:, 9] != 0]),
+        obstacle=cat([np.zeros(len(t.kind), bool), o[:, 10] != 0]),
+        first=i[keep],
+        second=j[keep],
+    )
+
+
+def update_bodies(b: Bodies, t: Traffic) -> None:
+    """Copy the vehicles' current position, heading and speed into ``b``."""
+    n = len(t.kind)
+    b.pos[:n], b.heading[:n], b.speed[:n] = t.pos, t.heading, t.speed
+
+
+def _circle_apart(
+    b: Bodies, p: np.ndarray, q: np.ndarray, sweep: np.ndarray
+) -> np.ndarray:
+    """A cheap sufficient test for separation, ``[M]`` bool: on one of the four axes of the two
+    rectangles (edge normals, so axes of highway-env's separating-axis test), the rectangle of
+    one and the circumscribed circle of the other, swept by ``sweep [M, 2]`` (``p``'s
+    displacement relative to ``q``), are more than the margin apart."""
+    d = b.pos[q] - b.pos[p]
+    sep = np.full(len(p), -np.inf)
+    for rect, circle in ((q, p), (p, q)):
+        c, s = np.cos(b.heading[rect]), np.sin(b.heading[rect])
+        radius = b.diagonal[circle] / 2
+        along = np.abs(d[:, 0] * c + d[:, 1] * s) - np.abs(sweep[:, 0] * c + sweep[:, 1] * s)
+        across = np.abs(d[:, 1] * c - d[:, 0] * s) - np.abs(sweep[:, 1] * c - sweep[:, 0] * s)
+        sep = np.maximum(sep, along - b.length[rect] / 2 - radius)
+        sep = np.maximum(sep, across - b.width[rect] / 2 - radius)
+    return sep > _MARGIN
 
 
 def polygons(b: Bodies, k: np.ndarray) -> np.ndarray:
@@ -708,7 +800,9 @@ def surely_apart(
 ) -> np.ndarray:
     """Pairs of convex polygons that ``are_polygons_intersecting`` certainly finds neither
     intersecting nor about to intersect: some edge normal separates them, with ``a`` swept by
-    its displacement relative to ``b``, by more than the margin.
+    its displacement relative to ``b``, by more than the margin. (One such axis suffices:
+    highway-env returns ``(False, False, None)`` as soon as an axis separates the swept
+    polygons.)
 
     Args:
         a, b: ``[P, 4, 2]`` corners; disp_a, disp_b: ``[P, 2]`` displacements over the step.
@@ -751,27 +845,33 @@ def _velocity_exact(b: Bodies, k: int) -> np.ndarray:
     return b.speed[k] * np.array([np.cos(b.heading[k]), np.sin(b.heading[k])])
 
 
-def collide(t: Traffic, objects: list[Any], dt: float) -> None:
+def collide(t: Traffic, b: Bodies, objects: list[Any], dt: float) -> None:
     """The collision checks of ``Road.step`` and their effects, in highway-env's pair order:
     impacts and crashes on the vehicles of ``t``; ``crashed`` / ``hit`` / ``impact`` directly
     on the road objects (``RoadObject.handle_collisions``; vehicles are solid, see
-    :func:`pack`)."""
+    :func:`pack`).
+
+    Filters, each ruling out only pairs separated by more than the margin: the spherical
+    pre-check, :func:`_circle_apart`, :func:`surely_apart`; the rest (touching or nearly) go
+    through highway-env's pre-check and ``are_polygons_intersecting`` on exact polygons.
+    """
     hw = _hw()
     n = len(t.kind)
-    b = bodies(t, objects)
-    i, j = collision_pairs(n, len(objects))
-    keep = (b.check[i] | b.check[j]) & b.collidable[i] & b.collidable[j]
-    i, j = i[keep], j[keep]
-    # the spherical pre-check, with a margin; exact (np.linalg.norm) below for the survivors
+    update_bodies(b, t)
+    i, j = b.first, b.second
     d = b.pos[j] - b.pos[i]
     reach = (b.diagonal[i] + b.diagonal[j]) / 2 + b.speed[i] * dt
     near = np.sqrt((d**2).sum(axis=1)) <= reach + _MARGIN
-    i, j = i[near], j[near]
-    if len(i) == 0:
+    if not near.any():
         return
+    i, j = i[near], j[near]
     c, s = np.cos(b.heading), np.sin(b.heading)
-    vel = b.speed[:, None] * np.stack([c, s], axis=1)
-    apart = surely_apart(polygons(b, i), polygons(b, j), vel[i] * dt, vel[j] * dt)
+    vel = b.speed[:, None] * np.stack([c, s], axis=1) * dt
+    close = ~_circle_apart(b, i, j, vel[i] - vel[j])
+    if not close.any():
+        return
+    i, j = i[close], j[close]
+    apart = surely_apart(polygons(b, i), polygons(b, j), vel[i], vel[j])
     i, j = i[~apart], j[~apart]
     for p, q in zip(i.tolist(), j.tolist(), strict=True):
         reach_pq = (b.diagonal[p] + b.diagonal[q]) / 2 + b.speed[p] * dt
@@ -839,12 +939,12 @@ def simulate(env: Any, action: Any = None) -> bool:
     if (t.kind == _IDM).any() and solid_objects:
         return False  # obstacles among IDM traffic (neighbour search over objects)
     if action is not None and not cfg["manual_control"]:
-        env.action_type.act(action)  # on the objects, before gathering their state
-        t = pack(road, g)
-        if t is None:
-            return False
+        env.action_type.act(action)  # on the objects: the ego's targets and stored action
+        if not refresh(t, g, env.controlled_vehicles):
+            raise RuntimeError("the ego action took a vehicle outside the fast path")
     dt = 1 / cfg["simulation_frequency"]
     objects = road.objects
+    b = make_bodies(t, objects)
     s, r = local_coordinates(g, t.pos)
     for _ in range(frames):
         if controlled.any():
@@ -852,7 +952,7 @@ def simulate(env: Any, action: Any = None) -> bool:
         integrate(t, dt)
         s, r = local_coordinates(g, t.pos)  # also the next frame's: collisions do not move
         t.lane = closest_lanes(g, s, r, t.heading)
-        collide(t, objects, dt)
+        collide(t, b, objects, dt)
         env.steps += 1
     unpack(t, g)
     env.enable_auto_render = False
