@@ -322,6 +322,16 @@ def _classes() -> dict[str, type]:
         def touches_line(self) -> bool:
             """Whether the ego car's footprint intersects a bay side line now."""
             poly = self.vehicle.polygon()
+            if self.fast:
+                # only the lines whose bounding boxes meet the footprint's can touch it
+                lo, hi = poly.min(axis=0), poly.max(axis=0)
+                ends = self.bay_lines
+                near = np.all(
+                    (ends.min(axis=1) <= hi) & (ends.max(axis=1) >= lo), axis=1
+                )
+                if not near.any():
+                    return False
+                return bool(segments_touch_polygon(ends[near], poly).any())
             return bool(segments_touch_polygon(self.bay_lines, poly).any())
 
     return {"highway": HighwayKeepRightEnv, "parking": ParkingBoundaryEnv}

@@ -341,26 +341,36 @@ _COLUMNS: dict[str, tuple[slice, str]] = {
 }
 
 
-def _set_columns(t: Traffic, a: np.ndarray, rows: slice | np.ndarray) -> None:
-    """Set the fields of ``t`` (all of them when ``rows`` is ``slice(None)``, else those rows)
-    from ``a [rows, _FIELDS]``."""
-    for name, (cols, kind) in _COLUMNS.items():
-        block = a[:, cols] if cols.stop - cols.start > 1 else a[:, cols.start]
-        if kind == "i":
-            block = block.astype(np.intp)
+# What an ego action (ActionType.act) changes: targets, stored action, speed range.
+_ACTION_FIELDS = ("target", "target_speed", "steer", "acc", "max_speed", "min_speed")
+
+
+def _set_columns(
+    t: Traffic, a: np.ndarray, rows: slice | np.ndarray, names: tuple[str, ...] | None = None
+) -> None:
+    """Set the fields ``names`` (default all) of ``t`` (all vehicles when ``rows`` is
+    ``slice(None)``, else those rows) from ``a [rows, _FIELDS]``."""
+    whole = isinstance(rows, slice)
+    cols_first = a.T.copy()  # one copy; every 1-column field is then a contiguous row of it
+    for name in names or _COLUMNS:
+        cols, kind = _COLUMNS[name]
+        if cols.stop - cols.start > 1:
+            block = a[:, cols].copy()
+        elif kind == "i":
+            block = cols_first[cols.start].astype(np.intp)
         elif kind == "b":
-            block = block != 0
+            block = cols_first[cols.start] != 0
         else:
-            block = block.copy()
-        if isinstance(rows, slice) and rows == slice(None):
+            block = cols_first[cols.start]
+        if whole:
             setattr(t, name, block)
         else:
             getattr(t, name)[rows] = block
 
 
 def refresh(t: Traffic, g: LaneTable, vehicles: list[Any]) -> bool:
-    """Re-read some vehicles of ``t`` from their objects (after the ego's action changed its
-    targets and stored action); ``False`` if one is now outside the fast path."""
+    """Re-read what an ego action changes (:data:`_ACTION_FIELDS`) of some vehicles of ``t``
+    from their objects; ``False`` if one is now outside the fast path."""
     index = {id(v): i for i, v in enumerate(t.vehicles)}
     rows, at = [], []
     for v in vehicles:
@@ -373,7 +383,8 @@ def refresh(t: Traffic, g: LaneTable, vehicles: list[Any]) -> bool:
         rows.append(row)
         at.append(i)
     if rows:
-        _set_columns(t, np.array(rows, dtype=np.float64).reshape(len(rows), _FIELDS), np.array(at))
+        a = np.array(rows, dtype=np.float64).reshape(len(rows), _FIELDS)
+        _set_columns(t, a, np.array(at), _ACTION_FIELDS)
     return True
 
 
@@ -766,22 +777,23 @@ def update_bodies(b: Bodies, t: Traffic) -> None:
 
 
 def _circle_apart(
-    b: Bodies, p: np.ndarray, q: np.ndarray, sweep: np.ndarray
+    b: Bodies, p: np.ndarray, q: np.ndarray, sweep: np.ndarray, cos: np.ndarray, sin: np.ndarray
 ) -> np.ndarray:
     """A cheap sufficient test for separation, ``[M]`` bool: on one of the four axes of the two
     rectangles (edge normals, so axes of highway-env's separating-axis test), the rectangle of
     one and the circumscribed circle of the other, swept by ``sweep [M, 2]`` (``p``'s
-    displacement relative to ``q``), are more than the margin apart."""
+    displacement relative to ``q``), are more than the margin apart. ``cos, sin [K]``: of the
+    bodies' headings."""
+    rect, circle = np.concatenate([q, p]), np.concatenate([p, q])  # both roles at once
     d = b.pos[q] - b.pos[p]
-    sep = np.full(len(p), -np.inf)
-    for rect, circle in ((q, p), (p, q)):
-        c, s = np.cos(b.heading[rect]), np.sin(b.heading[rect])
-        radius = b.diagonal[circle] / 2
-        along = np.abs(d[:, 0] * c + d[:, 1] * s) - np.abs(sweep[:, 0] * c + sweep[:, 1] * s)
-        across = np.abs(d[:, 1] * c - d[:, 0] * s) - np.abs(sweep[:, 1] * c - sweep[:, 0] * s)
-        sep = np.maximum(sep, along - b.length[rect] / 2 - radius)
-        sep = np.maximum(sep, across - b.width[rect] / 2 - radius)
-    return sep > _MARGIN
+    d = np.concatenate([d, d])  # signs do not matter below (absolute values)
+    w = np.concatenate([sweep, sweep])
+    c, s = cos[rect], sin[rect]
+    radius = b.diagonal[circle] / 2
+    along = np.abs(d[:, 0] * c + d[:, 1] * s) - np.abs(w[:, 0] * c + w[:, 1] * s)
+    across = np.abs(d[:, 1] * c - d[:, 0] * s) - np.abs(w[:, 1] * c - w[:, 0] * s)
+    sep = np.maximum(along - b.length[rect] / 2, across - b.width[rect] / 2) - radius
+    return (sep.reshape(2, -1) > _MARGIN).any(axis=0)
 
 
 def polygons(b: Bodies, k: np.ndarray) -> np.ndarray:
@@ -851,23 +863,21 @@ def collide(t: Traffic, b: Bodies, objects: list[Any], dt: float) -> None:
     on the road objects (``RoadObject.handle_collisions``; vehicles are solid, see
     :func:`pack`).
 
-    Filters, each ruling out only pairs separated by more than the margin: the spherical
-    pre-check, :func:`_circle_apart`, :func:`surely_apart`; the rest (touching or nearly) go
-    through highway-env's pre-check and ``are_polygons_intersecting`` on exact polygons.
+    Filters, each ruling out only pairs separated by more than the margin:
+    :func:`_circle_apart`, then :func:`surely_apart`; the rest (touching or nearly) go through
+    highway-env's spherical pre-check and ``are_polygons_intersecting`` on exact polygons.
     """
     hw = _hw()
     n = len(t.kind)
     update_bodies(b, t)
     i, j = b.first, b.second
-    d = b.pos[j] - b.pos[i]
-    reach = (b.diagonal[i] + b.diagonal[j]) / 2 + b.speed[i] * dt
-    near = np.sqrt((d**2).sum(axis=1)) <= reach + _MARGIN
-    if not near.any():
+    if len(i) == 0:
         return
-    i, j = i[near], j[near]
+    # (no vectorized spherical pre-check: the circle test below is stronger and as cheap;
+    # highway-env's pre-check is replayed exactly for the pairs that get to its polygon test)
     c, s = np.cos(b.heading), np.sin(b.heading)
     vel = b.speed[:, None] * np.stack([c, s], axis=1) * dt
-    close = ~_circle_apart(b, i, j, vel[i] - vel[j])
+    close = ~_circle_apart(b, i, j, vel[i] - vel[j], c, s)
     if not close.any():
         return
     i, j = i[close], j[close]
