@@ -226,6 +226,11 @@ class Traffic:
     max_braking: np.ndarray  # [N] LANE_CHANGE_MAX_BRAKING_IMPOSED
     delay: np.ndarray  # [N] LANE_CHANGE_DELAY
     lane_change: np.ndarray  # [N] bool enable_lane_change
+    # per-frame direction and velocity (set by act(); highway-env's velocity = speed * direction)
+    cos: np.ndarray | None = None  # [N]
+    sin: np.ndarray | None = None  # [N]
+    vx: np.ndarray | None = None  # [N]
+    vy: np.ndarray | None = None  # [N]
 
 
 def _kind(v: Any) -> int | None:
@@ -465,19 +470,17 @@ def neighbours(
     return front, rear
 
 
-def _velocity(t: Traffic, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(vx, vy, cos h, sin h)`` of vehicles ``i`` (``velocity = speed * direction``)."""
-    c, sn = np.cos(t.heading[i]), np.sin(t.heading[i])
-    return t.speed[i] * c, t.speed[i] * sn, c, sn
+def _clip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip`` for finite floats (the same values), without its Python-level overhead."""
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def desired_gap(t: Traffic, ego: np.ndarray, front: np.ndarray) -> np.ndarray:
-    """``IDMVehicle.desired_gap(ego, front)`` (projected), ``[M]`` for index arrays ``[M]``."""
+    """``IDMVehicle.desired_gap(ego, front)`` (projected), ``[M]`` for index arrays ``[M]``:
+    ``d0 + v tau + v dv / (2 sqrt(a b))`` with ``dv = (v_ego - v_front) . direction_ego``."""
     idm = _hw().IDMVehicle
     ab = -idm.COMFORT_ACC_MAX * idm.COMFORT_ACC_MIN
-    evx, evy, ec, es = _velocity(t, ego)
-    fvx, fvy, _, _ = _velocity(t, front)
-    dv = (evx - fvx) * ec + (evy - fvy) * es
+    dv = (t.vx[ego] - t.vx[front]) * t.cos[ego] + (t.vy[ego] - t.vy[front]) * t.sin[ego]
     v = t.speed[ego]
     return idm.DISTANCE_WANTED + v * idm.TIME_WANTED + v * dv / (2 * np.sqrt(ab))
 
@@ -504,7 +507,7 @@ def idm_acceleration(
     c, e, f = caller[has], ego[has], front[has]
     tgt = t.target_speed[e]
     lim = g.speed_limit[t.lane[e]]
-    tgt = np.where(np.isnan(lim), tgt, np.clip(tgt, 0, np.nan_to_num(lim)))
+    tgt = np.where(np.isnan(lim), tgt, _clip(tgt, 0, np.nan_to_num(lim)))
     acc = comfort * (
         1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c])
     )
@@ -517,72 +520,6 @@ def idm_acceleration(
         acc[hf] -= comfort * np.power(gap / _not_zero(d), 2)
     out[has] = acc
     return out
-
-
-def mobil(
-    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, who: np.ndarray, lanes: np.ndarray
-) -> np.ndarray:
-    """``IDMVehicle.mobil(lane)`` (no planned route) for ``M`` (vehicle, candidate lane) pairs:
-    ``[M]`` bool, whether the lane change is safe and gains enough acceleration."""
-    m = len(who)
-    front, rear = neighbours(g, t, s, r, np.tile(who, 2), np.concatenate([lanes, t.lane[who]]))
-    new_pre, new_fol, old_pre, old_fol = front[:m], rear[:m], front[m:], rear[m:]
-    # the six accelerations of MOBIL, all with the deciding vehicle's parameters, in one call
-    ego = np.concatenate([new_fol, new_fol, who, who, old_fol, old_fol])
-    front_of = np.concatenate([new_pre, who, new_pre, old_pre, who, old_pre])
-    acc = idm_acceleration(g, t, s, np.tile(who, 6), ego, front_of).reshape(6, m)
-    new_fol_a, new_fol_pred_a, self_pred_a, self_a, old_fol_a, old_fol_pred_a = acc
-    unsafe = new_fol_pred_a < -t.max_braking[who]
-    jerk = self_pred_a - self_a + t.politeness[who] * (
-        new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a
-    )
-    return ~unsafe & ~(jerk < t.min_gain[who])
-
-
-def lane_change_policy(
-    g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, active: np.ndarray
-) -> None:
-    """``IDMVehicle.change_lane_policy`` of the active IDM vehicles (``[N]`` mask), in place on
-    ``t.target`` and ``t.timer``.
-
-    Vehicles already changing lane may abort (sequentially, in vehicle order: the rule reads
-    other vehicles' target lanes, which earlier vehicles may have changed in this frame); the
-    others, once their timer exceeds the delay, reset it and ask MOBIL about each side lane
-    (left, then right: the later recommendation wins)."""
-    vlen = _hw().AbstractLane.VEHICLE_LENGTH
-    n = len(t.kind)
-    old_target = t.target.copy()
-    changing = active & (t.lane != t.target)
-    deciding = active & ~changing & (t.delay < t.timer)
-    who = np.flatnonzero(deciding)
-    if len(who):
-        t.timer[who] = 0
-        left, right = g.left[t.lane[who]], g.right[t.lane[who]]
-        i = np.concatenate([who[left >= 0], who[right >= 0]])
-        k = np.concatenate([left[left >= 0], right[right >= 0]])
-        is_left = np.arange(len(i)) < (left >= 0).sum()
-        sk, rk = s[k, i], r[k, i]
-        reachable = (
-            ~g.forbidden[k]
-            & (np.abs(rk) <= 2 * g.width[k])
-            & (0 <= sk)
-            & (sk < g.length[k] + vlen)
-            & ~(np.abs(t.speed[i]) < 1)
-        )
-        i, k, is_left = i[reachable], k[reachable], is_left[reachable]
-        if len(i):
-            go = mobil(g, t, s, r, i, k)
-            t.target[i[go & is_left]] = k[go & is_left]
-            t.target[i[go & ~is_left]] = k[go & ~is_left]  # right after left: it wins
-    changers = np.flatnonzero(changing)
-    if len(changers) == 0:
-        return
-    # Aborts: first all at once, as if no vehicle aborted before another; an abort changes the
-    # aborting vehicle's target, which a later vehicle's rule may read: then replay in order.
-    aborts = _aborts(g, t, s, changers, old_target, sequential=False)
-    if len(aborts) > 1:
-        aborts = _aborts(g, t, s, changers, old_target, sequential=True)
-    t.target[aborts] = t.lane[aborts]
 
 
 def _aborts(
@@ -631,42 +568,145 @@ def steering_control(
     lat = r[k, who]
     speed, heading = t.speed[who], t.heading[who]
     lateral_speed_command = -cv.KP_LATERAL * lat
-    heading_command = np.arcsin(np.clip(lateral_speed_command / _not_zero(speed), -1, 1))
-    heading_ref = g.heading[k] + np.clip(heading_command, -np.pi / 4, np.pi / 4)
+    heading_command = np.arcsin(_clip(lateral_speed_command / _not_zero(speed), -1, 1))
+    heading_ref = g.heading[k] + _clip(heading_command, -np.pi / 4, np.pi / 4)
     heading_rate_command = cv.KP_HEADING * _wrap_to_pi(heading_ref - heading)
     length = t.length[who]
     slip_angle = np.arcsin(
-        np.clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1)
+        _clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1)
     )
     steering = np.arctan(2 * np.tan(slip_angle))
-    return np.clip(steering, -cv.MAX_STEERING_ANGLE, cv.MAX_STEERING_ANGLE)
+    return _clip(steering, -cv.MAX_STEERING_ANGLE, cv.MAX_STEERING_ANGLE)
 
 
 def act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray) -> None:
-    """``Road.act()``: the new stored actions (and lane decisions) of every vehicle."""
+    """``Road.act()``: the new stored actions (and lane decisions) of every vehicle. ``s, r``:
+    ``[L, N]`` lane coordinates of the vehicles."""
     hw = _hw()
     idm = (t.kind == _IDM) & ~t.crashed  # a crashed IDM vehicle keeps its action
-    if idm.any():
-        lane_change_policy(g, t, s, r, idm & t.lane_change)
     ctrl = (t.kind == _CONTROLLED) | idm
     if not ctrl.any():
         return
+    t.cos, t.sin = np.cos(t.heading), np.sin(t.heading)
+    t.vx, t.vy = t.speed * t.cos, t.speed * t.sin
+    if idm.any():
+        _idm_act(g, t, s, r, idm)
     who = np.flatnonzero(ctrl)
     t.steer[who] = steering_control(g, t, s, r, who)
     mdp = np.flatnonzero(t.kind == _CONTROLLED)
     t.acc[mdp] = hw.ControlledVehicle.KP_A * (t.target_speed[mdp] - t.speed[mdp])
-    i = np.flatnonzero(idm)
-    if len(i):
-        # IDM on the current lane and, while changing lane, on the target lane too (the
-        # smaller acceleration wins), in one neighbour search and one acceleration call
-        j = i[t.lane[i] != t.target[i]]
-        who = np.concatenate([i, j])
-        front, _ = neighbours(g, t, s, r, who, np.concatenate([t.lane[i], t.target[j]]))
-        a = idm_acceleration(g, t, s, who, who, front)
-        own = a[: len(i)]
-        own[t.lane[i] != t.target[i]] = np.minimum(own[t.lane[i] != t.target[i]], a[len(i) :])
-        amax = hw.IDMVehicle.ACC_MAX
-        t.acc[i] = np.clip(own, -amax, amax)
+
+
+def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.ndarray) -> None:
+    """``IDMVehicle.act()`` of the vehicles of the ``idm`` mask ``[N]``: lane-change policy
+    (MOBIL, aborts) then IDM acceleration, with one neighbour search and one acceleration call.
+
+    ``change_lane_policy``: a vehicle already changing lane may abort (:func:`_aborts`); the
+    others, once their timer exceeds the delay, reset it and ask MOBIL about each side lane
+    (left, then right: the later recommendation wins). Longitudinal: IDM behind the front
+    vehicle on the current lane and, while changing lane, the smaller of that and the same on
+    the target lane. Every neighbour query and acceleration these need is known before any
+    decision: the target-lane acceleration of a new lane change is MOBIL's ``self_pred_a``.
+    """
+    n = len(t.kind)
+    vlen = _hw().AbstractLane.VEHICLE_LENGTH
+    active = idm & t.lane_change
+    old_target = t.target.copy()
+    changing = active & (t.lane != t.target)
+    deciding = active & ~changing & (t.delay < t.timer)
+    dec = np.flatnonzero(deciding)
+    t.timer[dec] = 0
+    # MOBIL's candidate (vehicle, side lane) pairs: reachable lanes, moving vehicles
+    left, right = g.left[t.lane[dec]], g.right[t.lane[dec]]
+    ci = np.concatenate([dec[left >= 0], dec[right >= 0]])
+    ck = np.concatenate([left[left >= 0], right[right >= 0]])
+    is_left = np.arange(len(ci)) < (left >= 0).sum()
+    sk, rk = s[ck, ci], r[ck, ci]
+    reachable = (
+        ~g.forbidden[ck]
+        & (np.abs(rk) <= 2 * g.width[ck])
+        & (0 <= sk)
+        & (sk < g.length[ck] + vlen)
+        & ~(np.abs(t.speed[ci]) < 1)
+    )
+    ci, ck, is_left = ci[reachable], ck[reachable], is_left[reachable]
+    m = len(ci)
+    # neighbours: own lane of every IDM vehicle, target lane of those changing lane, candidates
+    own = np.flatnonzero(idm)
+    ch = own[t.lane[own] != t.target[own]]
+    n_own, n_ch = len(own), len(ch)
+    front, rear = neighbours(
+        g,
+        t,
+        s,
+        r,
+        np.concatenate([own, ch, ci]),
+        np.concatenate([t.lane[own], t.target[ch], ck]),
+    )
+    own_front, own_rear = np.full(n, -1), np.full(n, -1)
+    own_front[own], own_rear[own] = front[:n_own], rear[:n_own]
+    new_pre, new_fol = front[n_own + n_ch :], rear[n_own + n_ch :]
+    old_pre, old_fol = own_front[ci], own_rear[ci]
+    # accelerations (caller, ego, front): own lane, target lane, MOBIL's six per candidate
+    caller = np.concatenate([own, ch, np.tile(ci, 6)])
+    ego = np.concatenate([own, ch, new_fol, new_fol, ci, ci, old_fol, old_fol])
+    ahead = np.concatenate([own_front[own], front[n_own : n_own + n_ch]])
+    ahead = np.concatenate([ahead, new_pre, ci, new_pre, old_pre, ci, old_pre])
+    acc = idm_acceleration(g, t, s, caller, ego, ahead)
+    a_own, a_ch = acc[:n_own], acc[n_own : n_own + n_ch]
+    new_fol_a, new_fol_pred_a, self_pred_a, self_a, old_fol_a, old_fol_pred_a = acc[
+        n_own + n_ch :
+    ].reshape(6, m)
+    # MOBIL: safe for the new follower, and enough gain (no planned route: checked in pack)
+    unsafe = new_fol_pred_a < -t.max_braking[ci]
+    jerk = self_pred_a - self_a + t.politeness[ci] * (
+        new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a
+    )
+    go = ~unsafe & ~(jerk < t.min_gain[ci])
+    a_target = np.full(n, np.nan)
+    a_target[ch] = a_ch
+    for side in (go & is_left, go & ~is_left):  # right after left: it wins
+        t.target[ci[side]] = ck[side]
+        a_target[ci[side]] = self_pred_a[side]
+    changers = np.flatnonzero(changing)
+    if len(changers):
+        aborts = _aborts_at_once(g, t, s, changers, old_target)
+        if len(aborts) > 1:  # an abort may change a later vehicle's check: replay in order
+            aborts = _aborts(g, t, s, changers, old_target, sequential=True)
+        t.target[aborts] = t.lane[aborts]
+    a = a_own.copy()
+    moving = t.lane[own] != t.target[own]
+    a[moving] = np.minimum(a[moving], a_target[own[moving]])
+    amax = _hw().IDMVehicle.ACC_MAX
+    t.acc[own] = _clip(a, -amax, amax)
+
+
+def _aborts_at_once(
+    g: LaneTable, t: Traffic, s: np.ndarray, changers: np.ndarray, old_target: np.ndarray
+) -> np.ndarray:
+    """:func:`_aborts` without replaying the aborts in order, vectorized over the changing
+    vehicles ``[C]``: exact when at most one vehicle aborts (an abort only removes a vehicle
+    from later vehicles' checks). Returns the aborting vehicles ``[A]``."""
+    n = len(t.kind)
+    idx = np.arange(n)
+    tgt = t.target[changers]
+    valid = g.segment[t.lane[changers]] == g.segment[tgt]
+    effective = np.where(idx[None, :] < changers[:, None], t.target[None, :], old_target[None, :])
+    cand = (
+        (t.kind != _PLAIN)[None, :]
+        & (idx[None, :] != changers[:, None])
+        & (t.lane[None, :] != tgt[:, None])
+        & (effective == tgt[:, None])
+        & valid[:, None]
+    )
+    row, other = np.nonzero(cand)
+    if len(row) == 0:
+        return np.zeros(0, dtype=np.intp)
+    i = changers[row]
+    lane = t.lane[i]
+    d = s[lane, other] - s[lane, i]
+    hit = (0 < d) & (d < desired_gap(t, i, other))
+    return np.unique(i[hit])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -991,13 +1031,10 @@ def kinematics_observation(obs_type: Any) -> np.ndarray | None:
     if not set(names) <= {"presence", "x", "y", "vx", "vy", "heading", "cos_h", "sin_h"}:
         return None
     ego = obs_type.observer_vehicle
-    others = [v for v in road.vehicles if v is not ego]
-    m = len(others) + 1
-    pos = np.empty((m, 2))
-    heading, speed = np.empty(m), np.empty(m)
-    pos[0], heading[0], speed[0] = ego.position, ego.heading, ego.speed
-    for k, v in enumerate(others, 1):
-        pos[k], heading[k], speed[k] = v.position, v.heading, v.speed
+    vs = [ego] + [v for v in road.vehicles if v is not ego]
+    pos = np.array([v.position for v in vs], dtype=np.float64)
+    heading = np.array([v.heading for v in vs], dtype=np.float64)
+    speed = np.array([v.speed for v in vs], dtype=np.float64)
     lane = ego.lane
     along = (pos - lane.start) @ lane.direction  # lane_distance_to uses s on the ego's lane
     rel = along[1:] - along[0]
@@ -1038,10 +1075,10 @@ def kinematics_observation(obs_type: Any) -> np.ndarray | None:
                 lo, hi = obs_type.features_range[name]
                 obs[:, j] = -1 + (obs[:, j] - lo) * 2 / (hi - lo)  # utils.lmap to [-1, 1]
                 if obs_type.clip:
-                    obs[:, j] = np.clip(obs[:, j], -1, 1)
+                    obs[:, j] = _clip(obs[:, j], -1, 1)
     out = np.zeros((obs_type.vehicles_count, len(names)))
     out[: len(obs)] = obs
-    return out.astype(obs_type.space().dtype)
+    return out.astype(np.float32)  # KinematicObservation.space()'s dtype
 
 
 # ---------------------------------------------------------------------------------------------
