@@ -33,8 +33,8 @@ from collections.abc import Callable
 import gymnasium as gym
 import numpy as np
 
-from tailor.envs import make_env
 from tailor.envs import highway as hw
+from tailor.envs import make_env
 
 
 def best_rates(runs: list[Callable[[], int]], repeats: int) -> list[tuple[float, float]]:
@@ -97,7 +97,8 @@ def main() -> None:
         rows = bench_task(task, steps, args.repeats, args.seed)
         ref_w, ref_c = rows[0][1], rows[0][2]
         for env_name, w, c in rows:
-            print(f"| {task} | {env_name} | {w:.0f} | {c:.0f} | {w / ref_w:.1f} | {c / ref_c:.1f} |")
+            ratios = f"{w / ref_w:.1f} | {c / ref_c:.1f}"
+            print(f"| {task} | {env_name} | {w:.0f} | {c:.0f} | {ratios} |")
 
 
 if __name__ == "__main__":

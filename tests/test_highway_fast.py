@@ -186,8 +186,8 @@ def random_scene(rng: np.random.Generator, n: int = 24):
     for k in range(n):
         lane = int(rng.integers(3))
         x = float(rng.uniform(0, 120))
-        if k == 1:
-            x = road.vehicles[0].position[0]  # tie
+        if k == 1:  # a tie: same lane, same longitudinal position as vehicle 0
+            x, lane = road.vehicles[0].position[0], road.vehicles[0].lane_index[2]
         v = IDMVehicle(
             road,
             [x, 4.0 * lane + rng.normal(0, 0.8)],

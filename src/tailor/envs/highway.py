@@ -296,9 +296,9 @@ def _classes() -> dict[str, type]:
             where the observation is not the single-agent ``KinematicsGoal`` of
             ``PARKING_OBS``."""
             cfg = self.config["observation"]
-            same = cfg.get("type") == "KinematicsGoal" and _without_type(
-                cfg
-            ) == _without_type(self.PARKING_OBS["observation"])
+            same = cfg.get("type") == "KinematicsGoal" and _without_type(cfg) == _without_type(
+                self.PARKING_OBS["observation"]
+            )
             if not same or len(self.controlled_vehicles) != 1 or self.render_mode == "human":
                 return None
             self.time += 1 / self.config["policy_frequency"]
@@ -326,9 +326,7 @@ def _classes() -> dict[str, type]:
                 # only the lines whose bounding boxes meet the footprint's can touch it
                 lo, hi = poly.min(axis=0), poly.max(axis=0)
                 ends = self.bay_lines
-                near = np.all(
-                    (ends.min(axis=1) <= hi) & (ends.max(axis=1) >= lo), axis=1
-                )
+                near = np.all((ends.min(axis=1) <= hi) & (ends.max(axis=1) >= lo), axis=1)
                 if not near.any():
                     return False
                 return bool(segments_touch_polygon(ends[near], poly).any())

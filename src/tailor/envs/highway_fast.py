@@ -508,9 +508,7 @@ def idm_acceleration(
     tgt = t.target_speed[e]
     lim = g.speed_limit[t.lane[e]]
     tgt = np.where(np.isnan(lim), tgt, _clip(tgt, 0, np.nan_to_num(lim)))
-    acc = comfort * (
-        1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c])
-    )
+    acc = comfort * (1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c]))
     hf = f >= 0
     if hf.any():
         eh, fh = e[hf], f[hf]
@@ -572,9 +570,7 @@ def steering_control(
     heading_ref = g.heading[k] + _clip(heading_command, -np.pi / 4, np.pi / 4)
     heading_rate_command = cv.KP_HEADING * _wrap_to_pi(heading_ref - heading)
     length = t.length[who]
-    slip_angle = np.arcsin(
-        _clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1)
-    )
+    slip_angle = np.arcsin(_clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1))
     steering = np.arctan(2 * np.tan(slip_angle))
     return _clip(steering, -cv.MAX_STEERING_ANGLE, cv.MAX_STEERING_ANGLE)
 
@@ -659,8 +655,10 @@ def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.nda
     ].reshape(6, m)
     # MOBIL: safe for the new follower, and enough gain (no planned route: checked in pack)
     unsafe = new_fol_pred_a < -t.max_braking[ci]
-    jerk = self_pred_a - self_a + t.politeness[ci] * (
-        new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a
+    jerk = (
+        self_pred_a
+        - self_a
+        + t.politeness[ci] * (new_fol_pred_a - new_fol_a + old_fol_pred_a - old_fol_a)
     )
     go = ~unsafe & ~(jerk < t.min_gain[ci])
     a_target = np.full(n, np.nan)
