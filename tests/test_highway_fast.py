@@ -267,13 +267,16 @@ def test_collision_filters_never_rule_out_a_collision():
         diagonal=np.zeros(2 * m),
         solid=np.ones(2 * m, bool),
         obstacle=np.zeros(2 * m, bool),
+        cos=np.zeros(2 * m),
+        sin=np.zeros(2 * m),
         first=np.arange(m),
         second=np.arange(m, 2 * m),
     )
     b.diagonal[:] = np.sqrt(b.length**2 + b.width**2)
+    b.cos[:], b.sin[:] = np.cos(b.heading), np.sin(b.heading)
     p, q = b.first, b.second
     dt = 0.2
-    c, s = np.cos(b.heading), np.sin(b.heading)
+    c, s = b.cos, b.sin
     vel = b.speed[:, None] * np.stack([c, s], axis=1) * dt
     circle = hf._circle_apart(b, p, q, vel[p] - vel[q], c, s)
     sat = hf.surely_apart(hf.polygons(b, p), hf.polygons(b, q), vel[p], vel[q])

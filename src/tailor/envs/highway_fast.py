@@ -226,7 +226,8 @@ class Traffic:
     max_braking: np.ndarray  # [N] LANE_CHANGE_MAX_BRAKING_IMPOSED
     delay: np.ndarray  # [N] LANE_CHANGE_DELAY
     lane_change: np.ndarray  # [N] bool enable_lane_change
-    # per-frame direction and velocity (set by act(); highway-env's velocity = speed * direction)
+    is_idm: np.ndarray | None = None  # [N] kind == _IDM
+    # direction and velocity of the current state (see directions())
     cos: np.ndarray | None = None  # [N]
     sin: np.ndarray | None = None  # [N]
     vx: np.ndarray | None = None  # [N]
@@ -310,6 +311,7 @@ def pack(road: Any, g: LaneTable) -> Traffic | None:
         rows.append(row)
     a = np.array(rows, dtype=np.float64).reshape(n, _FIELDS)
     t = Traffic(vehicles=list(vs), kind=kinds, **{k: None for k in _COLUMNS})
+    t.is_idm = kinds == _IDM
     _set_columns(t, a, slice(None))
     return t
 
@@ -566,25 +568,25 @@ def steering_control(
     lat = r[k, who]
     speed, heading = t.speed[who], t.heading[who]
     lateral_speed_command = -cv.KP_LATERAL * lat
-    heading_command = np.arcsin(_clip(lateral_speed_command / _not_zero(speed), -1, 1))
+    speed_nz = _not_zero(speed)
+    heading_command = np.arcsin(_clip(lateral_speed_command / speed_nz, -1, 1))
     heading_ref = g.heading[k] + _clip(heading_command, -np.pi / 4, np.pi / 4)
     heading_rate_command = cv.KP_HEADING * _wrap_to_pi(heading_ref - heading)
     length = t.length[who]
-    slip_angle = np.arcsin(_clip(length / 2 / _not_zero(speed) * heading_rate_command, -1, 1))
+    slip_angle = np.arcsin(_clip(length / 2 / speed_nz * heading_rate_command, -1, 1))
     steering = np.arctan(2 * np.tan(slip_angle))
     return _clip(steering, -cv.MAX_STEERING_ANGLE, cv.MAX_STEERING_ANGLE)
 
 
 def act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray) -> None:
     """``Road.act()``: the new stored actions (and lane decisions) of every vehicle. ``s, r``:
-    ``[L, N]`` lane coordinates of the vehicles."""
+    ``[L, N]`` lane coordinates of the vehicles; ``t.cos`` ... ``t.vy`` current
+    (:func:`directions`)."""
     hw = _hw()
     idm = (t.kind == _IDM) & ~t.crashed  # a crashed IDM vehicle keeps its action
     ctrl = (t.kind == _CONTROLLED) | idm
     if not ctrl.any():
         return
-    t.cos, t.sin = np.cos(t.heading), np.sin(t.heading)
-    t.vx, t.vy = t.speed * t.cos, t.speed * t.sin
     if idm.any():
         _idm_act(g, t, s, r, idm)
     who = np.flatnonzero(ctrl)
@@ -711,10 +713,17 @@ def _aborts_at_once(
 # Dynamics and collisions
 
 
+def directions(t: Traffic) -> None:
+    """Set ``t.cos, t.sin`` (the direction) and ``t.vx, t.vy`` (``velocity = speed *
+    direction``) from the current headings and speeds."""
+    t.cos, t.sin = np.cos(t.heading), np.sin(t.heading)
+    t.vx, t.vy = t.speed * t.cos, t.speed * t.sin
+
+
 def integrate(t: Traffic, dt: float) -> None:
     """``Vehicle.step(dt)`` of every vehicle (IDM timers, crash braking, speed clipping, the
     bicycle model, pending impacts), in place; the lanes are updated by the caller."""
-    t.timer[t.kind == _IDM] += dt
+    t.timer[t.is_idm] += dt
     if t.crashed.any():
         t.steer[t.crashed] = 0.0
         t.acc[t.crashed] = -1.0 * t.speed[t.crashed]
@@ -750,6 +759,8 @@ class Bodies:
     diagonal: np.ndarray  # [K]
     solid: np.ndarray  # [K] bool
     obstacle: np.ndarray  # [K] bool
+    cos: np.ndarray  # [K] of the heading
+    sin: np.ndarray  # [K]
     first: np.ndarray  # [P] pairs with a collision check (see collision_pairs), in order
     second: np.ndarray  # [P]
 
@@ -794,9 +805,12 @@ def make_bodies(t: Traffic, objects: list[Any]) -> Bodies:
     collidable = cat([t.collidable, o[:, 8] != 0])
     i, j = collision_pairs(len(t.kind), len(objects))
     keep = (check[i] | check[j]) & collidable[i] & collidable[j]
+    heading = cat([t.heading, o[:, 2]])
     return Bodies(
         pos=cat([t.pos, o[:, 0:2]]),
-        heading=cat([t.heading, o[:, 2]]),
+        heading=heading,
+        cos=np.cos(heading),
+        sin=np.sin(heading),
         speed=cat([t.speed, o[:, 3]]),
         length=cat([t.length, o[:, 4]]),
         width=cat([t.width, o[:, 5]]),
@@ -809,9 +823,10 @@ def make_bodies(t: Traffic, objects: list[Any]) -> Bodies:
 
 
 def update_bodies(b: Bodies, t: Traffic) -> None:
-    """Copy the vehicles' current position, heading and speed into ``b``."""
+    """Copy the vehicles' current position, heading (and its cos, sin) and speed into ``b``."""
     n = len(t.kind)
     b.pos[:n], b.heading[:n], b.speed[:n] = t.pos, t.heading, t.speed
+    b.cos[:n], b.sin[:n] = t.cos, t.sin
 
 
 def _circle_apart(
@@ -901,8 +916,8 @@ def collide(t: Traffic, b: Bodies, objects: list[Any], dt: float) -> None:
     on the road objects (``RoadObject.handle_collisions``; vehicles are solid, see
     :func:`pack`).
 
-    Filters, each ruling out only pairs separated by more than the margin:
-    :func:`_circle_apart`, then :func:`surely_apart`; the rest (touching or nearly) go through
+    Filters, each ruling out only pairs separated by more than the margin: the spherical
+    pre-check, :func:`_circle_apart`, :func:`surely_apart`; the rest (touching or nearly) go through
     highway-env's spherical pre-check and ``are_polygons_intersecting`` on exact polygons.
     """
     hw = _hw()
@@ -911,11 +926,16 @@ def collide(t: Traffic, b: Bodies, objects: list[Any], dt: float) -> None:
     i, j = b.first, b.second
     if len(i) == 0:
         return
-    # (no vectorized spherical pre-check: the circle test below is stronger and as cheap;
-    # highway-env's pre-check is replayed exactly for the pairs that get to its polygon test)
-    c, s = np.cos(b.heading), np.sin(b.heading)
-    vel = b.speed[:, None] * np.stack([c, s], axis=1) * dt
-    close = ~_circle_apart(b, i, j, vel[i] - vel[j], c, s)
+    # highway-env's spherical pre-check (with the margin; replayed exactly below), which
+    # usually leaves no pair, then the sharper circle test
+    d = b.pos[j] - b.pos[i]
+    reach = (b.diagonal[i] + b.diagonal[j]) / 2 + b.speed[i] * dt
+    near = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= (reach + _MARGIN) ** 2
+    if not near.any():
+        return
+    i, j = i[near], j[near]
+    vel = b.speed[:, None] * np.stack([b.cos, b.sin], axis=1) * dt
+    close = ~_circle_apart(b, i, j, vel[i] - vel[j], b.cos, b.sin)
     if not close.any():
         return
     i, j = i[close], j[close]
@@ -994,11 +1014,15 @@ def simulate(env: Any, action: Any = None) -> bool:
     objects = road.objects
     b = make_bodies(t, objects)
     s, r = local_coordinates(g, t.pos)
+    directions(t)
     for _ in range(frames):
         if controlled.any():
             act(g, t, s, r)
         integrate(t, dt)
-        s, r = local_coordinates(g, t.pos)  # also the next frame's: collisions do not move
+        # the new state's lane coordinates and directions, also the next frame's (collisions
+        # only set impacts, applied at the next integration)
+        s, r = local_coordinates(g, t.pos)
+        directions(t)
         t.lane = closest_lanes(g, s, r, t.heading)
         collide(t, b, objects, dt)
         env.steps += 1
