@@ -427,7 +427,7 @@ def unpack(t: Traffic, g: LaneTable) -> None:
 def _not_zero(x: np.ndarray, eps: float = 1e-2) -> np.ndarray:
     """``utils.not_zero`` elementwise: ``x`` where ``|x| > eps``, else ``+-eps`` by sign."""
     small = ~(np.abs(x) > eps)
-    if not small.any():
+    if not np.count_nonzero(small):
         return x
     return np.where(small, np.where(x >= 0, eps, -eps), x)
 
@@ -504,7 +504,7 @@ def idm_acceleration(
     comfort = _hw().IDMVehicle.COMFORT_ACC_MAX
     out = np.zeros(len(ego))
     has = ego >= 0
-    if not has.any():
+    if not np.count_nonzero(has):
         return out
     c, e, f = caller[has], ego[has], front[has]
     tgt = t.target_speed[e]
@@ -512,7 +512,7 @@ def idm_acceleration(
     tgt = np.where(np.isnan(lim), tgt, _clip(tgt, 0, np.nan_to_num(lim)))
     acc = comfort * (1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c]))
     hf = f >= 0
-    if hf.any():
+    if np.count_nonzero(hf):
         eh, fh = e[hf], f[hf]
         lane = t.lane[eh]
         d = s[lane, fh] - s[lane, eh]
@@ -545,13 +545,13 @@ def _aborts(
         if g.segment[t.lane[i]] != g.segment[tgt]:
             continue
         effective = np.where(idx < i, target, old_target)  # as seen during i's act()
-        others = np.flatnonzero(controlled & (idx != i) & (t.lane != tgt) & (effective == tgt))
+        others = (controlled & (idx != i) & (t.lane != tgt) & (effective == tgt)).nonzero()[0]
         if len(others) == 0:
             continue
         lane = t.lane[i]
         d = s[lane, others] - s[lane, i]
         d_star = desired_gap(t, np.full(len(others), i), others)
-        if np.any((0 < d) & (d < d_star)):
+        if np.count_nonzero((0 < d) & (d < d_star)):
             out.append(i)
             if sequential:
                 target[i] = lane
@@ -585,13 +585,13 @@ def act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray) -> None:
     hw = _hw()
     idm = (t.kind == _IDM) & ~t.crashed  # a crashed IDM vehicle keeps its action
     ctrl = (t.kind == _CONTROLLED) | idm
-    if not ctrl.any():
+    if not np.count_nonzero(ctrl):
         return
-    if idm.any():
+    if np.count_nonzero(idm):
         _idm_act(g, t, s, r, idm)
-    who = np.flatnonzero(ctrl)
+    who = ctrl.nonzero()[0]
     t.steer[who] = steering_control(g, t, s, r, who)
-    mdp = np.flatnonzero(t.kind == _CONTROLLED)
+    mdp = (t.kind == _CONTROLLED).nonzero()[0]
     t.acc[mdp] = hw.ControlledVehicle.KP_A * (t.target_speed[mdp] - t.speed[mdp])
 
 
@@ -612,7 +612,7 @@ def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.nda
     old_target = t.target.copy()
     changing = active & (t.lane != t.target)
     deciding = active & ~changing & (t.delay < t.timer)
-    dec = np.flatnonzero(deciding)
+    dec = deciding.nonzero()[0]
     t.timer[dec] = 0
     # MOBIL's candidate (vehicle, side lane) pairs: reachable lanes, moving vehicles
     left, right = g.left[t.lane[dec]], g.right[t.lane[dec]]
@@ -630,7 +630,7 @@ def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.nda
     ci, ck, is_left = ci[reachable], ck[reachable], is_left[reachable]
     m = len(ci)
     # neighbours: own lane of every IDM vehicle, target lane of those changing lane, candidates
-    own = np.flatnonzero(idm)
+    own = idm.nonzero()[0]
     ch = own[t.lane[own] != t.target[own]]
     n_own, n_ch = len(own), len(ch)
     front, rear = neighbours(
@@ -668,7 +668,7 @@ def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.nda
     for side in (go & is_left, go & ~is_left):  # right after left: it wins
         t.target[ci[side]] = ck[side]
         a_target[ci[side]] = self_pred_a[side]
-    changers = np.flatnonzero(changing)
+    changers = changing.nonzero()[0]
     if len(changers):
         aborts = _aborts_at_once(g, t, s, changers, old_target)
         if len(aborts) > 1:  # an abort may change a later vehicle's check: replay in order
@@ -724,19 +724,19 @@ def integrate(t: Traffic, dt: float) -> None:
     """``Vehicle.step(dt)`` of every vehicle (IDM timers, crash braking, speed clipping, the
     bicycle model, pending impacts), in place; the lanes are updated by the caller."""
     t.timer[t.is_idm] += dt
-    if t.crashed.any():
+    if np.count_nonzero(t.crashed):
         t.steer[t.crashed] = 0.0
         t.acc[t.crashed] = -1.0 * t.speed[t.crashed]
     fast, slow = t.speed > t.max_speed, t.speed < t.min_speed
-    if fast.any():
+    if np.count_nonzero(fast):
         t.acc = np.where(fast, np.minimum(t.acc, 1.0 * (t.max_speed - t.speed)), t.acc)
-    if slow.any():
+    if np.count_nonzero(slow):
         t.acc = np.where(~fast & slow, np.maximum(t.acc, 1.0 * (t.min_speed - t.speed)), t.acc)
     beta = np.arctan(1 / 2 * np.tan(t.steer))
     hb = t.heading + beta
     t.pos[:, 0] += t.speed * np.cos(hb) * dt
     t.pos[:, 1] += t.speed * np.sin(hb) * dt
-    if t.has_impact.any():
+    if np.count_nonzero(t.has_impact):
         hit = t.has_impact
         t.pos[hit] += t.impact[hit]
         t.crashed |= hit
@@ -931,12 +931,13 @@ def collide(t: Traffic, b: Bodies, objects: list[Any], dt: float) -> None:
     d = b.pos[j] - b.pos[i]
     reach = (b.diagonal[i] + b.diagonal[j]) / 2 + b.speed[i] * dt
     near = d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1] <= (reach + _MARGIN) ** 2
-    if not near.any():
+    if not np.count_nonzero(near):
         return
     i, j = i[near], j[near]
-    vel = b.speed[:, None] * np.stack([b.cos, b.sin], axis=1) * dt
+    vel = np.empty((len(b.speed), 2))
+    vel[:, 0], vel[:, 1] = b.speed * b.cos * dt, b.speed * b.sin * dt
     close = ~_circle_apart(b, i, j, vel[i] - vel[j], b.cos, b.sin)
-    if not close.any():
+    if not np.count_nonzero(close):
         return
     i, j = i[close], j[close]
     apart = surely_apart(polygons(b, i), polygons(b, j), vel[i], vel[j])
@@ -1000,11 +1001,11 @@ def simulate(env: Any, action: Any = None) -> bool:
     t = pack(road, g)
     if t is None:
         return False
-    controlled = t.kind != _PLAIN
-    if controlled.any() and not g.dead_ends:
+    any_controlled = bool(np.count_nonzero(t.kind != _PLAIN))
+    if any_controlled and not g.dead_ends:
         return False  # follow_road could switch roads: not implemented
     solid_objects = [o for o in road.objects if not isinstance(o, hw.Landmark)]
-    if (t.kind == _IDM).any() and solid_objects:
+    if np.count_nonzero(t.is_idm) and solid_objects:
         return False  # obstacles among IDM traffic (neighbour search over objects)
     if action is not None and not cfg["manual_control"]:
         env.action_type.act(action)  # on the objects: the ego's targets and stored action
@@ -1016,7 +1017,7 @@ def simulate(env: Any, action: Any = None) -> bool:
     s, r = local_coordinates(g, t.pos)
     directions(t)
     for _ in range(frames):
-        if controlled.any():
+        if any_controlled:
             act(g, t, s, r)
         integrate(t, dt)
         # the new state's lane coordinates and directions, also the next frame's (collisions
@@ -1072,7 +1073,7 @@ def kinematics_observation(obs_type: Any) -> np.ndarray | None:
         ]
         if not all(far):
             return None  # objects in range: their rows differ (no heading), not implemented
-    idx = np.flatnonzero(ok)
+    idx = ok.nonzero()[0]
     idx = idx[np.argsort(np.abs(rel[idx]), kind="stable")][: obs_type.vehicles_count - 1] + 1
     rows = np.concatenate([[0], idx])
     c, s = np.cos(heading[rows]), np.sin(heading[rows])
