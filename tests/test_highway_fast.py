@@ -230,6 +230,55 @@ def test_single_frames_of_random_scenes_equal_highway_env():
     assert changed > 50 and crashed > 60  # aborts / new lane changes, collisions happened
 
 
+def test_steps_of_random_plain_vehicle_scenes_equal_highway_env():
+    """Plain vehicles (stored actions, as parked cars and the parking ego) driving at each
+    other and at walls, several frames per step: the per-step motion bounds that skip most
+    collision checks never skip a collision, also after an impact mid-step."""
+    from highway_env.envs.parking_env import ParkingEnv
+    from highway_env.vehicle.kinematics import Vehicle
+    from highway_env.vehicle.objects import Obstacle
+
+    from tailor.envs import highway_fast
+
+    rng = np.random.default_rng(5)
+    crashed = impacts = 0
+    for _ in range(30):
+        base = ParkingEnv(config={"vehicles_count": 0})
+        base.reset(seed=int(rng.integers(1000)))
+        road = base.road
+        road.vehicles[:] = []
+        for _k in range(12):
+            v = Vehicle(
+                road,
+                rng.uniform([-15, -10], [15, 10]),
+                heading=float(rng.uniform(-np.pi, np.pi)),
+                speed=float(rng.choice([0.0, rng.uniform(-5, 15)])),
+            )
+            v.action = {"steering": float(rng.uniform(-0.5, 0.5)), "acceleration": 0.0}
+            if v.speed:
+                v.action["acceleration"] = float(rng.uniform(-5, 5))
+            road.vehicles.append(v)
+        block = Obstacle(road, rng.uniform(-10, 10, 2))  # and a small obstacle
+        road.objects.append(block)
+        ref = copy.deepcopy(road)
+        env = SimpleNamespace(
+            config={"simulation_frequency": 15, "policy_frequency": 5, "manual_control": False},
+            road=road,
+            steps=0,
+            viewer=None,
+            controlled_vehicles=[],
+        )
+        for _step in range(4):
+            for _frame in range(3):
+                ref.act()
+                ref.step(1 / 15)
+            assert highway_fast.simulate(env, None)
+            assert_same_road(ref, road)
+            impacts += sum(v.impact is not None for v in ref.vehicles)
+        crashed += sum(v.crashed for v in ref.vehicles)
+    assert crashed > 20 and impacts > 5
+
+
 def test_neighbours_equal_road_neighbour_vehicles_including_ties():
     from tailor.envs import highway_fast as hf
 
