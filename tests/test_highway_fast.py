@@ -357,6 +357,25 @@ def test_closest_lanes_equal_get_closest_lane_index():
         assert g.index[rows[k]] == env.road.network.get_closest_lane_index(pos[k], heading[k])
 
 
+def test_fast_line_contact_equals_the_full_test():
+    """parking-boundary's add-on: the fast env's bounding-box pre-filter never changes the
+    answer of the full segment / footprint test."""
+    env = fast_env("parking", dict(hw.PARKING_CONFIG))
+    env.reset(seed=0)
+    rng = np.random.default_rng(6)
+    v = env.vehicle
+    touching = 0
+    for _ in range(3000):
+        lane = env.road.network.get_lane(("a", "b", int(rng.integers(14))))
+        v.position = lane.position(rng.uniform(-4, 12), rng.uniform(-4, 4))
+        v.position[1] *= rng.choice([-1, 1])
+        v.heading = float(rng.uniform(-np.pi, np.pi))
+        full = bool(hw.segments_touch_polygon(env.bay_lines, v.polygon()).any())
+        assert env.touches_line() == full
+        touching += full
+    assert 500 < touching < 2500
+
+
 # ---------------------------------------------------------------------------------------------
 # Options and fallbacks
 

@@ -278,6 +278,7 @@ def _classes() -> dict[str, type]:
         def _reset(self) -> None:
             super()._reset()
             self.bay_lines = bay_lines(self.road)
+            self._line_boxes = (self.bay_lines.min(axis=1), self.bay_lines.max(axis=1))
             self.line_contact = False
 
         def _simulate(self, action: Any = None) -> None:
@@ -321,16 +322,20 @@ def _classes() -> dict[str, type]:
 
         def touches_line(self) -> bool:
             """Whether the ego car's footprint intersects a bay side line now."""
-            poly = self.vehicle.polygon()
+            v = self.vehicle
             if self.fast:
-                # only the lines whose bounding boxes meet the footprint's can touch it
-                lo, hi = poly.min(axis=0), poly.max(axis=0)
-                ends = self.bay_lines
-                near = np.all((ends.min(axis=1) <= hi) & (ends.max(axis=1) >= lo), axis=1)
-                if not near.any():
+                # Only a line whose bounding box meets the square around the car's
+                # circumscribed circle (a little enlarged) can touch the footprint: usually
+                # none, and then no polygon is built.
+                reach = v.diagonal / 2 + 1e-6
+                lo, hi = self._line_boxes
+                x, y = v.position
+                near = (lo[:, 0] <= x + reach) & (hi[:, 0] >= x - reach)
+                near &= (lo[:, 1] <= y + reach) & (hi[:, 1] >= y - reach)
+                if not np.count_nonzero(near):
                     return False
-                return bool(segments_touch_polygon(ends[near], poly).any())
-            return bool(segments_touch_polygon(self.bay_lines, poly).any())
+                return bool(segments_touch_polygon(self.bay_lines[near], v.polygon()).any())
+            return bool(segments_touch_polygon(self.bay_lines, v.polygon()).any())
 
     return {"highway": HighwayKeepRightEnv, "parking": ParkingBoundaryEnv}
 

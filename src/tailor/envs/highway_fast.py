@@ -838,30 +838,31 @@ def step_safe_pairs(t: Traffic, b: Bodies, duration: float, dt: float) -> np.nda
     one frame's sweep plus the margin. Valid until a collision changes a motion (an impact):
     :func:`collide` then checks every pair again.
     """
-    n = len(t.kind)
+    n, k = len(t.kind), len(b.speed)
     plain = t.kind == _PLAIN
     vmax = np.abs(t.speed) + np.where(t.crashed, 0.0, np.abs(t.acc)) * duration
-    vmax = np.where(plain, vmax, np.inf)
-    impact = np.where(t.has_impact, np.sqrt((t.impact**2).sum(axis=1)), 0.0)
-    moves = np.zeros(len(b.speed))
-    moves[:n] = vmax * duration + impact
-    speed = np.zeros(len(b.speed))
-    speed[:n] = vmax
-    still = np.ones(len(b.speed), bool)  # heading and position fixed over the step
+    speed = np.zeros(k)  # bound on the speed; objects do not move
+    speed[:n] = np.where(plain, vmax, np.inf)
+    moves = speed * duration  # bound on the displacement
+    if np.count_nonzero(t.has_impact):
+        moves[:n] += np.where(t.has_impact, np.sqrt((t.impact**2).sum(axis=1)), 0.0)
+    still = np.ones(k, bool)  # heading and position fixed over the step
     still[:n] = plain & (t.speed == 0) & ((t.acc == 0) | t.crashed) & ~t.has_impact
     p, q = b.first, b.second
     d = b.pos[q] - b.pos[p]
     # circle of the moving one against the rectangle of a still one, else two circles
-    rect = np.where(still[q], q, p)
-    circle = np.where(still[q], p, q)
+    still_q = still[q]
+    rect = np.where(still_q, q, p)
+    circle = np.where(still_q, p, q)
     c, s = b.cos[rect], b.sin[rect]
     along = np.abs(d[:, 0] * c + d[:, 1] * s) - b.length[rect] / 2
     across = np.abs(d[:, 1] * c - d[:, 0] * s) - b.width[rect] / 2
-    boxed = np.maximum(along, across) - b.diagonal[circle] / 2
-    round_ = np.sqrt((d**2).sum(axis=1)) - (b.diagonal[p] + b.diagonal[q]) / 2
-    sep = np.where(still[p] | still[q], boxed, round_)
-    reach = moves[p] + moves[q] + (speed[p] + speed[q]) * dt + _MARGIN
-    return sep > reach
+    sep = np.maximum(along, across) - b.diagonal[circle] / 2
+    boxed = still_q | still[p]
+    if np.count_nonzero(boxed) < len(p):
+        round_ = np.sqrt((d**2).sum(axis=1)) - (b.diagonal[p] + b.diagonal[q]) / 2
+        sep = np.where(boxed, sep, round_)
+    return sep > moves[p] + moves[q] + (speed[p] + speed[q]) * dt + _MARGIN
 
 
 def update_bodies(b: Bodies, t: Traffic) -> None:
