@@ -25,9 +25,14 @@ command (``pip install 'tailor-rl[highway]'``) when it is missing.
   touching a line.
 
 Speed choices (ours, documented): the highway env simulates at 5 Hz (highway-env's
-``highway-fast`` setting) and checks collisions of the ego car only; both envs compute their
-observations with numpy instead of highway-env's pandas code (same numbers, tested), which makes
-a step several times cheaper.
+``highway-fast`` setting) and checks collisions of the ego car only. Both envs run highway-env's
+simulation frames on numpy arrays and compute their observations with numpy instead of pandas
+(:mod:`tailor.envs.highway_fast`; parking also observes once per step instead of four times):
+the same observations, rewards, terminations and truncations as highway-env's own code step for
+step (``tests/test_highway_fast.py``), more than 10x the env steps per second
+(``bench/highway_throughput.py``). ``make_env(task, fast=False)`` runs highway-env's own code.
+``highway_fast.snapshot`` / ``restore`` save and restore the simulator state in place, for tree
+search.
 """
 
 from __future__ import annotations
