@@ -18,22 +18,25 @@ Semantics are highway-env 1.12's, frame for frame (``Road.act`` then ``Road.step
   vehicle order (the only place where one vehicle's decision in a frame sees another's);
 * the bicycle-model integration, crash braking, speed clipping and impacts of
   ``Vehicle.step``, then the closest lane of every vehicle (``get_closest_lane_index``);
-* collisions of every pair highway-env checks, in its order. The spherical pre-check and a
-  separating-axis test are vectorized with a safety margin; the pairs they cannot rule out go
-  through highway-env's own ``utils.are_polygons_intersecting`` on the same polygons, so the
-  discrete outcomes (crashes, impacts, landmark hits) are exactly highway-env's.
+* collisions of every pair highway-env checks, in its order. Vectorized filters rule out the
+  pairs that are apart by more than a safety margin (per-step motion bounds for plain
+  vehicles, the spherical pre-check, a circle-against-rectangle test, a separating-axis test);
+  the rest go through highway-env's own pre-check and ``utils.are_polygons_intersecting`` on
+  the same polygons, so the discrete outcomes (crashes, impacts, landmark hits) are exactly
+  highway-env's.
 
-The arithmetic is the same operations in the same order, elementwise; numpy's vectorized
-transcendental functions may differ from the scalar calls in the last bit, so trajectories agree
-to ~1e-12 rather than bit for bit (tested over hundreds of steps in ``tests/test_highway_fast.py``).
+The arithmetic is the same operations in the same order, elementwise. numpy's vectorized
+transcendental functions could differ from its scalar calls in the last bit, so the tests allow
+1e-9; over the hundreds of steps of ``tests/test_highway_fast.py`` the two agree bit for bit.
 
 Scenes outside what is implemented make :func:`simulate` return ``False`` (the caller then runs
-highway-env's own loop): other vehicle classes (e.g. ``LinearVehicle``), planned routes, roads
-with connected segments or non-straight lanes under controlled vehicles, obstacles among IDM
-traffic, trajectory recording, an open viewer (it renders intermediate frames).
+highway-env's own loop): other vehicle classes (e.g. ``LinearVehicle``), planned routes, lanes
+that are not straight, roads that lead to other roads under controlled vehicles, obstacles
+among IDM traffic, trajectory recording, an open viewer (it renders intermediate frames).
 
 :func:`snapshot` / :func:`restore` save and restore the mutable simulator state of an env in
-place (vehicles, road lists, time, steps, RNG), much cheaper than ``copy.deepcopy(env)``.
+place (vehicles, road lists, time, steps, RNG), about 4x cheaper than ``copy.deepcopy(env)``
+(``bench/highway_mcts_step.py``).
 """
 
 from __future__ import annotations
@@ -110,7 +113,6 @@ class LaneTable:
     left: np.ndarray  # [L] row of the lane id - 1 of the same road, -1 if none
     right: np.ndarray  # [L] row of the lane id + 1, -1 if none
     dead_ends: bool  # no lane leads to another road (``follow_road`` is a no-op)
-    straight: bool  # every lane is exactly a StraightLane
 
 
 def lane_table(network: Any) -> LaneTable | None:
@@ -147,7 +149,6 @@ def lane_table(network: Any) -> LaneTable | None:
         left=left,
         right=right,
         dead_ends=all(t not in network.graph for _, t, _ in index),
-        straight=True,
     )
     network._tailor_lane_table = table
     return table
@@ -253,7 +254,10 @@ _FIELDS = 28  # columns of _row
 
 def _row(v: Any, kind: int, g: LaneTable) -> tuple | None:
     """The state of one vehicle as :class:`Traffic`'s columns, or ``None`` where not
-    implemented (a planned route, a lane outside the table, a non-solid vehicle)."""
+    implemented (a planned route, a lane outside the table, a non-solid vehicle). IDM's
+    per-vehicle parameters are read from the instance (``randomize_behavior`` sets ``DELTA``
+    there); its comfort accelerations, desired gap and time, and the controllers' gains are
+    highway-env's class constants."""
     ctrl = kind != _PLAIN
     if (ctrl and v.route) or not v.solid:
         return None
@@ -523,18 +527,13 @@ def idm_acceleration(
 
 
 def _aborts(
-    g: LaneTable,
-    t: Traffic,
-    s: np.ndarray,
-    changers: np.ndarray,
-    old_target: np.ndarray,
-    sequential: bool,
+    g: LaneTable, t: Traffic, s: np.ndarray, changers: np.ndarray, old_target: np.ndarray
 ) -> np.ndarray:
-    """The changing vehicles that abort their lane change: someone else not in the target lane
-    is heading for it (as its target lane reads when ``i`` acts: already updated for vehicles
-    before ``i``) within the desired gap ahead. ``sequential``: apply each abort before the next
-    vehicle's check (exact); else check all against the targets before any abort (exact when at
-    most one vehicle aborts). Returns the aborting vehicles ``[A]``."""
+    """The changing vehicles ``changers [C]`` (in vehicle order) that abort their lane change,
+    exactly as highway-env decides it one vehicle after the other: someone else not in the
+    target lane is heading for it (its target lane as it reads when ``i`` acts: already updated
+    for the vehicles before ``i``, including their aborts) within the desired gap ahead.
+    Returns the aborting vehicles ``[A]``."""
     n = len(t.kind)
     idx = np.arange(n)
     controlled = t.kind != _PLAIN
@@ -553,8 +552,7 @@ def _aborts(
         d_star = desired_gap(t, np.full(len(others), i), others)
         if np.count_nonzero((0 < d) & (d < d_star)):
             out.append(i)
-            if sequential:
-                target[i] = lane
+            target[i] = lane
     return np.array(out, dtype=np.intp)
 
 
@@ -672,7 +670,7 @@ def _idm_act(g: LaneTable, t: Traffic, s: np.ndarray, r: np.ndarray, idm: np.nda
     if len(changers):
         aborts = _aborts_at_once(g, t, s, changers, old_target)
         if len(aborts) > 1:  # an abort may change a later vehicle's check: replay in order
-            aborts = _aborts(g, t, s, changers, old_target, sequential=True)
+            aborts = _aborts(g, t, s, changers, old_target)
         t.target[aborts] = t.lane[aborts]
     a = a_own.copy()
     moving = t.lane[own] != t.target[own]
