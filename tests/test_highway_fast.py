@@ -357,6 +357,33 @@ def test_closest_lanes_equal_get_closest_lane_index():
         assert g.index[rows[k]] == env.road.network.get_closest_lane_index(pos[k], heading[k])
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"see_behind": True, "vehicles_count": 12},
+        {"normalize": False, "features": ["presence", "x", "y", "heading", "cos_h", "sin_h"]},
+        {"clip": False, "features_range": {"x": [-50, 50], "vx": [-10, 10]}},
+    ],
+)
+def test_kinematics_observation_equals_highway_env(options):
+    from highway_env.envs.common.observation import KinematicObservation
+    from highway_env.envs.highway_env import HighwayEnvFast
+
+    from tailor.envs import highway_fast
+
+    env = HighwayEnvFast(config=dict(hw.HIGHWAY_CONFIG))
+    env.reset(seed=7)
+    ours, theirs = KinematicObservation(env, **options), KinematicObservation(env, **options)
+    for a in (1, 3, 2, 1, 0, 1, 1, 4):
+        fast = highway_fast.kinematics_observation(ours)
+        np.testing.assert_array_equal(fast, theirs.observe())
+        assert fast.dtype == np.float32
+        if env.step(a)[2]:
+            break
+    assert highway_fast.kinematics_observation(KinematicObservation(env, absolute=True)) is None
+
+
 def test_fast_line_contact_equals_the_full_test():
     """parking-boundary's add-on: the fast env's bounding-box pre-filter never changes the
     answer of the full segment / footprint test."""
