@@ -107,7 +107,8 @@ class LaneTable:
     length: np.ndarray  # [L]
     width: np.ndarray  # [L]
     heading: np.ndarray  # [L]
-    speed_limit: np.ndarray  # [L], nan where None
+    speed_limit: np.ndarray  # [L], inf where None
+    speed_floor: np.ndarray  # [L] 0 where the lane has a speed limit, else -inf (see IDM)
     forbidden: np.ndarray  # [L] bool
     segment: np.ndarray  # [L] int: lanes of the same road (from, to) share it
     left: np.ndarray  # [L] row of the lane id - 1 of the same road, -1 if none
@@ -142,8 +143,9 @@ def lane_table(network: Any) -> LaneTable | None:
         width=np.array([lane.width for lane in lanes], dtype=np.float64),
         heading=np.array([lane.heading for lane in lanes], dtype=np.float64),
         speed_limit=np.array(
-            [np.nan if lane.speed_limit is None else lane.speed_limit for lane in lanes]
+            [np.inf if lane.speed_limit is None else lane.speed_limit for lane in lanes]
         ),
+        speed_floor=np.array([-np.inf if lane.speed_limit is None else 0.0 for lane in lanes]),
         forbidden=np.array([bool(lane.forbidden) for lane in lanes]),
         segment=seg,
         left=left,
@@ -507,18 +509,19 @@ def idm_acceleration(
     """
     comfort = _hw().IDMVehicle.COMFORT_ACC_MAX
     out = np.zeros(len(ego))
-    has = ego >= 0
-    if not np.count_nonzero(has):
+    has = (ego >= 0).nonzero()[0]
+    if len(has) == 0:
         return out
     c, e, f = caller[has], ego[has], front[has]
-    tgt = t.target_speed[e]
-    lim = g.speed_limit[t.lane[e]]
-    tgt = np.where(np.isnan(lim), tgt, _clip(tgt, 0, np.nan_to_num(lim)))
+    # np.clip(target speed, 0, speed limit) on lanes with a limit; no clip on the others
+    # (their floor and limit are -inf, inf)
+    lane_e = t.lane[e]
+    tgt = np.minimum(np.maximum(t.target_speed[e], g.speed_floor[lane_e]), g.speed_limit[lane_e])
     acc = comfort * (1 - np.power(np.maximum(t.speed[e], 0) / np.abs(_not_zero(tgt)), t.delta[c]))
-    hf = f >= 0
-    if np.count_nonzero(hf):
+    hf = (f >= 0).nonzero()[0]
+    if len(hf):
         eh, fh = e[hf], f[hf]
-        lane = t.lane[eh]
+        lane = lane_e[hf]
         d = s[lane, fh] - s[lane, eh]
         gap = desired_gap(t, eh, fh)
         acc[hf] -= comfort * np.power(gap / _not_zero(d), 2)
