@@ -428,6 +428,27 @@ def test_fast_false_is_highway_env_code(monkeypatch):
         hw.make_highway().reset(seed=0)
 
 
+def test_the_tasks_use_the_fast_path_by_default(monkeypatch):
+    """make_env of both tasks never runs highway-env's frame loop or pandas observations (a
+    silent fall-back would only show as lost speed)."""
+    import pandas as pd
+    from highway_env.road.road import Road
+
+    from tailor.envs import make_env
+
+    def boom(*args, **kwargs):
+        raise AssertionError("highway-env's slow path used")
+
+    # highway-env's frame loop, and the pandas code of its Kinematics(Goal) observations
+    for target, name in ((Road, "act"), (Road, "step"), (pd.DataFrame, "from_records")):
+        monkeypatch.setattr(target, name, boom)
+    for task, action in (("highway-keepright", 1), ("parking-boundary", np.ones(2, np.float32))):
+        env = make_env(task)
+        env.reset(seed=0)
+        for _ in range(5):
+            env.step(action)
+
+
 def test_scenes_outside_the_fast_path_fall_back_to_highway_env():
     from highway_env.envs.highway_env import HighwayEnvFast
 
