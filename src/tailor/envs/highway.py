@@ -25,9 +25,14 @@ command (``pip install 'tailor-rl[highway]'``) when it is missing.
   touching a line.
 
 Speed choices (ours, documented): the highway env simulates at 5 Hz (highway-env's
-``highway-fast`` setting) and checks collisions of the ego car only; both envs compute their
-observations with numpy instead of highway-env's pandas code (same numbers, tested), which makes
-a step several times cheaper.
+``highway-fast`` setting) and checks collisions of the ego car only. Both envs run highway-env's
+simulation frames on numpy arrays and compute their observations with numpy instead of pandas
+(:mod:`tailor.envs.highway_fast`; parking also observes once per step instead of four times):
+the same observations, rewards, terminations and truncations as highway-env's own code step for
+step (``tests/test_highway_fast.py``), more than 10x the env steps per second
+(``bench/highway_throughput.py``). ``make_env(task, fast=False)`` runs highway-env's own code.
+``highway_fast.snapshot`` / ``restore`` save and restore the simulator state in place, for tree
+search.
 """
 
 from __future__ import annotations
@@ -170,7 +175,6 @@ def segments_touch_polygon(segments: np.ndarray, polygon: np.ndarray) -> np.ndar
 
 @cache
 def _classes() -> dict[str, type]:
-    from highway_env import utils
     from highway_env.envs.common.action import action_factory
     from highway_env.envs.common.observation import (
         KinematicObservation,
@@ -179,9 +183,8 @@ def _classes() -> dict[str, type]:
     )
     from highway_env.envs.highway_env import HighwayEnvFast
     from highway_env.envs.parking_env import ParkingEnv
-    from highway_env.road.lane import StraightLane
-    from highway_env.road.road import Road, RoadNetwork
-    from highway_env.vehicle.objects import Landmark
+
+    from tailor.envs import highway_fast
 
     def features_of(v: Any, names: list[str]) -> list[float]:
         vals = {
@@ -200,38 +203,13 @@ def _classes() -> dict[str, type]:
             raise TailorError(f"the fast observation does not support feature {exc}") from None
 
     class FastKinematics(KinematicObservation):
-        """highway-env's ``Kinematics`` observation (sorted, relative, normalized, clipped)
-        computed with numpy instead of pandas."""
+        """highway-env's ``Kinematics`` observation computed with numpy instead of pandas
+        (:func:`highway_fast.kinematics_observation`; highway-env's own where that is not
+        implemented)."""
 
         def observe(self) -> np.ndarray:
-            ego = self.observer_vehicle
-            if not self.env.road or self.absolute or self.order != "sorted":
-                return super().observe()
-            rows = [features_of(ego, self.features)]
-            others = self.env.road.close_objects_to(
-                ego,
-                self.env.PERCEPTION_DISTANCE,
-                count=self.vehicles_count - 1,
-                see_behind=self.see_behind,
-                sort=True,
-                vehicles_only=not self.include_obstacles,
-            )
-            origin = np.array(features_of(ego, self.features))
-            rel = np.array([n in ("x", "y", "vx", "vy") for n in self.features])
-            for v in others[-self.vehicles_count + 1 :]:
-                rows.append(list(np.array(features_of(v, self.features)) - origin * rel))
-            obs = np.asarray(rows, dtype=np.float64)
-            if self.normalize:
-                self.normalize_obs({})  # fills features_range on first use
-                for j, name in enumerate(self.features):
-                    if name in self.features_range:
-                        lo, hi = self.features_range[name]
-                        obs[:, j] = utils.lmap(obs[:, j], [lo, hi], [-1, 1])
-                        if self.clip:
-                            obs[:, j] = np.clip(obs[:, j], -1, 1)
-            out = np.zeros((self.vehicles_count, len(self.features)))
-            out[: len(obs)] = obs
-            return out.astype(self.space().dtype)
+            obs = highway_fast.kinematics_observation(self)
+            return super().observe() if obs is None else obs
 
     class FastKinematicsGoal(KinematicsGoalObservation):
         """highway-env's ``KinematicsGoal`` observation computed with numpy."""
@@ -246,100 +224,48 @@ def _classes() -> dict[str, type]:
                 [("observation", obs), ("achieved_goal", obs.copy()), ("desired_goal", goal)]
             )
 
-    class FastRoad(Road):
-        """A :class:`Road` whose ``neighbour_vehicles`` (the simulator's hot spot: every IDM
-        vehicle asks it several times per step, and it loops over all vehicles) is vectorized
-        over the vehicles for a straight lane without connected segments; same result as
-        highway-env's loop (tested), which it falls back to in every other case."""
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._generation = 0
-            self._cache: tuple | None = None
-            self._connected: dict = {}
-
-        def step(self, dt: float) -> None:
-            super().step(dt)
-            self._generation += 1  # positions changed
-
-        def _positions(self) -> tuple[list, dict, np.ndarray]:
-            key = (self._generation, len(self.vehicles), len(self.objects))
-            if self._cache is None or self._cache[0] != key:
-                objs = [o for o in self.vehicles + self.objects if not isinstance(o, Landmark)]
-                pos = np.array([o.position for o in objs], dtype=np.float64).reshape(-1, 2)
-                self._cache = (key, objs, {id(o): i for i, o in enumerate(objs)}, pos)
-            return self._cache[1], self._cache[2], self._cache[3]
-
-        def _has_connected(self, lane_index: tuple) -> bool:
-            if lane_index not in self._connected:
-                _from, _to, _ = lane_index
-                nxt = any(self.network.graph.get(_to, {}).values())
-                prev = any(_from in d and d[_from] for d in self.network.graph.values())
-                self._connected[lane_index] = nxt or prev
-            return self._connected[lane_index]
-
-        def neighbour_vehicles(self, vehicle: Any, lane_index: Any = None) -> tuple:
-            lane_index = lane_index or vehicle.lane_index
-            if not lane_index:
-                return None, None
-            lane = self.network.get_lane(lane_index)
-            if type(lane) is not StraightLane or (
-                self.neighbour_vehicles_connected_lanes and self._has_connected(lane_index)
-            ):
-                return super().neighbour_vehicles(vehicle, lane_index)
-            objs, index, pos = self._positions()
-            s = lane.local_coordinates(vehicle.position)[0]
-            d = pos - lane.start
-            # the same arithmetic as StraightLane.local_coordinates / on_lane, per vehicle
-            s_v = d[:, 0] * lane.direction[0] + d[:, 1] * lane.direction[1]
-            lat = d[:, 0] * lane.direction_lateral[0] + d[:, 1] * lane.direction_lateral[1]
-            ok = (np.abs(lat) <= lane.width_at(0.0) / 2 + 1) & (
-                (-lane.VEHICLE_LENGTH <= s_v) & (s_v < lane.length + lane.VEHICLE_LENGTH)
-            )
-            me = index.get(id(vehicle))
-            if me is not None:
-                ok[me] = False
-            front = np.flatnonzero(ok & (s_v >= s))
-            rear = np.flatnonzero(ok & (s_v < s))
-            v_front = v_rear = None
-            if len(front):  # the loop keeps the last of equal minima
-                best = s_v[front].min()
-                v_front = objs[front[np.flatnonzero(s_v[front] == best)[-1]]]
-            if len(rear):  # and the first of equal maxima
-                v_rear = objs[rear[int(np.argmax(s_v[rear]))]]
-            return v_front, v_rear
-
     class HighwayKeepRightEnv(HighwayEnvFast):
-        """``highway-fast`` with :data:`HIGHWAY_CONFIG`, the numpy observation and
-        :class:`FastRoad`."""
+        """``highway-fast`` with :data:`HIGHWAY_CONFIG`. With ``fast`` (the default) the frames
+        run on arrays (:func:`highway_fast.simulate`) and the observation is computed with
+        numpy; ``fast=False`` is highway-env's own code throughout (the reference of the
+        equality tests)."""
 
-        def _create_road(self) -> None:
-            self.road = FastRoad(
-                network=RoadNetwork.straight_road_network(
-                    self.config["lanes_count"], speed_limit=30
-                ),
-                np_random=self.np_random,
-                record_history=self.config["show_trajectories"],
-                neighbour_vehicles_connected_lanes=self.config[
-                    "neighbour_vehicles_connected_lanes"
-                ],
-            )
+        def __init__(
+            self, config: dict | None = None, render_mode: str | None = None, fast: bool = True
+        ) -> None:
+            self.fast = fast  # read by define_spaces, which AbstractEnv.__init__ calls
+            super().__init__(config=config, render_mode=render_mode)
 
         def define_spaces(self) -> None:
             super().define_spaces()
             cfg = dict(self.config["observation"])
-            if cfg.pop("type") == "Kinematics":
+            if self.fast and cfg.pop("type") == "Kinematics":
                 self.observation_type = FastKinematics(self, **cfg)
                 self.observation_space = self.observation_type.space()
 
+        def _simulate(self, action: Any = None) -> None:
+            if not (self.fast and highway_fast.simulate(self, action)):
+                super()._simulate(action)
+
     class ParkingBoundaryEnv(ParkingEnv):
-        """``parking`` with :data:`PARKING_CONFIG`, the numpy observation, and the bay lines
-        (``self.bay_lines``, ``[M, 2, 2]``) for the add-on."""
+        """``parking`` with :data:`PARKING_CONFIG` and the bay lines (``self.bay_lines``,
+        ``[M, 2, 2]``) for the add-on. With ``fast`` (the default): frames on arrays, the
+        numpy observation, and one observation per step instead of highway-env's four (its
+        reward, termination and info each observe again); ``fast=False``: highway-env's code."""
 
         bay_lines: np.ndarray
         line_contact: bool = False
 
+        def __init__(
+            self, config: dict | None = None, render_mode: str | None = None, fast: bool = True
+        ) -> None:
+            self.fast = fast
+            super().__init__(config=config, render_mode=render_mode)
+
         def define_spaces(self) -> None:
+            if not self.fast:
+                super().define_spaces()
+                return
             # ParkingEnv.define_spaces with the numpy observation (highway-env calls this twice
             # per reset; its own version runs the pandas observation each time).
             cfg = self.config["observation"]
@@ -357,17 +283,64 @@ def _classes() -> dict[str, type]:
         def _reset(self) -> None:
             super()._reset()
             self.bay_lines = bay_lines(self.road)
+            self._line_boxes = (self.bay_lines.min(axis=1), self.bay_lines.max(axis=1))
             self.line_contact = False
 
+        def _simulate(self, action: Any = None) -> None:
+            if not (self.fast and highway_fast.simulate(self, action)):
+                super()._simulate(action)
+
         def step(self, action: np.ndarray) -> tuple:
-            out = super().step(action)
+            out = self._fast_step(action) if self.fast else None
+            out = out or super().step(action)
             self.line_contact = self.touches_line()  # read by the task's add-on and statistic
             return out
 
+        def _fast_step(self, action: np.ndarray) -> tuple | None:
+            """``AbstractEnv.step`` with ``ParkingEnv``'s reward, termination and info computed
+            from one observation (the same numbers: they all observe the same state); ``None``
+            where the observation is not the single-agent ``KinematicsGoal`` of
+            ``PARKING_OBS``."""
+            cfg = self.config["observation"]
+            same = cfg.get("type") == "KinematicsGoal" and _without_type(cfg) == _without_type(
+                self.PARKING_OBS["observation"]
+            )
+            if not same or len(self.controlled_vehicles) != 1 or self.render_mode == "human":
+                return None
+            self.time += 1 / self.config["policy_frequency"]
+            self._simulate(action)
+            obs = self.observation_type.observe()
+            achieved, desired = obs["achieved_goal"], obs["desired_goal"]
+            crashed = self.vehicle.crashed
+            reward = sum([self.compute_reward(achieved, desired, {})])
+            reward += self.config["collision_reward"] * sum([crashed])
+            success = self._is_success(achieved, desired)
+            terminated = bool(crashed or success)
+            truncated = self._is_truncated()
+            info = {
+                "speed": self.vehicle.speed,
+                "crashed": crashed,
+                "action": action,
+                "is_success": success,
+            }
+            return obs, reward, terminated, truncated, info
+
         def touches_line(self) -> bool:
             """Whether the ego car's footprint intersects a bay side line now."""
-            poly = self.vehicle.polygon()
-            return bool(segments_touch_polygon(self.bay_lines, poly).any())
+            v = self.vehicle
+            if self.fast:
+                # Only a line whose bounding box meets the square around the car's
+                # circumscribed circle (a little enlarged) can touch the footprint: usually
+                # none, and then no polygon is built.
+                reach = v.diagonal / 2 + 1e-6
+                lo, hi = self._line_boxes
+                x, y = v.position
+                near = (lo[:, 0] <= x + reach) & (hi[:, 0] >= x - reach)
+                near &= (lo[:, 1] <= y + reach) & (hi[:, 1] >= y - reach)
+                if not np.count_nonzero(near):
+                    return False
+                return bool(segments_touch_polygon(self.bay_lines[near], v.polygon()).any())
+            return bool(segments_touch_polygon(self.bay_lines, v.polygon()).any())
 
     return {"highway": HighwayKeepRightEnv, "parking": ParkingBoundaryEnv}
 
@@ -401,22 +374,28 @@ class FlattenGoalObservation(gym.ObservationWrapper):
         return np.concatenate([own, observation["desired_goal"] - observation["achieved_goal"]])
 
 
-def make_highway(config: dict | None = None, render_mode: str | None = None) -> gym.Env:
+def make_highway(
+    config: dict | None = None, render_mode: str | None = None, fast: bool = True
+) -> gym.Env:
     """The ``highway-keepright`` env (gymnasium entry point); ``config`` updates
-    :data:`HIGHWAY_CONFIG`. Observations are flattened to ``[vehicles * features]`` float32."""
+    :data:`HIGHWAY_CONFIG`. Observations are flattened to ``[vehicles * features]`` float32.
+    ``fast=False``: highway-env's own simulation and observation code (same numbers, slower)."""
     _require_highway_env("task 'highway-keepright'")
     env = _classes()["highway"](
-        config={**HIGHWAY_CONFIG, **(config or {})}, render_mode=render_mode
+        config={**HIGHWAY_CONFIG, **(config or {})}, render_mode=render_mode, fast=fast
     )
     return gym.wrappers.FlattenObservation(env)
 
 
-def make_parking(config: dict | None = None, render_mode: str | None = None) -> gym.Env:
+def make_parking(
+    config: dict | None = None, render_mode: str | None = None, fast: bool = True
+) -> gym.Env:
     """The ``parking-boundary`` env (gymnasium entry point); ``config`` updates
-    :data:`PARKING_CONFIG`. Observations: ``[observation (6), desired_goal - observation (6)]``."""
+    :data:`PARKING_CONFIG`. Observations: ``[observation (6), desired_goal - observation (6)]``.
+    ``fast=False``: highway-env's own simulation and observation code (same numbers, slower)."""
     _require_highway_env("task 'parking-boundary'")
     env = _classes()["parking"](
-        config={**PARKING_CONFIG, **(config or {})}, render_mode=render_mode
+        config={**PARKING_CONFIG, **(config or {})}, render_mode=render_mode, fast=fast
     )
     return FlattenGoalObservation(env)
 
