@@ -17,6 +17,10 @@ RQL paper's 150 x 6): each simulation expands one node (set the parent's state, 
 child's state) and rolls the prior out from it to the horizon (set the state, about ``horizon -
 depth`` steps). The estimate counts ``simulations x (2 set + 1 get + horizon steps)``: an upper
 bound on the steps (a rollout starts below the root), no policy or tree cost.
+
+Last, measured rather than estimated: real steps of residual MCTS itself (``TaskModel`` with
+snapshot/restore on the fast path, a soft-DQN prior network of random weights: the cost does not
+depend on them), both searches: the batched one ``run.evaluate`` uses and the sequential one.
 """
 
 from __future__ import annotations
@@ -31,9 +35,19 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
+from tailor.algos.mcts import (
+    BatchedResidualMCTS,
+    LoopModel,
+    MCTSConfig,
+    ResidualMCTS,
+    TaskModel,
+    numpy_log_prior,
+)
 from tailor.envs import make_env
 from tailor.envs.highway_fast import restore, snapshot
+from tailor.nets import mlp
 
 
 def best_ms(fn: Callable[[], None], repeats: int, rounds: int = 3) -> float:
@@ -92,12 +106,47 @@ def _mean_steps(env, u, state: dict, actions: np.ndarray, horizon: int) -> float
     return total / len(actions)
 
 
+def search_ms(batched: bool, sims: int, horizon: int, seed: int, steps: int) -> tuple[float, float]:
+    """``(wall ms, CPU ms)`` per real step of residual MCTS over ``steps`` real steps."""
+    torch.manual_seed(seed)
+    env = make_env("highway-keepright")
+    obs, _ = env.reset(seed=seed)
+    log_prior = numpy_log_prior(mlp([obs.size, 64, 64, env.action_space.n]), 0.05)
+    cfg = MCTSConfig(simulations=sims, horizon=horizon, seed=seed, batched=batched)
+    if batched:
+        search = BatchedResidualMCTS(LoopModel(TaskModel("highway-keepright")), log_prior, cfg)
+
+        def act(o: np.ndarray) -> int:
+            return search.act(o, env)
+    else:
+        model = TaskModel("highway-keepright")
+        seq = ResidualMCTS(model, log_prior, cfg)
+
+        def act(o: np.ndarray) -> int:
+            model.sync(env)
+            return seq.act(o)
+
+    wall = cpu = 0.0
+    done = 0
+    while done < steps:
+        t0, c0 = time.perf_counter(), time.process_time()
+        a = act(obs)
+        wall += time.perf_counter() - t0
+        cpu += time.process_time() - c0
+        done += 1
+        obs, _, terminated, truncated, _ = env.step(a)
+        if terminated or truncated:
+            obs, _ = env.reset(seed=seed + done)
+    return wall / steps * 1e3, cpu / steps * 1e3
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=120)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--simulations", type=int, default=150)
     parser.add_argument("--horizon", type=int, default=6)
+    parser.add_argument("--real-steps", type=int, default=5, help="real steps of the search")
     args = parser.parse_args()
     sims, h = args.simulations, args.horizon
     ref = step_ms(False, max(args.repeats // 6, 12), h, args.seed)
@@ -120,6 +169,16 @@ def main() -> None:
     print(f"* deepcopy + highway-env steps (today): {deep:.0f} ms")
     print(f"* snapshot/restore + highway-env steps: {snap_slow:.0f} ms")
     print(f"* snapshot/restore + fast steps: {both:.0f} ms ({deep / both:.0f}x less)")
+    print()
+    print(
+        f"Measured: residual MCTS, {sims} simulations x horizon {h}, {args.real_steps} real steps"
+    )
+    print()
+    print("| search | ms per real step (wall) | ms per real step (CPU) |")
+    print("|---|---:|---:|")
+    for batched, name in ((True, "batched (run.evaluate's)"), (False, "sequential")):
+        w, c = search_ms(batched, sims, h, args.seed, args.real_steps)
+        print(f"| {name} | {w:.0f} | {c:.0f} |")
 
 
 if __name__ == "__main__":

@@ -238,3 +238,26 @@ def test_mcts_model_sees_the_wrapped_observation():
     assert o.shape == obs.shape == (25,)
     np.testing.assert_allclose(o, real, atol=1e-6)  # same state, same (flattened) observation
     assert r_addon == info["addon_reward"]
+
+
+@needs_highway
+def test_mcts_model_snapshots_replay_the_same_steps():
+    """TaskModel restores highway-env's state from snapshots (no deep copy per node): stepping
+    from a restored state repeats the same observations and add-on rewards."""
+    from tailor.algos.mcts import TaskModel
+
+    model = TaskModel("highway-keepright")
+    assert model._mode == "snapshot"
+    env = make_env("highway-keepright")
+    env.reset(seed=3)
+    model.sync(env)
+    start = model.get_state()
+    first = [model.step(a) for a in (3, 1, 4, 1)]
+    model.set_state(start)
+    again = [model.step(a) for a in (3, 1, 4, 1)]
+    for (o1, r1, t1), (o2, r2, t2) in zip(first, again, strict=True):
+        np.testing.assert_array_equal(o1, o2)
+        assert (r1, t1) == (r2, t2)
+    model.set_state(start)  # the real env was never touched: the copy equals it step for step
+    real = env.step(3)
+    np.testing.assert_allclose(model.step(3)[0], real[0], atol=1e-6)

@@ -83,9 +83,12 @@ class TaskModel:
     """A task's env used as the search model (a private copy, never the env being acted in).
 
     State snapshots: the unwrapped env's own ``get_sim_state``/``set_sim_state`` if it has
-    them; else, for classic-control envs, a copy of ``state`` (and CartPole's
-    ``steps_beyond_terminated``); else a ``copy.deepcopy`` of the whole unwrapped env (generic,
-    slower). The add-on reward is the task's ``addon(env, action, info)``.
+    them; for highway-env envs :func:`tailor.envs.highway_fast.snapshot` / ``restore`` (the
+    vehicles' kinematic state, road lists and RNGs, in place: about 0.2 ms against 1 ms for a deep
+    copy; the real env is deep-copied once per real step in :meth:`sync`, since a snapshot only
+    restores into the env it was taken from); for classic-control envs a copy of ``state`` (and
+    CartPole's ``steps_beyond_terminated``); else a ``copy.deepcopy`` of the whole unwrapped env
+    (generic, slower). The add-on reward is the task's ``addon(env, action, info)``.
     """
 
     def __init__(self, task: Task | str) -> None:
@@ -108,18 +111,23 @@ class TaskModel:
                 f"{self.task.name!r} has {self.env.action_space}"
             )
         self.n_actions = int(self.env.action_space.n)
-        self._mode = (
-            "own"
-            if hasattr(self.env, "get_sim_state")
-            else "state"
-            if hasattr(self.env, "state")
-            else "deepcopy"
-        )
+        if hasattr(self.env, "get_sim_state"):
+            self._mode = "own"
+        elif hasattr(self.env, "road") and hasattr(self.env, "controlled_vehicles"):
+            self._mode = "snapshot"  # highway-env
+        elif hasattr(self.env, "state"):
+            self._mode = "state"
+        else:
+            self._mode = "deepcopy"
 
     def get_state(self) -> Any:
         e = self.env
         if self._mode == "own":
             return e.get_sim_state()
+        if self._mode == "snapshot":
+            from tailor.envs.highway_fast import snapshot
+
+            return snapshot(e)
         if self._mode == "state":
             return (copy.copy(e.state), getattr(e, "steps_beyond_terminated", None))
         return copy.deepcopy(e)
@@ -127,6 +135,10 @@ class TaskModel:
     def set_state(self, state: Any) -> None:
         if self._mode == "own":
             self.env.set_sim_state(state)
+        elif self._mode == "snapshot":
+            from tailor.envs.highway_fast import restore
+
+            restore(self.env, state)
         elif self._mode == "state":
             self.env.state = copy.copy(state[0])
             if hasattr(self.env, "steps_beyond_terminated"):
