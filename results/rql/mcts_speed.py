@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 
-from tailor.envs import make_env
-from tailor.experiments import run
 from tailor.algos.mcts import (
     BatchedResidualMCTS,
     MCTSConfig,
@@ -19,6 +17,8 @@ from tailor.algos.mcts import (
     batch_model,
     numpy_log_prior,
 )
+from tailor.envs import make_env
+from tailor.experiments import run
 
 meta, tensors = run.load_policy("runs/rql/dqn/prior_s0")
 log_prior = numpy_log_prior(run._qnet_from(tensors, "q.", meta), 0.05)
