@@ -24,3 +24,6 @@ probe no-reward-norm --no-normalize-rewards
 probe warmup0.2 --critic-warmup-fraction 0.2
 probe lam0.99 --lam 0.99
 probe gamma0.995 --gamma 0.995
+# The same ratio omega'/alpha_hat ~ 1.26, less weight on the prior (omega = omega'/alpha 0.74, 0.37)
+probe omega0.1 --omega-prime 0.1 --alpha-hat 0.08
+probe omega0.05 --omega-prime 0.05 --alpha-hat 0.04
