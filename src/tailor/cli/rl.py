@@ -73,12 +73,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--omega-prime",
         type=float,
-        help="weight of log pi_prior (default: the task's paper coefficient)",
+        help="weight of log pi_prior (default: omega * the prior's temperature where it is "
+        "known, else the task's coefficient)",
     )
     p.add_argument(
         "--alpha-hat",
         type=float,
-        help="entropy temperature of the customized policy (default: the task's)",
+        help="entropy temperature of the customized policy (default: the prior's temperature "
+        "where it is known, else the task's)",
+    )
+    p.add_argument(
+        "--omega",
+        type=float,
+        help="--method residual: weight of the prior's own task, omega' = omega * alpha with "
+        "alpha the prior's temperature (default 1 when the temperature rule applies)",
     )
     p.add_argument(
         "--warmup-fraction",
@@ -339,9 +347,6 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     if ppo:
         run.check_method_kind(args.method, customization)
     imported = {k: v for k, v in prior_options(args).items() if v is not None}
-    if imported and not ppo:
-        flags = ", ".join("--prior-" + k for k in imported)
-        raise TailorError(f"{flags}: imported priors are customized with --algo ppo only")
     if customization:
         method = args.method or "residual"
         if not args.prior:
@@ -361,6 +366,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             args.omega_prime,
             args.alpha_hat,
             method=method,
+            omega=args.omega,
             overwrite=args.overwrite,
             prior_options=imported,
             **progress,
