@@ -194,10 +194,16 @@ def coefficient_layers(
 
 
 def describe_coefficients(method: Method) -> str:
-    """``"omega_prime=0.1 (task 'x'), alpha_hat=0.1 (--alpha-hat)"``: for log lines."""
-    return ", ".join(
-        f"{k}={v:g} ({method.sources.get(k, 'given')})" for k, v in method.coefficients.items()
-    )
+    """``"omega_prime=0.1 (task 'x'), alpha_hat=0.2 (--alpha-hat)"`` for log lines (one source
+    named once for the coefficients that share it: ``"omega_prime=0.1, alpha_hat=0.1 (...)"``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for k, v in method.coefficients.items():
+        source = method.sources.get(k, "given")
+        if groups and groups[-1][0] == source:
+            groups[-1][1].append(f"{k}={v:g}")
+        else:
+            groups.append((source, [f"{k}={v:g}"]))
+    return ", ".join(f"{', '.join(parts)} ({source})" for source, parts in groups)
 
 
 def check_method_kind(name: str | None, customization: bool) -> None:
