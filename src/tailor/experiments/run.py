@@ -888,10 +888,12 @@ def customize(
     where = f"task {task.name!r}"
     check_coefficient_table(task.coefficients, where)
     options = {k: v for k, v in dict(prior_options or {}).items() if v is not None}
+    given = {"omega_prime": omega_prime, "alpha_hat": alpha_hat}
+    # The given coefficients are checked before the prior is read (a cheap error first).
+    resolve(method, coefficient_layers(task, method, None), where=where, flags=True, **given)
     layers = coefficient_layers(
         task, method, _prior_meta(prior, options), omega, mcts=algo == "mcts"
     )
-    given = {"omega_prime": omega_prime, "alpha_hat": alpha_hat}
     m = resolve(method, layers, where=where, flags=True, **given)
     if log is not None:
         log(f"{method} coefficients: {describe_coefficients(m)}")
