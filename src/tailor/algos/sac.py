@@ -10,9 +10,11 @@ temperature, so no automatic tuning). With the method's coefficients (``resolve`
 
 ``omega' = 0`` is plain SAC at temperature ``alpha_hat`` (prior training with ``soft`` on the
 basic reward, the from-scratch baseline with ``full`` on basic + add-on). A ``residual`` run
-optimises the add-on reward only, with ``log pi`` from the frozen prior actor; its actor starts
-from the prior's weights and its critic from scratch. The public code's warm start multiplies
-``omega'`` by 10 for the first steps (``warm_start_steps``, ``warm_start_factor``).
+optimises the add-on reward only, with ``log pi`` from the frozen prior (a tailor actor, or any
+object with ``log_prob``: an imported SB3 SAC/TQC policy); its actor starts from the prior's
+weights (``actor_init`` for an imported one) and its critic from scratch. The public code's
+warm start multiplies ``omega'`` by 10 for the first steps (``warm_start_steps``,
+``warm_start_factor``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,15 @@ MCTS policies store tensor groups ``q.*`` (a soft Q-network or a residual ``Q_R`
 (the prior Q-network a residual DQN or MCTS policy needs to act), ``actor.*`` (a SAC actor), and
 metadata ``algo``, ``task``, ``env_id``, ``method``, ``coefficients`` (``omega_prime``,
 ``alpha_hat``), ``prior_alpha``, ``obs_dim``, ``n_actions`` / ``act_dim``, ``hidden``,
-``config``, ``steps``, ``seed``, ``train_stats``. MCTS falls back to the RQL paper's
-``omega' = tau = 1`` when the task gives no residual coefficients.
+``config``, ``steps``, ``seed``, ``train_stats``, ``coefficient_sources`` (where each
+coefficient came from). A residual DQN / MCTS policy from an imported prior adds ``prior_norm.*``
+(the prior's frozen normalizer) and ``prior_net`` (its hidden sizes, activation and normalizer
+formula); a SAC policy records its actor's architecture (``actor_hidden``, ``actor_options``),
+which an imported prior's weights may have set.
+
+Customization coefficients: explicit values, then the prior's temperature (``omega' = omega *
+alpha``, ``alpha_hat = alpha``), the task's table, MCTS's ``omega' = tau = 1`` and tailor's
+fallback temperature, in that order (:func:`coefficient_layers`).
 """
 
 from __future__ import annotations
@@ -517,7 +524,8 @@ def _run_ppo(r: RunRequest) -> Path:
         raise TailorError(
             f"PPO customization starts from a Gaussian actor's weights; {str(r.prior)!r} "
             f"is a {kind} policy. Gaussian priors: tailor runs, SB3 PPO/A2C, rsl-rl, "
-            "CleanRL (see `tailor inspect`)"
+            "CleanRL (see `tailor inspect`); tanh-squashed priors (SB3 SAC/TQC) customize "
+            "with --algo sac, Q-network and categorical ones with --algo dqn or mcts"
         )
     with _claim(r, "ppo"):
         result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
