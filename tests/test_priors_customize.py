@@ -425,3 +425,16 @@ def test_cli_train_on_a_task_without_coefficients(tmp_path: Path, capsys) -> Non
     meta = json.loads((out / "policy.json").read_text())
     assert meta["coefficients"] == {"alpha": DEFAULT_TEMPERATURE}
     assert "tailor's default temperature" in meta["coefficient_sources"]["alpha"]
+
+
+def test_inspect_names_the_algo_and_the_temperature(
+    sac_zip: Path, dqn_zip: Path, tmp_path: Path, capsys
+) -> None:
+    assert main(["inspect", str(sac_zip), "--json", str(tmp_path / "s.json")]) == 0
+    assert "customize     --algo sac" in capsys.readouterr().out
+    info = json.loads((tmp_path / "s.json").read_text())
+    assert info["customize_with"] == ["sac"]
+    assert info["temperature"]["value"] == prior_temperature(load_prior(sac_zip).meta)[0]
+    assert main(["inspect", str(dqn_zip), "--prior-temperature", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "--algo dqn, --algo mcts" in out and "temperature   0.5 (temperature given)" in out

@@ -13,7 +13,7 @@ Steps (every tailor command is printed before it runs):
    ``learning_starts`` 0, ``net_arch`` [64, 64], buffer 50k) except two things: RL-Zoo explores with
    gSDE, which tailor does not import for SAC, so exploration here is Ornstein-Uhlenbeck action
    noise (sigma 0.5, as RL-Zoo's TD3 entry uses), and the batch is 256 (RL-Zoo: 512) to fit one
-   core; saved with ``model.save`` to ``<out>/sac_mountaincar.zip``;
+   core; saved with ``model.save`` to ``<out>/sb3/sac_mountaincar.zip``;
 2. ``tailor inspect`` it against the task;
 3. evaluate the prior with SB3 itself (``model.predict(deterministic=True)``) and with
    ``tailor evaluate`` (the imported prior), ``tailor customize --algo sac`` (the coefficients
@@ -132,7 +132,7 @@ def main() -> int:
     p.add_argument("--alpha-hat", type=float, help="default: the prior's temperature")
     args = p.parse_args()
     coefs, tag = _coefficient_flags(args)
-    zip_path = args.out / "sac_mountaincar.zip"
+    zip_path = args.out / "sb3" / "sac_mountaincar.zip"  # not --out itself: runs go beside it
     if not zip_path.is_file():
         train_prior(zip_path, args.prior_steps, args.seed)
     tailor("inspect", str(zip_path), "--task", TASK, "--json", str(args.out / "inspect.json"))
