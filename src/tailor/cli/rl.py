@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="global (state-independent, default) or state-dependent action std",
     )
     p.add_argument(
-        "--alpha", type=float, help="entropy coefficient (default: the task's paper coefficient)"
+        "--alpha",
+        type=float,
+        help="entropy coefficient (default: the task's paper coefficient; for a task without "
+        "one, tailor's default temperature 0.01)",
     )
     _common_train(p)
     p.set_defaults(func=cmd_train)
