@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="customize a prior policy to the task's add-on reward",
         description="Customize a prior to the add-on reward with PPO (default) or, with --algo, "
         "residual soft DQN, residual SAC or residual max-entropy MCTS (online, no training; "
-        "needs a DQN prior). --method: "
+        "needs a Q-network prior: a tailor DQN run or SB3 DQN). --method: "
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in CUSTOMIZATION_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
@@ -76,14 +76,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--omega-prime",
         type=float,
-        help="weight of log pi_prior (default: omega * the prior's temperature where it is "
-        "known, else the task's coefficient)",
+        help="weight of log pi_prior (default: omega * alpha, alpha the prior's temperature, "
+        "unless the task's coefficient was made for a prior at alpha or alpha is unknown: then "
+        "the task's coefficient, or tailor's default 0.01)",
     )
     p.add_argument(
         "--alpha-hat",
         type=float,
         help="entropy temperature of the customized policy (default: the prior's temperature "
-        "where it is known, else the task's)",
+        "alpha, with the same exceptions as --omega-prime)",
     )
     p.add_argument(
         "--omega",
