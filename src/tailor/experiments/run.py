@@ -939,7 +939,8 @@ def resume(
     run_dir = Path(run_dir)
     info = read_run(run_dir)
     task = get_task(info["task"])
-    method = resolve(info["method"], **info["coefficients"])
+    # The run's own coefficients (named as their source in the resumed checkpoint's metadata).
+    method = resolve(info["method"], [("the resumed run's checkpoint", info["coefficients"])])
     config = info["config"]
     config.total_steps = _check_steps(steps)
     if checkpoint_every is not None:
