@@ -23,8 +23,8 @@ and never see the basic reward. ``full`` is the upper bound that does see both r
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tailor.errors import TailorError
@@ -32,6 +32,8 @@ from tailor.reward import RewardSpec
 
 __all__ = [
     "CUSTOMIZATION_METHODS",
+    "DEFAULT_TEMPERATURE",
+    "FALLBACK_COEFFICIENTS",
     "METHODS",
     "OFFLINE_METHODS",
     "TRAINING_METHODS",
@@ -40,6 +42,7 @@ __all__ = [
     "check_coefficient_table",
     "method_info",
     "resolve",
+    "temperature_defaults",
 ]
 
 RewardKind = Literal["basic", "addon", "both"]
@@ -147,6 +150,41 @@ OFFLINE_METHODS: tuple[str, ...] = tuple(OFFLINE_METHODS_INFO)
 SINGLE_BETA = ("kl", "dpo", "ce-dpo")
 _ALIASES = ("beta", "omega_prime", "alpha_hat")
 
+# The temperature a method falls back to on a task that names no coefficient for it (a user task
+# registered without ``coefficients``): our choice, not measured, for rewards of order 1 per step
+# (the same value as the point-mass task's table). The built-in tasks all carry their own tables,
+# which always come first.
+DEFAULT_TEMPERATURE = 0.01
+FALLBACK_COEFFICIENTS: dict[str, dict[str, float]] = {
+    "no-entropy": {},
+    "end-entropy": {"alpha": DEFAULT_TEMPERATURE},
+    "repeat-entropy": {"alpha": DEFAULT_TEMPERATURE},
+    "soft": {"alpha": DEFAULT_TEMPERATURE},
+    "full": {"alpha": DEFAULT_TEMPERATURE},
+    "greedy": {"alpha_hat": DEFAULT_TEMPERATURE},
+    "kl": {"beta": DEFAULT_TEMPERATURE},
+    # omega = 1 on a prior assumed to be at the default temperature: omega' = alpha_hat.
+    "residual": {"omega_prime": DEFAULT_TEMPERATURE, "alpha_hat": DEFAULT_TEMPERATURE},
+}
+
+# Defaults for resolve(): one mapping, or layers (source, mapping) of which the first that holds
+# a coefficient gives it.
+Defaults = Mapping[str, float] | Sequence[tuple[str, Mapping[str, float] | None]]
+
+
+def temperature_defaults(alpha: float, omega: float = 1.0) -> dict[str, float]:
+    """The RQL reading of a prior at temperature ``alpha``: ``omega' = omega * alpha``,
+    ``alpha_hat = alpha`` (and ``beta = alpha``: KL is ``omega = 1``).
+
+    ``omega`` weighs the prior's own task against the add-on reward: the customized policy
+    targets the soft-optimal policy of ``omega r + r_R`` at temperature ``alpha``.
+    """
+    return {
+        "omega_prime": float(omega) * float(alpha),
+        "alpha_hat": float(alpha),
+        "beta": float(alpha),
+    }
+
 
 @dataclass(frozen=True)
 class Method:
@@ -162,6 +200,8 @@ class Method:
         reward: which environment reward the method optimises (see :class:`MethodInfo`).
         customization: whether it starts from a prior policy.
         offline: whether it learns from preference data (the DPO family) instead of rollouts.
+        sources: where each coefficient came from (``"--omega-prime"``, ``"task 'x'"``, ``"prior
+            temperature ..."``, ...): what :func:`resolve` merged; not part of equality.
     """
 
     name: str
@@ -171,6 +211,7 @@ class Method:
     reward: RewardKind
     customization: bool
     offline: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def needs_prior_logp(self) -> bool:
@@ -203,9 +244,18 @@ def _flag(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def _layers(defaults: Defaults | None, where: str) -> list[tuple[str, Mapping[str, float]]]:
+    """``defaults`` as ``[(source, mapping), ...]`` (a single mapping's source is ``where``)."""
+    if defaults is None:
+        return []
+    if isinstance(defaults, Mapping):
+        return [(where or "defaults", defaults)]
+    return [(str(src), layer) for src, layer in defaults if layer]
+
+
 def resolve(
     name: str,
-    defaults: Mapping[str, float] | None = None,
+    defaults: Defaults | None = None,
     *,
     where: str = "",
     flags: bool = False,
@@ -216,13 +266,18 @@ def resolve(
 
     Each method takes the coefficients listed in its :class:`MethodInfo` (see the module table).
     ``given`` values that are ``None`` are ignored; the others override ``defaults`` (a task's
-    ``coefficients[name]``, or the language model's defaults). For ``kl``, ``dpo`` and ``ce-dpo``
+    ``coefficients[name]``, or the language model's defaults). ``defaults`` may also be a
+    sequence of layers ``(source, mapping)``, highest precedence first: each coefficient comes
+    from the first layer that holds it (a prior's temperature, then the task's table, then
+    :data:`FALLBACK_COEFFICIENTS`, as :func:`tailor.experiments.run.customize` stacks them).
+    ``Method.sources`` records where each coefficient came from. For ``kl``, ``dpo`` and ``ce-dpo``
     the one coefficient ``beta`` may also be given as ``omega_prime`` and/or ``alpha_hat``, which
     must then be equal; a given one replaces the default ``beta``.
 
     Args:
         name: method name.
-        defaults: default coefficients of this method (``None``: no defaults).
+        defaults: default coefficients of this method, or layers ``(source, mapping)``
+            (``None``: no defaults).
         where: prefix of error messages, e.g. ``"task 'hopper-jump'"``.
         flags: name coefficients as command-line flags (``--omega-prime``) in error messages.
         **given: explicit coefficients (``alpha``, ``alpha_hat``, ``omega_prime``, ``beta``).
@@ -239,6 +294,7 @@ def resolve(
         return TailorError(prefix + message)
 
     given = {k: v for k, v in given.items() if v is not None}
+    layers = _layers(defaults, where)
     for key, value in given.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"{name}: {key} must be a real number, got {value!r}")
@@ -260,8 +316,10 @@ def resolve(
             )
         if values:
             required = {"beta": values.pop()}
-        elif defaults and "beta" in defaults:
-            required = {"beta": defaults["beta"]}
+            sources = {"beta": ", ".join(_flag(k) for k in given) if flags else "given"}
+        elif any("beta" in layer for _, layer in layers):
+            src, layer = next((s, la) for s, la in layers if "beta" in la)
+            required, sources = {"beta": layer["beta"]}, {"beta": src}
         else:
             raise fail(f"{name} needs its coefficient beta (omega' = alpha_hat = beta)")
     else:
@@ -271,8 +329,13 @@ def resolve(
                 f"{name} does not take {', '.join(show(c) for c in unexpected)} "
                 f"(it takes: {', '.join(show(c) for c in info.coefficients) or 'no coefficients'})"
             )
-        required = {c: v for c, v in (defaults or {}).items() if c in info.coefficients}
+        required, sources = {}, {}
+        for src, layer in reversed(layers):  # the first layer wins: apply it last
+            for c, v in layer.items():
+                if c in info.coefficients:
+                    required[c], sources[c] = v, src
         required.update(given)
+        sources.update({c: _flag(c) if flags else "given" for c in given})
         missing = [c for c in info.coefficients if c not in required]
         if missing:
             hint = f"; pass {', '.join(_flag(c) for c in missing)}" if flags else ""
@@ -305,7 +368,7 @@ def resolve(
     else:  # residual, decoupled-dpo
         spec, bonus = RewardSpec(coefs["omega_prime"], coefs["alpha_hat"]), 0.0
     offline = name in OFFLINE_METHODS_INFO
-    return Method(name, coefs, spec, bonus, info.reward, info.customization, offline)
+    return Method(name, coefs, spec, bonus, info.reward, info.customization, offline, sources)
 
 
 def check_coefficient_table(table: object, where: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -275,7 +276,13 @@ class SquashedGaussianActor(nn.Module):
         hidden: hidden layer sizes of the shared trunk.
         low, high: action bounds ``[act_dim]`` (finite).
         obs_low, obs_high: observation bounds used to scale inputs to ``[-1, 1]`` where finite
-            (unbounded dimensions are passed through).
+            (unbounded dimensions are passed through). The buffers ``obs_bias`` /
+            ``obs_scale`` may be overwritten (an imported prior's normalizer,
+            :meth:`tailor.priors.policies.SquashedGaussianPrior.to_actor`).
+        activation: hidden activation (a :data:`ACTIVATIONS` name; tailor's SAC: ``relu``).
+        log_std_min: lower clamp of ``log sigma`` (tailor's SAC: -5; SB3's: -20).
+        obs_clip: clip the scaled observations to ``[-obs_clip, obs_clip]`` (SB3
+            ``VecNormalize``'s ``clip_obs``); ``None``: no clipping.
     """
 
     def __init__(
@@ -287,22 +294,36 @@ class SquashedGaussianActor(nn.Module):
         high: np.ndarray,
         obs_low: np.ndarray | None = None,
         obs_high: np.ndarray | None = None,
+        *,
+        activation: str = "relu",
+        log_std_min: float = _SAC_LOG_STD_MIN,
+        obs_clip: float | None = None,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(int(h) for h in hidden)
-        self.trunk = mlp([obs_dim, *self.hidden, 2 * act_dim])
+        self.activation, self.log_std_min, self.obs_clip = activation, float(log_std_min), obs_clip
+        self.trunk = mlp([obs_dim, *self.hidden, 2 * act_dim], activation)
         self.register_buffer("scale", torch.as_tensor((high - low) / 2.0, dtype=torch.float32))
         self.register_buffer("bias", torch.as_tensor((high + low) / 2.0, dtype=torch.float32))
-        o_scale, o_bias = _obs_affine(obs_dim, obs_low, obs_high)
+        o_scale, o_bias = obs_affine(obs_dim, obs_low, obs_high)
         self.register_buffer("obs_scale", o_scale)
         self.register_buffer("obs_bias", o_bias)
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_bias) / self.obs_scale
+        x = (obs - self.obs_bias) / self.obs_scale
+        return x if self.obs_clip is None else x.clamp(-self.obs_clip, self.obs_clip)
+
+    def options(self) -> dict[str, Any]:
+        """The constructor's keyword options, JSON-able (what a checkpoint must record)."""
+        return {
+            "activation": self.activation,
+            "log_std_min": self.log_std_min,
+            "obs_clip": self.obs_clip,
+        }
 
     def _dist(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_std = self.trunk(self.normalize(obs)).chunk(2, dim=-1)
-        return mu, log_std.clamp(_SAC_LOG_STD_MIN, _SAC_LOG_STD_MAX)
+        return mu, log_std.clamp(self.log_std_min, _SAC_LOG_STD_MAX)
 
     def sample(
         self, obs: torch.Tensor, generator: torch.Generator | None = None
@@ -335,9 +356,11 @@ class SquashedGaussianActor(nn.Module):
         return (gauss - log_det - torch.log(self.scale)).sum(-1)
 
 
-def _obs_affine(
+def obs_affine(
     obs_dim: int, low: np.ndarray | None, high: np.ndarray | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scale, bias)`` ``[obs_dim]`` that map finite observation bounds to ``[-1, 1]`` (1, 0
+    where a bound is infinite): SAC's input scaling, ``(obs - bias) / scale``."""
     scale, bias = torch.ones(obs_dim), torch.zeros(obs_dim)
     if low is not None and high is not None:
         low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)

@@ -49,6 +49,7 @@ from tailor.envs import Task, get_task, make_env
 from tailor.envs import classic as rql_classic
 from tailor.errors import TailorError
 from tailor.losses import soft_policy, soft_value
+from tailor.nets import EmpiricalNormalization
 
 __all__ = [
     "BatchModel",
@@ -169,15 +170,18 @@ def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.
     """``obs [obs_dim] or [N, obs_dim] -> log softmax(Q_prior(obs) / alpha)`` ``[A]`` or
     ``[N, A]`` in numpy (float64).
 
-    A soft-DQN prior (an ``nn.Sequential`` of ``Linear``/``ReLU``) evaluated without torch's
-    per-call overhead: the search calls it at every new node and rollout step (the batched
-    search once per tree level).
+    A soft-DQN prior (an ``nn.Sequential`` of ``Linear``/``ReLU``, optionally behind a frozen
+    :class:`tailor.nets.EmpiricalNormalization`, as an imported SB3 DQN is) evaluated without
+    torch's per-call overhead: the search calls it at every new node and rollout step (the
+    batched search once per tree level).
     """
     if not alpha > 0:
         raise TailorError(f"the prior's temperature alpha must be > 0, got {alpha!r}")
-    layers: list[tuple[np.ndarray, np.ndarray] | str] = []
-    for m in qnet:
-        if isinstance(m, nn.Linear):
+    layers: list[Any] = []
+    for m in (m for m in qnet.modules() if not list(m.children())):
+        if isinstance(m, EmpiricalNormalization):
+            layers.append(_numpy_normalizer(m))
+        elif isinstance(m, nn.Linear):
             layers.append(
                 (
                     m.weight.detach().double().numpy().T.copy(),
@@ -192,12 +196,30 @@ def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.
     def log_prior(obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float64)
         for layer in layers:
-            x = np.maximum(x, 0.0) if isinstance(layer, str) else x @ layer[0] + layer[1]
+            if isinstance(layer, str):
+                x = np.maximum(x, 0.0)
+            elif callable(layer):
+                x = layer(x)
+            else:
+                x = x @ layer[0] + layer[1]
         z = x / alpha
         m = z.max(axis=-1, keepdims=True)
         return z - (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))
 
     return log_prior
+
+
+def _numpy_normalizer(norm: EmpiricalNormalization) -> Callable[[np.ndarray], np.ndarray]:
+    """A frozen normalizer's formula in float64 numpy (its ``mode``, ``eps`` and ``clip``)."""
+    mean, var = norm.mean.double().numpy().copy(), norm.var.double().numpy().copy()
+    denom = np.sqrt(var + norm.eps) if norm.mode == "var_eps" else np.sqrt(var) + norm.eps
+    clip = norm.clip
+
+    def normalize(x: np.ndarray) -> np.ndarray:
+        y = (x - mean) / denom
+        return y if clip is None else np.clip(y, -clip, clip)
+
+    return normalize
 
 
 @dataclass

@@ -510,6 +510,7 @@ def _policy_meta(
         "action_high": np.asarray(env.action_high, dtype=float).tolist(),
         "method": method.name,
         "coefficients": dict(method.coefficients),
+        "coefficient_sources": dict(method.sources),
         "seed": config.seed,
         # What the customized policy started from (its full copy is in <out>/prior/).
         "prior": (

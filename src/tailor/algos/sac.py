@@ -10,9 +10,11 @@ temperature, so no automatic tuning). With the method's coefficients (``resolve`
 
 ``omega' = 0`` is plain SAC at temperature ``alpha_hat`` (prior training with ``soft`` on the
 basic reward, the from-scratch baseline with ``full`` on basic + add-on). A ``residual`` run
-optimises the add-on reward only, with ``log pi`` from the frozen prior actor; its actor starts
-from the prior's weights and its critic from scratch. The public code's warm start multiplies
-``omega'`` by 10 for the first steps (``warm_start_steps``, ``warm_start_factor``).
+optimises the add-on reward only, with ``log pi`` from the frozen prior (a tailor actor, or any
+object with ``log_prob``: an imported SB3 SAC/TQC policy); its actor starts from the prior's
+weights (``actor_init`` for an imported one) and its critic from scratch. The public code's
+warm start multiplies ``omega'`` by 10 for the first steps (``warm_start_steps``,
+``warm_start_factor``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,7 +36,7 @@ from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
 from tailor.losses import sac_actor_loss, sac_critic_target
 from tailor.methods import Method
-from tailor.nets import SquashedGaussianActor, mlp
+from tailor.nets import SquashedGaussianActor, mlp, obs_affine
 
 __all__ = ["SACConfig", "train_sac"]
 
@@ -151,22 +154,40 @@ def _store_hindsight(
         buf.add(o[k], act[i], r, n[k], bool(term[k]))
 
 
+class LogProbPrior(Protocol):
+    """What the loop asks of a prior: ``log pi(a|s)`` ``[B]``, differentiable in ``a``."""
+
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...
+
+
 def train_sac(
     task: Task | str,
     method: Method,
     config: SACConfig,
-    prior: SquashedGaussianActor | None = None,
+    prior: SquashedGaussianActor | LogProbPrior | None = None,
     log: Callable[[str], None] | None = print,
+    *,
+    actor_init: SquashedGaussianActor | None = None,
 ) -> tuple[SquashedGaussianActor, dict]:
     """Train a (residual) SAC actor on a task with a continuous (Box) action space.
+
+    The loop asks the prior for one thing, ``prior.log_prob(obs, action)`` of actions the actor
+    sampled (in the critic target, and in the actor loss with the gradient flowing through the
+    action into the frozen density). A tailor actor is copied and frozen; any other prior (an
+    imported SB3 SAC/TQC policy, :class:`tailor.priors.policies.SquashedGaussianPrior`) must
+    already be frozen and is used as it is.
 
     Args:
         task: the task.
         method: ``soft``/``full`` (from scratch, ``omega' = 0``) or a customization method
             (``residual``; needs ``prior``).
         config: hyper-parameters.
-        prior: the frozen prior actor for a customization method.
+        prior: the frozen prior for a customization method: a tailor actor, or any object with
+            ``log_prob`` (:class:`LogProbPrior`).
         log: where progress lines go (``None``: silent).
+        actor_init: the actor a residual run starts from when ``prior`` is not itself a tailor
+            actor (``SquashedGaussianPrior.to_actor()``); without it (and for
+            ``init_actor_from_prior=False``) the actor starts from scratch.
 
     Returns:
         ``(actor, stats)`` with ``wall_s``, ``episodes`` and the last 20 episodes' mean
@@ -200,16 +221,20 @@ def train_sac(
     obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(space.shape[0])
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     ospace = env.observation_space
-    if prior is not None and cfg.init_actor_from_prior:
-        actor = copy.deepcopy(prior)
+    start = prior if isinstance(prior, SquashedGaussianActor) else actor_init
+    if prior is not None and start is not None and cfg.init_actor_from_prior:
+        actor = copy.deepcopy(start)
     else:
         actor = SquashedGaussianActor(
             obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
         )
-    if prior is not None:
+    if isinstance(prior, nn.Module):
         prior = copy.deepcopy(prior).eval().requires_grad_(False)
+    # The critics scale observations by the env's bounds (an imported actor may scale its own
+    # inputs by a normalizer's statistics instead).
+    o_scale, o_bias = obs_affine(obs_dim, ospace.low, ospace.high)
     q1, q2 = (
-        Critic(obs_dim, act_dim, cfg.hidden, actor.obs_scale, actor.obs_bias, cfg.critic_zero_init)
+        Critic(obs_dim, act_dim, cfg.hidden, o_scale, o_bias, cfg.critic_zero_init)
         for _ in range(2)
     )
     q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)

@@ -59,7 +59,7 @@ def _normalizer(obs_norm: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 def describe(prior: Any) -> dict[str, Any]:
     """A JSON-able description of a loaded prior (see the module docstring)."""
-    from tailor.priors import PolicyPrior
+    from tailor.priors import PolicyPrior, prior_temperature
 
     meta = dict(getattr(prior, "meta", {}) or {})
     source = dict(meta.get("source") or {})
@@ -96,7 +96,24 @@ def describe(prior: Any) -> dict[str, Any]:
     out["normalizer"] = _normalizer(prior.obs_norm, meta)
     if meta.get("action_low") is not None:
         out["action_low"], out["action_high"] = meta["action_low"], meta.get("action_high")
+    out["customize_with"] = _customize_with(prior)
+    found = prior_temperature(meta)
+    out["temperature"] = {"value": found[0], "source": found[1]} if found else None
     return out
+
+
+def _customize_with(prior: Any) -> list[str]:
+    """The ``--algo`` values that customize ``prior`` (what its class supports)."""
+    from tailor.priors import PolicyPrior
+    from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
+
+    if isinstance(prior, PolicyPrior):
+        return ["ppo"]
+    if isinstance(prior, SquashedGaussianPrior):
+        return ["sac"]
+    if isinstance(prior, BoltzmannQPrior):
+        return ["dqn", "mcts"]
+    return []
 
 
 def _task_check(prior: Any, task_name: str) -> dict[str, Any]:
@@ -171,6 +188,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         low, high = _fmt_list(info["action_low"]), _fmt_list(info["action_high"])
         print(f"  action bounds {low} .. {high}")
     print(f"  PPO prior     {'yes' if info['customizable_with_ppo'] else 'no'}")
+    algos = info["customize_with"]
+    print(f"  customize     {', '.join('--algo ' + a for a in algos) if algos else 'no'}")
+    if info["temperature"] is not None:
+        t = info["temperature"]
+        print(f"  temperature   {t['value']:g} ({t['source']})")
     if "task_check" in info:
         tc = info["task_check"]
         verdict = (

@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="global (state-independent, default) or state-dependent action std",
     )
     p.add_argument(
-        "--alpha", type=float, help="entropy coefficient (default: the task's paper coefficient)"
+        "--alpha",
+        type=float,
+        help="entropy coefficient (default: the task's paper coefficient; for a task without "
+        "one, tailor's default temperature 0.01)",
     )
     _common_train(p)
     p.set_defaults(func=cmd_train)
@@ -54,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="customize a prior policy to the task's add-on reward",
         description="Customize a prior to the add-on reward with PPO (default) or, with --algo, "
         "residual soft DQN, residual SAC or residual max-entropy MCTS (online, no training; "
-        "needs a DQN prior). --method: "
+        "needs a Q-network prior: a tailor DQN run or SB3 DQN). --method: "
         + "; ".join(f"{m}: {METHODS[m].summary}" for m in CUSTOMIZATION_METHODS),
     )
     p.add_argument("--task", help="task name (see `tailor tasks`)")
@@ -73,12 +76,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--omega-prime",
         type=float,
-        help="weight of log pi_prior (default: the task's paper coefficient)",
+        help="weight of log pi_prior (default: omega * alpha, alpha the prior's temperature, "
+        "unless the task's coefficient was made for a prior at alpha or alpha is unknown: then "
+        "the task's coefficient, or tailor's default 0.01)",
     )
     p.add_argument(
         "--alpha-hat",
         type=float,
-        help="entropy temperature of the customized policy (default: the task's)",
+        help="entropy temperature of the customized policy (default: the prior's temperature "
+        "alpha, with the same exceptions as --omega-prime)",
+    )
+    p.add_argument(
+        "--omega",
+        type=float,
+        help="--method residual: weight of the prior's own task, omega' = omega * alpha with "
+        "alpha the prior's temperature (default 1 when the temperature rule applies)",
     )
     p.add_argument(
         "--warmup-fraction",
@@ -345,9 +357,6 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     if ppo:
         run.check_method_kind(args.method, customization)
     imported = {k: v for k, v in prior_options(args).items() if v is not None}
-    if imported and not ppo:
-        flags = ", ".join("--prior-" + k for k in imported)
-        raise TailorError(f"{flags}: imported priors are customized with --algo ppo only")
     if customization:
         method = args.method or "residual"
         if not args.prior:
@@ -367,6 +376,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             args.omega_prime,
             args.alpha_hat,
             method=method,
+            omega=args.omega,
             overwrite=args.overwrite,
             prior_options=imported,
             **progress,

@@ -24,8 +24,15 @@ MCTS policies store tensor groups ``q.*`` (a soft Q-network or a residual ``Q_R`
 (the prior Q-network a residual DQN or MCTS policy needs to act), ``actor.*`` (a SAC actor), and
 metadata ``algo``, ``task``, ``env_id``, ``method``, ``coefficients`` (``omega_prime``,
 ``alpha_hat``), ``prior_alpha``, ``obs_dim``, ``n_actions`` / ``act_dim``, ``hidden``,
-``config``, ``steps``, ``seed``, ``train_stats``. MCTS falls back to the RQL paper's
-``omega' = tau = 1`` when the task gives no residual coefficients.
+``config``, ``steps``, ``seed``, ``train_stats``, ``coefficient_sources`` (where each
+coefficient came from). A residual DQN / MCTS policy from an imported prior adds ``prior_norm.*``
+(the prior's frozen normalizer) and ``prior_net`` (its hidden sizes, activation and normalizer
+formula); a SAC policy records its actor's architecture (``actor_hidden``, ``actor_options``),
+which an imported prior's weights may have set.
+
+Customization coefficients: explicit values, then the prior's temperature (``omega' = omega *
+alpha``, ``alpha_hat = alpha``), the task's table, MCTS's ``omega' = tau = 1`` and tailor's
+fallback temperature, in that order (:func:`coefficient_layers`).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -60,14 +68,17 @@ from tailor.evaluate import evaluate as evaluate_gaussian
 from tailor.evaluate import evaluate_stepwise
 from tailor.methods import (
     CUSTOMIZATION_METHODS,
+    FALLBACK_COEFFICIENTS,
     METHODS,
     TRAINING_METHODS,
     Method,
     check_coefficient_table,
     resolve,
+    temperature_defaults,
 )
-from tailor.nets import SquashedGaussianActor, mlp
-from tailor.priors import PolicyPrior, QPrior, load_prior
+from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, mlp
+from tailor.priors import PolicyPrior, QPrior, check_spaces, load_prior, prior_temperature
+from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
 from tailor.rundir import RunDir, claim_run_dir
 
 __all__ = [
@@ -119,12 +130,89 @@ def task_method(
     """:func:`tailor.methods.resolve` with the task's coefficients for ``name`` as defaults.
 
     ``given`` values that are ``None`` keep the default; ``flags`` names coefficients as
-    command-line flags in error messages.
+    command-line flags in error messages. A coefficient the task's table does not name (a user
+    task registered without ``coefficients``) comes from
+    :data:`tailor.methods.FALLBACK_COEFFICIENTS` (temperature
+    :data:`~tailor.methods.DEFAULT_TEMPERATURE`); ``Method.sources`` says which.
     """
     task = get_task(task)
     where = f"task {task.name!r}"
     check_coefficient_table(task.coefficients, where)
-    return resolve(name, task.coefficients.get(name), where=where, flags=flags, **given)
+    layers = [(where, task.coefficients.get(name)), (_FALLBACK, FALLBACK_COEFFICIENTS.get(name))]
+    return resolve(name, layers, where=where, flags=flags, **given)
+
+
+_FALLBACK = "tailor's default temperature (the task names no coefficient)"
+
+
+def coefficient_layers(
+    task: Task,
+    method: str,
+    prior_meta: Mapping[str, Any] | None,
+    omega: float | None = None,
+    *,
+    mcts: bool = False,
+) -> list[tuple[str, Mapping[str, float] | None]]:
+    """The default layers of a customization's coefficients, highest precedence first (for
+    :func:`tailor.methods.resolve`; explicit ``--omega-prime`` / ``--alpha-hat`` beat them all):
+
+    1. the prior's temperature ``alpha`` (:func:`tailor.priors.prior_temperature`), read as RQL
+       does: ``omega' = omega * alpha``, ``alpha_hat = alpha`` (``beta = alpha``). It applies
+       when ``omega`` is given, or when the task's table was not made for this prior: the task
+       has no table for the method, or its ``soft`` temperature is not the prior's (an imported
+       prior, a tailor prior trained with another ``--alpha``). A tailor prior trained at the
+       task's own temperature keeps the task's (calibrated) table.
+    2. the task's table for the method;
+    3. MCTS only: the RQL paper's ``omega' = tau = 1``;
+    4. :data:`tailor.methods.FALLBACK_COEFFICIENTS`.
+
+    Raises:
+        TailorError: ``omega`` with a method other than ``residual``, or with a prior whose
+            temperature is unknown.
+    """
+    layers: list[tuple[str, Mapping[str, float] | None]] = []
+    table = task.coefficients.get(method)
+    found = prior_temperature(dict(prior_meta)) if prior_meta is not None else None
+    if omega is not None:
+        if method != "residual":
+            raise TailorError(f"--omega weighs the prior's task in --method residual, not {method}")
+        if not (math.isfinite(omega) and omega >= 0):
+            raise TailorError(f"--omega must be a finite number >= 0, got {omega}")
+        if found is None:
+            raise TailorError(
+                "--omega needs the prior's temperature (omega' = omega * alpha), and this "
+                "prior's is unknown; pass --omega-prime (and --alpha-hat) instead"
+            )
+    if found is not None:
+        alpha, where = found
+        task_alpha = task.coefficients.get("soft", {}).get("alpha")
+        made_for_it = (
+            table is not None
+            and task_alpha is not None
+            and math.isclose(alpha, task_alpha, rel_tol=1e-9)
+        )
+        if omega is not None or not made_for_it:
+            w = 1.0 if omega is None else float(omega)
+            label = f"prior temperature {alpha:g} ({where}), omega {w:g}"
+            layers.append((label, temperature_defaults(alpha, w)))
+    layers.append((f"task {task.name!r}", table))
+    if mcts:
+        layers.append(("the RQL paper's MCTS default", {"omega_prime": 1.0, "alpha_hat": 1.0}))
+    layers.append((_FALLBACK, FALLBACK_COEFFICIENTS.get(method)))
+    return layers
+
+
+def describe_coefficients(method: Method) -> str:
+    """``"omega_prime=0.1 (task 'x'), alpha_hat=0.2 (--alpha-hat)"`` for log lines (one source
+    named once for the coefficients that share it: ``"omega_prime=0.1, alpha_hat=0.1 (...)"``)."""
+    groups: list[tuple[str, list[str]]] = []
+    for k, v in method.coefficients.items():
+        source = method.sources.get(k, "given")
+        if groups and groups[-1][0] == source:
+            groups[-1][1].append(f"{k}={v:g}")
+        else:
+            groups.append((source, [f"{k}={v:g}"]))
+    return ", ".join(f"{', '.join(parts)} ({source})" for source, parts in groups)
 
 
 def check_method_kind(name: str | None, customization: bool) -> None:
@@ -349,6 +437,7 @@ def _meta(
             "omega_prime": method.spec.omega_prime,
             "alpha_hat": method.spec.alpha_hat,
         },
+        "coefficient_sources": dict(method.sources),
         **_spaces(task),
         "hidden": list(getattr(cfg, "hidden", ())),
         "config": dataclasses.asdict(cfg),
@@ -360,14 +449,17 @@ def _meta(
 
 
 def _sac_actor(meta: dict, tensors: dict, prefix: str = "actor.") -> SquashedGaussianActor:
+    """The SAC actor of a checkpoint: ``actor_hidden`` / ``actor_options`` where an imported
+    prior's architecture was kept, else ``hidden`` and tailor's defaults."""
     actor = SquashedGaussianActor(
         int(meta["obs_dim"]),
         int(meta["act_dim"]),
-        meta["hidden"],
+        meta.get("actor_hidden", meta["hidden"]),
         np.asarray(meta["action_low"]),
         np.asarray(meta["action_high"]),
         np.asarray(meta["obs_low"]),
         np.asarray(meta["obs_high"]),
+        **meta.get("actor_options", {}),
     )
     actor.load_state_dict(_prefixed(tensors, prefix))
     return actor.eval()
@@ -434,7 +526,8 @@ def _run_ppo(r: RunRequest) -> Path:
         raise TailorError(
             f"PPO customization starts from a Gaussian actor's weights; {str(r.prior)!r} "
             f"is a {kind} policy. Gaussian priors: tailor runs, SB3 PPO/A2C, rsl-rl, "
-            "CleanRL (see `tailor inspect`)"
+            "CleanRL (see `tailor inspect`); tanh-squashed priors (SB3 SAC/TQC) customize "
+            "with --algo sac, Q-network and categorical ones with --algo dqn or mcts"
         )
     with _claim(r, "ppo"):
         result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
@@ -462,24 +555,171 @@ def _run_dqn(r: RunRequest) -> Path:
         with _claim(r, "dqn"):
             qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log)
             return _save_trained(r, "dqn", "q", qnet, cfg, stats)
-    q_prior, _, _ = _load_dqn_prior(r.prior, r.task)
+    q_prior, prior_tensors, prior_meta = _q_prior(r, "dqn")
     # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
     defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
     cfg = _config(SoftDQNConfig, r.steps, r.seed, {**defaults, **r.config})
     with _claim(r, "dqn"):
         q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log)
-        return _save_residual_dqn(r, q_r, q_prior, cfg, stats)
+        return _save_residual_dqn(r, q_r, prior_tensors, prior_meta, cfg, stats)
 
 
 def _save_residual_dqn(
-    r: RunRequest, q_r: torch.nn.Module, q_prior: QPrior, cfg: Any, stats: dict
+    r: RunRequest,
+    q_r: torch.nn.Module,
+    prior_tensors: dict[str, torch.Tensor],
+    prior_meta: dict[str, Any],
+    cfg: Any,
+    stats: dict,
 ) -> Path:
-    """Save a residual DQN: ``Q_R`` (``q.*``) with the prior Q-network it acts with."""
+    """Save a residual DQN: ``Q_R`` (``q.*``) with the prior it acts with (``prior.*``, and
+    ``prior_norm.*`` for an imported prior's normalizer; see :func:`_q_prior`)."""
     tensors = {f"q.{k}": v for k, v in q_r.state_dict().items()}
-    tensors.update({f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()})
-    extra = {"has_prior": True, "prior_alpha": q_prior.alpha}
+    tensors.update(prior_tensors)
+    extra = {"has_prior": True, **prior_meta}
     meta = _meta(r.task, "dqn", r.method, cfg, stats, r.steps, r.seed, **extra)
     return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
+
+
+_Q_PRIORS = (
+    "a Q-network or categorical prior: a tailor DQN run, an SB3 DQN with --prior-temperature "
+    "TAU, an SB3 PPO/A2C on Discrete actions"
+)
+_SQUASHED_PRIORS = "a tanh-squashed Gaussian prior: a tailor SAC run, an SB3 SAC or TQC policy"
+
+
+def _describe(prior: Any) -> str:
+    """``"an SB3 PPO policy (gaussian)"``-like words for a loaded prior (error messages)."""
+    source = prior.meta.get("source") or {}
+    algorithm = source.get("algorithm", prior.meta.get("kind", "PPO"))
+    who = f"{source.get('library', 'tailor')} {algorithm}"
+    dist = (prior.meta.get("distribution") or {}).get("kind", "gaussian")
+    return f"a {who} policy ({dist})"
+
+
+def _no_options(r: RunRequest) -> None:
+    given = [k for k, v in r.prior_options.items() if v is not None]
+    if given:
+        raise TailorError(
+            f"{', '.join('--prior-' + k for k in given)} only apply to imported priors; "
+            f"{str(r.prior)!r} is a tailor checkpoint, which carries its own distribution"
+        )
+
+
+def _import_prior(r: RunRequest, want: type, algo: str, accepted: str) -> Any:
+    """:func:`tailor.priors.load_prior` of ``r.prior``, which must be a ``want`` whose sizes
+    fit the task."""
+    prior = load_prior(r.prior, **r.prior_options)
+    if not isinstance(prior, want):
+        raise TailorError(
+            f"--algo {algo} customizes {accepted}; {str(r.prior)!r} is {_describe(prior)}"
+            + (
+                "; customize Gaussian priors with --algo ppo"
+                if isinstance(prior, PolicyPrior)
+                else ""
+            )
+        )
+    sp = _spaces(r.task)
+    check_spaces(prior, sp["obs_dim"], sp.get("n_actions", sp.get("act_dim", -1)), r.task.name)
+    return prior
+
+
+def _q_prior(r: RunRequest, algo: str) -> tuple[QPrior, dict[str, torch.Tensor], dict[str, Any]]:
+    """The prior of a residual DQN / MCTS run: ``(QPrior the loop uses, the tensors the saved
+    policy keeps to act, metadata)``.
+
+    A tailor DQN prior is its Q-network at its temperature (``prior.*``). An imported one
+    (:class:`~tailor.priors.policies.BoltzmannQPrior`: SB3 DQN with a temperature, SB3
+    categorical PPO/A2C at temperature 1) becomes ``QPrior(Sequential(normalizer, qnet), tau)``,
+    the same ``log_softmax(Q(norm(s)) / tau)``; it is saved as ``prior.*`` (the network),
+    ``prior_norm.*`` (the frozen normalizer) and ``prior_net`` (hidden sizes, activation,
+    normalizer formula), which :func:`_acting_q_prior` reads back.
+    """
+    if policy_kind(r.prior) in ALGOS:
+        _no_options(r)
+        q, pmeta, _ = _load_dqn_prior(r.prior, r.task)
+        tensors = {f"prior.{k}": v for k, v in q.qnet.state_dict().items()}
+        return q, tensors, {"prior_alpha": q.alpha, "hidden_prior": list(pmeta["hidden"])}
+    p = _import_prior(r, BoltzmannQPrior, algo, _Q_PRIORS)
+    tensors = {f"prior.{k}": v for k, v in p.qnet.state_dict().items()}
+    tensors.update({f"prior_norm.{k}": v for k, v in p.obs_norm.state_dict().items()})
+    linears = [m for m in p.qnet.modules() if isinstance(m, torch.nn.Linear)]
+    net = {
+        "hidden": [m.out_features for m in linears[:-1]],
+        "activation": p.meta.get("activation", "relu"),
+        "normalizer": {"mode": p.obs_norm.mode, "eps": p.obs_norm.eps, "clip": p.obs_norm.clip},
+    }
+    meta = {
+        "prior_alpha": p.temperature,
+        "prior_net": net,
+        "hidden_prior": net["hidden"],
+        "prior_source": p.meta.get("source"),
+    }
+    qnet = torch.nn.Sequential(p.obs_norm, p.qnet).eval()
+    return QPrior(qnet, p.temperature), tensors, meta
+
+
+def _acting_q_prior(meta: dict, tensors: dict) -> QPrior:
+    """The prior a saved residual DQN / MCTS policy acts with (the inverse of :func:`_q_prior`)."""
+    alpha = float(meta["prior_alpha"])
+    net = meta.get("prior_net")
+    if net is None:
+        hidden = meta.get("hidden_prior", meta["hidden"])
+        return QPrior(_qnet_from(tensors, "prior.", {**meta, "hidden": hidden}), alpha)
+    obs_dim = int(meta["obs_dim"])
+    qnet = mlp([obs_dim, *net["hidden"], int(meta["n_actions"])], net["activation"])
+    qnet.load_state_dict(_prefixed(tensors, "prior."))
+    spec = net["normalizer"]
+    norm = EmpiricalNormalization(
+        obs_dim, eps=float(spec["eps"]), mode=spec["mode"], clip=spec["clip"]
+    )
+    norm.load_state_dict(_prefixed(tensors, "prior_norm."))
+    return QPrior(torch.nn.Sequential(norm, qnet).eval(), alpha)
+
+
+def _sac_prior(r: RunRequest) -> tuple[Any, SquashedGaussianActor | None, dict[str, Any]]:
+    """``(prior, actor_init, info)`` of a residual SAC run.
+
+    A tailor SAC prior is its actor (copied and frozen by the loop, which also starts the
+    customized actor from it). An imported SB3 SAC/TQC policy
+    (:class:`~tailor.priors.policies.SquashedGaussianPrior`) gives ``log pi_prior`` with SB3's
+    own formula, and its weights start the customized actor (``to_actor()``: the architecture
+    always fits, as tailor's actor takes the prior's activation, log-std clamp and
+    normalizer). ``info``: the default ``hidden`` of the critics and ``prior_alpha``.
+    """
+    if policy_kind(r.prior) in ALGOS:
+        _no_options(r)
+        pmeta, ptensors = load_policy(r.prior)
+        if pmeta.get("algo") != "sac":
+            raise TailorError(
+                f"{str(r.prior)!r} is not a SAC prior (algo "
+                f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')"
+            )
+        _check_task(pmeta, r.task, r.prior)
+        alpha = float(pmeta["coefficients"]["alpha_hat"])
+        return (
+            _sac_actor(pmeta, ptensors),
+            None,
+            {"hidden": tuple(pmeta["hidden"]), "prior_alpha": alpha},
+        )
+    p = _import_prior(r, SquashedGaussianPrior, "sac", _SQUASHED_PRIORS)
+    sp = _spaces(r.task)
+    if not (
+        np.allclose(p.low.numpy(), sp["action_low"])
+        and np.allclose(p.high.numpy(), sp["action_high"])
+    ):
+        raise TailorError(
+            f"the prior's action bounds [{p.low.tolist()}, {p.high.tolist()}] are not task "
+            f"{r.task.name!r}'s [{sp['action_low']}, {sp['action_high']}]"
+        )
+    actor = p.to_actor()
+    found = prior_temperature(p.meta)
+    info = {
+        "hidden": actor.hidden,
+        "prior_alpha": found[0] if found else None,
+        "prior_source": p.meta.get("source"),
+    }
+    return p, actor, info
 
 
 def _run_sac(r: RunRequest) -> Path:
@@ -488,19 +728,19 @@ def _run_sac(r: RunRequest) -> Path:
         with _claim(r, "sac"):
             actor, stats = train_sac(r.task, r.method, cfg, log=r.log)
             return _save_trained(r, "sac", "actor", actor, cfg, stats)
-    pmeta, ptensors = load_policy(r.prior)
-    if pmeta.get("algo") != "sac":
-        raise TailorError(
-            f"{str(r.prior)!r} is not a SAC prior (algo "
-            f"{pmeta.get('algo')!r}); train one with train_prior(algo='sac')"
-        )
-    _check_task(pmeta, r.task, r.prior)
-    cfg = _config(SACConfig, r.steps, r.seed, {"hidden": tuple(pmeta["hidden"]), **r.config})
-    prior_actor = _sac_actor(pmeta, ptensors)
+    prior, actor_init, info = _sac_prior(r)
+    cfg = _config(SACConfig, r.steps, r.seed, {"hidden": tuple(info.pop("hidden")), **r.config})
     with _claim(r, "sac"):
-        actor, stats = train_sac(r.task, r.method, cfg, prior=prior_actor, log=r.log)
+        actor, stats = train_sac(
+            r.task, r.method, cfg, prior=prior, log=r.log, actor_init=actor_init
+        )
         tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-        extra = {"has_prior": False, "prior_alpha": float(pmeta["coefficients"]["alpha_hat"])}
+        extra = {
+            "has_prior": False,
+            **info,
+            "actor_hidden": list(actor.hidden),
+            "actor_options": actor.options(),
+        }
         meta = _meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
         return _save(r.out, tensors, {**meta, "prior": str(r.prior)})
 
@@ -508,7 +748,8 @@ def _run_sac(r: RunRequest) -> Path:
 def _run_mcts(r: RunRequest) -> Path:
     """MCTS trains nothing: the run directory stores the prior and the search settings."""
     assert r.prior is not None
-    q_prior, pmeta, _ = _load_dqn_prior(r.prior, r.task)
+    q_prior, tensors, prior_meta = _q_prior(r, "mcts")
+    numpy_log_prior(q_prior.qnet, q_prior.alpha)  # the search's form of it: fails here, not later
     spec = r.method.spec
     cfg = _config(
         MCTSConfig,
@@ -516,10 +757,9 @@ def _run_mcts(r: RunRequest) -> Path:
         r.seed,
         {**r.config, "omega_prime": spec.omega_prime, "tau": spec.alpha_hat},
     )
-    tensors = {f"prior.{k}": v for k, v in q_prior.qnet.state_dict().items()}
-    extra = {"has_prior": True, "prior_alpha": q_prior.alpha, "hidden_prior": pmeta["hidden"]}
+    extra = {"has_prior": True, **prior_meta}
     meta = _meta(r.task, "mcts", r.method, cfg, {}, 0, r.seed, **extra)
-    meta["hidden"] = pmeta["hidden"]
+    meta["hidden"] = prior_meta["hidden_prior"]
     with _claim(r, "mcts"):
         return _save(r.out, tensors, meta)
 
@@ -578,6 +818,8 @@ def train_prior(
         )
     m = task_method(task, method, flags=True, alpha=alpha)
     steps = _check_steps(steps)
+    if log is not None and m.coefficients:
+        log(f"{method}: {describe_coefficients(m)}")
     if algo != "ppo":
         torch.set_num_threads(1)
     request = RunRequest(task, m, steps, seed, Path(out), None, log, config, progress, overwrite)
@@ -595,6 +837,7 @@ def customize(
     alpha_hat: float | None = None,
     *,
     method: str = "residual",
+    omega: float | None = None,
     log: Log = print,
     progress: bool = False,
     overwrite: bool = False,
@@ -609,20 +852,29 @@ def customize(
             ``train_prior(algo="dqn")``), ``"sac"`` (prior from ``train_prior(algo="sac")``) or
             ``"mcts"`` (online search with a DQN prior; no training: ``steps`` is ignored and the
             run directory only stores the prior and the search settings).
-        prior: the prior's run directory (or its ``policy.safetensors``).
+        prior: the prior's run directory (or its ``policy.safetensors``), or a policy from
+            another library (:func:`tailor.priors.load_prior`): PPO takes Gaussian priors, SAC
+            tanh-squashed ones (SB3 SAC/TQC), DQN and MCTS Q-network / categorical ones (SB3
+            DQN with ``prior_options={"temperature": tau}``, SB3 PPO/A2C on Discrete actions).
         steps: environment steps of customization (ignored for MCTS).
         seed: seed.
         out: run directory to write.
-        omega_prime: weight of ``log pi_prior`` (default: the task's coefficient; for MCTS
-            without task coefficients 1.0).
+        omega_prime: weight of ``log pi_prior``.
         alpha_hat: temperature of the customized policy (MCTS: the search temperature ``tau``).
+            Both default through :func:`coefficient_layers`: the prior's temperature ``alpha``
+            where it is known (``omega' = omega * alpha``, ``alpha_hat = alpha``) unless the
+            task's table was made for a prior at that temperature, then the task's table, then
+            (MCTS) the RQL paper's 1.0, then :data:`tailor.methods.FALLBACK_COEFFICIENTS`. The
+            policy's metadata records them and their sources (``coefficient_sources``).
         method: ``"residual"``, ``"kl"`` (``omega' = alpha_hat``) or ``"greedy"`` (``omega' =
             0``); MCTS is always residual.
+        omega: residual only: the weight of the prior's own task, ``omega' = omega * alpha``
+            (needs the prior's temperature; default 1 where the temperature rule applies).
         log: progress printer.
         progress: PPO only: a progress bar.
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
-        prior_options: PPO only: :func:`tailor.priors.load_prior` options for a prior from
-            another library (SB3, rsl-rl, CleanRL, skrl): ``format``, ``normalizer``, ``std``,
+        prior_options: :func:`tailor.priors.load_prior` options for a prior from another
+            library (SB3, rsl-rl, CleanRL, skrl): ``format``, ``normalizer``, ``std``,
             ``temperature``, ``activation``.
         **config: fields of the algorithm's config dataclass.
 
@@ -640,21 +892,36 @@ def customize(
             f"customize: method must be one of {', '.join(CUSTOMIZATION_METHODS)}, got {method!r}"
         )
     if algo == "mcts":
-        # The RQL paper's omega' = tau = 1 where the task names no residual coefficients.
-        defaults = {"omega_prime": 1.0, "alpha_hat": 1.0, **task.coefficients.get("residual", {})}
-        m = resolve("residual", defaults, omega_prime=omega_prime, alpha_hat=alpha_hat)
+        method = "residual"
     else:
         steps = _check_steps(steps)
-        m = task_method(task, method, flags=True, omega_prime=omega_prime, alpha_hat=alpha_hat)
+    where = f"task {task.name!r}"
+    check_coefficient_table(task.coefficients, where)
+    options = {k: v for k, v in dict(prior_options or {}).items() if v is not None}
+    given = {"omega_prime": omega_prime, "alpha_hat": alpha_hat}
+    # The given coefficients are checked before the prior is read (a cheap error first).
+    resolve(method, coefficient_layers(task, method, None), where=where, flags=True, **given)
+    layers = coefficient_layers(
+        task, method, _prior_meta(prior, options), omega, mcts=algo == "mcts"
+    )
+    m = resolve(method, layers, where=where, flags=True, **given)
+    if log is not None:
+        log(f"{method} coefficients: {describe_coefficients(m)}")
     if algo != "ppo":
         torch.set_num_threads(1)
-    options = dict(prior_options or {})
-    if options and algo != "ppo":
-        raise TailorError("imported priors (prior_options) are customized with algo 'ppo' only")
     request = RunRequest(
         task, m, steps, seed, Path(out), prior, log, config, progress, overwrite, options
     )
     return _RUNNERS[algo](request)
+
+
+def _prior_meta(prior: str | Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata of the prior at ``prior`` (a clear TailorError when it is unreadable)."""
+    if policy_kind(prior) in ALGOS:
+        return load_policy(prior)[0]
+    with warnings.catch_warnings():  # the runner loads it again and warns then
+        warnings.simplefilter("ignore")
+        return dict(load_prior(prior, **options).meta)
 
 
 def resume(
@@ -674,7 +941,8 @@ def resume(
     run_dir = Path(run_dir)
     info = read_run(run_dir)
     task = get_task(info["task"])
-    method = resolve(info["method"], **info["coefficients"])
+    # The run's own coefficients (named as their source in the resumed checkpoint's metadata).
+    method = resolve(info["method"], [("the resumed run's checkpoint", info["coefficients"])])
     config = info["config"]
     config.total_steps = _check_steps(steps)
     if checkpoint_every is not None:
@@ -757,11 +1025,7 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
     if algo == "dqn":
         q = _qnet_from(tensors, "q.", meta)
         omega = float(meta["coefficients"]["omega_prime"])
-        prior = (
-            QPrior(_qnet_from(tensors, "prior.", meta), float(meta["prior_alpha"]))
-            if meta.get("has_prior")
-            else None
-        )
+        prior = _acting_q_prior(meta, tensors) if meta.get("has_prior") else None
 
         def act(obs, env):
             o = torch.as_tensor(obs, dtype=torch.float32)[None]
@@ -773,7 +1037,7 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
 
         return act
     if algo == "mcts":
-        qnet = _qnet_from(tensors, "prior.", meta)
+        qnet = _acting_q_prior(meta, tensors).qnet
         fields = {f.name for f in dataclasses.fields(MCTSConfig)}
         cfg = MCTSConfig(**{k: v for k, v in meta["config"].items() if k in fields})
         cfg.seed = seed

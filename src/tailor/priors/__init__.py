@@ -14,6 +14,7 @@ with the source library's formula), so PPO customization starts from them as fro
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from tailor.errors import TailorError
 from tailor.losses import prior_log_probs
 from tailor.nets import Actor, EmpiricalNormalization, gaussian_log_prob
 
-__all__ = ["PolicyPrior", "Prior", "QPrior", "check_spaces", "load_prior"]
+__all__ = ["PolicyPrior", "Prior", "QPrior", "check_spaces", "load_prior", "prior_temperature"]
 
 
 @runtime_checkable
@@ -194,6 +195,45 @@ def load_prior(
     if obs_dim is not None and act_dim is not None:
         check_spaces(prior, obs_dim, act_dim, task or "?")
     return prior
+
+
+# The coefficient that is a tailor policy's temperature, per training/customization method (an
+# RQL checkpoint records ``alpha_hat`` for every method). no-entropy and end-entropy policies
+# have none: their log-probabilities are not those of a soft-optimal policy.
+_TEMPERATURE_KEY = {
+    "soft": "alpha",
+    "full": "alpha",
+    "repeat-entropy": "alpha",
+    "greedy": "alpha_hat",
+    "residual": "alpha_hat",
+    "kl": "beta",
+}
+
+
+def prior_temperature(meta: dict[str, Any]) -> tuple[float, str] | None:
+    """The temperature ``alpha`` a prior's log-probabilities are at, and where it was read.
+
+    From an imported prior's ``meta["temperature"]`` (SB3 SAC/TQC ``ent_coef`` /
+    ``log_ent_coef``, a Boltzmann prior's given ``temperature``), or from a tailor checkpoint's
+    method and coefficients (``soft``/``full``: ``alpha``; ``residual``/``greedy``:
+    ``alpha_hat``; ``kl``: ``beta``). ``None`` when unknown or not ``> 0`` (a greedy or
+    no-entropy policy, an SB3 PPO/A2C, TD3, CleanRL or rsl-rl policy).
+    """
+    found = meta.get("temperature")
+    if isinstance(found, dict):
+        value, source = found.get("value"), str(found.get("source", "the prior's file"))
+    else:
+        method, coefs = meta.get("method"), meta.get("coefficients")
+        key = _TEMPERATURE_KEY.get(str(method))
+        if key is None or not isinstance(coefs, dict):
+            return None
+        key = key if key in coefs else "alpha_hat"  # RQL checkpoints: alpha_hat for every method
+        value, source = coefs.get(key), f"the prior's metadata ({method}, {key})"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not (math.isfinite(value) and value > 0):
+        return None
+    return float(value), source
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tailor.nets import EmpiricalNormalization, gaussian_log_prob
+from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, gaussian_log_prob
 
 __all__ = ["BoltzmannQPrior", "DeterministicGaussianPrior", "GSDEPrior", "SquashedGaussianPrior"]
 
@@ -87,6 +87,45 @@ class SquashedGaussianPrior(_Frozen):
             else mean + log_std.exp() * torch.randn(mean.shape, generator=generator)
         )
         return self._unscale(torch.tanh(u))
+
+    def to_actor(self) -> SquashedGaussianActor:
+        """A trainable :class:`tailor.nets.SquashedGaussianActor` with this policy's weights (the
+        start of a residual SAC actor).
+
+        The same function: ``latent_pi`` and the two heads become the actor's trunk (the heads
+        stacked into its last layer, ``mu`` first), the activation and SB3's log-std clamp
+        ``[-20, 2]`` are kept, and the frozen normalizer becomes the actor's observation affine
+        (``obs_bias = mean``, ``obs_scale = sqrt(var + eps)``, SB3's ``VecNormalize``; or
+        ``sqrt(var) + eps``) with its clip. Its actions equal :meth:`act` up to float32
+        rounding of the normalizer (SB3 normalizes in float64). Its own ``log_prob`` uses
+        tailor's exact tanh Jacobian where SB3 adds ``1e-6`` inside the log; the residual
+        reward's ``log pi_prior`` is always this prior's :meth:`log_prob`, SB3's formula.
+        """
+        layers = [m for m in self.latent.modules() if isinstance(m, nn.Linear)]
+        hidden = [m.out_features for m in layers]
+        low, high = self.low.double().numpy(), self.high.double().numpy()
+        norm = self.obs_norm
+        actor = SquashedGaussianActor(
+            self.obs_dim,
+            self.act_dim,
+            hidden,
+            low,
+            high,
+            activation=self.meta.get("activation", "relu"),
+            log_std_min=LOG_STD_MIN,
+            obs_clip=norm.clip,
+        )
+        var = norm.var.double()
+        scale = torch.sqrt(var + norm.eps) if norm.mode == "var_eps" else var.sqrt() + norm.eps
+        state = {"obs_bias": norm.mean.float(), "obs_scale": scale.float()}
+        for i, lin in enumerate(layers):
+            state[f"trunk.{2 * i}.weight"] = lin.weight.detach().clone()
+            state[f"trunk.{2 * i}.bias"] = lin.bias.detach().clone()
+        last = 2 * len(layers)
+        state[f"trunk.{last}.weight"] = torch.cat([self.mu.weight, self.log_std.weight]).detach()
+        state[f"trunk.{last}.bias"] = torch.cat([self.mu.bias, self.log_std.bias]).detach()
+        actor.load_state_dict({**actor.state_dict(), **state})
+        return actor.requires_grad_(True)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """``log pi(a|s)`` ``[B]`` of actions ``[B, A]`` in environment units (class docstring)."""

@@ -376,6 +376,7 @@ def load_sb3(
             "temperature": float(temperature),
             "n": act_space["n"],
         }
+        meta["temperature"] = {"value": float(temperature), "source": "temperature given"}
         _check_in(layers, obs_dim, src)
         return BoltzmannQPrior(mlp_from_layers(layers, act_fn), float(temperature), obs_norm, meta)
 
@@ -398,6 +399,9 @@ def load_sb3(
             "log_std_clamp": [-20.0, 2.0],
         }
         _check_in(latent or [mu], obs_dim, src)
+        temperature = _sac_temperature(path, data, src)
+        if temperature is not None:
+            meta["temperature"] = temperature
         body = _hidden_mlp(latent, act_fn)
         return SquashedGaussianPrior(body, _lin(mu), _lin(log_std), low, high, obs_norm, meta)
 
@@ -425,6 +429,36 @@ def load_sb3(
     }
     net = mlp_from_layers(layers, act_fn, out_activation="tanh")
     return DeterministicGaussianPrior(net, low, high, std_t, obs_norm, meta)
+
+
+def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, Any] | None:
+    """SAC/TQC's entropy coefficient ``alpha`` (the prior's temperature), or ``None``.
+
+    A fixed ``ent_coef`` is a number in ``data``; ``ent_coef="auto"`` learns ``log_ent_coef``,
+    which SB3 saves in the zip's ``pytorch_variables.pth`` (read with ``weights_only=True``).
+    """
+    ent = data.get("ent_coef")
+    if isinstance(ent, (int, float)) and not isinstance(ent, bool) and ent > 0:
+        return {"value": float(ent), "source": "SB3 ent_coef (fixed)"}
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "pytorch_variables.pth" not in z.namelist():
+                return None
+            raw = z.read("pytorch_variables.pth")
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
+    variables = torch_load(raw, f"{src} (pytorch_variables.pth)")
+    if not isinstance(variables, dict):
+        return None
+    if torch.is_tensor(variables.get("log_ent_coef")):
+        value = float(variables["log_ent_coef"].detach().exp().reshape(-1)[0])
+        source = f"SB3 log_ent_coef (learned, ent_coef={ent!r})"
+    elif torch.is_tensor(variables.get("ent_coef_tensor")):
+        value = float(variables["ent_coef_tensor"].reshape(-1)[0])
+        source = "SB3 ent_coef_tensor (fixed)"
+    else:
+        return None
+    return {"value": value, "source": source} if value > 0 and np.isfinite(value) else None
 
 
 def _gsde(
