@@ -281,7 +281,9 @@ def train(
             and refused otherwise. On resume it is read from ``out_dir/prior`` when not given.
         resume: continue the run saved in ``out_dir`` until ``config.total_steps``. The config
             must equal the saved one except ``total_steps``, ``checkpoint_every``,
-            ``tensorboard``. The envs restart fresh episodes (their state is not saved).
+            ``tensorboard``. The run continues exactly where its checkpoint left it (envs,
+            episodes, return normalization; see :mod:`tailor.algos.ppo_state`), except on the
+            gymnasium-loop fallback, whose envs restart fresh episodes.
         progress: show a tqdm progress bar.
         callback: called with every iteration's metrics row (the columns of ``metrics.csv``);
             returning ``True`` stops training after that iteration (a checkpoint is written).
@@ -320,8 +322,13 @@ def train(
                 "be a tailor policy (tailor.priors.load_prior)"
             )
     learner = PPOLearner.build(config, obs_dim, act_dim, prior, gen)
+    n_envs = config.num_envs
+    episodes = EpisodeStats.empty(n_envs, max(config.episode_window, n_envs))
+    obs = None
     if saved:
-        ppo_state.restore(run_dir, learner)
+        # The envs, episodes and return carry continue exactly where the checkpoint left them
+        # when it has their state (else: fresh episodes).
+        obs = ppo_state.restore(run_dir, learner, env, episodes)
         if method.customization:
             learner.obs_norm.eval()  # stays the prior's, frozen
     if run_dir is not None and method.customization and not resume:
@@ -335,7 +342,6 @@ def train(
     needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
     buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
     meta = _policy_meta(task, env, method, config, prior)
-    episodes = EpisodeStats.empty(N, max(config.episode_window, N))
     log = RunLog(
         run_dir,
         start_iter,
@@ -348,7 +354,8 @@ def train(
     rows: list[dict[str, Any]] = []
     last_ckpt = (start_iter * config.batch_size) if saved else None
 
-    obs = env.reset()
+    if obs is None:
+        obs = env.reset()
     it = start_iter
     stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
     interrupt = stack.enter_context(
@@ -401,7 +408,8 @@ def train(
             last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
             if run_dir is not None and (last or interrupt.requested):
                 args = (config.to_json(), meta, it + 1, steps, method, task)
-                ppo_state.save_checkpoint(run_dir, learner, *args)
+                loop = ppo_state.loop_tensors(env, episodes, learner)
+                ppo_state.save_checkpoint(run_dir, learner, *args, loop=loop)
                 last_ckpt = steps
             if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
                 saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
