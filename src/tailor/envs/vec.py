@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-
-from typing import Any
 
 from tailor.envs.backends import EnvState, make_backend
 from tailor.envs.tasks import Task, get_task
