@@ -662,12 +662,13 @@ def resume(
     checkpoint_every: int | None = None,
     log: Log = print,
     progress: bool = False,
+    tensorboard: bool | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Continue the PPO run in ``run_dir`` until ``steps`` environment steps in total.
 
     The task, method, coefficients and config come from the run's trainer checkpoint; only the
-    step budget and the checkpoint interval may change. Returns ``(run_dir, saved)`` where
-    ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
+    step budget, the checkpoint interval and ``tensorboard`` may change. Returns ``(run_dir,
+    saved)`` where ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
     """
     run_dir = Path(run_dir)
     info = read_run(run_dir)
@@ -677,6 +678,8 @@ def resume(
     config.total_steps = _check_steps(steps)
     if checkpoint_every is not None:
         config.checkpoint_every = checkpoint_every
+    if tensorboard is not None:
+        config.tensorboard = bool(tensorboard)
     # The lock makes a second `--resume` of a running run an error instead of a second writer;
     # the claim also collects what a killed session left half-written.
     with claim_run_dir(run_dir, "ppo", resume=True):
