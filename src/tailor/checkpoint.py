@@ -164,7 +164,18 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
             f"{where} has format version {meta['format_version']}, newer than this tailor "
             f"understands ({FORMAT_VERSION}); upgrade tailor"
         )
+    _check_finite(where, tensors)
     return tensors, meta
+
+
+def _check_finite(where: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a file whose floating-point tensors hold NaN or infinity (a diverged run's)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TailorError(
+                f"{where}: tensor {name!r} holds NaN or infinite values (written by a run that "
+                "diverged, or corrupted); tailor does not use such a policy or checkpoint"
+            )
 
 
 def resolve_policy_path(path: str | Path) -> Path:

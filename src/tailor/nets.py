@@ -30,6 +30,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_prob",
     "mlp",
+    "non_finite_state",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -52,6 +53,16 @@ STD_TYPES = ("global", "state")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Bounds of a state-dependent log-std head, so that one bad state cannot give sigma = 0 or inf.
 _LOG_STD_MIN, _LOG_STD_MAX = -7.0, 2.0
+
+
+def non_finite_state(modules: dict[str, nn.Module]) -> str | None:
+    """The name (``"<key>.<parameter or buffer>"``) of the first floating-point parameter or
+    buffer of ``modules`` that holds a NaN or an infinity; ``None`` when all are finite."""
+    for key, module in modules.items():
+        for name, t in itertools.chain(module.named_parameters(), module.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{key}.{name}"
+    return None
 
 
 def mlp(

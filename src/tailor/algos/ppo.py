@@ -50,7 +50,7 @@ from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.nets import Actor, EmpiricalNormalization
+from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt
@@ -378,12 +378,14 @@ def train(
             rewards, advantages, returns, norm_obs = learner.returns(
                 buf, obs, config, lambda b: _rollout_reward(method, b)
             )
+            _check_rewards(rewards, it, steps_before, last_ckpt)
 
             # ---- 3. update -------------------------------------------------------------------
             try:
                 stats = learner.update(buf, norm_obs, advantages, returns, method, config, warmup)
             except NonFiniteLoss as exc:
                 raise _loss_error(exc.value, it, steps_before, last_ckpt) from None
+            _check_state(learner, it, steps_before, last_ckpt)
             steps = (it + 1) * config.batch_size
 
             # ---- 4. log ----------------------------------------------------------------------
@@ -528,12 +530,45 @@ def _policy_meta(
     }
 
 
-def _loss_error(value: float, it: int, steps: int, last_ckpt: int | None) -> TailorError:
-    kept = (
-        f"the last good checkpoint (step {last_ckpt}) is kept"
-        if last_ckpt is not None
-        else "no checkpoint had been written yet"
+def _kept(last_ckpt: int | None) -> str:
+    if last_ckpt is not None:
+        return f"the last good checkpoint (step {last_ckpt}) is kept"
+    return "no checkpoint had been written yet"
+
+
+def _check_rewards(rewards: torch.Tensor, it: int, steps: int, last_ckpt: int | None) -> None:
+    """Raise when the reformulated reward (env reward + log-prob terms) is not finite."""
+    if bool(torch.isfinite(rewards).all()):
+        return
+    bad = rewards[~torch.isfinite(rewards)][0].item()
+    raise TailorError(
+        f"the method's reward became {bad} at iteration {it + 1} (after {steps} environment "
+        f"steps; a prior that gives an action zero probability, or rewards too large to "
+        f"add up); training stopped, {_kept(last_ckpt)}"
     )
+
+
+def _check_state(learner: PPOLearner, it: int, steps: int, last_ckpt: int | None) -> None:
+    """Raise when an update left a NaN/inf in a network or a normalizer's statistics."""
+    modules = {
+        "actor": learner.actor,
+        "critic": learner.critic,
+        "obs_norm": learner.obs_norm,
+        "return_norm": learner.return_norm,
+    }
+    name = non_finite_state(modules)
+    if name is None and not math.isfinite(learner.lr):
+        name = "learning_rate"
+    if name is not None:
+        raise TailorError(
+            f"{name} became NaN or infinite during iteration {it + 1} (after {steps} "
+            f"environment steps); training stopped, {_kept(last_ckpt)}. Try a smaller "
+            "learning rate or check the rewards' scale"
+        )
+
+
+def _loss_error(value: float, it: int, steps: int, last_ckpt: int | None) -> TailorError:
+    kept = _kept(last_ckpt)
     return TailorError(
         f"the loss became {value} at iteration {it + 1} (after {steps} "
         f"environment steps); training stopped, {kept}. Try a smaller learning rate "

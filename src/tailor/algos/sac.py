@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
 from tailor.algos.soft_dqn import _weighted
@@ -237,9 +238,11 @@ def train_sac(
         else:
             with torch.no_grad():
                 a_t, _ = actor.sample(torch.as_tensor(obs, dtype=torch.float32)[None], gen)
+            check_acting("SAC", a_t, {"actor": actor}, step)
             action = a_t[0].numpy().astype(np.float64)
         next_obs, _, terminated, truncated, info = env.step(action.astype(np.float32))
         r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
+        check_reward("SAC", r, step)
         buf.add(obs, action, r, next_obs, terminated)
         if cfg.her_k:
             episode.append((obs, action, info["addon_reward"], next_obs, info))
@@ -318,5 +321,6 @@ def train_sac(
                 )
             )
     env.close()
+    check_trained("SAC", {"actor": actor, "q1": q1, "q2": q2})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return actor.eval(), stats

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
 from tailor.envs import Task, get_task, make_env
@@ -160,12 +161,14 @@ def train_soft_dqn(
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
         with torch.no_grad():
             probs = soft_policy(qnet(obs_t), log_pi(obs_t), omega, alpha_hat)[0]
+        check_acting("soft DQN", probs, {"q": qnet}, step)
         if rng.random() < _epsilon(cfg, step):
             action = int(rng.integers(n_act))
         else:
             action = int(torch.multinomial(probs, 1, generator=gen))
         next_obs, _, terminated, truncated, info = env.step(action)
         r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
+        check_reward("soft DQN", r, step)
         # Only a true termination stops bootstrapping; a time-limit truncation does not.
         buf.add(obs, action, r, next_obs, terminated)
         ep_basic += info["basic_reward"]
@@ -213,5 +216,6 @@ def train_soft_dqn(
                 )
             )
     env.close()
+    check_trained("soft DQN", {"q": qnet})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return qnet.eval(), stats

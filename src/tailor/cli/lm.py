@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--temperature", type=float, default=1.0)
+    _allow_pickle(p)
     p.set_defaults(func=cmd_sample)
 
     p = lm_sub.add_parser(
@@ -99,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace the run or model already in --out (by default it is refused)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _allow_pickle(p)
     p.set_defaults(func=cmd_customize)
 
     p = lm_sub.add_parser("evaluate", help="add-on success, naturalness, KL to the prior")
@@ -111,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append", default=None, help="prompt (repeatable)")
     p.add_argument("--examples", type=int, default=8, help="examples listed")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    _allow_pickle(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = lm_sub.add_parser("bridge", help="exactness bridge on the enumerable toy (table)")
@@ -150,6 +153,15 @@ def _threads() -> None:
 
     # Small models: one thread is as fast and leaves the other cores to other work.
     torch.set_num_threads(1)
+
+
+def _allow_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-pickle-weights",
+        action="store_true",
+        help="also load model directories whose weights are pickle files (pytorch_model.bin); "
+        "loading a pickle can run code: only for files you trust (default: safetensors only)",
+    )
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -207,7 +219,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _positive("-n", args.n)
     _positive("--max-new-tokens", args.max_new_tokens)
     _threads()
-    model, tok = load_model(args.model), load_tokenizer(args.model)
+    model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
+    tok = load_tokenizer(args.model)
     g = torch.Generator().manual_seed(args.seed)
     s = sample(model, tok, [args.prompt] * args.n, args.max_new_tokens, g, args.temperature)
     for c in s.completions:
@@ -263,6 +276,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         coefficients=given,
         record={"rewards_file": args.rewards_file, "preferences": args.preferences},
         overwrite=args.overwrite,
+        allow_pickle_weights=args.allow_pickle_weights,
     )
     final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
@@ -297,8 +311,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json)  # before the sampling, not after
     _threads()
-    model = load_model(args.model)
-    prior = load_model(args.prior, what="prior")
+    model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
+    prior = load_model(args.prior, what="prior", allow_pickle=args.allow_pickle_weights)
     tok = load_tokenizer(args.model)
     result = evaluate_model(
         model,

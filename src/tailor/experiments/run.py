@@ -822,6 +822,7 @@ def lm_customize(
     coefficients: Mapping[str, float | None] | None = None,
     record: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> dict[str, Any]:
     """Customize a causal LM with token-level PPO (``residual``/``kl``/``greedy``) or the DPO
     family (``dpo``/``ce-dpo``/``decoupled-dpo``) and save it to ``out``.
@@ -841,6 +842,8 @@ def lm_customize(
         coefficients: ``omega_prime`` / ``alpha_hat`` / ``beta`` (``None``: the defaults).
         record: extra keys for the saved metadata (e.g. the reward file).
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
+        allow_pickle_weights: also load a prior whose weights are a pickle
+            (``pytorch_model.bin``); by default only safetensors weights are read.
 
     Returns:
         The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
@@ -849,7 +852,7 @@ def lm_customize(
     from tailor.lm.model import load_model, load_tokenizer, save_model
 
     m = lm_method(method, **dict(coefficients or {}))
-    prior = load_model(prior_dir, what="prior")
+    prior = load_model(prior_dir, what="prior", allow_pickle=allow_pickle_weights)
     tok = load_tokenizer(prior_dir, what="prior")
     prompts = list(prompts or [""])
     base = {"seed": seed} | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})

@@ -36,7 +36,14 @@ from typing import Any
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
 
-__all__ = ["RESULT_FILE", "SweepReport", "load_results", "run_job", "run_sweep"]
+__all__ = [
+    "RESULT_FILE",
+    "SweepReport",
+    "finished_results",
+    "load_results",
+    "run_job",
+    "run_sweep",
+]
 
 RESULT_FILE = "result.json"
 FAILED_FILE = "failed.json"
@@ -312,10 +319,42 @@ def _run_ray(
 
 
 def load_results(jobs: Sequence[Job], out: str | Path) -> dict[str, dict[str, Any]]:
-    """``id -> result.json`` for the finished jobs among ``jobs`` (missing ones are absent)."""
+    """``id -> result.json`` for the finished jobs among ``jobs`` (missing ones are absent).
+
+    Raises:
+        TailorError: ``out`` is not a directory, or a ``result.json`` is not a JSON object.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        what = "does not exist" if not out.exists() else "is not a directory"
+        raise TailorError(f"sweep directory {str(out)!r} {what}")
     results = {}
     for job in jobs:
-        path = Path(out) / job.id / RESULT_FILE
+        path = out / job.id / RESULT_FILE
         if path.is_file():
-            results[job.id] = json.loads(path.read_text())
+            results[job.id] = _read_result(path)
+    return results
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """One ``result.json``, which must be a JSON object (a corrupt one is named)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise TailorError(f"{str(path)!r} is not valid JSON ({exc}); rerun that job") from None
+    if not isinstance(obj, dict):
+        raise TailorError(f"{str(path)!r} is not a result record (a JSON object); rerun that job")
+    return obj
+
+
+def finished_results(
+    jobs: Sequence[Job], out: str | Path, preset: str, budget: str
+) -> dict[str, dict[str, Any]]:
+    """:func:`load_results`, refusing a directory that holds none of ``jobs``' results."""
+    results = load_results(jobs, out)
+    if not results:
+        raise TailorError(
+            f"no finished {preset} jobs (budget {budget}) in {str(out)!r}: "
+            f"run tailor sweep {preset} --budget {budget} --out {out} first"
+        )
     return results
