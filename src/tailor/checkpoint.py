@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from tailor.errors import TailorError
 from tailor.meta import parse_meta, schema_for, validate_meta
 from tailor.nets import Actor, EmpiricalNormalization
+from tailor.paths import check_input_path
 
 __all__ = [
     "POLICY_FILE",
@@ -136,7 +137,7 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
         TailorError: missing file, not a safetensors file, truncated, not written by tailor, the
             wrong kind of tailor file, metadata of the wrong shape, or a newer format version.
     """
-    path = Path(path)
+    path = check_input_path(path, "checkpoint file")
     where = repr(str(path))
     if not path.is_file():
         raise TailorError(f"checkpoint file {where} does not exist")
@@ -184,7 +185,7 @@ def resolve_policy_path(path: str | Path) -> Path:
     Raises:
         TailorError: the path does not exist, or is a directory without a policy file.
     """
-    path = Path(path)
+    path = check_input_path(path, "policy")
     if path.is_dir():
         from tailor.rundir import latest_checkpoint  # lazy: rundir builds on this module
 

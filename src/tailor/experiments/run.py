@@ -67,6 +67,7 @@ from tailor.methods import (
     resolve,
 )
 from tailor.nets import SquashedGaussianActor, mlp
+from tailor.paths import check_input_path
 from tailor.priors import PolicyPrior, QPrior, load_prior
 from tailor.rundir import RunDir, claim_run_dir
 
@@ -225,7 +226,7 @@ def _save(out: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any
 
 
 def _policy_file(path: str | Path) -> Path:
-    path = Path(path)
+    path = check_input_path(path, "policy")
     if path.is_dir():
         path = path / POLICY_FILE
     if not path.is_file():

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = [
     "PretrainConfig",
@@ -66,7 +67,7 @@ def import_transformers() -> Any:
 
 
 def _check_dir(path: str | Path, what: str) -> Path:
-    p = Path(path)
+    p = check_input_path(path, what)
     if not p.is_dir():
         raise TailorError(f"{what} {str(path)!r} is not a directory (expected a model directory)")
     if not (p / "config.json").is_file():

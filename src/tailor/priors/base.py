@@ -17,6 +17,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
+from tailor.paths import check_input_path
 
 __all__ = [
     "Layers",
@@ -247,7 +248,7 @@ def load_normalizer_file(
     Raises:
         TailorError: missing, unreadable or incomplete file.
     """
-    path = Path(path)
+    path = check_input_path(path, "normalizer file")
     if not path.is_file():
         raise TailorError(f"normalizer file {str(path)!r} does not exist")
     from tailor.priors.detect import is_safetensors
