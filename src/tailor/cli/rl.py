@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.methods import CUSTOMIZATION_METHODS, METHODS, TRAINING_METHODS
 
@@ -43,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="global (state-independent, default) or state-dependent action std",
     )
     p.add_argument(
-        "--alpha", type=float, help="entropy coefficient (default: the task's paper coefficient)"
+        "--alpha",
+        type=argtypes.nonnegative,
+        help="entropy coefficient (default: the task's paper coefficient)",
     )
     _common_train(p)
     p.set_defaults(func=cmd_train)
@@ -71,17 +74,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--omega-prime",
-        type=float,
+        type=argtypes.nonnegative,
         help="weight of log pi_prior (default: the task's paper coefficient)",
     )
     p.add_argument(
         "--alpha-hat",
-        type=float,
+        type=argtypes.nonnegative,
         help="entropy temperature of the customized policy (default: the task's)",
     )
     p.add_argument(
         "--warmup-fraction",
-        type=float,
+        type=argtypes.fraction,
         help="fraction of the steps that fit the fresh critic alone (default 0.05)",
     )
     _common_train(p)
@@ -90,8 +93,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a policy: total, basic, add-on, statistic")
     p.add_argument("--policy", required=True, help="a run directory or its policy.safetensors")
     p.add_argument("--task", help="task name (default: the task the policy was trained on)")
-    p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episodes (default 0)")
+    p.add_argument(
+        "--episodes", type=argtypes.count, default=10, help="number of episodes (default 10)"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the episodes (default 0)")
     p.add_argument(
         "--stochastic",
         action="store_true",
@@ -115,13 +120,13 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prior-std",
-        type=float,
+        type=argtypes.positive,
         metavar="SIGMA",
         help="std of the Gaussian around a deterministic prior's action (SB3 TD3/DDPG)",
     )
     p.add_argument(
         "--prior-temperature",
-        type=float,
+        type=argtypes.positive,
         metavar="TAU",
         help="temperature of softmax(Q/TAU) for a Q-network prior (SB3 DQN)",
     )
@@ -153,8 +158,8 @@ def _tasks_file(p: argparse.ArgumentParser) -> None:
 
 
 def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="environment steps in total (required)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--steps", type=argtypes.count, help="environment steps in total (required)")
+    p.add_argument("--seed", type=argtypes.seed, help="random seed (default 0)")
     p.add_argument("--out", help="run directory to write (policy, metrics.csv, checkpoints)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps")
     p.add_argument(
@@ -162,10 +167,12 @@ def _common_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace the run or model already in --out (by default it is refused)",
     )
-    p.add_argument("--num-envs", type=int, help="parallel environments (default: PPOConfig's)")
+    p.add_argument(
+        "--num-envs", type=argtypes.count, help="parallel environments (default: PPOConfig's)"
+    )
     p.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=argtypes.count,
         help="iterations between checkpoints (default 50; on --resume: the run's)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
