@@ -210,4 +210,6 @@ def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert "no finished table1 jobs" in capsys.readouterr().err
     assert main(["sweep", "table2", "--out", str(tmp_path), "--prior", "hopper-jump"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
-    assert main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:  # checked while parsing (tailor.cli.args)
+        main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"])
+    assert exc.value.code == 2 and "--workers: must be an integer >= 1" in capsys.readouterr().err

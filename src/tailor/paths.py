@@ -62,6 +62,7 @@ def check_input_path(path: str | Path, what: str = "input") -> Path:
             raise TailorError(f"{what} {str(path)!r} is {kind}, not a file or directory")
     return p
 
+
 # Pseudo filesystems: writing a run or a result there is always a mistake, and some writes
 # "succeed" without storing anything.
 PSEUDO_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tailor.algos.configs import check_config
 from tailor.algos.finite import check_trained
 from tailor.errors import TailorError
 from tailor.lm import DEFAULT_COEFFICIENTS
@@ -105,6 +106,7 @@ class LMDPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config(self, {})  # types and seed; the ranges below
         for name in ("steps", "batch_size", "samples", "group_size", "max_new_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

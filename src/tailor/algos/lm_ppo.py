@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tailor.algos.configs import COUNT, check_config
 from tailor.algos.finite import check_trained
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
@@ -91,6 +92,7 @@ class LMPPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config(self, {"value_hidden": COUNT})  # types, seed; the ranges below
         for name in ("steps", "batch_size", "max_new_tokens", "epochs", "minibatch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

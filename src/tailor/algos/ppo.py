@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, check_config
 from tailor.algos.logs import METRIC_FIELDS, RunLog, metrics_row
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import EpisodeStats, Rollout
@@ -50,7 +51,7 @@ from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
+from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization, non_finite_state
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt
@@ -199,6 +200,15 @@ class PPOConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise TailorError(f"PPOConfig.{name} must be in [0, 1], got {value!r}")
+        # Every field's type, the seed's range and the bounds of the fields not checked above.
+        check_config(self, _PPO_BOUNDS)
+        if self.activation not in ACTIVATIONS:
+            raise TailorError(
+                f"PPOConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
+            )
+        if self.lr_min > self.lr_max:
+            raise TailorError(f"PPOConfig.lr_min={self.lr_min} exceeds lr_max={self.lr_max}")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -212,6 +222,14 @@ class PPOConfig:
         if "hidden" in kwargs:
             kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
         return cls(**kwargs)
+
+
+_PPO_BOUNDS = {
+    "value_loss_coef": NONNEGATIVE,
+    "lr_min": POSITIVE,
+    "lr_max": POSITIVE,
+    "torch_threads": COUNT,
+}
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
 from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
@@ -127,6 +128,30 @@ class SACConfig:
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_config(self, _SAC_BOUNDS)
+
+
+_SAC_BOUNDS = {
+    **dict.fromkeys(
+        ("total_steps", "batch_size", "buffer_size", "train_freq", "gradient_steps"), COUNT
+    ),
+    **dict.fromkeys(("gamma", "tau"), UNIT),
+    **dict.fromkeys(("actor_lr", "critic_lr"), POSITIVE),
+    **dict.fromkeys(
+        (
+            "learning_starts",
+            "explore_hold",
+            "warm_start_steps",
+            "warm_start_factor",
+            "critic_warmup_steps",
+            "her_k",
+            "log_interval",
+        ),
+        NONNEGATIVE,
+    ),
+}
 
 
 def _store_hindsight(

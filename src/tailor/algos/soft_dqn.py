@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
 from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
@@ -86,6 +87,20 @@ class SoftDQNConfig:
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_config(self, _DQN_BOUNDS)
+
+
+_DQN_BOUNDS = {
+    **dict.fromkeys(
+        ("total_steps", "batch_size", "buffer_size", "train_freq", "gradient_steps"), COUNT
+    ),
+    "target_update_interval": COUNT,
+    **dict.fromkeys(("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction"), UNIT),
+    **dict.fromkeys(("lr", "max_grad_norm"), POSITIVE),
+    **dict.fromkeys(("learning_starts", "log_interval"), NONNEGATIVE),
+}
 
 
 def _weighted(method: Method, cfg: SoftDQNConfig, basic: float) -> float:

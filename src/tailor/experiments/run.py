@@ -194,8 +194,20 @@ def _config(cls: type, steps: int | None, seed: int, overrides: Mapping[str, Any
         kwargs["total_steps"] = int(steps)
     kwargs["seed"] = int(seed)
     if "hidden" in kwargs:
-        kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
-    return cls(**kwargs)
+        kwargs["hidden"] = _hidden(cls, kwargs["hidden"])
+    return cls(**kwargs)  # the config checks every field (tailor.algos.configs)
+
+
+def _hidden(cls: type, value: Any) -> tuple[int, ...]:
+    """``hidden`` as a tuple of ints; a value that is not a list of integers is an error."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(h, int) and not isinstance(h, bool) for h in value
+    ):
+        raise TailorError(
+            f"{cls.__name__}.hidden must be a list of positive integers, e.g. [64, 64], "
+            f"got {value!r}"
+        )
+    return tuple(value)
 
 
 def _check_algo(algo: str, allowed: tuple[str, ...]) -> None:
