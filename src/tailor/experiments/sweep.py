@@ -39,6 +39,7 @@ from tailor.experiments.presets import Job
 __all__ = [
     "RESULT_FILE",
     "SweepReport",
+    "check_ray_address",
     "finished_results",
     "load_results",
     "run_job",
@@ -301,7 +302,13 @@ def _run_ray(
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
             kwargs["num_cpus"] = workers
-        ray.init(address=address, **kwargs)
+        else:
+            check_ray_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError of a bad address
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise TailorError(f"cannot start on {where}: {type(exc).__name__}: {exc}") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_job_safe)
         refs = {remote.remote(job.to_json(), str(out.resolve())): job for job in todo}
@@ -316,6 +323,44 @@ def _run_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail fast on a Ray address whose ``host:port`` accepts no connection (``ray.init`` would
+    retry for minutes). ``"auto"`` and addresses without a port are left to Ray.
+
+    Raises:
+        TailorError: a malformed port, or no TCP connection within ``timeout`` seconds.
+    """
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port_text = target.rpartition(":")
+    if not sep or not host:
+        return
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise TailorError(
+            f"--address {address!r}: the port {port_text!r} is not a number"
+        ) from None
+    if not 0 < port < 65536:
+        raise TailorError(f"--address {address!r}: the port must be in 1..65535")
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = (exc.strerror or str(exc)).lower()
+        raise TailorError(
+            f"cannot reach the Ray cluster at {address!r} ({reason}); "
+            "start one with `ray start --head`, check --address, or use --backend local"
+        ) from None
 
 
 def load_results(jobs: Sequence[Job], out: str | Path) -> dict[str, dict[str, Any]]:
