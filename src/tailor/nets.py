@@ -233,6 +233,10 @@ class EmpiricalNormalization(nn.Module):
         super().__init__()
         if mode not in NORM_MODES:
             raise ValueError(f"mode must be one of {NORM_MODES}, got {mode!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
+            raise ValueError(f"the normalizer's eps must be a finite number >= 0, got {eps!r}")
+        if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < math.inf):
+            raise ValueError(f"the normalizer's clip must be a finite number > 0, got {clip!r}")
         self.eps, self.mode, self.clip = eps, mode, clip
         dtype = torch.float64 if mode == "var_eps" else torch.float32
         self.register_buffer("mean", torch.zeros(dim, dtype=dtype))
