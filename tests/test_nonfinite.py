@@ -264,3 +264,23 @@ def test_lm_pickled_weights_need_the_explicit_flag(capsys, tmp_path: Path, tiny_
     loaded = load_model(pickled, allow_pickle=True)
     for a, b in zip(reference.parameters(), loaded.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+# --- crash-consistent saves of the off-policy kinds -----------------------------------------------
+
+
+def test_dqn_policy_is_committed_as_a_checkpoint(tmp_path: Path) -> None:
+    """DQN/SAC/MCTS policies go through rundir.commit_checkpoint (manifest + step directory),
+    like PPO's; the top-level policy.safetensors is its published copy."""
+    from tailor.experiments import run
+
+    out = run.train_prior(
+        "cartpole-centered", "dqn", 200, 0, tmp_path / "dqn", log=None, learning_starts=50
+    )
+    ckpt = latest_checkpoint(out)
+    assert ckpt is not None and ckpt.step == 200
+    assert (
+        ckpt.files["policy.safetensors"].read_bytes() == (out / "policy.safetensors").read_bytes()
+    )
+    assert json.loads((out / "policy.json").read_text())["algo"] == "dqn"
+    assert run.policy_kind(out) == "dqn"

@@ -53,7 +53,7 @@ from tailor.algos.ppo import PPOConfig, read_run
 from tailor.algos.ppo import train as train_ppo
 from tailor.algos.sac import SACConfig, train_sac
 from tailor.algos.soft_dqn import SoftDQNConfig, train_soft_dqn
-from tailor.checkpoint import POLICY_FILE, load_tensors, save_tensors, write_json
+from tailor.checkpoint import POLICY_FILE, load_tensors
 from tailor.envs import Task, get_task, load_tasks_file, make_env
 from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
@@ -69,7 +69,7 @@ from tailor.methods import (
 from tailor.nets import SquashedGaussianActor, mlp
 from tailor.paths import check_input_path
 from tailor.priors import PolicyPrior, QPrior, load_prior
-from tailor.rundir import RunDir, claim_run_dir
+from tailor.rundir import RunDir, claim_run_dir, commit_checkpoint
 
 __all__ = [
     "ALGOS",
@@ -228,12 +228,16 @@ def _check_steps(steps: int) -> int:
 
 
 def _save(out: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Commit the policy as the run's checkpoint (:func:`tailor.rundir.commit_checkpoint`: a
+    kill at any moment leaves the previous state or this one, never a half-written file);
+    ``<out>/policy.safetensors`` and ``policy.json`` are its published copies."""
     from tailor import __version__
 
     out = Path(out)
     full = {"format": RQL_FORMAT, "tailor_version": __version__, "kind": meta["algo"], **meta}
-    save_tensors(out / POLICY_FILE, tensors, full)
-    write_json(out / "policy.json", full)
+    steps = meta.get("steps")
+    step = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0
+    commit_checkpoint(out, {POLICY_FILE: (tensors, full)}, step)
     return out
 
 
