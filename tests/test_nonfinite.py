@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -284,3 +285,19 @@ def test_dqn_policy_is_committed_as_a_checkpoint(tmp_path: Path) -> None:
     )
     assert json.loads((out / "policy.json").read_text())["algo"] == "dqn"
     assert run.policy_kind(out) == "dqn"
+
+
+def test_a_failing_vector_terms_is_an_error_naming_the_task() -> None:
+    """The fast path runs the task's (user's) vector_terms: its exception names the task."""
+    from dataclasses import replace
+
+    from tailor.envs import VecEnv, get_task
+
+    def broken(batch):
+        return batch.no_such_field, None
+
+    task = replace(get_task("pointmass"), name="pointmass-broken-terms", vector_terms=broken)
+    env = VecEnv(task, 2)
+    env.reset()
+    with pytest.raises(TailorError, match="'pointmass-broken-terms': its vector_terms function"):
+        env.step(np.zeros((2, env.act_dim)))

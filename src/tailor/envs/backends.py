@@ -148,6 +148,20 @@ def _copy_into(target: np.ndarray, arrays: dict[str, np.ndarray], name: str) -> 
     target[...] = value
 
 
+def _vector_terms(task: Task, batch: BatchState) -> tuple[Any, Any]:
+    """``task.vector_terms(batch)``; an exception from the task's code (a ``--tasks-file`` is
+    the user's Python) becomes a TailorError naming the task, as on the gymnasium path."""
+    try:
+        addon, stat = task.vector_terms(batch)
+    except TailorError:
+        raise
+    except Exception as exc:
+        raise TailorError(
+            f"task {task.name!r}: its vector_terms function failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return addon, stat
+
+
 def _gym_instance(task: Task) -> gym.Env:
     return make_env(task).env  # the gymnasium env inside the TaskInfoWrapper
 
@@ -261,7 +275,7 @@ class MujocoBackend(Backend):
         self._simulate(action)
         m = self.model
         basic, terminated, info = self._reward(action, before)
-        addon, stat = self.vector_terms(BatchState(m, self.qpos, self.qvel, action, info))
+        addon, stat = _vector_terms(self.task, BatchState(m, self.qpos, self.qvel, action, info))
         # Copies: the terms may be views of the buffers, which an auto-reset overwrites.
         return self._obs(), basic, np.array(addon, float), np.array(stat, float), terminated, None
 
@@ -444,7 +458,7 @@ class PointMassBackend(Backend):
 
     def step(self, action: np.ndarray) -> StepArrays:
         self.pos, self.vel, basic = pointmass.pointmass_step(self.pos, self.vel, action)
-        addon, stat = self.task.vector_terms(BatchState(None, self.pos, self.vel, action, {}))
+        addon, stat = _vector_terms(self.task, BatchState(None, self.pos, self.vel, action, {}))
         no = np.zeros(self.num_envs, dtype=bool)
         obs = pointmass.pointmass_obs(self.pos, self.vel)
         return obs, basic, np.array(addon, float), np.array(stat, float), no, None
