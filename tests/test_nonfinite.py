@@ -301,3 +301,28 @@ def test_a_failing_vector_terms_is_an_error_naming_the_task() -> None:
     env.reset()
     with pytest.raises(TailorError, match="'pointmass-broken-terms': its vector_terms function"):
         env.step(np.zeros((2, env.act_dim)))
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_soft_dqn_exits_130_and_leaves_no_half_written_run(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "dqn"
+    cmd = [sys.executable, "-m", "tailor.cli", "train", "--algo", "dqn"]
+    cmd += ["--task", "cartpole-centered", "--steps", "500000", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "run.json").is_file():  # claimed: training has started
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err and b"interrupted" in err
+    assert not out.exists()  # a run stopped before its first checkpoint leaves nothing
