@@ -323,6 +323,8 @@ def test_ctrl_c_in_soft_dqn_exits_130_and_leaves_no_half_written_run(tmp_path: P
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    # 130, or death by SIGINT itself (CPython re-raises the signal at exit in some timings):
+    # a shell reports 130 for both.
+    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
     assert b"Traceback" not in err and b"interrupted" in err
     assert not out.exists()  # a run stopped before its first checkpoint leaves nothing
