@@ -265,7 +265,9 @@ def test_nan_loss_stops_with_a_message(capsys, tasks_file, tmp_path) -> None:
         str(tmp_path / "e"),
         *FAST,
     )
-    assert code == 2 and "loss became" in err and "last good checkpoint" in err, err
+    # The loss, or the return statistics before it, turn non-finite: either stops the run.
+    bad = "loss became" in err or "var became NaN or infinite" in err
+    assert code == 2 and bad and "last good checkpoint" in err, err
     assert (tmp_path / "e" / "policy.safetensors").is_file()
 
 

@@ -58,13 +58,29 @@ def test_mdvi_writes_png_and_json(tmp_path, capsys):
         (["mdvi", "--out", "figure.txt"], "--out must be a .png file"),
         (["mdvi", "--out", "f.png", "--lams", "1,x"], "--lams must be comma-separated"),
         (["mdvi", "--out", "f.png", "--lams", "0,1"], "lams must be positive"),
-        (["verify", "--cases-scale", "-1"], "--cases-scale must be > 0"),
     ],
 )
 def test_bad_input_is_exit_code_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--cases-scale", "-1"],
+        ["verify", "--cases-scale", "inf"],
+        ["verify", "--seed", "-1"],
+        ["verify", "--seed", str(2**70)],
+    ],
+)
+def test_bad_numbers_are_usage_errors(argv, capsys):
+    """Checked while parsing (tailor.cli.args): argparse's usage error, exit code 2."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and f"error: argument {argv[1]}: " in err, err
 
 
 def test_unknown_subcommand_and_version(capsys):

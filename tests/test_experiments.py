@@ -204,13 +204,16 @@ def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert main(["sweep", "table3", "--budget", "smoke", "--out", str(tmp_path), "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and all(x.startswith("to run") for x in lines)
-    assert main(["table", "table3", str(tmp_path), "--budget", "smoke"]) == 0
-    assert "Finished jobs: 0/6" in capsys.readouterr().out
+    # A directory without results is an error, not a table of dashes (issue 13).
+    assert main(["table", "table3", str(tmp_path), "--budget", "smoke"]) == 2
+    assert "no finished table3 jobs (budget smoke)" in capsys.readouterr().err
     assert main(["plot", "table1", str(tmp_path)]) == 2
     assert "no finished table1 jobs" in capsys.readouterr().err
     assert main(["sweep", "table2", "--out", str(tmp_path), "--prior", "hopper-jump"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
-    assert main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"]) == 2
+    with pytest.raises(SystemExit) as exc:  # checked while parsing (tailor.cli.args)
+        main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"])
+    assert exc.value.code == 2 and "--workers: must be an integer >= 1" in capsys.readouterr().err
 
 
 def test_a_job_reports_its_best_snapshot_beside_the_last(tmp_path):

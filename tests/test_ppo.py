@@ -196,7 +196,8 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path) -> None:
         return 1e30 if calls["n"] > 2 * 512 else 0.0
 
     task = _pointmass_variant("test-exploding", addon)
-    with pytest.raises(TailorError, match=r"loss became") as err:
+    # The return statistics overflow first (1e30 rewards); either check stops the run.
+    with pytest.raises(TailorError, match=r"loss became|var became NaN or infinite") as err:
         train(task, resolve("full", alpha=0.0), small(checkpoint_every=1), tmp_path)
     kept = re.search(r"last good checkpoint \(step (\d+)\) is kept", str(err.value))
     assert kept is not None, str(err.value)

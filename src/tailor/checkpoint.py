@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from tailor.errors import TailorError
 from tailor.meta import parse_meta, schema_for, validate_meta
 from tailor.nets import Actor, EmpiricalNormalization
+from tailor.paths import check_input_path
 
 __all__ = [
     "POLICY_FILE",
@@ -136,7 +137,7 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
         TailorError: missing file, not a safetensors file, truncated, not written by tailor, the
             wrong kind of tailor file, metadata of the wrong shape, or a newer format version.
     """
-    path = Path(path)
+    path = check_input_path(path, "checkpoint file")
     where = repr(str(path))
     if not path.is_file():
         raise TailorError(f"checkpoint file {where} does not exist")
@@ -164,7 +165,18 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
             f"{where} has format version {meta['format_version']}, newer than this tailor "
             f"understands ({FORMAT_VERSION}); upgrade tailor"
         )
+    _check_finite(where, tensors)
     return tensors, meta
+
+
+def _check_finite(where: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse a file whose floating-point tensors hold NaN or infinity (a diverged run's)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TailorError(
+                f"{where}: tensor {name!r} holds NaN or infinite values (written by a run that "
+                "diverged, or corrupted); tailor does not use such a policy or checkpoint"
+            )
 
 
 def resolve_policy_path(path: str | Path) -> Path:
@@ -173,7 +185,7 @@ def resolve_policy_path(path: str | Path) -> Path:
     Raises:
         TailorError: the path does not exist, or is a directory without a policy file.
     """
-    path = Path(path)
+    path = check_input_path(path, "policy")
     if path.is_dir():
         from tailor.rundir import latest_checkpoint  # lazy: rundir builds on this module
 

@@ -137,6 +137,8 @@ TRAINER_SCHEMA: Schema = {
         required=True,
         fields={"param_groups": Field((list,), required=True, items=(dict,)), "scalars": _OBJECT},
     ),
+    # PPO's loop state for an exact resume (env state, episode window); absent in older files
+    "loop": Field((dict,), nullable=True),
 }
 
 RQL_POLICY_SCHEMA: Schema = {

@@ -31,6 +31,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_log_prob",
     "mlp",
+    "non_finite_state",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -53,6 +54,16 @@ STD_TYPES = ("global", "state")
 _LOG_2PI = math.log(2.0 * math.pi)
 # Bounds of a state-dependent log-std head, so that one bad state cannot give sigma = 0 or inf.
 _LOG_STD_MIN, _LOG_STD_MAX = -7.0, 2.0
+
+
+def non_finite_state(modules: dict[str, nn.Module]) -> str | None:
+    """The name (``"<key>.<parameter or buffer>"``) of the first floating-point parameter or
+    buffer of ``modules`` that holds a NaN or an infinity; ``None`` when all are finite."""
+    for key, module in modules.items():
+        for name, t in itertools.chain(module.named_parameters(), module.named_buffers()):
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{key}.{name}"
+    return None
 
 
 def mlp(
@@ -223,6 +234,10 @@ class EmpiricalNormalization(nn.Module):
         super().__init__()
         if mode not in NORM_MODES:
             raise ValueError(f"mode must be one of {NORM_MODES}, got {mode!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < math.inf:
+            raise ValueError(f"the normalizer's eps must be a finite number >= 0, got {eps!r}")
+        if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < math.inf):
+            raise ValueError(f"the normalizer's clip must be a finite number > 0, got {clip!r}")
         self.eps, self.mode, self.clip = eps, mode, clip
         dtype = torch.float64 if mode == "var_eps" else torch.float32
         self.register_buffer("mean", torch.zeros(dim, dtype=dtype))

@@ -1,18 +1,67 @@
 """Checks of output paths, done before long work starts: a run that trains for an hour and then
-cannot write its result is the worst way to learn that ``--out`` was wrong.
+cannot write its result is the worst way to learn that ``--out`` was wrong; and of input paths
+(:func:`check_input_path`), so that a named pipe is never opened (it would block) and a
+symbolic-link loop is called what it is instead of "does not exist".
 
 Pure standard library (no torch), so that every command can use it without a slow import.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from tailor.errors import TailorError
 
-__all__ = ["check_output_dir", "check_output_file", "existing_ancestor", "probe_writable"]
+__all__ = [
+    "check_input_path",
+    "check_output_dir",
+    "check_output_file",
+    "existing_ancestor",
+    "probe_writable",
+]
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def check_input_path(path: str | Path, what: str = "input") -> Path:
+    """``path`` as a :class:`Path` if it is a regular file, a directory or does not exist (the
+    caller says "does not exist" in its own words); raise for anything else.
+
+    Raises:
+        TailorError: a symbolic-link loop, a broken symbolic link, or a special file (named
+            pipe, socket, device): reading one would block or read a stream, not a file.
+    """
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TailorError(
+                f"{what} {str(path)!r} is a symbolic link loop (its links lead back to "
+                "themselves), not a file or directory"
+            ) from None
+        if exc.errno == errno.ENOENT and p.is_symlink():
+            raise TailorError(
+                f"{what} {str(path)!r} is a broken symbolic link (its target "
+                f"{os.readlink(p)!r} does not exist)"
+            ) from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return p
+        raise
+    for test, kind in _SPECIAL_FILES:
+        if test(st.st_mode):
+            raise TailorError(f"{what} {str(path)!r} is {kind}, not a file or directory")
+    return p
+
 
 # Pseudo filesystems: writing a run or a result there is always a mistake, and some writes
 # "succeed" without storing anything.

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tailor.algos.configs import check_config
+from tailor.algos.finite import check_trained
 from tailor.errors import TailorError
 from tailor.lm import DEFAULT_COEFFICIENTS
 from tailor.lm.preferences import PreferencePair, pairs_from_samples
@@ -104,6 +106,7 @@ class LMDPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config(self, {})  # types and seed; the ranges below
         for name in ("steps", "batch_size", "samples", "group_size", "max_new_tokens"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -346,6 +349,11 @@ def customize_offline(
                 losses = decoupled_dpo_loss(lw, ll, rw, rl, coef["omega_prime"], coef["alpha_hat"])
             acc = (losses.detach() < math.log(2.0)).float().mean()  # margin > 0
         loss = losses.mean()
+        if not bool(torch.isfinite(loss)):
+            raise TailorError(
+                f"{method}: the loss became {loss.item()} at step {len(history) + 1}; training "
+                "stopped and nothing was saved: lower the learning rate or beta"
+            )
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
@@ -356,6 +364,7 @@ def customize_offline(
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
     if bar is not None:
         bar.close()
+    check_trained(method, {"policy": policy})
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(False)

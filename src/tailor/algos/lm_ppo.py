@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from tailor.algos.configs import COUNT, check_config
+from tailor.algos.finite import check_trained
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import Samples, sample, token_logprobs
@@ -90,6 +92,7 @@ class LMPPOConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_config(self, {"value_hidden": COUNT})  # types, seed; the ranges below
         for name in ("steps", "batch_size", "max_new_tokens", "epochs", "minibatch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -232,9 +235,7 @@ def customize_ppo(
     history: list[dict[str, float]] = []
     for it in range(c.steps):
         batch = sample(policy, tokenizer, batch_prompts, c.max_new_tokens, generator=g)
-        r_seq = torch.as_tensor(
-            evaluate_reward(reward, batch.prompts, batch.completions), dtype=torch.float32
-        )
+        r_seq = _float32_rewards(evaluate_reward(reward, batch.prompts, batch.completions), it)
         with torch.no_grad():
             prior_tok, _ = token_logprobs(
                 prior, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask
@@ -253,6 +254,11 @@ def customize_ppo(
         adv = torch.where(m, (adv - adv[m].mean()) / (adv_std + 1e-8), torch.zeros_like(adv))
 
         train_policy = it >= warmup_iters
+        if not bool(torch.isfinite(rewards).all()):
+            raise TailorError(
+                f"LM PPO: the reformulated reward is not finite at iteration {it + 1} (the "
+                "log-probability terms overflowed); nothing was saved"
+            )
         stats = _update(policy, value_head, opt, vopt, batch, adv, ret, c, g, train_policy)
         seq_kl = (batch.logp - prior_tok).sum(1)
         row = {
@@ -271,10 +277,34 @@ def customize_ppo(
             bar.set_postfix(addon=f"{row['addon']:.2f}", kl=f"{row['kl_to_prior']:.2f}")
     if bar is not None:
         bar.close()
+    check_trained("LM PPO", {"policy": policy, "value_head": value_head})
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(False)
     return policy, history
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _float32_rewards(values: np.ndarray, it: int) -> torch.Tensor:
+    """The sequence rewards as float32, refusing those float32 cannot hold (``1e308`` is a
+    finite float64 but an infinite float32, which would turn the whole update into NaN)."""
+    big = np.flatnonzero(np.abs(values) > _FLOAT32_MAX)
+    if big.size:
+        raise TailorError(
+            f"LM PPO: the add-on reward {values[big[0]]:g} at iteration {it + 1} is too large "
+            f"(|reward| must be below {_FLOAT32_MAX:.3g}, the float32 range); nothing was saved"
+        )
+    return torch.as_tensor(values, dtype=torch.float32)
+
+
+def _check_loss(name: str, loss: torch.Tensor) -> None:
+    if not bool(torch.isfinite(loss)):
+        raise TailorError(
+            f"LM PPO: the {name} became {loss.item()}; training stopped and nothing was saved: "
+            "lower the learning rate or check the reward's scale"
+        )
 
 
 def _update(
@@ -303,6 +333,7 @@ def _update(
             )
             values = value_head(hidden.detach())
             v_loss = 0.5 * masked_mean(value_loss(values, ret[idx]), mask)
+            _check_loss("value loss", v_loss)
             vopt.zero_grad()
             v_loss.backward()
             vopt.step()
@@ -312,6 +343,7 @@ def _update(
             log_ratio = logp - mb.logp
             ratio = log_ratio.exp()
             policy_loss = masked_mean(clipped_surrogate_loss(ratio, adv[idx], c.clip), mask)
+            _check_loss("policy loss", policy_loss)
             opt.zero_grad()
             policy_loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)

@@ -45,6 +45,7 @@ import gymnasium as gym
 import numpy as np
 from torch import nn
 
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
 from tailor.envs import Task, get_task, make_env
 from tailor.envs import classic as rql_classic
 from tailor.errors import TailorError
@@ -253,6 +254,18 @@ class MCTSConfig:
     rollout_depth: int = 0
     batched: bool = True
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_config(self, _MCTS_BOUNDS)
+
+
+_MCTS_BOUNDS = {
+    "simulations": COUNT,
+    "horizon": COUNT,
+    "gamma": UNIT,
+    "tau": POSITIVE,
+    **dict.fromkeys(("omega_prime", "exploration", "rollout_depth"), NONNEGATIVE),
+}
 
 
 class _Node:

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, check_config
 from tailor.algos.logs import METRIC_FIELDS, RunLog, metrics_row
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import EpisodeStats, Rollout
@@ -50,7 +51,7 @@ from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.nets import Actor, EmpiricalNormalization
+from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization, non_finite_state
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt
@@ -199,6 +200,15 @@ class PPOConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
                 raise TailorError(f"PPOConfig.{name} must be in [0, 1], got {value!r}")
+        # Every field's type, the seed's range and the bounds of the fields not checked above.
+        check_config(self, _PPO_BOUNDS)
+        if self.activation not in ACTIVATIONS:
+            raise TailorError(
+                f"PPOConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
+                f"got {self.activation!r}"
+            )
+        if self.lr_min > self.lr_max:
+            raise TailorError(f"PPOConfig.lr_min={self.lr_min} exceeds lr_max={self.lr_max}")
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -212,6 +222,14 @@ class PPOConfig:
         if "hidden" in kwargs:
             kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
         return cls(**kwargs)
+
+
+_PPO_BOUNDS = {
+    "value_loss_coef": NONNEGATIVE,
+    "lr_min": POSITIVE,
+    "lr_max": POSITIVE,
+    "torch_threads": COUNT,
+}
 
 
 @dataclass
@@ -281,7 +299,9 @@ def train(
             and refused otherwise. On resume it is read from ``out_dir/prior`` when not given.
         resume: continue the run saved in ``out_dir`` until ``config.total_steps``. The config
             must equal the saved one except ``total_steps``, ``checkpoint_every``,
-            ``tensorboard``. The envs restart fresh episodes (their state is not saved).
+            ``tensorboard``. The run continues exactly where its checkpoint left it (envs,
+            episodes, return normalization; see :mod:`tailor.algos.ppo_state`), except on the
+            gymnasium-loop fallback, whose envs restart fresh episodes.
         progress: show a tqdm progress bar.
         callback: called with every iteration's metrics row (the columns of ``metrics.csv``);
             returning ``True`` stops training after that iteration (a checkpoint is written).
@@ -320,8 +340,13 @@ def train(
                 "be a tailor policy (tailor.priors.load_prior)"
             )
     learner = PPOLearner.build(config, obs_dim, act_dim, prior, gen)
+    n_envs = config.num_envs
+    episodes = EpisodeStats.empty(n_envs, max(config.episode_window, n_envs))
+    obs = None
     if saved:
-        ppo_state.restore(run_dir, learner)
+        # The envs, episodes and return carry continue exactly where the checkpoint left them
+        # when it has their state (else: fresh episodes).
+        obs = ppo_state.restore(run_dir, learner, env, episodes)
         if method.customization:
             learner.obs_norm.eval()  # stays the prior's, frozen
     if run_dir is not None and method.customization and not resume:
@@ -335,7 +360,6 @@ def train(
     needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
     buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
     meta = _policy_meta(task, env, method, config, prior)
-    episodes = EpisodeStats.empty(N, max(config.episode_window, N))
     log = RunLog(
         run_dir,
         start_iter,
@@ -348,7 +372,8 @@ def train(
     rows: list[dict[str, Any]] = []
     last_ckpt = (start_iter * config.batch_size) if saved else None
 
-    obs = env.reset()
+    if obs is None:
+        obs = env.reset()
     it = start_iter
     stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
     interrupt = stack.enter_context(
@@ -371,12 +396,14 @@ def train(
             rewards, advantages, returns, norm_obs = learner.returns(
                 buf, obs, config, lambda b: _rollout_reward(method, b)
             )
+            _check_rewards(rewards, it, steps_before, last_ckpt)
 
             # ---- 3. update -------------------------------------------------------------------
             try:
                 stats = learner.update(buf, norm_obs, advantages, returns, method, config, warmup)
             except NonFiniteLoss as exc:
                 raise _loss_error(exc.value, it, steps_before, last_ckpt) from None
+            _check_state(learner, it, steps_before, last_ckpt)
             steps = (it + 1) * config.batch_size
 
             # ---- 4. log ----------------------------------------------------------------------
@@ -401,7 +428,8 @@ def train(
             last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
             if run_dir is not None and (last or interrupt.requested):
                 args = (config.to_json(), meta, it + 1, steps, method, task)
-                ppo_state.save_checkpoint(run_dir, learner, *args)
+                loop = ppo_state.loop_tensors(env, episodes, learner)
+                ppo_state.save_checkpoint(run_dir, learner, *args, loop=loop)
                 last_ckpt = steps
             if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
                 saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
@@ -521,12 +549,45 @@ def _policy_meta(
     }
 
 
-def _loss_error(value: float, it: int, steps: int, last_ckpt: int | None) -> TailorError:
-    kept = (
-        f"the last good checkpoint (step {last_ckpt}) is kept"
-        if last_ckpt is not None
-        else "no checkpoint had been written yet"
+def _kept(last_ckpt: int | None) -> str:
+    if last_ckpt is not None:
+        return f"the last good checkpoint (step {last_ckpt}) is kept"
+    return "no checkpoint had been written yet"
+
+
+def _check_rewards(rewards: torch.Tensor, it: int, steps: int, last_ckpt: int | None) -> None:
+    """Raise when the reformulated reward (env reward + log-prob terms) is not finite."""
+    if bool(torch.isfinite(rewards).all()):
+        return
+    bad = rewards[~torch.isfinite(rewards)][0].item()
+    raise TailorError(
+        f"the method's reward became {bad} at iteration {it + 1} (after {steps} environment "
+        f"steps; a prior that gives an action zero probability, or rewards too large to "
+        f"add up); training stopped, {_kept(last_ckpt)}"
     )
+
+
+def _check_state(learner: PPOLearner, it: int, steps: int, last_ckpt: int | None) -> None:
+    """Raise when an update left a NaN/inf in a network or a normalizer's statistics."""
+    modules = {
+        "actor": learner.actor,
+        "critic": learner.critic,
+        "obs_norm": learner.obs_norm,
+        "return_norm": learner.return_norm,
+    }
+    name = non_finite_state(modules)
+    if name is None and not math.isfinite(learner.lr):
+        name = "learning_rate"
+    if name is not None:
+        raise TailorError(
+            f"{name} became NaN or infinite during iteration {it + 1} (after {steps} "
+            f"environment steps); training stopped, {_kept(last_ckpt)}. Try a smaller "
+            "learning rate or check the rewards' scale"
+        )
+
+
+def _loss_error(value: float, it: int, steps: int, last_ckpt: int | None) -> TailorError:
+    kept = _kept(last_ckpt)
     return TailorError(
         f"the loss became {value} at iteration {it + 1} (after {steps} "
         f"environment steps); training stopped, {kept}. Try a smaller learning rate "

@@ -9,14 +9,29 @@ the manifest ``checkpoint.json``, so a kill at any moment leaves a matched pair;
 ``<run>/policy.safetensors`` is a copy of the latest policy. Run directories from before the
 manifest (top-level files only) still resume when their two files carry the same ``steps``.
 File formats: :mod:`tailor.checkpoint`.
+
+**Exact resume.** The trainer state also holds what the loop carries from one iteration to the
+next (:func:`loop_tensors`): the envs' state (:meth:`tailor.envs.VecEnv.get_state`: every env's
+MuJoCo integration state or point-mass positions, the reset generators, the episode step
+counters, the current observations), the episode bookkeeping (:class:`EpisodeStats`, including
+the window of finished episodes the metrics average) and the learner's ``return_carry``. A
+resumed run then continues exactly as the uninterrupted run would have (same ``metrics.csv``
+numbers apart from timing, same policy), given the same torch thread count and build. Where the
+envs' state cannot be captured (the gymnasium-loop fallback for tasks without a fast path), or
+for checkpoints written before this, the resumed run starts fresh episodes with other seeds.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from tailor.algos.ppo_learner import PPOLearner
+from tailor.algos.rollout import EpisodeStats
 from tailor.checkpoint import (
     POLICY_FILE,
     TRAINER_FILE,
@@ -26,7 +41,7 @@ from tailor.checkpoint import (
     policy_tensors,
     unflatten_optimizer,
 )
-from tailor.envs import Task
+from tailor.envs import Task, VecEnv
 from tailor.errors import TailorError
 from tailor.methods import Method
 from tailor.rundir import (
@@ -39,7 +54,10 @@ from tailor.rundir import (
     lock_holder,
 )
 
-__all__ = ["check_resumable", "read_trainer_meta", "restore", "save_checkpoint"]
+__all__ = ["check_resumable", "loop_tensors", "read_trainer_meta", "restore", "save_checkpoint"]
+
+_LOOP = "loop."  # prefix of the loop-state tensors in trainer.safetensors
+_EPISODE_FIELDS = ("basic", "addon", "statistic", "length")
 
 # Config fields a resume may change; every other field must equal the saved one.
 MUTABLE_ON_RESUME = frozenset({"total_steps", "checkpoint_every", "tensorboard"})
@@ -55,9 +73,11 @@ def save_checkpoint(
     method: Method,
     task: Task,
     keep: Retention | None = None,
+    loop: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Checkpoint:
     """Commit policy + trainer state of ``steps`` as one checkpoint (see the module docstring);
-    older checkpoints keep their policy only (``keep``, default :class:`Retention` ``()``)."""
+    older checkpoints keep their policy only (``keep``, default :class:`Retention` ``()``).
+    ``loop`` is :func:`loop_tensors`' state of the loop, for an exact resume."""
     opt_tensors, opt_json = flatten_optimizer(learner.optimizer.state_dict())
     tensors = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
     tensors.update({f"return_norm.{k}": v for k, v in learner.return_norm.state_dict().items()})
@@ -74,6 +94,9 @@ def save_checkpoint(
         "coefficients": dict(method.coefficients),
         "optimizer": opt_json,
     }
+    if loop is not None:
+        tensors.update(loop[0])
+        trainer_meta["loop"] = loop[1]
     policy_meta = {**meta, "steps": steps, "iteration": iteration}
     files = {
         POLICY_FILE: policy_tensors(learner.actor, learner.obs_norm, policy_meta),
@@ -138,9 +161,74 @@ def check_resumable(
         raise config_change_error(run_dir, old, config_json, diff)
 
 
-def restore(run_dir: Path, learner: PPOLearner) -> None:
+def loop_tensors(
+    env: VecEnv, episodes: EpisodeStats, learner: PPOLearner
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """What the loop carries across iterations, as ``(tensors, json)`` for the trainer file:
+    the envs' state, the episode bookkeeping and ``learner.return_carry``. ``None`` when the
+    envs' state cannot be captured (the gymnasium fallback): a resume then starts fresh."""
+    state = env.get_state()
+    if state is None:
+        return None
+    arrays, env_info = state
+    tensors = {
+        f"{_LOOP}env.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+    }
+    for name in _EPISODE_FIELDS:
+        tensors[f"{_LOOP}episodes.{name}"] = torch.from_numpy(getattr(episodes, name).copy())
+    window = np.asarray(list(episodes.window), dtype=np.float64).reshape(-1, 4)
+    tensors[f"{_LOOP}episodes.window"] = torch.from_numpy(window)
+    tensors[f"{_LOOP}return_carry"] = learner.return_carry.detach().clone()
+    return tensors, {"env": env_info, "window": len(episodes.window)}
+
+
+def _restore_loop(
+    tensors: dict[str, torch.Tensor],
+    info: dict[str, Any],
+    env: VecEnv,
+    episodes: EpisodeStats,
+    learner: PPOLearner,
+) -> np.ndarray:
+    """Put :func:`loop_tensors`' state back; returns the observations to continue from."""
+    try:
+        env_arrays = {
+            k[len(_LOOP + "env.") :]: v.numpy()
+            for k, v in tensors.items()
+            if k.startswith(_LOOP + "env.")
+        }
+        obs = env.set_state(env_arrays, info["env"])
+        for name in _EPISODE_FIELDS:
+            target = getattr(episodes, name)
+            value = tensors[f"{_LOOP}episodes.{name}"].numpy()
+            if value.shape != target.shape:
+                raise ValueError(f"episodes.{name} has shape {value.shape}, not {target.shape}")
+            target[...] = value
+        window = tensors[f"{_LOOP}episodes.window"].numpy()
+        episodes.window = deque(
+            ((np.float64(b), np.float64(a), np.float64(s), float(n)) for b, a, s, n in window),
+            maxlen=episodes.window.maxlen,
+        )
+        carry = tensors[f"{_LOOP}return_carry"]
+        if carry.shape != learner.return_carry.shape:
+            raise ValueError(f"return_carry has shape {tuple(carry.shape)}")
+        learner.return_carry = carry.clone()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TailorError(f"the checkpoint's loop state is unreadable ({exc})") from None
+    return obs
+
+
+def restore(
+    run_dir: Path,
+    learner: PPOLearner,
+    env: VecEnv | None = None,
+    episodes: EpisodeStats | None = None,
+) -> np.ndarray | None:
     """Load the latest checkpoint in ``run_dir`` into ``learner`` (actor, normalizers, critic,
-    optimizer, generator, learning rate); the actor and a real normalizer go back to training."""
+    optimizer, generator, learning rate); the actor and a real normalizer go back to training.
+
+    With ``env`` and ``episodes``, also the loop's state when the checkpoint has it
+    (:func:`loop_tensors`); returns the observations to continue from, or ``None`` when there
+    is none (then the caller resets the envs: fresh episodes)."""
     ckpt = _resumable_checkpoint(run_dir)
     tensors, meta = ckpt.load(TRAINER_FILE, TRAINER_FORMAT)
     saved_actor, saved_norm, policy_meta = load_policy(ckpt.path(POLICY_FILE))
@@ -164,6 +252,10 @@ def restore(run_dir: Path, learner: PPOLearner) -> None:
     if learner.obs_norm.eps > 0:  # a real normalizer keeps learning; the identity one stays frozen
         learner.obs_norm.train()
     learner.lr = float(meta["learning_rate"])
+    loop = meta.get("loop")
+    if env is None or episodes is None or not isinstance(loop, dict):
+        return None
+    return _restore_loop(tensors, loop, env, episodes, learner)
 
 
 def _strip(tensors: dict[str, Any], prefix: str) -> dict[str, Any]:

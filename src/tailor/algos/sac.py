@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
+from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
 from tailor.algos.soft_dqn import _weighted
@@ -129,6 +131,30 @@ class SACConfig:
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_config(self, _SAC_BOUNDS)
+
+
+_SAC_BOUNDS = {
+    **dict.fromkeys(
+        ("total_steps", "batch_size", "buffer_size", "train_freq", "gradient_steps"), COUNT
+    ),
+    **dict.fromkeys(("gamma", "tau"), UNIT),
+    **dict.fromkeys(("actor_lr", "critic_lr"), POSITIVE),
+    **dict.fromkeys(
+        (
+            "learning_starts",
+            "explore_hold",
+            "warm_start_steps",
+            "warm_start_factor",
+            "critic_warmup_steps",
+            "her_k",
+            "log_interval",
+        ),
+        NONNEGATIVE,
+    ),
+}
 
 
 def _store_hindsight(
@@ -262,9 +288,11 @@ def train_sac(
         else:
             with torch.no_grad():
                 a_t, _ = actor.sample(torch.as_tensor(obs, dtype=torch.float32)[None], gen)
+            check_acting("SAC", a_t, {"actor": actor}, step)
             action = a_t[0].numpy().astype(np.float64)
         next_obs, _, terminated, truncated, info = env.step(action.astype(np.float32))
         r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
+        check_reward("SAC", r, step)
         buf.add(obs, action, r, next_obs, terminated)
         if cfg.her_k:
             episode.append((obs, action, info["addon_reward"], next_obs, info))
@@ -343,5 +371,6 @@ def train_sac(
                 )
             )
     env.close()
+    check_trained("SAC", {"actor": actor, "q1": q1, "q2": q2})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return actor.eval(), stats

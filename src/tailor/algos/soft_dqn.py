@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
+from tailor.algos.finite import check_acting, check_reward, check_trained
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
 from tailor.envs import Task, get_task, make_env
@@ -85,6 +87,20 @@ class SoftDQNConfig:
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
+
+    def __post_init__(self) -> None:
+        check_config(self, _DQN_BOUNDS)
+
+
+_DQN_BOUNDS = {
+    **dict.fromkeys(
+        ("total_steps", "batch_size", "buffer_size", "train_freq", "gradient_steps"), COUNT
+    ),
+    "target_update_interval": COUNT,
+    **dict.fromkeys(("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction"), UNIT),
+    **dict.fromkeys(("lr", "max_grad_norm"), POSITIVE),
+    **dict.fromkeys(("learning_starts", "log_interval"), NONNEGATIVE),
+}
 
 
 def _weighted(method: Method, cfg: SoftDQNConfig, basic: float) -> float:
@@ -160,12 +176,14 @@ def train_soft_dqn(
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
         with torch.no_grad():
             probs = soft_policy(qnet(obs_t), log_pi(obs_t), omega, alpha_hat)[0]
+        check_acting("soft DQN", probs, {"q": qnet}, step)
         if rng.random() < _epsilon(cfg, step):
             action = int(rng.integers(n_act))
         else:
             action = int(torch.multinomial(probs, 1, generator=gen))
         next_obs, _, terminated, truncated, info = env.step(action)
         r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
+        check_reward("soft DQN", r, step)
         # Only a true termination stops bootstrapping; a time-limit truncation does not.
         buf.add(obs, action, r, next_obs, terminated)
         ep_basic += info["basic_reward"]
@@ -213,5 +231,6 @@ def train_soft_dqn(
                 )
             )
     env.close()
+    check_trained("soft DQN", {"q": qnet})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     return qnet.eval(), stats

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.methods import CUSTOMIZATION_METHODS
 
@@ -37,13 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--omega-prime",
-        type=float,
+        type=argtypes.nonnegative,
         default=None,
         help="weight of log pi_prior (default: the demo's choice for the task, see the README)",
     )
     p.add_argument(
         "--alpha-hat",
-        type=float,
+        type=argtypes.nonnegative,
         default=None,
         help="temperature of the customized policy (kl uses it as beta)",
     )
@@ -52,10 +53,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use the paper's coefficients for the task instead",
     )
-    p.add_argument("--steps", type=int, default=None, help="customization steps of each method")
-    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per policy")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=2, help="processes (default 2: one per core)")
+    p.add_argument(
+        "--steps", type=argtypes.count, default=None, help="customization steps of each method"
+    )
+    p.add_argument(
+        "--episodes", type=argtypes.count, default=20, help="evaluation episodes per policy"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument(
+        "--workers", type=argtypes.count, default=2, help="processes (default 2: one per core)"
+    )
     p.add_argument("--no-verify", action="store_true", help="skip the quick theory check")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-video", action="store_true", help="skip the side-by-side video")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.experiments.presets import BUDGETS, PRESETS
 
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("preset", choices=tuple(PRESETS))
     p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
     p.add_argument("--out", required=True, help="sweep directory (created; reused on rerun)")
-    p.add_argument("--workers", type=int, default=1, help="parallel jobs (default 1)")
+    p.add_argument("--workers", type=argtypes.count, default=1, help="parallel jobs (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
     p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
     p.add_argument(

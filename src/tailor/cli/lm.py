@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.methods import CUSTOMIZATION_METHODS, OFFLINE_METHODS
 
@@ -34,14 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = lm_sub.add_parser("pretrain", help="train a small character-level GPT-2 on a corpus")
     p.add_argument("--corpus", default="names", help="'names' (census first names) or FILE.txt")
-    p.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--width", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--max-len", type=int, default=32, help="longest sequence incl. bos/eos")
+    p.add_argument(
+        "--steps", type=argtypes.count, default=2000, help="training steps (default 2000)"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--layers", type=argtypes.count, default=4)
+    p.add_argument("--width", type=argtypes.count, default=128)
+    p.add_argument("--heads", type=argtypes.count, default=4)
+    p.add_argument("--batch-size", type=argtypes.count, default=64)
+    p.add_argument("--lr", type=argtypes.positive, default=2e-3)
+    p.add_argument(
+        "--max-len", type=argtypes.count, default=32, help="longest sequence incl. bos/eos"
+    )
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument(
         "--overwrite",
@@ -53,11 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = lm_sub.add_parser("sample", help="print samples of a model")
     p.add_argument("--model", required=True, help="model directory")
-    p.add_argument("-n", type=int, default=10, help="number of samples")
+    p.add_argument("-n", type=argtypes.count, default=10, help="number of samples")
     p.add_argument("--prompt", default="", help="prompt (default: empty, i.e. just bos)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--max-new-tokens", type=argtypes.count, default=16)
+    p.add_argument("--temperature", type=argtypes.positive, default=1.0)
+    _allow_pickle(p)
     p.set_defaults(func=cmd_sample)
 
     p = lm_sub.add_parser(
@@ -72,20 +78,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prior", required=True, help="prior model directory")
     _reward_args(p, required=False)
     p.add_argument("--method", required=True, help=", ".join(ALL_METHODS))
-    p.add_argument("--omega-prime", type=float, default=None)
-    p.add_argument("--alpha-hat", type=float, default=None)
-    p.add_argument("--beta", type=float, default=None)
+    p.add_argument("--omega-prime", type=argtypes.nonnegative, default=None)
+    p.add_argument("--alpha-hat", type=argtypes.nonnegative, default=None)
+    p.add_argument("--beta", type=argtypes.nonnegative, default=None)
     p.add_argument("--preferences", default=None, help="JSONL of prompt/chosen/rejected (offline)")
     p.add_argument(
         "--steps",
-        type=int,
+        type=argtypes.count,
         default=None,
         help="PPO iterations (default 60) or offline steps (default 150)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--lr", type=argtypes.positive, default=None)
+    p.add_argument("--batch-size", type=argtypes.count, default=None)
+    p.add_argument("--max-new-tokens", type=argtypes.count, default=16)
     p.add_argument(
         "--prompt",
         action="append",
@@ -99,18 +105,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace the run or model already in --out (by default it is refused)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _allow_pickle(p)
     p.set_defaults(func=cmd_customize)
 
     p = lm_sub.add_parser("evaluate", help="add-on success, naturalness, KL to the prior")
     p.add_argument("--model", required=True, help="model directory")
     p.add_argument("--prior", required=True, help="prior model directory")
     _reward_args(p, required=True)
-    p.add_argument("--samples", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--samples", type=argtypes.count, default=512)
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--max-new-tokens", type=argtypes.count, default=16)
     p.add_argument("--prompt", action="append", default=None, help="prompt (repeatable)")
-    p.add_argument("--examples", type=int, default=8, help="examples listed")
+    p.add_argument("--examples", type=argtypes.natural, default=8, help="examples listed")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    _allow_pickle(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = lm_sub.add_parser("bridge", help="exactness bridge on the enumerable toy (table)")
@@ -150,6 +158,15 @@ def _threads() -> None:
 
     # Small models: one thread is as fast and leaves the other cores to other work.
     torch.set_num_threads(1)
+
+
+def _allow_pickle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-pickle-weights",
+        action="store_true",
+        help="also load model directories whose weights are pickle files (pytorch_model.bin); "
+        "loading a pickle can run code: only for files you trust (default: safetensors only)",
+    )
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -207,7 +224,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _positive("-n", args.n)
     _positive("--max-new-tokens", args.max_new_tokens)
     _threads()
-    model, tok = load_model(args.model), load_tokenizer(args.model)
+    model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
+    tok = load_tokenizer(args.model)
     g = torch.Generator().manual_seed(args.seed)
     s = sample(model, tok, [args.prompt] * args.n, args.max_new_tokens, g, args.temperature)
     for c in s.completions:
@@ -263,6 +281,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         coefficients=given,
         record={"rewards_file": args.rewards_file, "preferences": args.preferences},
         overwrite=args.overwrite,
+        allow_pickle_weights=args.allow_pickle_weights,
     )
     final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())
@@ -297,8 +316,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json)  # before the sampling, not after
     _threads()
-    model = load_model(args.model)
-    prior = load_model(args.prior, what="prior")
+    model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
+    prior = load_model(args.prior, what="prior", allow_pickle=args.allow_pickle_weights)
     tok = load_tokenizer(args.model)
     result = evaluate_model(
         model,

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.methods import CUSTOMIZATION_METHODS, METHODS, TRAINING_METHODS
 
@@ -40,12 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--std-type",
         choices=("global", "state"),
-        default="global",
         help="global (state-independent, default) or state-dependent action std",
     )
     p.add_argument(
         "--alpha",
-        type=float,
+        type=argtypes.nonnegative,
         help="entropy coefficient (default: the task's paper coefficient; for a task without "
         "one, tailor's default temperature 0.01)",
     )
@@ -75,27 +75,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--omega-prime",
-        type=float,
+        type=argtypes.finite,  # any finite weight (RewardSpec); negative pushes away from the prior
         help="weight of log pi_prior (default: omega * alpha, alpha the prior's temperature, "
         "unless the task's coefficient was made for a prior at alpha or alpha is unknown: then "
         "the task's coefficient, or tailor's default 0.01)",
     )
     p.add_argument(
         "--alpha-hat",
-        type=float,
+        type=argtypes.nonnegative,
         help="entropy temperature of the customized policy (default: the prior's temperature "
         "alpha, with the same exceptions as --omega-prime)",
     )
     p.add_argument(
         "--omega",
-        type=float,
+        type=argtypes.nonnegative,
         help="--method residual: weight of the prior's own task, omega' = omega * alpha with "
         "alpha the prior's temperature (default 1 when the temperature rule applies)",
     )
     p.add_argument(
         "--warmup-fraction",
-        type=float,
-        default=0.05,
+        type=argtypes.fraction,
         help="fraction of the steps that fit the fresh critic alone (default 0.05)",
     )
     _common_train(p)
@@ -104,8 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("evaluate", help="evaluate a policy: total, basic, add-on, statistic")
     p.add_argument("--policy", required=True, help="a run directory or its policy.safetensors")
     p.add_argument("--task", help="task name (default: the task the policy was trained on)")
-    p.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the episodes (default 0)")
+    p.add_argument(
+        "--episodes", type=argtypes.count, default=10, help="number of episodes (default 10)"
+    )
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="seed of the episodes (default 0)")
     p.add_argument(
         "--stochastic",
         action="store_true",
@@ -135,13 +136,13 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prior-std",
-        type=float,
+        type=argtypes.positive,
         metavar="SIGMA",
         help="std of the Gaussian around a deterministic prior's action (SB3 TD3/DDPG)",
     )
     p.add_argument(
         "--prior-temperature",
-        type=float,
+        type=argtypes.positive,
         metavar="TAU",
         help="temperature of softmax(Q/TAU) for a Q-network prior (SB3 DQN)",
     )
@@ -173,8 +174,8 @@ def _tasks_file(p: argparse.ArgumentParser) -> None:
 
 
 def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=int, help="environment steps in total (required)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=argtypes.count, help="environment steps in total (required)")
+    p.add_argument("--seed", type=argtypes.seed, help="random seed (default 0)")
     p.add_argument("--out", help="run directory to write (policy, metrics.csv, checkpoints)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps")
     p.add_argument(
@@ -182,12 +183,13 @@ def _common_train(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace the run or model already in --out (by default it is refused)",
     )
-    p.add_argument("--num-envs", type=int, help="parallel environments (default: PPOConfig's)")
+    p.add_argument(
+        "--num-envs", type=argtypes.count, help="parallel environments (default: PPOConfig's)"
+    )
     p.add_argument(
         "--checkpoint-every",
-        type=int,
-        default=50,
-        help="iterations between checkpoints (default 50)",
+        type=argtypes.count,
+        help="iterations between checkpoints (default 50; on --resume: the run's)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -207,6 +209,40 @@ def _common_train(p: argparse.ArgumentParser) -> None:
         "--set hidden=[128,128]",
     )
     _tasks_file(p)
+
+
+# Defaults of the train/customize flags whose argparse default is None, so that `--resume` can
+# tell a flag the user gave from one left at its default (only given flags are compared).
+_FLAG_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "std_type": "global",
+    "warmup_fraction": 0.05,
+    "checkpoint_every": 50,
+}
+# Flags a resumed PPO run takes from its checkpoint: dest -> (flag, PPOConfig field).
+_RESUME_CONFIG_FLAGS: dict[str, tuple[str, str]] = {
+    "seed": ("--seed", "seed"),
+    "std_type": ("--std-type", "std_type"),
+    "num_envs": ("--num-envs", "num_envs"),
+    "warmup_fraction": ("--warmup-fraction", "critic_warmup_fraction"),
+}
+# Coefficient flags: dest -> (flag, coefficient name of the method).
+_RESUME_COEFFICIENT_FLAGS: dict[str, tuple[str, str]] = {
+    "alpha": ("--alpha", "alpha"),
+    "omega_prime": ("--omega-prime", "omega_prime"),
+    "alpha_hat": ("--alpha-hat", "alpha_hat"),
+}
+
+
+def _given_flags(args: argparse.Namespace) -> set[str]:
+    """The destinations of the defaulted flags the user gave, then fill in their defaults."""
+    given = set()
+    for dest, default in _FLAG_DEFAULTS.items():
+        if getattr(args, dest, None) is not None:
+            given.add(dest)
+        elif hasattr(args, dest):
+            setattr(args, dest, default)
+    return given
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
@@ -293,7 +329,58 @@ def _ppo_settings(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _resume(args: argparse.Namespace, customization: bool) -> int:
+def _resume_changes(
+    args: argparse.Namespace, given: set[str], run_dir: Path, info: dict[str, Any]
+) -> dict[str, Any]:
+    """The config changes a resume may make (``tensorboard`` through its config flag); raise
+    naming every flag the user gave that would change what the saved run trains."""
+    from tailor.experiments import run
+
+    config = info["config"]
+    changed: list[str] = []
+    for dest, (flag, name) in _RESUME_CONFIG_FLAGS.items():
+        value = getattr(args, dest, None)
+        if value is not None and (dest in given or dest not in _FLAG_DEFAULTS):
+            if value != getattr(config, name):
+                changed.append(f"{flag} {value} (the run has {getattr(config, name)!r})")
+    for dest, (flag, name) in _RESUME_COEFFICIENT_FLAGS.items():
+        value = getattr(args, dest, None)
+        saved = info["coefficients"].get(name)
+        if value is not None and value != saved:
+            changed.append(f"{flag} {value} (the run has {name}={saved!r})")
+    for flag, value in (("--prior", getattr(args, "prior", None)), *_prior_flags(args)):
+        if value is not None:
+            changed.append(f"{flag} (the run continues from its copy of the prior)")
+    flags = run.config_flags("ppo", list(args.extra), config.to_json()) if args.extra else {}
+    mutable = {k: v for k, v in flags.items() if k == "tensorboard"}
+    changed.extend(
+        f"--{k.replace('_', '-')} {_shown(v)} (the run has {_shown(getattr(config, k))})"
+        for k, v in flags.items()
+        if k not in mutable
+    )
+    if changed:
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r} with another config: "
+            + "; ".join(changed)
+            + ". A resume continues the saved run as it was set up (only --steps, "
+            "--checkpoint-every and --tensorboard may change); start a new run with --out "
+            "to train with other settings"
+        )
+    return mutable
+
+
+def _shown(value: Any) -> str:
+    """A config value as the user would type it (``(32, 32)`` -> ``32 32``)."""
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _prior_flags(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    return [("--prior-" + k, v) for k, v in prior_options(args).items()]
+
+
+def _resume(args: argparse.Namespace, customization: bool, given: set[str]) -> int:
     from tailor.experiments import run
 
     run_dir = Path(args.resume)
@@ -316,8 +403,10 @@ def _resume(args: argparse.Namespace, customization: bool) -> int:
             f"{str(run_dir)!r} is a {info['method']!r} run; "
             f"resume it with `tailor {other} --resume`"
         )
+    changes = _resume_changes(args, given, run_dir, info)
+    every = args.checkpoint_every if "checkpoint_every" in given else None
     run.resume(
-        run_dir, args.steps, checkpoint_every=args.checkpoint_every, progress=not args.no_progress
+        run_dir, args.steps, checkpoint_every=every, progress=not args.no_progress, **changes
     )
     return 0
 
@@ -326,6 +415,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     """``tailor train`` / ``tailor customize``: every --algo through tailor.experiments.run."""
     from tailor.experiments import run
 
+    given = _given_flags(args)
     if args.help_config:
         _config_settings(args, {})  # prints every config field and exits
     if args.steps is None:
@@ -342,7 +432,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             raise TailorError(f"--resume is only supported with --algo ppo, not {args.algo}")
         if args.overwrite:
             raise TailorError("--resume continues a run and --overwrite replaces it: pass one")
-        return _resume(args, customization)
+        return _resume(args, customization, given)
     if not ppo and (not args.task or not args.out):
         raise TailorError("--task and --out are required")
     if not args.task:

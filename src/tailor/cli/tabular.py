@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 from tailor.paths import check_output_file
 
@@ -22,13 +23,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=argtypes.seed,
         default=None,
         help="seed for the random Garnets (default: a fresh one, printed)",
     )
     p.add_argument(
         "--cases-scale",
-        type=float,
+        type=argtypes.positive,
         default=1.0,
         help="multiply every check's number of cases (default 1)",
     )
@@ -43,13 +44,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
     p.add_argument("--lams", type=str, default="0.1,1,10", help="comma-separated lam values")
-    p.add_argument("--states", type=int, default=30)
-    p.add_argument("--actions", type=int, default=4)
-    p.add_argument("--gamma", type=float, default=0.9)
-    p.add_argument("--noise", type=float, default=1.0, help="noise standard deviation")
-    p.add_argument("--iterations", type=int, default=300)
-    p.add_argument("--seeds", type=int, default=5, help="noise seeds to average over")
-    p.add_argument("--seed", type=int, default=0, help="Garnet seed and first noise seed")
+    p.add_argument("--states", type=argtypes.count, default=30)
+    p.add_argument("--actions", type=argtypes.count, default=4)
+    p.add_argument("--gamma", type=argtypes.fraction, default=0.9)
+    p.add_argument(
+        "--noise", type=argtypes.nonnegative, default=1.0, help="noise standard deviation"
+    )
+    p.add_argument("--iterations", type=argtypes.count, default=300)
+    p.add_argument("--seeds", type=argtypes.count, default=5, help="noise seeds to average over")
+    p.add_argument("--seed", type=argtypes.seed, default=0, help="Garnet seed and first noise seed")
     p.set_defaults(func=cmd_mdvi)
 
 

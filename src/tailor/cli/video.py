@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from tailor.cli import args as argtypes
 from tailor.errors import TailorError
 
 __all__ = ["register"]
@@ -35,23 +36,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", help="task name (default: the task the first policy was trained on)")
     p.add_argument("--out", required=True, metavar="FILE", help="the video to write: .mp4 or .gif")
-    p.add_argument("--episodes", type=int, default=1, help="episodes in a row (default 1)")
     p.add_argument(
-        "--seed", type=int, default=0, help="reset seed of the first episode (default 0)"
+        "--episodes", type=argtypes.count, default=1, help="episodes in a row (default 1)"
+    )
+    p.add_argument(
+        "--seed", type=argtypes.seed, default=0, help="reset seed of the first episode (default 0)"
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=argtypes.count,
         help="cut each episode after this many env steps (default: the env's time limit)",
     )
     p.add_argument(
         "--every",
-        type=int,
+        type=argtypes.count,
         help="render every N-th env step (default: about 30 frames per simulated second)",
     )
-    p.add_argument("--fps", type=float, help="frames per second (default: real time)")
-    p.add_argument("--width", type=int, default=320, help="panel width in pixels (default 320)")
-    p.add_argument("--height", type=int, default=240, help="panel height in pixels (default 240)")
+    p.add_argument("--fps", type=argtypes.positive, help="frames per second (default: real time)")
+    p.add_argument(
+        "--width", type=argtypes.count, default=320, help="panel width in pixels (default 320)"
+    )
+    p.add_argument(
+        "--height", type=argtypes.count, default=240, help="panel height in pixels (default 240)"
+    )
     p.add_argument(
         "--label",
         action="append",

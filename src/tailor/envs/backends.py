@@ -35,6 +35,7 @@ from tailor.errors import TailorError
 __all__ = [
     "AntBackend",
     "Backend",
+    "EnvState",
     "GymBackend",
     "HalfCheetahBackend",
     "HopperBackend",
@@ -80,6 +81,85 @@ class Backend:
 
     def close(self) -> None:
         """Release resources."""
+
+    def get_state(self) -> EnvState | None:
+        """Everything the next steps depend on, as ``(arrays, json)``; ``None`` when this backend
+        cannot capture its envs' state (then a resumed run starts fresh episodes)."""
+        return None
+
+    def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned (same task and ``num_envs``).
+
+        Raises:
+            TailorError: the state does not fit these envs (other sizes, a missing part).
+        """
+        raise TailorError(f"the {self.name} backend cannot restore an env state")
+
+
+# (named numpy arrays, JSON-able data): how a backend's state travels in a checkpoint
+EnvState = tuple[dict[str, np.ndarray], dict[str, Any]]
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """``rng``'s bit-generator state as JSON (its 128-bit integers as decimal strings)."""
+    st = rng.bit_generator.state
+    if st.get("bit_generator") != "PCG64":
+        raise TailorError(f"cannot save a {st.get('bit_generator')!r} random generator")
+    inner = {k: str(int(v)) for k, v in st["state"].items()}
+    return {**st, "state": inner}
+
+
+def set_rng_state(rng: np.random.Generator, saved: Any) -> None:
+    """Restore :func:`rng_state`'s ``saved`` into ``rng`` (a PCG64 generator)."""
+    try:
+        inner = {k: int(saved["state"][k]) for k in ("state", "inc")}
+        rng.bit_generator.state = {
+            "bit_generator": "PCG64",
+            "state": inner,
+            "has_uint32": int(saved["has_uint32"]),
+            "uinteger": int(saved["uinteger"]),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TailorError(f"saved env state: unreadable random generator state ({exc})") from None
+
+
+def _rngs_state(rngs: list[np.random.Generator]) -> list[dict[str, Any]]:
+    return [rng_state(r) for r in rngs]
+
+
+def _set_rngs(rngs: list[np.random.Generator], saved: Any) -> None:
+    if not isinstance(saved, list) or len(saved) != len(rngs):
+        raise TailorError(
+            f"saved env state: expected {len(rngs)} random generators, got "
+            f"{len(saved) if isinstance(saved, list) else type(saved).__name__}"
+        )
+    for rng, st in zip(rngs, saved, strict=True):
+        set_rng_state(rng, st)
+
+
+def _copy_into(target: np.ndarray, arrays: dict[str, np.ndarray], name: str) -> None:
+    """``target[...] = arrays[name]`` after checking that it is there with ``target``'s shape."""
+    value = arrays.get(name)
+    if value is None or np.shape(value) != target.shape:
+        found = None if value is None else np.shape(value)
+        raise TailorError(
+            f"saved env state: {name!r} has shape {found}, these envs need {target.shape}"
+        )
+    target[...] = value
+
+
+def _vector_terms(task: Task, batch: BatchState) -> tuple[Any, Any]:
+    """``task.vector_terms(batch)``; an exception from the task's code (a ``--tasks-file`` is
+    the user's Python) becomes a TailorError naming the task, as on the gymnasium path."""
+    try:
+        addon, stat = task.vector_terms(batch)
+    except TailorError:
+        raise
+    except Exception as exc:
+        raise TailorError(
+            f"task {task.name!r}: its vector_terms function failed: {type(exc).__name__}: {exc}"
+        ) from None
+    return addon, stat
 
 
 def _gym_instance(task: Task) -> gym.Env:
@@ -127,6 +207,33 @@ class MujocoBackend(Backend):
         self.qpos = np.zeros((num_envs, self.model.nq))
         self.qvel = np.zeros((num_envs, self.model.nv))
 
+    # -- state (exact resume) -------------------------------------------------------------------
+    _STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
+
+    def _buffers(self) -> dict[str, np.ndarray]:
+        """The batch buffers the next step reads (subclasses add theirs)."""
+        return {"qpos": self.qpos, "qvel": self.qvel}
+
+    def get_state(self) -> EnvState:
+        """Each env's full integration state (``mj_getState(mjSTATE_INTEGRATION)``: time, qpos,
+        qvel, act, warm start, ctrl, ...), the batch buffers and the reset generators."""
+        size = mujoco.mj_stateSize(self.model, self._STATE_SPEC)
+        mj = np.zeros((self.num_envs, size))
+        for i, d in enumerate(self.datas):
+            mujoco.mj_getState(self.model, d, mj[i], self._STATE_SPEC)
+        arrays = {"mj": mj, **{k: v.copy() for k, v in self._buffers().items()}}
+        return arrays, {"backend": self.name, "rngs": _rngs_state(self.rngs)}
+
+    def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        size = mujoco.mj_stateSize(self.model, self._STATE_SPEC)
+        mj = np.zeros((self.num_envs, size))
+        _copy_into(mj, arrays, "mj")
+        for name, buf in self._buffers().items():
+            _copy_into(buf, arrays, name)
+        _set_rngs(self.rngs, info.get("rngs"))
+        for i, d in enumerate(self.datas):
+            mujoco.mj_setState(self.model, d, mj[i], self._STATE_SPEC)
+
     # -- per-env work (the only Python loop) -------------------------------------------------
     def _reset_noise(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``(qpos, qvel)`` of a reset: HalfCheetah/Ant draw uniform qpos and normal qvel."""
@@ -168,7 +275,7 @@ class MujocoBackend(Backend):
         self._simulate(action)
         m = self.model
         basic, terminated, info = self._reward(action, before)
-        addon, stat = self.vector_terms(BatchState(m, self.qpos, self.qvel, action, info))
+        addon, stat = _vector_terms(self.task, BatchState(m, self.qpos, self.qvel, action, info))
         # Copies: the terms may be views of the buffers, which an auto-reset overwrites.
         return self._obs(), basic, np.array(addon, float), np.array(stat, float), terminated, None
 
@@ -258,6 +365,9 @@ class AntBackend(MujocoBackend):
         self.xy = np.zeros((num_envs, 2))
         self._extra = [(d.cfrc_ext, d.xpos[self.body, :2]) for d in self.datas]
 
+    def _buffers(self) -> dict[str, np.ndarray]:
+        return {**super()._buffers(), "cfrc": self.cfrc, "xy": self.xy}
+
     def _gather(self, i: int) -> None:
         super()._gather(i)
         cfrc, xy = self._extra[i]
@@ -331,6 +441,16 @@ class PointMassBackend(Backend):
         self.pos = np.zeros((num_envs, 2))
         self.vel = np.zeros((num_envs, 2))
 
+    def get_state(self) -> EnvState:
+        """Positions, velocities and the reset generators."""
+        arrays = {"pos": self.pos.copy(), "vel": self.vel.copy()}
+        return arrays, {"backend": self.name, "rngs": _rngs_state(self.rngs)}
+
+    def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        _copy_into(self.pos, arrays, "pos")
+        _copy_into(self.vel, arrays, "vel")
+        _set_rngs(self.rngs, info.get("rngs"))
+
     def reset(self, rows: np.ndarray) -> np.ndarray:
         for i in rows:
             self.pos[i], self.vel[i] = pointmass.pointmass_reset(self.rngs[i])
@@ -338,7 +458,7 @@ class PointMassBackend(Backend):
 
     def step(self, action: np.ndarray) -> StepArrays:
         self.pos, self.vel, basic = pointmass.pointmass_step(self.pos, self.vel, action)
-        addon, stat = self.task.vector_terms(BatchState(None, self.pos, self.vel, action, {}))
+        addon, stat = _vector_terms(self.task, BatchState(None, self.pos, self.vel, action, {}))
         no = np.zeros(self.num_envs, dtype=bool)
         obs = pointmass.pointmass_obs(self.pos, self.vel)
         return obs, basic, np.array(addon, float), np.array(stat, float), no, None

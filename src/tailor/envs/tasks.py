@@ -45,6 +45,7 @@ import numpy as np
 
 from tailor.envs import pointmass
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = [
     "DEFAULT_HINDLEG_JOINT",
@@ -275,7 +276,7 @@ def load_tasks_file(path: str | os.PathLike) -> list[Task]:
         TailorError: missing file, syntax error, or an exception while importing it (the
             message names the file, line and error; no traceback).
     """
-    p = Path(path).expanduser()
+    p = check_input_path(Path(path).expanduser(), "tasks file")
     if not p.is_file():
         raise TailorError(
             f"tasks file {str(path)!r} does not exist (expected a Python file "

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from tailor.envs.backends import make_backend
+from tailor.envs.backends import EnvState, make_backend
 from tailor.envs.tasks import Task, get_task
 from tailor.errors import TailorError
 
@@ -175,6 +176,60 @@ class VecEnv:
                 f"{self.num_steps} (global env-step {self.num_steps * self.num_envs}), "
                 f"env index {i}; check the task's add-on definition"
             )
+
+    def get_state(self) -> EnvState | None:
+        """The state the next :meth:`step` continues from, as ``(arrays, json)``: the backend's
+        (MuJoCo integration state or point-mass positions, the reset generators), the episode
+        step counters, the current observations and :attr:`num_steps`. ``None`` before
+        :meth:`reset` or when the backend cannot capture its envs (the gymnasium fallback)."""
+        if self._obs is None:
+            return None
+        inner = self._backend.get_state()
+        if inner is None:
+            return None
+        arrays, info = inner
+        arrays = {f"backend.{k}": v for k, v in arrays.items()}
+        arrays.update(elapsed=self._elapsed.copy(), obs=self._obs.copy())
+        info = {
+            "backend": info,
+            "task": self.task.name,
+            "num_envs": self.num_envs,
+            "num_steps": self.num_steps,
+        }
+        return arrays, info
+
+    def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        """Continue from :meth:`get_state`'s ``(arrays, info)`` instead of :meth:`reset`;
+        returns the current observations ``[N, obs_dim]``.
+
+        Raises:
+            TailorError: the state is of another task, another number of envs, another backend,
+                or does not fit these envs.
+        """
+        for key, mine in (("task", self.task.name), ("num_envs", self.num_envs)):
+            if info.get(key) != mine:
+                raise TailorError(
+                    f"saved env state is of {key} {info.get(key)!r}, these envs have {mine!r}"
+                )
+        inner = info.get("backend")
+        if not isinstance(inner, dict) or inner.get("backend") != self.backend:
+            found = inner.get("backend") if isinstance(inner, dict) else None
+            raise TailorError(f"saved env state is of backend {found!r}, not {self.backend!r}")
+        prefix = "backend."
+        own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        self._backend.set_state(own, inner)
+        obs = np.zeros((self.num_envs, self.obs_dim), dtype=np.float32)
+        for target, name in ((self._elapsed, "elapsed"), (obs, "obs")):
+            value = arrays.get(name)
+            if value is None or np.shape(value) != target.shape:
+                raise TailorError(f"saved env state: {name!r} is missing or of the wrong shape")
+            target[...] = value
+        steps = info.get("num_steps")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise TailorError(f"saved env state: num_steps must be a count, got {steps!r}")
+        self.num_steps = steps
+        self._obs = obs
+        return obs.copy()
 
     def close(self) -> None:
         """Release the envs."""

@@ -125,21 +125,16 @@ def plot_preset(
     import matplotlib.pyplot as plt
 
     from tailor.experiments.presets import expand, get_budget, get_preset
-    from tailor.experiments.sweep import load_results
+    from tailor.experiments.sweep import finished_results
     from tailor.experiments.tables import METHOD_NAMES
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
     budget = get_budget(budget) if isinstance(budget, str) else budget
     out = Path(out)
     dest = Path(dest) if dest is not None else out / "plots"
-    dest.mkdir(parents=True, exist_ok=True)
     jobs = expand(preset, budget)
-    results = load_results(jobs, out)
-    if not results:
-        raise TailorError(
-            f"no finished {preset.name} jobs (budget {budget.name}) in {str(out)!r}: "
-            f"run tailor sweep {preset.name} --budget {budget.name} --out {out} first"
-        )
+    results = finished_results(jobs, out, preset.name, budget.name)
+    dest.mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str, str], list] = {}
     for job in jobs:
         groups.setdefault((job.task, job.method, job.std_type), []).append(job)

@@ -61,7 +61,7 @@ from tailor.algos.ppo import PPOConfig, read_run
 from tailor.algos.ppo import train as train_ppo
 from tailor.algos.sac import SACConfig, train_sac
 from tailor.algos.soft_dqn import SoftDQNConfig, train_soft_dqn
-from tailor.checkpoint import POLICY_FILE, load_tensors, save_tensors, write_json
+from tailor.checkpoint import POLICY_FILE, load_tensors
 from tailor.envs import Task, get_task, load_tasks_file, make_env
 from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
@@ -77,9 +77,10 @@ from tailor.methods import (
     temperature_defaults,
 )
 from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, mlp
+from tailor.paths import check_input_path
 from tailor.priors import PolicyPrior, QPrior, check_spaces, load_prior, prior_temperature
 from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
-from tailor.rundir import RunDir, claim_run_dir
+from tailor.rundir import RunDir, claim_run_dir, commit_checkpoint
 
 __all__ = [
     "ALGOS",
@@ -283,8 +284,20 @@ def _config(cls: type, steps: int | None, seed: int, overrides: Mapping[str, Any
         kwargs["total_steps"] = int(steps)
     kwargs["seed"] = int(seed)
     if "hidden" in kwargs:
-        kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
-    return cls(**kwargs)
+        kwargs["hidden"] = _hidden(cls, kwargs["hidden"])
+    return cls(**kwargs)  # the config checks every field (tailor.algos.configs)
+
+
+def _hidden(cls: type, value: Any) -> tuple[int, ...]:
+    """``hidden`` as a tuple of ints; a value that is not a list of integers is an error."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(h, int) and not isinstance(h, bool) for h in value
+    ):
+        raise TailorError(
+            f"{cls.__name__}.hidden must be a list of positive integers, e.g. [64, 64], "
+            f"got {value!r}"
+        )
+    return tuple(value)
 
 
 def _check_algo(algo: str, allowed: tuple[str, ...]) -> None:
@@ -305,17 +318,21 @@ def _check_steps(steps: int) -> int:
 
 
 def _save(out: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
+    """Commit the policy as the run's checkpoint (:func:`tailor.rundir.commit_checkpoint`: a
+    kill at any moment leaves the previous state or this one, never a half-written file);
+    ``<out>/policy.safetensors`` and ``policy.json`` are its published copies."""
     from tailor import __version__
 
     out = Path(out)
     full = {"format": RQL_FORMAT, "tailor_version": __version__, "kind": meta["algo"], **meta}
-    save_tensors(out / POLICY_FILE, tensors, full)
-    write_json(out / "policy.json", full)
+    steps = meta.get("steps")
+    step = steps if isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0 else 0
+    commit_checkpoint(out, {POLICY_FILE: (tensors, full)}, step)
     return out
 
 
 def _policy_file(path: str | Path) -> Path:
-    path = Path(path)
+    path = check_input_path(path, "policy")
     if path.is_dir():
         path = path / POLICY_FILE
     if not path.is_file():
@@ -931,12 +948,13 @@ def resume(
     checkpoint_every: int | None = None,
     log: Log = print,
     progress: bool = False,
+    tensorboard: bool | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Continue the PPO run in ``run_dir`` until ``steps`` environment steps in total.
 
     The task, method, coefficients and config come from the run's trainer checkpoint; only the
-    step budget and the checkpoint interval may change. Returns ``(run_dir, saved)`` where
-    ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
+    step budget, the checkpoint interval and ``tensorboard`` may change. Returns ``(run_dir,
+    saved)`` where ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
     """
     run_dir = Path(run_dir)
     info = read_run(run_dir)
@@ -947,6 +965,8 @@ def resume(
     config.total_steps = _check_steps(steps)
     if checkpoint_every is not None:
         config.checkpoint_every = checkpoint_every
+    if tensorboard is not None:
+        config.tensorboard = bool(tensorboard)
     # The lock makes a second `--resume` of a running run an error instead of a second writer;
     # the claim also collects what a killed session left half-written.
     with claim_run_dir(run_dir, "ppo", resume=True):
@@ -1136,6 +1156,7 @@ def lm_customize(
     coefficients: Mapping[str, float | None] | None = None,
     record: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    allow_pickle_weights: bool = False,
 ) -> dict[str, Any]:
     """Customize a causal LM with token-level PPO (``residual``/``kl``/``greedy``) or the DPO
     family (``dpo``/``ce-dpo``/``decoupled-dpo``) and save it to ``out``.
@@ -1155,6 +1176,8 @@ def lm_customize(
         coefficients: ``omega_prime`` / ``alpha_hat`` / ``beta`` (``None``: the defaults).
         record: extra keys for the saved metadata (e.g. the reward file).
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
+        allow_pickle_weights: also load a prior whose weights are a pickle
+            (``pytorch_model.bin``); by default only safetensors weights are read.
 
     Returns:
         The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
@@ -1163,7 +1186,7 @@ def lm_customize(
     from tailor.lm.model import load_model, load_tokenizer, save_model
 
     m = lm_method(method, **dict(coefficients or {}))
-    prior = load_model(prior_dir, what="prior")
+    prior = load_model(prior_dir, what="prior", allow_pickle=allow_pickle_weights)
     tok = load_tokenizer(prior_dir, what="prior")
     prompts = list(prompts or [""])
     base = {"seed": seed} | ({"max_new_tokens": max_new_tokens} if max_new_tokens else {})

@@ -36,7 +36,15 @@ from typing import Any
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
 
-__all__ = ["RESULT_FILE", "SweepReport", "load_results", "run_job", "run_sweep"]
+__all__ = [
+    "RESULT_FILE",
+    "SweepReport",
+    "check_ray_address",
+    "finished_results",
+    "load_results",
+    "run_job",
+    "run_sweep",
+]
 
 RESULT_FILE = "result.json"
 SNAPSHOTS = 40  # policy snapshots kept per run, for the best-checkpoint evaluation
@@ -308,7 +316,13 @@ def _run_ray(
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if address is None:
             kwargs["num_cpus"] = workers
-        ray.init(address=address, **kwargs)
+        else:
+            check_ray_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError of a bad address
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+            raise TailorError(f"cannot start on {where}: {type(exc).__name__}: {exc}") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(_run_job_safe)
         refs = {remote.remote(job.to_json(), str(out.resolve())): job for job in todo}
@@ -325,11 +339,81 @@ def _run_ray(
             ray.shutdown()
 
 
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Fail fast on a Ray address whose ``host:port`` accepts no connection (``ray.init`` would
+    retry for minutes). ``"auto"`` and addresses without a port are left to Ray.
+
+    Raises:
+        TailorError: a malformed port, or no TCP connection within ``timeout`` seconds.
+    """
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, sep, port_text = target.rpartition(":")
+    if not sep or not host:
+        return
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise TailorError(
+            f"--address {address!r}: the port {port_text!r} is not a number"
+        ) from None
+    if not 0 < port < 65536:
+        raise TailorError(f"--address {address!r}: the port must be in 1..65535")
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+            pass
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = (exc.strerror or str(exc)).lower()
+        raise TailorError(
+            f"cannot reach the Ray cluster at {address!r} ({reason}); "
+            "start one with `ray start --head`, check --address, or use --backend local"
+        ) from None
+
+
 def load_results(jobs: Sequence[Job], out: str | Path) -> dict[str, dict[str, Any]]:
-    """``id -> result.json`` for the finished jobs among ``jobs`` (missing ones are absent)."""
+    """``id -> result.json`` for the finished jobs among ``jobs`` (missing ones are absent).
+
+    Raises:
+        TailorError: ``out`` is not a directory, or a ``result.json`` is not a JSON object.
+    """
+    out = Path(out)
+    if not out.is_dir():
+        what = "does not exist" if not out.exists() else "is not a directory"
+        raise TailorError(f"sweep directory {str(out)!r} {what}")
     results = {}
     for job in jobs:
-        path = Path(out) / job.id / RESULT_FILE
+        path = out / job.id / RESULT_FILE
         if path.is_file():
-            results[job.id] = json.loads(path.read_text())
+            results[job.id] = _read_result(path)
+    return results
+
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """One ``result.json``, which must be a JSON object (a corrupt one is named)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise TailorError(f"{str(path)!r} is not valid JSON ({exc}); rerun that job") from None
+    if not isinstance(obj, dict):
+        raise TailorError(f"{str(path)!r} is not a result record (a JSON object); rerun that job")
+    return obj
+
+
+def finished_results(
+    jobs: Sequence[Job], out: str | Path, preset: str, budget: str
+) -> dict[str, dict[str, Any]]:
+    """:func:`load_results`, refusing a directory that holds none of ``jobs``' results."""
+    results = load_results(jobs, out)
+    if not results:
+        raise TailorError(
+            f"no finished {preset} jobs (budget {budget}) in {str(out)!r}: "
+            f"run tailor sweep {preset} --budget {budget} --out {out} first"
+        )
     return results

@@ -23,7 +23,7 @@ import numpy as np
 
 from tailor.experiments import paper
 from tailor.experiments.presets import Budget, Job, Preset, expand, get_budget, get_preset
-from tailor.experiments.sweep import load_results
+from tailor.experiments.sweep import finished_results
 
 __all__ = ["cell", "fmt", "preset_table"]
 
@@ -111,7 +111,7 @@ def preset_table(preset: Preset | str, out: str | Path, budget: Budget | str = "
     preset = get_preset(preset) if isinstance(preset, str) else preset
     budget = get_budget(budget) if isinstance(budget, str) else budget
     jobs = expand(preset, budget)
-    results = load_results(jobs, out)
+    results = finished_results(jobs, out, preset.name, budget.name)
     groups = _group(jobs, results)
     lines = _header(preset, budget, results, jobs)
     if preset.name == "table2":

@@ -14,6 +14,7 @@ ready for generation and ``AutoTokenizer`` / ``AutoModelForCausalLM`` load the d
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = [
     "PretrainConfig",
@@ -65,7 +67,7 @@ def import_transformers() -> Any:
 
 
 def _check_dir(path: str | Path, what: str) -> Path:
-    p = Path(path)
+    p = check_input_path(path, what)
     if not p.is_dir():
         raise TailorError(f"{what} {str(path)!r} is not a directory (expected a model directory)")
     if not (p / "config.json").is_file():
@@ -76,14 +78,51 @@ def _check_dir(path: str | Path, what: str) -> Path:
     return p
 
 
-def load_model(path: str | Path, what: str = "model") -> torch.nn.Module:
+# Weight files that only torch.load (pickle) reads; safetensors files are read without it.
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def _check_weights(p: Path, what: str, allow_pickle: bool) -> bool:
+    """Whether the directory's weights are safetensors; refuse pickled weights (PyTorch's
+    ``pytorch_model.bin``, read by ``torch.load``) unless ``allow_pickle``."""
+    if any(p.glob("*.safetensors")):
+        return True
+    pickled = sorted(f.name for pattern in PICKLE_WEIGHTS for f in p.glob(pattern))
+    if pickled and not allow_pickle:
+        raise TailorError(
+            f"{what} {str(p)!r} holds its weights as {', '.join(pickled)}, a pickle file that "
+            "loading could run code from; tailor reads safetensors weights only. Convert it "
+            "(`model.save_pretrained(DIR, safe_serialization=True)`) or, for a file you trust, "
+            "pass --allow-pickle-weights"
+        )
+    return False
+
+
+def _check_finite_model(model: torch.nn.Module, path: str | Path, what: str) -> None:
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise TailorError(
+                f"{what} {str(path)!r}: {name} holds NaN or infinite values (saved by a run "
+                "that diverged, or corrupted); tailor does not use such a model"
+            )
+
+
+def load_model(
+    path: str | Path, what: str = "model", allow_pickle: bool = False
+) -> torch.nn.Module:
     """Load a causal LM from a local directory (never a hub), in eval mode, float32, on CPU.
 
+    Weights are read from safetensors files; a directory with only pickled weights
+    (``pytorch_model.bin``) is refused unless ``allow_pickle`` (then transformers'
+    ``torch.load`` reads it).
+
     Raises:
-        TailorError: the directory is missing, lacks ``config.json``, or does not hold a causal
-            language model that ``AutoModelForCausalLM`` can load.
+        TailorError: the directory is missing, lacks ``config.json``, holds pickled weights
+            only (without ``allow_pickle``), does not hold a causal language model that
+            ``AutoModelForCausalLM`` can load, or holds NaN/infinite weights.
     """
     p = _check_dir(path, what)
+    safe = _check_weights(p, what, allow_pickle)
     tf = import_transformers()
     try:
         config = tf.AutoConfig.from_pretrained(p, local_files_only=True)
@@ -93,7 +132,9 @@ def load_model(path: str | Path, what: str = "model") -> torch.nn.Module:
             f"({type(exc).__name__}: {exc})"
         ) from None
     try:
-        model = tf.AutoModelForCausalLM.from_pretrained(p, config=config, local_files_only=True)
+        model = tf.AutoModelForCausalLM.from_pretrained(
+            p, config=config, local_files_only=True, use_safetensors=safe or None
+        )
     except Exception as exc:
         raise TailorError(
             f"{what} {str(path)!r} is not a causal language model that transformers can load "
@@ -101,6 +142,7 @@ def load_model(path: str | Path, what: str = "model") -> torch.nn.Module:
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
     model.float().eval()  # float32 on CPU, whatever dtype the checkpoint was saved in
+    _check_finite_model(model, path, what)
     return model
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
+from tailor.paths import check_input_path
 
 __all__ = ["PreferencePair", "load_preferences", "pairs_from_samples", "save_preferences"]
 
@@ -43,7 +44,7 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
             not a JSON object with string values for ``prompt``, ``chosen`` and ``rejected``
             (the message names the file and the line number).
     """
-    p = Path(path)
+    p = check_input_path(path, "preference file")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = [
     "RewardFn",
@@ -116,7 +117,7 @@ def load_rewards_file(path: str | Path) -> list[str]:
         TailorError: the file does not exist, is not a ``.py`` file, or raises while importing
             (the message names the file and the original error).
     """
-    p = Path(path)
+    p = check_input_path(path, "rewards file")
     if not p.is_file():
         raise TailorError(f"rewards file {str(path)!r} does not exist or is not a file")
     if p.suffix != ".py":

@@ -7,6 +7,7 @@ of ``(weight [out, in], bias [out])`` pairs is ``Linear -> act -> ... -> Linear`
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
+from tailor.paths import check_input_path
 
 __all__ = [
     "Layers",
@@ -192,6 +194,17 @@ def identity_normalizer(dim: int) -> EmpiricalNormalization:
     return EmpiricalNormalization(dim, eps=0.0).eval()
 
 
+def check_statistics(mean: torch.Tensor, var: torch.Tensor, eps: float) -> None:
+    """Raise unless an observation normalizer's statistics can normalize: finite ``mean`` and
+    ``var``, ``var >= 0``, a finite ``eps >= 0``."""
+    if not (math.isfinite(eps) and eps >= 0):
+        raise TailorError(f"the normalizer's epsilon must be a finite number >= 0, got {eps}")
+    if not (bool(torch.isfinite(mean).all()) and bool(torch.isfinite(var).all())):
+        raise TailorError("the normalizer's mean or var holds NaN or infinite values")
+    if bool((var < 0).any()):
+        raise TailorError("the normalizer's var has negative entries (a variance is >= 0)")
+
+
 def var_eps_normalizer(
     mean: np.ndarray | torch.Tensor,
     var: np.ndarray | torch.Tensor,
@@ -199,9 +212,14 @@ def var_eps_normalizer(
     clip: float | None,
     count: float = 0.0,
 ) -> EmpiricalNormalization:
-    """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` (SB3 VecNormalize, gymnasium) frozen."""
+    """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` (SB3 VecNormalize, gymnasium) frozen.
+
+    Raises:
+        TailorError: non-finite statistics, a negative variance or a negative ``eps``.
+    """
     mean_t = torch.as_tensor(np.asarray(mean, dtype=np.float64))
     var_t = torch.as_tensor(np.asarray(var, dtype=np.float64))
+    check_statistics(mean_t, var_t, eps)
     norm = EmpiricalNormalization(mean_t.shape[0], eps=float(eps), mode="var_eps", clip=clip)
     norm.load_state_dict(
         {"mean": mean_t, "var": var_t, "count": torch.tensor(float(count), dtype=torch.float64)}
@@ -247,7 +265,7 @@ def load_normalizer_file(
     Raises:
         TailorError: missing, unreadable or incomplete file.
     """
-    path = Path(path)
+    path = check_input_path(path, "normalizer file")
     if not path.is_file():
         raise TailorError(f"normalizer file {str(path)!r} does not exist")
     from tailor.priors.detect import is_safetensors

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = ["FORMATS", "classify_torch", "detect_format", "is_safetensors", "torch_load"]
 
@@ -64,7 +65,7 @@ def detect_format(path: str | Path) -> str:
         TailorError: missing path, a directory without a policy, a corrupt zip ("not a valid
             zip"), or content that matches no supported format.
     """
-    path = Path(path)
+    path = check_input_path(path, "policy")
     if path.is_dir():
         if (path / "policy.safetensors").is_file():
             return "tailor"

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core.multiarray import _reconstruct, scalar  # type: ignore[no-redef]
 
 from tailor.errors import TailorError
+from tailor.paths import check_input_path
 
 __all__ = ["Inert", "RestrictedUnpickler", "load_vecnormalize", "restricted_loads"]
 
@@ -185,7 +186,7 @@ def load_vecnormalize(path: str | Path) -> dict[str, Any]:
         TailorError: missing file, disallowed content, not a VecNormalize pickle, dict
             observations (one statistic per key: not supported).
     """
-    path = Path(path)
+    path = check_input_path(path, "normalizer file")
     if not path.is_file():
         raise TailorError(f"normalizer file {str(path)!r} does not exist")
     obj = restricted_loads(path.read_bytes(), repr(str(path)))

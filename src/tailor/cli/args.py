@@ -1,0 +1,98 @@
+"""Argument types of the command line: every numeric flag is checked when it is parsed.
+
+Each function is an ``argparse`` ``type=``: it turns the text into a number or raises
+:class:`argparse.ArgumentTypeError`, which argparse prints as ``tailor CMD: error: argument
+--flag: ...`` with exit code 2. So a seed of ``2**70``, ``--examples -1`` or ``--cases-scale inf``
+never reaches the code that would fail on it with a traceback, or silently misbehave.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+__all__ = [
+    "MAX_SEED",
+    "count",
+    "finite",
+    "fraction",
+    "natural",
+    "nonnegative",
+    "positive",
+    "seed",
+]
+
+# Seeds go to numpy, torch and the envs (env i gets seed + i): 32 bits, as numpy's legacy seeding.
+MAX_SEED = 2**32 - 1
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A seed: an integer in ``[0, 2**32 - 1]``."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"a seed must be an integer in [0, {MAX_SEED}], got {text!r}"
+        )
+    return value
+
+
+def count(text: str) -> int:
+    """An integer >= 1 (steps, episodes, sizes)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def natural(text: str) -> int:
+    """An integer >= 0."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def finite(text: str) -> float:
+    """Any finite number."""
+    return _float(text)
+
+
+def positive(text: str) -> float:
+    """A finite number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative(text: str) -> float:
+    """A finite number >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A number in ``[0, 1]``."""
+    value = _float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
