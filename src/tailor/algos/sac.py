@@ -39,6 +39,7 @@ from tailor.errors import TailorError
 from tailor.losses import sac_actor_loss, sac_critic_target
 from tailor.methods import Method
 from tailor.nets import SquashedGaussianActor, mlp, obs_affine
+from tailor.rundir import InterruptRequest
 
 __all__ = ["SACConfig", "train_sac"]
 
@@ -194,6 +195,7 @@ def train_sac(
     log: Callable[[str], None] | None = print,
     *,
     actor_init: SquashedGaussianActor | None = None,
+    interrupt: InterruptRequest | None = None,
 ) -> tuple[SquashedGaussianActor, dict]:
     """Train a (residual) SAC actor on a task with a continuous (Box) action space.
 
@@ -370,7 +372,11 @@ def train_sac(
                     t0,
                 )
             )
+        if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
+            break
     env.close()
     check_trained("SAC", {"actor": actor, "q1": q1, "q2": q2})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
+    if interrupt is not None and interrupt.requested:
+        stats["interrupted_at_step"] = step + 1
     return actor.eval(), stats

@@ -33,6 +33,7 @@ from tailor.losses import soft_policy, soft_q_target
 from tailor.methods import Method
 from tailor.nets import mlp
 from tailor.priors import QPrior
+from tailor.rundir import InterruptRequest
 
 __all__ = ["SoftDQNConfig", "train_soft_dqn"]
 
@@ -120,6 +121,8 @@ def train_soft_dqn(
     config: SoftDQNConfig,
     prior: QPrior | None = None,
     log: Callable[[str], None] | None = print,
+    *,
+    interrupt: InterruptRequest | None = None,
 ) -> tuple[nn.Module, dict]:
     """Train a (residual) soft Q-network on a task with a discrete action space.
 
@@ -230,7 +233,11 @@ def train_soft_dqn(
                     "dqn", method, step + 1, cfg.total_steps, history, f"loss {loss_value:.4f}", t0
                 )
             )
+        if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
+            break
     env.close()
     check_trained("soft DQN", {"q": qnet})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
+    if interrupt is not None and interrupt.requested:
+        stats["interrupted_at_step"] = step + 1
     return qnet.eval(), stats

@@ -37,11 +37,12 @@ fallback temperature, in that order (:func:`coefficient_layers`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,13 @@ from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, mlp
 from tailor.paths import check_input_path
 from tailor.priors import PolicyPrior, QPrior, check_spaces, load_prior, prior_temperature
 from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
-from tailor.rundir import RunDir, claim_run_dir, commit_checkpoint
+from tailor.rundir import (
+    InterruptRequest,
+    RunDir,
+    claim_run_dir,
+    commit_checkpoint,
+    stop_on_interrupt,
+)
 
 __all__ = [
     "ALGOS",
@@ -458,7 +465,7 @@ def _meta(
         **_spaces(task),
         "hidden": list(getattr(cfg, "hidden", ())),
         "config": dataclasses.asdict(cfg),
-        "steps": steps,
+        "steps": int(stats.get("interrupted_at_step", steps)),
         "seed": seed,
         "train_stats": stats,
         **extra,
@@ -566,18 +573,30 @@ def _log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> No
     log(f"  saved {out / POLICY_FILE} and {out / 'metrics.csv'}")
 
 
+@contextlib.contextmanager
+def _saving_on_interrupt(r: RunRequest) -> Iterator[InterruptRequest]:
+    """Ctrl-C in a DQN / SAC run: the loop stops after the step it is in, the runner saves what
+    was learnt (the policy's metadata says ``steps`` and ``interrupted_at_step``) and then
+    ``KeyboardInterrupt`` is raised (exit 130). A second Ctrl-C stops at once, saving nothing."""
+    notice = "interrupted: saving what was learnt so far (Ctrl-C again to stop at once)"
+    with stop_on_interrupt(notice) as interrupt:
+        yield interrupt
+    if interrupt.requested:
+        raise KeyboardInterrupt(f"saved the networks so far in {str(r.out)!r}")
+
+
 def _run_dqn(r: RunRequest) -> Path:
     if r.prior is None:
         cfg = _config(SoftDQNConfig, r.steps, r.seed, r.config)
-        with _claim(r, "dqn"):
-            qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log)
+        with _claim(r, "dqn"), _saving_on_interrupt(r) as stop:
+            qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log, interrupt=stop)
             return _save_trained(r, "dqn", "q", qnet, cfg, stats)
     q_prior, prior_tensors, prior_meta = _q_prior(r, "dqn")
     # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
     defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
     cfg = _config(SoftDQNConfig, r.steps, r.seed, {**defaults, **r.config})
-    with _claim(r, "dqn"):
-        q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log)
+    with _claim(r, "dqn"), _saving_on_interrupt(r) as stop:
+        q_r, stats = train_soft_dqn(r.task, r.method, cfg, prior=q_prior, log=r.log, interrupt=stop)
         return _save_residual_dqn(r, q_r, prior_tensors, prior_meta, cfg, stats)
 
 
@@ -742,14 +761,14 @@ def _sac_prior(r: RunRequest) -> tuple[Any, SquashedGaussianActor | None, dict[s
 def _run_sac(r: RunRequest) -> Path:
     if r.prior is None:
         cfg = _config(SACConfig, r.steps, r.seed, r.config)
-        with _claim(r, "sac"):
-            actor, stats = train_sac(r.task, r.method, cfg, log=r.log)
+        with _claim(r, "sac"), _saving_on_interrupt(r) as stop:
+            actor, stats = train_sac(r.task, r.method, cfg, log=r.log, interrupt=stop)
             return _save_trained(r, "sac", "actor", actor, cfg, stats)
     prior, actor_init, info = _sac_prior(r)
     cfg = _config(SACConfig, r.steps, r.seed, {"hidden": tuple(info.pop("hidden")), **r.config})
-    with _claim(r, "sac"):
+    with _claim(r, "sac"), _saving_on_interrupt(r) as stop:
         actor, stats = train_sac(
-            r.task, r.method, cfg, prior=prior, log=r.log, actor_init=actor_init
+            r.task, r.method, cfg, prior=prior, log=r.log, actor_init=actor_init, interrupt=stop
         )
         tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
         extra = {
