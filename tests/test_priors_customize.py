@@ -19,8 +19,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from sb3_models import tiny_sac
 from tailor.cli import main
 from tailor.envs import Task, get_task
 from tailor.errors import TailorError
@@ -54,19 +54,7 @@ def sac_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SB3 SAC on MountainCarContinuous-v0, ent_coef="auto", Tanh, VecNormalize(clip_obs=5)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sac-mc")
-    env = VecNormalize(make_vec_env("MountainCarContinuous-v0", n_envs=1, seed=0), clip_obs=5.0)
-    model = sb3.SAC(
-        "MlpPolicy",
-        env,
-        learning_starts=50,
-        batch_size=32,
-        seed=0,
-        policy_kwargs={"net_arch": [16, 16], "activation_fn": nn.Tanh},
-    )
-    model.learn(300)
-    model.save(root / "sac.zip")
-    env.save(str(root / "vecnormalize.pkl"))
-    return root / "sac.zip"
+    return tiny_sac(root, "MountainCarContinuous-v0", 300, clip_obs=5.0)
 
 
 @pytest.fixture(scope="module")

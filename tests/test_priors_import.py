@@ -22,6 +22,7 @@ import pytest
 import torch
 from torch import nn
 
+from sb3_models import tiny_sac
 from tailor.checkpoint import load_policy, save_policy
 from tailor.cli import main
 from tailor.errors import TailorError
@@ -85,19 +86,7 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def sac_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SAC with VecNormalize, ``vecnormalize.pkl`` beside the zip."""
     root = tmp_path_factory.mktemp("sac")
-    env = VecNormalize(make_vec_env("Pendulum-v1", n_envs=1, seed=0))
-    model = sb3.SAC(
-        "MlpPolicy",
-        env,
-        learning_starts=50,
-        batch_size=32,
-        seed=0,
-        policy_kwargs={"net_arch": [16, 16], "activation_fn": nn.Tanh},
-    )
-    model.learn(120)
-    model.save(root / "sac.zip")
-    env.save(str(root / "vecnormalize.pkl"))
-    return root / "sac.zip"
+    return tiny_sac(root, "Pendulum-v1", 120)
 
 
 @pytest.fixture(scope="module")

@@ -189,6 +189,33 @@ def gaussian_prior(
     return PolicyPrior(actor, obs_norm, meta)
 
 
+def global_std_meta(
+    layers: Layers,
+    log_std: torch.Tensor,
+    act: str,
+    act_source: str,
+    norm_info: dict[str, Any],
+    source: dict[str, Any],
+) -> dict[str, Any]:
+    """The metadata of an imported Gaussian prior with one global log-std vector ``[A]``:
+    ``source`` (format, library, version, algorithm, path), architecture, activation and where
+    it was read, the normalizer, the std range."""
+    return {
+        "task": None,
+        "source": source,
+        "architecture": {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": act},
+        "activation": act,
+        "activation_source": act_source,
+        "obs_normalizer": norm_info,
+        "distribution": {
+            "kind": "gaussian",
+            "std": "global (state-independent)",
+            "std_min": float(log_std.exp().min()),
+            "std_max": float(log_std.exp().max()),
+        },
+    }
+
+
 def identity_normalizer(dim: int) -> EmpiricalNormalization:
     """The exact identity (``eps=0``, mean 0, var 1, frozen): tailor's "no normalization"."""
     return EmpiricalNormalization(dim, eps=0.0).eval()

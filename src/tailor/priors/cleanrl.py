@@ -22,6 +22,7 @@ from tailor.errors import TailorError
 from tailor.priors.base import (
     check_activation,
     gaussian_prior,
+    global_std_meta,
     identity_normalizer,
     layers_from_state,
     load_normalizer_file,
@@ -64,24 +65,19 @@ def load_cleanrl(
             "clip": obs_norm.clip,
         }
     log_std = state["actor_logstd"]
-    meta = {
-        "task": None,
-        "source": {
-            "format": "cleanrl",
-            "library": "CleanRL",
-            "version": "unknown (state dicts carry no version)",
-            "algorithm": "PPO (ppo_continuous_action)",
-            "path": str(path),
-        },
-        "architecture": {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": act},
-        "activation": act,
-        "activation_source": "activation argument" if activation else "CleanRL's Tanh",
-        "obs_normalizer": norm_info,
-        "distribution": {
-            "kind": "gaussian",
-            "std": "global (state-independent)",
-            "std_min": float(log_std.exp().min()),
-            "std_max": float(log_std.exp().max()),
-        },
+    source = {
+        "format": "cleanrl",
+        "library": "CleanRL",
+        "version": "unknown (state dicts carry no version)",
+        "algorithm": "PPO (ppo_continuous_action)",
+        "path": str(path),
     }
+    meta = global_std_meta(
+        layers,
+        log_std,
+        act,
+        "activation argument" if activation else "CleanRL's Tanh",
+        norm_info,
+        source,
+    )
     return gaussian_prior(layers, log_std, act, obs_norm, meta, src)

@@ -21,6 +21,11 @@ LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 _TANH_EPS = 1e-6
 
 
+def unscale(y: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """``[-1, 1]`` -> ``[low, high]`` (SB3's ``unscale_action``), shapes ``[B, A]``."""
+    return low + 0.5 * (y + 1.0) * (high - low)
+
+
 class _Frozen:
     """Common part: frozen normalizer, sizes, metadata."""
 
@@ -71,7 +76,7 @@ class SquashedGaussianPrior(_Frozen):
         return self.mu(h), self.log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
 
     def _unscale(self, y: torch.Tensor) -> torch.Tensor:
-        return self.low + 0.5 * (y + 1.0) * (self.high - self.low)
+        return unscale(y, self.low, self.high)
 
     def act(
         self,
@@ -236,8 +241,7 @@ class DeterministicGaussianPrior(_Frozen):
 
     def mean(self, obs: torch.Tensor) -> torch.Tensor:
         """The library's deterministic action ``[B, A]`` for raw obs ``[B, D]``."""
-        y = self.net(self.obs_norm(obs))
-        return self.low + 0.5 * (y + 1.0) * (self.high - self.low)
+        return unscale(self.net(self.obs_norm(obs)), self.low, self.high)
 
     def act(
         self,

@@ -30,6 +30,7 @@ from tailor.nets import EmpiricalNormalization
 from tailor.priors.base import (
     check_activation,
     gaussian_prior,
+    global_std_meta,
     identity_normalizer,
     layers_from_state,
     load_yaml,
@@ -173,24 +174,12 @@ def load_skrl(
         }
     else:
         obs_norm, norm_info = identity_normalizer(obs_dim), {"kind": "none"}
-    meta = {
-        "task": None,
-        "source": {
-            "format": "skrl",
-            "library": "skrl",
-            "version": f"unknown ({layout})",
-            "algorithm": "PPO" if "value" in ckpt else "unknown",
-            "path": str(path),
-        },
-        "architecture": {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": act},
-        "activation": act,
-        "activation_source": act_src,
-        "obs_normalizer": norm_info,
-        "distribution": {
-            "kind": "gaussian",
-            "std": "global (state-independent)",
-            "std_min": float(log_std.exp().min()),
-            "std_max": float(log_std.exp().max()),
-        },
+    source = {
+        "format": "skrl",
+        "library": "skrl",
+        "version": f"unknown ({layout})",
+        "algorithm": "PPO" if "value" in ckpt else "unknown",
+        "path": str(path),
     }
+    meta = global_std_meta(layers, log_std, act, act_src, norm_info, source)
     return gaussian_prior(layers, log_std, act, obs_norm, meta, src)
