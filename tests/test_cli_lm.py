@@ -49,7 +49,12 @@ def test_pretrain_sample_customize_evaluate(tmp_path, capsys, prior):
     assert main(["lm", "sample", "--model", prior, "-n", "3", "--prompt", "ja"]) == 0
     assert all(line.startswith("ja") for line in capsys.readouterr().out.splitlines())
 
-    for method, extra in (("residual", ["--steps", "2"]), ("decoupled-dpo", ["--steps", "3"])):
+    # Config fields are flags too (tyro): --epochs / --clip of LMPPOConfig, --lr of LMDPOConfig.
+    runs = (
+        ("residual", ["--steps", "2", "--epochs", "1", "--clip", "0.1"]),
+        ("decoupled-dpo", ["--steps", "3"]),
+    )
+    for method, extra in runs:
         cdir = tmp_path / method
         args = ["lm", "customize", "--prior", prior, "--reward", "ends-with-vowel"]
         args += ["--method", method, "--seed", "0", "--out", str(cdir), "--quiet", *extra]
@@ -62,6 +67,7 @@ def test_pretrain_sample_customize_evaluate(tmp_path, capsys, prior):
         assert (cdir / "tokenizer.json").is_file()
     res = json.loads((tmp_path / "residual" / "tailor.json").read_text())
     assert res["data"]["coefficients"] == {"omega_prime": 0.15, "alpha_hat": 0.1}
+    assert res["config"]["epochs"] == 1 and res["config"]["clip"] == 0.1
 
     jpath = tmp_path / "eval.json"
     args = ["lm", "evaluate", "--model", str(tmp_path / "residual"), "--prior", prior]

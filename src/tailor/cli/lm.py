@@ -105,8 +105,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replace the run or model already in --out (by default it is refused)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--help-config",
+        action="store_true",
+        help="list every field of LMPPOConfig (PPO methods) or LMDPOConfig (offline methods): "
+        "each is a flag too, e.g. --epochs 2 --clip 0.1",
+    )
     _allow_pickle(p)
-    p.set_defaults(func=cmd_customize)
+    p.set_defaults(func=cmd_customize, config_flags=True)
 
     p = lm_sub.add_parser("evaluate", help="add-on success, naturalness, KL to the prior")
     p.add_argument("--model", required=True, help="model directory")
@@ -248,6 +254,15 @@ def cmd_customize(args: argparse.Namespace) -> int:
     reward = _resolve_reward(args)
     given = {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat, "beta": args.beta}
     method = lm_method(args.method, **given)  # bad coefficients fail before any model loads
+    overrides = _overrides(args, offline=method.offline)
+    argv = [*getattr(args, "extra", []), *(["--help"] if args.help_config else [])]
+    if argv:  # every config field is a flag too (tyro); --help-config lists them
+        from tailor.experiments.run import config_flags
+
+        kind = "lm-dpo" if method.offline else "lm-ppo"
+        base = {"seed": args.seed, "max_new_tokens": args.max_new_tokens, **overrides}
+        prog = f"tailor lm customize --method {args.method}"
+        overrides = {**overrides, **config_flags(kind, argv, base, prog=prog)}
     pairs = None
     if not method.offline:
         if args.preferences is not None:
@@ -276,7 +291,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         prompts=args.prompt or [""],
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
-        overrides=_overrides(args, offline=method.offline),
+        overrides=overrides,
         progress=not args.quiet,
         coefficients=given,
         record={"rewards_file": args.rewards_file, "preferences": args.preferences},

@@ -253,7 +253,9 @@ CONFIGS: dict[str, type] = {
 def config_flags(
     algo: str, argv: list[str], base: Mapping[str, Any] | None = None, prog: str = "tailor"
 ) -> dict[str, Any]:
-    """Fields of ``algo``'s config dataclass set on the command line, e.g. ``--num-epochs 3
+    """Fields of ``algo``'s config dataclass (``ppo``, ``dqn``, ``sac``, ``mcts``, and
+    ``lm-ppo`` / ``lm-dpo`` for the language-model loops) set on the command line, e.g.
+    ``--num-epochs 3
     --hidden 32 32`` (every field is a flag, its docstring the help: parsed by ``tyro``, the
     library CleanRL uses for its configs). ``base`` holds the values other flags already set
     (they are the defaults shown); ``--help`` prints every field and exits.
@@ -263,8 +265,14 @@ def config_flags(
     """
     import tyro
 
-    _check_algo(algo, tuple(CONFIGS))
-    cls = CONFIGS[algo]
+    if algo in ("lm-ppo", "lm-dpo"):  # imported on use: the LM loops need the `lm` extra
+        from tailor.algos.dpo import LMDPOConfig
+        from tailor.algos.lm_ppo import LMPPOConfig
+
+        cls = LMPPOConfig if algo == "lm-ppo" else LMDPOConfig
+    else:
+        _check_algo(algo, tuple(CONFIGS))
+        cls = CONFIGS[algo]
     known = {f.name for f in dataclasses.fields(cls)}
     start = {k: v for k, v in dict(base or {}).items() if k in known}
     if "hidden" in start:
