@@ -42,7 +42,7 @@ def main() -> None:
             groups.setdefault(label, []).append((label, point(HERE / name)))
     for f in sorted((HERE / "probe").glob("*.json")):
         if not f.stem.startswith("hopper"):
-            groups.setdefault("Residual (paper coef.) 1M, one knob", []).append((f.stem, point(f)))
+            groups.setdefault("Residual 1M, one knob each (probe/)", []).append((f.stem, point(f)))
     budgets = {"local": ("300k", "150k from scratch"), "paper": ("5M", "5M from scratch")}
     for sweep, (custom_steps, scratch_steps) in budgets.items():
         for method in ("greedy", "kl", "residual", "full"):
@@ -61,7 +61,7 @@ def main() -> None:
         xs = [p[1][0] for p in pts if p[1]]
         ys = [p[1][1] for p in pts if p[1]]
         ax.scatter(xs, ys, marker=m, s=90 if label == "prior" else 40, label=label)
-        if label.startswith("Residual (paper coef.) 1M"):
+        if label.startswith("Residual 1M, one knob"):
             for name, p in pts:
                 ax.annotate(name, p, fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("basic return (HalfCheetah's own reward)")
