@@ -27,27 +27,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import time
 from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
 
+from env_throughput import best_rates  # the same interleaved best-of timing
 from tailor.envs import highway as hw
 from tailor.envs import make_env
-
-
-def best_rates(runs: list[Callable[[], int]], repeats: int) -> list[tuple[float, float]]:
-    """Best ``(wall, cpu)`` steps/s of each ``run()`` (which returns its step count) over
-    ``repeats`` interleaved rounds."""
-    best = [(0.0, 0.0)] * len(runs)
-    for _ in range(repeats):
-        for k, run in enumerate(runs):
-            w0, c0 = time.perf_counter(), time.process_time()
-            n = run()
-            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-            best[k] = (max(best[k][0], n / wall), max(best[k][1], n / cpu))
-    return best
 
 
 def loop(env: gym.Env, actions: list, seed: int) -> Callable[[], int]:
