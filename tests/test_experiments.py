@@ -11,7 +11,7 @@ from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.experiments import run
 from tailor.experiments.presets import BUDGETS, Job, expand
-from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, run_job, run_sweep
+from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, reselect_best, run_job, run_sweep
 from tailor.experiments.tables import cell, preset_table
 
 # Two PPO iterations of 8 envs x 16 steps on the point mass: a job takes about a second.
@@ -257,3 +257,50 @@ def test_cell_reads_the_best_checkpoint_and_falls_back_to_the_last():
     assert cell(rs, "total", "total")["avg"][0] == 2.0
     c = cell(rs, "total", "total", "eval_best")
     assert c["avg"][0] == (5.0 + 7.0 + 2.0 + 2.0) / 4 and c["best_seed"] == 0
+
+
+def test_best_checkpoint_skips_snapshots_that_are_still_the_prior(tmp_path):
+    # A customization's critic warm-up leaves the actor as the prior: those snapshots are not
+    # candidates (choosing one would report the prior under the method's name).
+    prior = run.train_prior("pointmass", "ppo", 1024, 0, tmp_path / "p", log=None, num_envs=8,
+                            num_steps=32, tensorboard=False)  # fmt: skip
+    out = tmp_path / "c"
+    run.customize("pointmass", "ppo", prior, 2048, 0, out, method="greedy", log=None, num_envs=8,
+                  num_steps=32, checkpoint_every=1, critic_warmup_fraction=0.5,
+                  tensorboard=False)  # fmt: skip
+    best = run.best_checkpoint(out, episodes=2, seed=7)
+    snaps = [int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("step-*")]
+    warm = [s for s in sorted(snaps) if s <= 1024]
+    assert best["skipped_as_prior"] == warm and len(warm) == 4
+    assert all(s["step"] > 1024 for s in best["selection"]) and best["step"] > 1024
+    assert run.same_as_prior(out, out / "checkpoints" / f"step-{warm[0]}" / "policy.safetensors")
+    assert not run.same_as_prior(out, out / "policy.safetensors")
+    assert not run.same_as_prior(prior, prior / "policy.safetensors")  # no prior: a prior run
+
+
+def test_reselect_best_replaces_a_recorded_prior_choice(tmp_path):
+    prior = run.train_prior("pointmass", "ppo", 512, 0, tmp_path / "p", log=None, num_envs=8,
+                            num_steps=16, tensorboard=False)  # fmt: skip
+    warm = (("critic_warmup_fraction", 0.0),)
+    job = Job("customize", "pointmass", "greedy", 0, steps=1024, episodes=2, prior=str(prior),
+              ppo=TINY + warm)  # fmt: skip
+    out = tmp_path / "sweep"
+    run_job(job, out)
+    job_dir = out / job.id
+    path = job_dir / RESULT_FILE
+    record = json.loads(path.read_text())
+    # An older tailor's record: no skip list, and its choice a snapshot equal to the prior.
+    first = record["best"]["selection"][0]["step"]
+    snap = job_dir / "checkpoints" / f"step-{first}" / "policy.safetensors"
+    snap.write_bytes((prior / "policy.safetensors").read_bytes())
+    record["best"].pop("skipped_as_prior")
+    record["best"]["step"] = first
+    record["eval_best"] = None
+    path.write_text(json.dumps(record))
+    assert reselect_best(job, out)
+    new = json.loads(path.read_text())
+    rest = [s for s in new["best"]["selection"] if s["step"] != first]
+    assert new["best"]["skipped_as_prior"] == [first] and new["best"]["reselected"]
+    assert new["best"]["step"] == max(rest, key=lambda s: s["total"])["step"]
+    assert new["eval_best"]["episodes"] == 2  # evaluated anew
+    assert not reselect_best(job, out)  # already annotated: nothing to do

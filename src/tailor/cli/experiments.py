@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use this prior for TASK instead of the shipped one (repeatable)",
     )
     p.add_argument("--list", action="store_true", help="print the jobs and their state; run none")
+    p.add_argument(
+        "--reselect-best",
+        action="store_true",
+        help="re-choose the best checkpoint of finished jobs that recorded their prior as best "
+        "(results of an older tailor); evaluates the new choice, trains nothing, runs no job",
+    )
     p.set_defaults(func=cmd_sweep)
 
     p = subparsers.add_parser(
@@ -83,9 +89,14 @@ def _priors(items: list[str]) -> dict[str, str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tailor.experiments.presets import expand
-    from tailor.experiments.sweep import FAILED_FILE, is_finished, run_sweep
+    from tailor.experiments.sweep import FAILED_FILE, is_finished, reselect_best, run_sweep
 
     jobs = expand(args.preset, args.budget, _priors(args.prior))
+    if args.reselect_best:
+        for job in jobs:
+            if reselect_best(job, args.out):
+                print(f"reselected {job.id}", flush=True)
+        return 0
     if args.list:
         for job in jobs:
             state = "finished" if is_finished(job, args.out) else "to run"

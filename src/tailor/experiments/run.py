@@ -107,6 +107,7 @@ __all__ = [
     "policy_kind",
     "read_ppo_run",
     "resume",
+    "same_as_prior",
     "task_method",
     "train_prior",
 ]
@@ -1023,9 +1024,13 @@ def best_checkpoint(
     the last) is evaluated on ``episodes`` deterministic selection episodes from ``seed`` (seeds
     the reported evaluation does not use) and the one with the highest mean ``key`` wins.
 
+    A customization run's snapshots that are still its prior, tensor for tensor (those of the
+    critic warm-up, whose actor has not moved yet), are not candidates: the prior is not a
+    customized policy, and choosing it would report the prior under the method's name.
+
     Returns:
         ``{"step", "policy" (its file), "last_step", "selection": [{"step", key}, ...],
-        "selection_seed", "selection_episodes"}``.
+        "selection_seed", "selection_episodes", "skipped_as_prior": [step, ...]}``.
 
     Raises:
         TailorError: a run directory without policy snapshots.
@@ -1035,6 +1040,8 @@ def best_checkpoint(
     snaps = [c for c in list_checkpoints(run_dir) if POLICY_FILE in c.files]
     if not snaps:
         raise TailorError(f"{str(run_dir)!r} has no policy snapshots to choose from")
+    skipped = [c.step for c in snaps[:-1] if same_as_prior(run_dir, c.path(POLICY_FILE))]
+    snaps = [c for c in snaps if c.step not in skipped]
     if len(snaps) > max_candidates:
         idx = np.unique(np.linspace(0, len(snaps) - 1, max_candidates).round().astype(int))
         snaps = [snaps[i] for i in idx]
@@ -1050,7 +1057,20 @@ def best_checkpoint(
         "selection": scores,
         "selection_seed": seed,
         "selection_episodes": episodes,
+        "skipped_as_prior": skipped,
     }
+
+
+def same_as_prior(run_dir: str | Path, policy_file: str | Path) -> bool:
+    """Whether ``policy_file`` holds exactly the tensors of the prior a customization run in
+    ``run_dir`` started from (its copy ``run_dir/prior``); False for a run without a prior."""
+    prior_file = Path(run_dir) / "prior" / POLICY_FILE
+    if not prior_file.is_file():
+        return False
+    from safetensors.torch import load_file  # tensors only: no code, no header trust needed
+
+    prior, snap = load_file(prior_file), load_file(policy_file)
+    return prior.keys() == snap.keys() and all(torch.equal(prior[k], snap[k]) for k in prior)
 
 
 def read_ppo_run(run_dir: str | Path) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from tailor.checkpoint import POLICY_FILE
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
 
@@ -119,6 +120,50 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     _write_json(job_dir / RESULT_FILE, record)
     (job_dir / FAILED_FILE).unlink(missing_ok=True)
     return record
+
+
+def reselect_best(job: Job, out: str | Path) -> bool:
+    """Re-choose a finished job's best checkpoint if the recorded one is still its prior.
+
+    Results written before :func:`tailor.experiments.run.best_checkpoint` skipped the snapshots
+    equal to the prior (a customization's critic warm-up) may report the prior as the best
+    checkpoint. The stored selection scores are reused: the best of the snapshots that are not
+    the prior is chosen, evaluated like ``eval_best`` and written back (atomically), with
+    ``best["reselected"] = True``. Trains nothing.
+
+    Returns:
+        Whether the best checkpoint changed.
+    """
+    from tailor.envs import get_task
+    from tailor.experiments import run
+
+    job_dir = Path(out) / job.id
+    path = job_dir / RESULT_FILE
+    if job.kind != "customize" or not path.is_file():
+        return False
+    record = _read_result(path)
+    best = record.get("best")
+    if not best or "skipped_as_prior" in best:  # chosen by a tailor that already skips them
+        return False
+
+    def snapshot(step: int) -> Path:
+        return job_dir / "checkpoints" / f"step-{step}" / POLICY_FILE
+
+    selection = best["selection"]
+    skipped = [s["step"] for s in selection if run.same_as_prior(job_dir, snapshot(s["step"]))]
+    best["skipped_as_prior"] = skipped
+    if best["step"] not in skipped:  # the choice stands; only the annotation is new
+        _write_json(path, record)
+        return False
+    rest = [s for s in selection if s["step"] not in skipped] or selection[-1:]
+    key = next(k for k in rest[0] if k != "step")
+    choice = max(rest, key=lambda s: s[key])
+    best.update(step=choice["step"], policy=str(snapshot(choice["step"])))
+    best["reselected"] = True
+    task = get_task(job.task)
+    record["eval_best"] = run.evaluate(best["policy"], task, job.episodes, seed=job.eval_seed)
+    _write_json(path, record)
+    return True
 
 
 def _run_job_safe(job_json: dict[str, Any], out: str) -> dict[str, Any]:
