@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -276,6 +277,10 @@ def test_best_checkpoint_skips_snapshots_that_are_still_the_prior(tmp_path):
     assert run.same_as_prior(out, out / "checkpoints" / f"step-{warm[0]}" / "policy.safetensors")
     assert not run.same_as_prior(out, out / "policy.safetensors")
     assert not run.same_as_prior(prior, prior / "policy.safetensors")  # no prior: a prior run
+    # Without the run's own copy (sweep directories do not commit it) the prior's path serves.
+    shutil.rmtree(out / "prior")
+    snap = out / "checkpoints" / f"step-{warm[0]}" / "policy.safetensors"
+    assert not run.same_as_prior(out, snap) and run.same_as_prior(out, snap, prior)
 
 
 def test_reselect_best_replaces_a_recorded_prior_choice(tmp_path):

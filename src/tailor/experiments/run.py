@@ -1061,16 +1061,21 @@ def best_checkpoint(
     }
 
 
-def same_as_prior(run_dir: str | Path, policy_file: str | Path) -> bool:
+def same_as_prior(
+    run_dir: str | Path, policy_file: str | Path, prior: str | Path | None = None
+) -> bool:
     """Whether ``policy_file`` holds exactly the tensors of the prior a customization run in
-    ``run_dir`` started from (its copy ``run_dir/prior``); False for a run without a prior."""
+    ``run_dir`` started from: its copy ``run_dir/prior`` or, where that copy is gone (sweep
+    directories do not commit it), the policy file of ``prior``. False without either."""
     prior_file = Path(run_dir) / "prior" / POLICY_FILE
+    if not prior_file.is_file() and prior is not None:
+        prior_file = Path(prior) / POLICY_FILE if Path(prior).is_dir() else Path(prior)
     if not prior_file.is_file():
         return False
     from safetensors.torch import load_file  # tensors only: no code, no header trust needed
 
-    prior, snap = load_file(prior_file), load_file(policy_file)
-    return prior.keys() == snap.keys() and all(torch.equal(prior[k], snap[k]) for k in prior)
+    ref, snap = load_file(prior_file), load_file(policy_file)
+    return ref.keys() == snap.keys() and all(torch.equal(ref[k], snap[k]) for k in ref)
 
 
 def read_ppo_run(run_dir: str | Path) -> dict[str, Any]:

@@ -150,7 +150,9 @@ def reselect_best(job: Job, out: str | Path) -> bool:
         return job_dir / "checkpoints" / f"step-{step}" / POLICY_FILE
 
     selection = best["selection"]
-    skipped = [s["step"] for s in selection if run.same_as_prior(job_dir, snapshot(s["step"]))]
+    skipped = [
+        s["step"] for s in selection if run.same_as_prior(job_dir, snapshot(s["step"]), job.prior)
+    ]
     best["skipped_as_prior"] = skipped
     if best["step"] not in skipped:  # the choice stands; only the annotation is new
         _write_json(path, record)
