@@ -282,10 +282,10 @@ class _Adam:
 class _Learner:
     """The actor, the twin critic and its Polyak target, their optimizers: SAC's gradient steps.
 
-    Built for few dispatched ops per step (a small network's step costs dispatch, not FLOPs):
-    one :class:`TwinCritic` module, fused Adam (one kernel for all tensors of a network), one
-    ``_foreach_lerp_`` for the Polyak update, no critic weight gradients in the actor loss, and
-    one finiteness check (one sync) per learning phase.
+    Built for few dispatched ops per step (a small network's step costs mostly dispatch,
+    not FLOPs): one :class:`TwinCritic` module, fused Adam (one kernel for all tensors of a
+    network), one ``_foreach_lerp_`` for the Polyak update, no critic weight gradients in the
+    actor loss, and one finiteness check (one sync) per learning phase.
     """
 
     def __init__(
@@ -450,7 +450,7 @@ def train_sac(
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
     start = prior if isinstance(prior, SquashedGaussianActor) else actor_init
     if prior is not None and start is not None and cfg.init_actor_from_prior:
-        actor = copy.deepcopy(start)
+        actor = copy.deepcopy(start).requires_grad_(True)  # our copy trains
     else:
         actor = SquashedGaussianActor(
             obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
