@@ -252,11 +252,12 @@ def test_batched_mcts_is_the_default_and_sequential_is_available(dqn_prior, tmp_
 
 
 def test_sac_critic_zero_init_starts_at_zero():
-    from tailor.algos.sac import Critic
+    from tailor.algos.sac import TwinCritic
 
     torch.manual_seed(0)
     one = torch.ones(3)
     obs, act = torch.randn(5, 3), torch.randn(5, 2)
-    zero = Critic(3, 2, (8, 8), one, 0 * one, zero_last=True)
-    assert torch.equal(zero(obs, act), torch.zeros(5))
-    assert not torch.equal(Critic(3, 2, (8, 8), one, 0 * one)(obs, act), torch.zeros(5))
+    zero = TwinCritic(3, 2, (8, 8), one, 0 * one, zero_last=True)
+    assert torch.equal(zero(obs, act), torch.zeros(2, 5))
+    q = TwinCritic(3, 2, (8, 8), one, 0 * one)(obs, act)
+    assert not torch.equal(q, torch.zeros(2, 5)) and not torch.equal(q[0], q[1])

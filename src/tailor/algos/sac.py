@@ -22,9 +22,10 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -44,8 +45,18 @@ from tailor.rundir import InterruptRequest
 __all__ = ["SACConfig", "train_sac"]
 
 
-class Critic(nn.Module):
-    """``Q(s, a)`` ``[B]`` from observations (scaled like the actor's) and actions."""
+class TwinCritic(nn.Module):
+    """The two critics ``Q_1, Q_2`` as one network with stacked weights:
+    ``(obs [B, D], act [B, A]) -> [2, B]`` (row ``k`` is ``Q_{k+1}``).
+
+    Layer ``l`` holds ``weights.l`` ``[2, in, out]`` and ``biases.l`` ``[2, 1, out]``, and one
+    ``baddbmm`` runs it for both critics. A small network's gradient step is bound by the number
+    of ops dispatched, not by arithmetic, so one module of half the ops (and half the autograd
+    nodes, and half the tensors for Adam and the Polyak update) is what makes it faster. Each
+    critic starts as :func:`tailor.nets.mlp` initialises one (``zero_last``: its output layer at
+    zero, so ``Q = 0`` everywhere), ``Q_1`` drawn first. Observations are scaled like the
+    actor's, ``(obs - obs_bias) / obs_scale``.
+    """
 
     def __init__(
         self,
@@ -57,13 +68,43 @@ class Critic(nn.Module):
         zero_last: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp([obs_dim + act_dim, *hidden, 1], zero_last=zero_last)
+        sizes = [obs_dim + act_dim, *hidden, 1]
+        nets = [mlp(sizes, zero_last=zero_last) for _ in range(2)]
+        layers = [[m for m in net if isinstance(m, nn.Linear)] for net in nets]
+        pairs = list(zip(*layers, strict=True))
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([lin.weight.detach().T for lin in pair])) for pair in pairs
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([lin.bias.detach()[None] for lin in pair])) for pair in pairs
+        )
         self.register_buffer("obs_scale", obs_scale.clone())
         self.register_buffer("obs_bias", obs_bias.clone())
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+        """``[2, B]``. ``frozen``: no gradient for the critics' own parameters (the actor loss
+        needs ``dQ/da`` only; this skips the weight gradients an optimizer would discard)."""
         x = torch.cat([(obs - self.obs_bias) / self.obs_scale, act], dim=-1)
-        return self.net(x).squeeze(-1)
+        weights, biases = list(self.weights), list(self.biases)
+        if frozen:
+            weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
+        return twin_mlp(x, weights, biases)
+
+
+def twin_mlp(
+    x: torch.Tensor, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Two ReLU MLPs with stacked layers on the same input: ``x [B, in]`` -> ``[2, B]``.
+
+    ``weights[l]`` ``[2, in_l, out_l]``, ``biases[l]`` ``[2, 1, out_l]``; the last ``out`` is 1.
+    """
+    h = x.expand(2, *x.shape)
+    last = len(weights) - 1
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        h = torch.baddbmm(b, h, w)
+        if i < last:
+            h = torch.relu(h)
+    return h.squeeze(-1)
 
 
 @dataclass
@@ -71,7 +112,14 @@ class SACConfig:
     """Hyper-parameters of (residual) SAC.
 
     Attributes:
-        total_steps: environment steps.
+        total_steps: environment steps, summed over the ``n_envs`` envs (rounded up to a
+            multiple of ``n_envs``).
+        n_envs: copies of the task's env stepped together (env ``i`` first reset with seed
+            ``seed + i``); the actor acts for all of them in one forward pass and every env's
+            transition is stored. ``learning_starts``, ``warm_start_steps`` and
+            ``critic_warmup_steps`` count environment steps; ``train_freq`` counts vector steps
+            (as Stable-Baselines3 does: 4 envs with ``train_freq=1`` and ``gradient_steps=1``
+            take one gradient step per 4 environment steps).
         gamma: discount.
         actor_lr: Adam learning rate of the actor.
         critic_lr: Adam learning rate of the two critics.
@@ -80,8 +128,8 @@ class SACConfig:
         learning_starts: steps before the first gradient step. A run without a prior acts
             with random exploration actions until then; a residual run acts with its actor
             (which starts as the prior).
-        train_freq: environment steps between learning phases.
-        gradient_steps: gradient steps per learning phase.
+        train_freq: vector steps (environment steps of each env) between learning phases.
+        gradient_steps: gradient steps per learning phase (their batches drawn together).
         tau: Polyak coefficient of the target critics.
         hidden: hidden layer sizes of actor and critics.
         explore_hold: during the random warm-up, each random action in ``[low, high]`` is held
@@ -112,6 +160,7 @@ class SACConfig:
     """
 
     total_steps: int = 30_000
+    n_envs: int = 1
     gamma: float = 0.99
     actor_lr: float = 3e-4
     critic_lr: float = 1e-3
@@ -139,7 +188,15 @@ class SACConfig:
 
 _SAC_BOUNDS = {
     **dict.fromkeys(
-        ("total_steps", "batch_size", "buffer_size", "train_freq", "gradient_steps"), COUNT
+        (
+            "total_steps",
+            "n_envs",
+            "batch_size",
+            "buffer_size",
+            "train_freq",
+            "gradient_steps",
+        ),
+        COUNT,
     ),
     **dict.fromkeys(("gamma", "tau"), UNIT),
     **dict.fromkeys(("actor_lr", "critic_lr"), POSITIVE),
@@ -185,6 +242,148 @@ class LogProbPrior(Protocol):
     """What the loop asks of a prior: ``log pi(a|s)`` ``[B]``, differentiable in ``a``."""
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...
+
+
+class _Adam:
+    """Adam with torch's defaults (betas 0.9 / 0.999, eps 1e-8), the same update as
+    ``torch.optim.Adam(fused=True)`` bit for bit, as one ``torch._fused_adam_`` call.
+
+    :meth:`step` takes the loss and gets the gradients from ``torch.autograd.grad``: no
+    ``.grad`` to zero or accumulate, and none of ``Optimizer.step``'s per-call Python (about
+    0.1 ms each, a tenth of a small network's gradient step).
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter], lr: float) -> None:
+        self.params, self.lr = list(params), lr
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self._step = torch.zeros(())  # one counter for all tensors (the kernel only reads it)
+
+    def step(self, loss: torch.Tensor) -> None:
+        grads = torch.autograd.grad(loss, self.params)
+        self._step += 1
+        torch._fused_adam_(
+            self.params,
+            list(grads),
+            self.exp_avg,
+            self.exp_avg_sq,
+            [],
+            [self._step] * len(self.params),
+            lr=self.lr,
+            beta1=0.9,
+            beta2=0.999,
+            weight_decay=0.0,
+            eps=1e-8,
+            amsgrad=False,
+            maximize=False,
+        )
+
+
+class _Learner:
+    """The actor, the twin critic and its Polyak target, their optimizers: SAC's gradient steps.
+
+    Built for few dispatched ops per step (a small network's step costs mostly dispatch,
+    not FLOPs): one :class:`TwinCritic` module, fused Adam (one kernel for all tensors of a
+    network), one ``_foreach_lerp_`` for the Polyak update, no critic weight gradients in the
+    actor loss, and one finiteness check (one sync) per learning phase.
+    """
+
+    def __init__(
+        self,
+        actor: SquashedGaussianActor,
+        critic: TwinCritic,
+        prior: SquashedGaussianActor | LogProbPrior | None,
+        cfg: SACConfig,
+        alpha_hat: float,
+        gen: torch.Generator,
+    ) -> None:
+        self.actor, self.critic, self.prior, self.cfg = actor, critic, prior, cfg
+        self.alpha_hat, self.gen = alpha_hat, gen
+        self.critic_t = copy.deepcopy(critic).requires_grad_(False)
+        self.actor_opt = _Adam(list(actor.parameters()), cfg.actor_lr)
+        self.critic_opt = _Adam(list(critic.parameters()), cfg.critic_lr)
+        self._params = list(critic.parameters())
+        self._params_t = list(self.critic_t.parameters())
+        self._no_loss = torch.zeros(())
+
+    def phase(
+        self, batch: dict[str, torch.Tensor], w: float, update_actor: bool, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cfg.gradient_steps`` gradient steps, step ``k`` on the ``k``-th ``batch_size``
+        rows of ``batch``; returns the last step's ``(critic loss, actor loss)``.
+
+        Raises:
+            TailorError: a loss of the phase is not finite (``step``: the environment step).
+        """
+        n, steps = self.cfg.batch_size, self.cfg.gradient_steps
+        losses = [
+            self._step(b, w, update_actor)
+            for b in (
+                [batch]
+                if steps == 1
+                else [{k: v[i * n : (i + 1) * n] for k, v in batch.items()} for i in range(steps)]
+            )
+        ]
+        flat = torch.stack([x for pair in losses for x in pair])
+        if not bool(torch.isfinite(flat).all()):
+            bad = next(pair for pair in losses if not bool(torch.isfinite(torch.stack(pair)).all()))
+            raise TailorError(
+                f"SAC loss is not finite at step {step} (critic {bad[0].item()}, actor "
+                f"{bad[1].item()})"
+            )
+        return losses[-1]
+
+    def _step(
+        self, b: dict[str, torch.Tensor], w: float, update_actor: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        actor, critic, prior, gen = self.actor, self.critic, self.prior, self.gen
+        obs, next_obs = b["obs"], b["next_obs"]
+        with torch.no_grad():
+            a2, logp2 = actor.sample(next_obs, gen)
+            q_next = self.critic_t(next_obs, a2)
+            y = sac_critic_target(
+                b["rew"],
+                b["done"],
+                self.cfg.gamma,
+                q_next[0],
+                q_next[1],
+                logp2,
+                prior.log_prob(next_obs, a2) if prior is not None else None,
+                w,
+                self.alpha_hat,
+            )
+        q = critic(obs, b["act"])
+        # The sum of the two critics' mean squared errors.
+        critic_loss = 2.0 * nn.functional.mse_loss(q, y.expand_as(q))
+        self.critic_opt.step(critic_loss)
+
+        actor_loss = self._no_loss
+        if update_actor:
+            a_new, logp = actor.sample(obs, gen)
+            lp_prior = None
+            if prior is not None:
+                # Gradient flows through a_new into the prior's log-density (frozen).
+                lp_prior = prior.log_prob(obs, a_new)
+            q_new = critic(obs, a_new, frozen=True)
+            actor_loss = sac_actor_loss(logp, q_new[0], q_new[1], lp_prior, w, self.alpha_hat)
+            self.actor_opt.step(actor_loss)
+        with torch.no_grad():
+            torch._foreach_lerp_(self._params_t, self._params, self.cfg.tau)
+        return critic_loss.detach(), actor_loss.detach()
+
+
+@dataclass
+class _Slot:
+    """One env of the vector and what the loop carries for it from step to step."""
+
+    env: gym.Env
+    obs: np.ndarray
+    held: np.ndarray  # the random warm-up's held action and the steps it has left
+    hold_left: int = 0
+    basic: float = 0.0  # this episode's returns and length so far
+    addon: float = 0.0
+    length: int = 0
+    episode: list[tuple] = field(default_factory=list)  # (obs, action, addon, next_obs, info)
 
 
 def train_sac(
@@ -235,8 +434,8 @@ def train_sac(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    env = make_env(task)
-    space = env.action_space
+    envs = [make_env(task) for _ in range(cfg.n_envs)]
+    space = envs[0].action_space
     if not hasattr(space, "low") or len(space.shape) != 1:
         raise TailorError(
             f"SAC needs a 1-D Box action space; task {task.name!r} has {space} (use --algo dqn)"
@@ -246,12 +445,12 @@ def train_sac(
             f"her_k={cfg.her_k} needs a goal-conditioned task with relabel_goal; task "
             f"{task.name!r} has none (set her_k=0)"
         )
-    obs_dim, act_dim = int(np.prod(env.observation_space.shape)), int(space.shape[0])
+    ospace = envs[0].observation_space
+    obs_dim, act_dim = int(np.prod(ospace.shape)), int(space.shape[0])
     low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-    ospace = env.observation_space
     start = prior if isinstance(prior, SquashedGaussianActor) else actor_init
     if prior is not None and start is not None and cfg.init_actor_from_prior:
-        actor = copy.deepcopy(start)
+        actor = copy.deepcopy(start).requires_grad_(True)  # our copy trains
     else:
         actor = SquashedGaussianActor(
             obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
@@ -261,122 +460,96 @@ def train_sac(
     # The critics scale observations by the env's bounds (an imported actor may scale its own
     # inputs by a normalizer's statistics instead).
     o_scale, o_bias = obs_affine(obs_dim, ospace.low, ospace.high)
-    q1, q2 = (
-        Critic(obs_dim, act_dim, cfg.hidden, o_scale, o_bias, cfg.critic_zero_init)
-        for _ in range(2)
+    critic = TwinCritic(obs_dim, act_dim, cfg.hidden, o_scale, o_bias, cfg.critic_zero_init)
+    learner = _Learner(actor, critic, prior, cfg, alpha_hat, gen)
+    n = cfg.n_envs
+    vector_steps = -(-cfg.total_steps // n)
+    buf = ReplayBuffer(
+        obs_dim, (act_dim,), min(cfg.buffer_size, vector_steps * n * (1 + cfg.her_k))
     )
-    q1_t, q2_t = copy.deepcopy(q1), copy.deepcopy(q2)
-    actor_opt = torch.optim.Adam(actor.parameters(), lr=cfg.actor_lr)
-    critic_opt = torch.optim.Adam([*q1.parameters(), *q2.parameters()], lr=cfg.critic_lr)
-    buf = ReplayBuffer(obs_dim, (act_dim,), min(cfg.buffer_size, cfg.total_steps * (1 + cfg.her_k)))
-    episode: list[tuple] = []  # this episode's (obs, action, addon, next_obs, info), for HER
-
-    def prior_logp(o: torch.Tensor, a: torch.Tensor) -> torch.Tensor | None:
-        return prior.log_prob(o, a) if prior is not None else None
 
     t0 = time.perf_counter()
-    obs, _ = env.reset(seed=cfg.seed)
-    held, hold_left = np.zeros(act_dim), 0
+    slots = [
+        _Slot(env, env.reset(seed=cfg.seed + i)[0], np.zeros(act_dim)) for i, env in enumerate(envs)
+    ]
     history: list[tuple[float, float, int]] = []
-    ep_basic = ep_addon = 0.0
-    ep_len = 0
-    losses = (float("nan"), float("nan"))
-    for step in range(cfg.total_steps):
-        # -- act ------------------------------------------------------------------------------
+    losses = (torch.tensor(float("nan")), torch.tensor(float("nan")))
+    step = 0  # environment steps taken before this vector step (env 0's step index)
+    for v in range(vector_steps):
+        step = v * n
+        # -- act (all envs at once) -----------------------------------------------------------
         if prior is None and step < cfg.learning_starts:
-            if hold_left == 0:
-                held, hold_left = rng.uniform(low, high), max(1, cfg.explore_hold)
-            action, hold_left = held, hold_left - 1
+            actions = [_explore(s, low, high, cfg.explore_hold, rng) for s in slots]
         else:
             with torch.no_grad():
-                a_t, _ = actor.sample(torch.as_tensor(obs, dtype=torch.float32)[None], gen)
+                obs_t = torch.as_tensor(np.stack([s.obs for s in slots]), dtype=torch.float32)
+                a_t, _ = actor.sample(obs_t, gen)
             check_acting("SAC", a_t, {"actor": actor}, step)
-            action = a_t[0].numpy().astype(np.float64)
-        next_obs, _, terminated, truncated, info = env.step(action.astype(np.float32))
-        r = method.env_reward(_weighted(method, cfg, info["basic_reward"]), info["addon_reward"])
-        check_reward("SAC", r, step)
-        buf.add(obs, action, r, next_obs, terminated)
-        if cfg.her_k:
-            episode.append((obs, action, info["addon_reward"], next_obs, info))
-        ep_basic += info["basic_reward"]
-        ep_addon += info["addon_reward"]
-        ep_len += 1
-        obs = next_obs
-        if terminated or truncated:
-            history.append((ep_basic, ep_addon, ep_len))
+            actions = list(a_t.numpy().astype(np.float64))
+        # -- step and store (each env) --------------------------------------------------------
+        for i, (slot, action) in enumerate(zip(slots, actions, strict=True)):
+            next_obs, _, terminated, truncated, info = slot.env.step(action.astype(np.float32))
+            r = method.env_reward(
+                _weighted(method, cfg, info["basic_reward"]), info["addon_reward"]
+            )
+            check_reward("SAC", r, step + i)
+            buf.add(slot.obs, action, r, next_obs, terminated)
             if cfg.her_k:
-                _store_hindsight(buf, episode, task, method, cfg, rng)
-                episode = []
-            ep_basic = ep_addon = 0.0
-            ep_len = 0
-            obs, _ = env.reset()
+                slot.episode.append((slot.obs, action, info["addon_reward"], next_obs, info))
+            slot.basic += info["basic_reward"]
+            slot.addon += info["addon_reward"]
+            slot.length += 1
+            slot.obs = next_obs
+            if terminated or truncated:
+                history.append((slot.basic, slot.addon, slot.length))
+                if cfg.her_k:
+                    _store_hindsight(buf, slot.episode, task, method, cfg, rng)
+                    slot.episode = []
+                slot.basic = slot.addon = 0.0
+                slot.length = 0
+                slot.obs, _ = slot.env.reset()
 
         # -- learn ----------------------------------------------------------------------------
-        if step >= cfg.learning_starts and step % cfg.train_freq == 0:
-            for _ in range(cfg.gradient_steps):
-                warm = prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
-                w = omega * (cfg.warm_start_factor if warm else 1.0)
-                b = buf.sample(cfg.batch_size, rng)
-                with torch.no_grad():
-                    a2, logp2 = actor.sample(b["next_obs"], gen)
-                    y = sac_critic_target(
-                        b["rew"],
-                        b["done"],
-                        cfg.gamma,
-                        q1_t(b["next_obs"], a2),
-                        q2_t(b["next_obs"], a2),
-                        logp2,
-                        prior_logp(b["next_obs"], a2),
-                        w,
-                        alpha_hat,
-                    )
-                critic_loss = nn.functional.mse_loss(
-                    q1(b["obs"], b["act"]), y
-                ) + nn.functional.mse_loss(q2(b["obs"], b["act"]), y)
-                critic_opt.zero_grad()
-                critic_loss.backward()
-                critic_opt.step()
-
-                actor_loss = torch.zeros(())
-                if step - cfg.learning_starts >= cfg.critic_warmup_steps:
-                    a_new, logp = actor.sample(b["obs"], gen)
-                    lp_prior = None
-                    if prior is not None:
-                        # Gradient flows through a_new into the prior's log-density (frozen).
-                        lp_prior = prior.log_prob(b["obs"], a_new)
-                    actor_loss = sac_actor_loss(
-                        logp, q1(b["obs"], a_new), q2(b["obs"], a_new), lp_prior, w, alpha_hat
-                    )
-                    actor_opt.zero_grad()
-                    actor_loss.backward()
-                    actor_opt.step()
-                if not (torch.isfinite(critic_loss) and torch.isfinite(actor_loss)):
-                    raise TailorError(
-                        f"SAC loss is not finite at step {step} (critic "
-                        f"{critic_loss.item()}, actor {actor_loss.item()})"
-                    )
-                with torch.no_grad():
-                    for net, targ in ((q1, q1_t), (q2, q2_t)):
-                        for p, pt in zip(net.parameters(), targ.parameters(), strict=True):
-                            pt.mul_(1.0 - cfg.tau).add_(p, alpha=cfg.tau)
-                losses = (critic_loss.item(), actor_loss.item())
-        if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
+        if step >= cfg.learning_starts and v % cfg.train_freq == 0:
+            warm = prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
+            w = omega * (cfg.warm_start_factor if warm else 1.0)
+            update_actor = step - cfg.learning_starts >= cfg.critic_warmup_steps
+            batch = buf.sample(cfg.batch_size * cfg.gradient_steps, rng)
+            losses = learner.phase(batch, w, update_actor, step)
+        done = step + n
+        if (
+            log is not None
+            and cfg.log_interval
+            and done // cfg.log_interval > step // cfg.log_interval
+        ):
             log(
                 log_line(
                     "sac",
                     method,
-                    step + 1,
-                    cfg.total_steps,
+                    done,
+                    vector_steps * n,
                     history,
-                    f"critic {losses[0]:.3f}  actor {losses[1]:.3f}",
+                    f"critic {losses[0].item():.3f}  actor {losses[1].item():.3f}",
                     t0,
                 )
             )
         if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
             break
-    env.close()
-    check_trained("SAC", {"actor": actor, "q1": q1, "q2": q2})
+    for env in envs:
+        env.close()
+    check_trained("SAC", {"actor": actor, "critic": critic})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
     if interrupt is not None and interrupt.requested:
-        stats["interrupted_at_step"] = step + 1
+        stats["interrupted_at_step"] = step + n
     return actor.eval(), stats
+
+
+def _explore(
+    slot: _Slot, low: np.ndarray, high: np.ndarray, hold: int, rng: np.random.Generator
+) -> np.ndarray:
+    """The random warm-up's action of one env: uniform in ``[low, high]``, each drawn action
+    held for ``hold`` steps (at least 1)."""
+    if slot.hold_left == 0:
+        slot.held, slot.hold_left = rng.uniform(low, high), max(1, hold)
+    slot.hold_left -= 1
+    return slot.held
