@@ -244,6 +244,11 @@ class LogProbPrior(Protocol):
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor: ...
 
 
+# torch's fused Adam kernel (what ``torch.optim.Adam(fused=True)`` calls); private, hence looked up
+# once and replaced by the public optimizer where it is missing or its signature changed.
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
+
+
 class _Adam:
     """Adam with torch's defaults (betas 0.9 / 0.999, eps 1e-8), the same update as
     ``torch.optim.Adam(fused=True)`` bit for bit, as one ``torch._fused_adam_`` call.
@@ -258,17 +263,32 @@ class _Adam:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self._step = torch.zeros(())  # one counter for all tensors (the kernel only reads it)
+        # ``_fused_adam_`` is private: a torch without it (or with another signature) gets the
+        # public fused optimizer, the same numbers at a little more Python per step.
+        self._public: torch.optim.Adam | None = None
+        if _FUSED_ADAM is None:
+            self._public = torch.optim.Adam(self.params, lr=lr, fused=True)
 
     def step(self, loss: torch.Tensor) -> None:
         grads = torch.autograd.grad(loss, self.params)
-        self._step += 1
-        torch._fused_adam_(
+        if self._public is None:
+            try:
+                self._fused(grads)
+                return
+            except TypeError:  # another signature (fails at the first call, before any state)
+                self._public = torch.optim.Adam(self.params, lr=self.lr, fused=True)
+        for p, g in zip(self.params, grads, strict=True):
+            p.grad = g
+        self._public.step()
+
+    def _fused(self, grads: Sequence[torch.Tensor]) -> None:
+        _FUSED_ADAM(
             self.params,
             list(grads),
             self.exp_avg,
             self.exp_avg_sq,
             [],
-            [self._step] * len(self.params),
+            [self._step + 1] * len(self.params),
             lr=self.lr,
             beta1=0.9,
             beta2=0.999,
@@ -277,6 +297,7 @@ class _Adam:
             amsgrad=False,
             maximize=False,
         )
+        self._step += 1
 
 
 class _Learner:
