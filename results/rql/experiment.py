@@ -263,7 +263,7 @@ def table(suites: list[str]) -> str:
     for suite in suites:
         rows = _load(OUT / f"{suite}_results.json")
         for name in dict.fromkeys(r["policy"] for r in rows):
-            sel = [r for r in rows if r["policy"] == name]
+            sel = sorted((r for r in rows if r["policy"] == name), key=lambda r: r["seed"])
 
             def ms(key, sub="mean", sel=sel, digits=2):
                 v = np.array([r[key][sub] if sub else r[key] for r in sel])
