@@ -337,14 +337,11 @@ class _Learner:
             TailorError: a loss of the phase is not finite (``step``: the environment step).
         """
         n, steps = self.cfg.batch_size, self.cfg.gradient_steps
-        losses = [
-            self._step(b, w, update_actor)
-            for b in (
-                [batch]
-                if steps == 1
-                else [{k: v[i * n : (i + 1) * n] for k, v in batch.items()} for i in range(steps)]
-            )
-        ]
+        # One batch needs no slicing (each slice is an op, and this runs every gradient step).
+        batches = [batch] if steps == 1 else [
+            {k: v[i * n : (i + 1) * n] for k, v in batch.items()} for i in range(steps)
+        ]  # fmt: skip
+        losses = [self._step(b, w, update_actor) for b in batches]
         flat = torch.stack([x for pair in losses for x in pair])
         if not bool(torch.isfinite(flat).all()):
             bad = next(pair for pair in losses if not bool(torch.isfinite(torch.stack(pair)).all()))
