@@ -3,7 +3,8 @@
     .venv/bin/python results/customization/tradeoff.py   (from the repository root)
 
 Reads the evaluation JSONs (20 deterministic episodes each, seed 0) of results/customization/
-(the prior, Residual PPO at three omega', the one-knob probes of probe/run.sh), the local sweep's
+(the prior, Residual PPO at three omega', the one-knob probes of probe/run.sh and probe2/run.sh,
+the omega' = alpha_hat = beta runs of probe3/run.sh), the local sweep's
 Greedy / KL / Residual customizations (300k steps, 10 episodes x 2 seeds) and, when they exist,
 the paper-budget sweep's jobs (results/sweeps/paper: 5M steps, 100 episodes, last and best
 checkpoint), and writes results/customization/tradeoff.png. Points are means over episodes.
@@ -43,6 +44,10 @@ def main() -> None:
     for f in sorted((HERE / "probe").glob("*.json")):
         if not f.stem.startswith("hopper"):
             groups.setdefault("Residual 1M, one knob each (probe/)", []).append((f.stem, point(f)))
+    for f in sorted((HERE / "probe2").glob("*.json")):
+        groups.setdefault("Residual 2M, one knob each (probe2/)", []).append((f.stem, point(f)))
+    for f in sorted((HERE / "probe3").glob("beta*.json")):
+        groups.setdefault("Residual 5M, ω'=α̂=β (probe3/)", []).append((f.stem, point(f)))
     budgets = {"local": ("300k", "150k from scratch"), "paper": ("5M", "5M from scratch")}
     for sweep, (custom_steps, scratch_steps) in budgets.items():
         for method in ("greedy", "kl", "residual", "full"):
@@ -55,20 +60,27 @@ def main() -> None:
                     ev = r["eval_best"]
                     best = (ev["basic"]["mean"], ev["addon"]["mean"])
                     groups.setdefault(f"{method} best checkpoint ({sweep})", []).append(("", best))
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=120)
+    # left: everything; right: the region around the prior, where the customizations end
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), dpi=110)
     markers = "o*sDv^<>phHX"
-    for (label, pts), m in zip(groups.items(), markers * 3, strict=False):
-        xs = [p[1][0] for p in pts if p[1]]
-        ys = [p[1][1] for p in pts if p[1]]
-        ax.scatter(xs, ys, marker=m, s=90 if label == "prior" else 40, label=label)
-        if label.startswith("Residual 1M, one knob"):
-            for name, p in pts:
-                ax.annotate(name, p, fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("basic return (HalfCheetah's own reward)")
-    ax.set_ylabel("add-on return (−|θ_bthigh| per step)")
-    ax.set_title("halfcheetah-hindleg: customization from the shipped prior")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    for ax, zoom in zip(axes, (False, True), strict=True):
+        for (label, pts), m in zip(groups.items(), markers * 3, strict=False):
+            xs = [p[1][0] for p in pts if p[1]]
+            ys = [p[1][1] for p in pts if p[1]]
+            ax.scatter(xs, ys, marker=m, s=90 if label == "prior" else 40, label=label)
+            if zoom and label.startswith(("Residual 1M, one knob", "Residual 2M", "Residual 5M")):
+                for name, p in pts:
+                    ax.annotate(name, p, fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("basic return (HalfCheetah's own reward)")
+        ax.set_ylabel("add-on return (−|θ_bthigh| per step)")
+        ax.grid(alpha=0.3)
+        if zoom:
+            ax.set_xlim(6800, 7800)
+            ax.set_ylim(-460, -375)
+            ax.set_title("zoom: around the prior, where the customizations end")
+        else:
+            ax.set_title("halfcheetah-hindleg: customization from the shipped prior")
+            ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(HERE / "tradeoff.png")
     print(f"wrote {HERE / 'tradeoff.png'}")
