@@ -11,7 +11,7 @@ import pytest
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.experiments import run
-from tailor.experiments.presets import BUDGETS, Job, expand
+from tailor.experiments.presets import BUDGETS, Job, expand, select
 from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, reselect_best, run_job, run_sweep
 from tailor.experiments.tables import cell, preset_table
 
@@ -198,6 +198,25 @@ def test_table2_and_plots_from_fixture(tmp_path):
     assert (tmp_path / "p" / "table2-tradeoff.png").stat().st_size > 10_000
 
 
+def test_select_keeps_the_preset_jobs_it_names_in_their_order():
+    jobs = expand("table2", "paper")
+    some = select(jobs, tasks=["hopper-jump"], seeds=[2, 0], methods=["residual", "full"])
+    assert [j.id for j in some] == [
+        "hopper-jump/residual-5M-from-hopper-seed0",
+        "hopper-jump/full-global-5M-seed0",
+        "hopper-jump/residual-5M-from-hopper-seed2",
+        "hopper-jump/full-global-5M-seed2",
+    ]
+    assert all(j in jobs for j in some)  # the same jobs, so the whole preset finds them finished
+    assert select(jobs) == jobs
+    state = select(expand("table3", "1m"), std_types=["state"])
+    assert len(state) == 15 and {j.std_type for j in state} == {"state"}
+    with pytest.raises(TailorError, match="no job has seed 5; the jobs have 0, 1, 2, 3, 4"):
+        select(jobs, seeds=[0, 5])
+    with pytest.raises(TailorError, match="no job has task walker"):
+        select(jobs, tasks=["walker"])
+
+
 # --- command line -----------------------------------------------------------------------------
 
 
@@ -212,6 +231,14 @@ def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert "no finished table1 jobs" in capsys.readouterr().err
     assert main(["sweep", "table2", "--out", str(tmp_path), "--prior", "hopper-jump"]) == 2
     assert "TASK=PATH" in capsys.readouterr().err
+    subset = ["--list", "--tasks", "hopper-jump", "--seeds", "0", "--std", "state"]
+    assert main(["sweep", "table3", "--budget", "smoke", "--out", str(tmp_path), *subset]) == 0
+    assert capsys.readouterr().out.split() == ["to", "run", "hopper-jump/soft-state-8192-seed0"]
+    assert main(["sweep", "table1", "--out", str(tmp_path), "--methods", "softer"]) == 2
+    assert "no job has method softer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "table1", "--out", str(tmp_path), "--seeds", "0,,1"])
+    assert exc.value.code == 2 and "expected a comma-separated list" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # checked while parsing (tailor.cli.args)
         main(["sweep", "table1", "--out", str(tmp_path), "--workers", "0"])
     assert exc.value.code == 2 and "--workers: must be an integer >= 1" in capsys.readouterr().err

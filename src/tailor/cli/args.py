@@ -16,10 +16,12 @@ __all__ = [
     "count",
     "finite",
     "fraction",
+    "names",
     "natural",
     "nonnegative",
     "positive",
     "seed",
+    "seeds",
 ]
 
 # Seeds go to numpy, torch and the envs (env i gets seed + i): 32 bits, as numpy's legacy seeding.
@@ -51,6 +53,19 @@ def seed(text: str) -> int:
             f"a seed must be an integer in [0, {MAX_SEED}], got {text!r}"
         )
     return value
+
+
+def seeds(text: str) -> list[int]:
+    """Comma-separated seeds, e.g. ``0,1,2``."""
+    return [seed(part) for part in names(text)]
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of non-empty items, e.g. ``hopper-jump,ant-sideways``."""
+    items = [part.strip() for part in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    return items
 
 
 def count(text: str) -> int:

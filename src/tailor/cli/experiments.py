@@ -41,6 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="use this prior for TASK instead of the shipped one (repeatable)",
     )
     p.add_argument("--list", action="store_true", help="print the jobs and their state; run none")
+    # Subsets of the preset: the same jobs in the same directories, so the whole preset later
+    # finds them finished (a sweep split across machines, or some jobs first).
+    p.add_argument(
+        "--tasks", type=argtypes.names, help="only these tasks, e.g. hopper-jump,ant-sideways"
+    )
+    p.add_argument(
+        "--seeds", type=argtypes.seeds, help="only these of the budget's seeds, e.g. 0,1,2"
+    )
+    p.add_argument("--methods", type=argtypes.names, help="only these methods, e.g. residual,full")
+    p.add_argument("--std", type=argtypes.names, help="only these std types: global, state")
     p.add_argument(
         "--reselect-best",
         action="store_true",
@@ -88,10 +98,13 @@ def _priors(items: list[str]) -> dict[str, str]:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from tailor.experiments.presets import expand
+    from tailor.experiments.presets import expand, select
     from tailor.experiments.sweep import FAILED_FILE, is_finished, reselect_best, run_sweep
 
     jobs = expand(args.preset, args.budget, _priors(args.prior))
+    jobs = select(
+        jobs, tasks=args.tasks, seeds=args.seeds, methods=args.methods, std_types=args.std
+    )
     if args.reselect_best:
         for job in jobs:
             if reselect_best(job, args.out):

@@ -25,6 +25,7 @@ plumbing in a few minutes).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ __all__ = [
     "expand",
     "get_budget",
     "get_preset",
+    "select",
 ]
 
 PAPER_TASKS = ("halfcheetah-hindleg", "hopper-jump", "ant-sideways")
@@ -300,3 +302,39 @@ def expand(
                         )
                     )
     return jobs
+
+
+def select(
+    jobs: Sequence[Job],
+    *,
+    tasks: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    methods: Sequence[str] | None = None,
+    std_types: Sequence[str] | None = None,
+) -> list[Job]:
+    """The jobs whose task, seed, method and std type are among the given ones, in their order.
+
+    ``None`` keeps every value of that field. A subset of a preset runs the same jobs (same ids,
+    same directories) as the whole preset, so the whole preset later finds them finished: this is
+    how a sweep is split across machines or put in another order.
+
+    Raises:
+        TailorError: a given value that no job of ``jobs`` has (the message lists the ones they
+            have), e.g. a seed outside the budget's.
+    """
+    wanted = {"task": tasks, "seed": seeds, "method": methods, "std_type": std_types}
+    for field_name, values in wanted.items():
+        if values is None:
+            continue
+        have = sorted({getattr(j, field_name) for j in jobs}, key=str)
+        unknown = [v for v in values if v not in have]
+        if unknown:
+            raise TailorError(
+                f"no job has {field_name} {', '.join(map(str, unknown))}; "
+                f"the jobs have {', '.join(map(str, have))}"
+            )
+    return [
+        j
+        for j in jobs
+        if all(values is None or getattr(j, f) in values for f, values in wanted.items())
+    ]
