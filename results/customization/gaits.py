@@ -36,7 +36,7 @@ OMEGA_PRIME, ALPHA_HAT = 0.17, 0.13472  # the paper's Residual PPO coefficients 
 
 def gait(policy_path: str, prior_path: str = "priors/halfcheetah") -> dict[str, float]:
     policy, prior = load_prior(policy_path), load_prior(prior_path)
-    angles, speed, dist, kls, kls_clip, ents, addon = [], [], [], [], [], [], []
+    angles, speed, dist, kls, kls_clip, ents, addon, basic = [], [], [], [], [], [], [], []
     with VecEnv(TASK, 5, seed=0) as env:
         model = env._backend.model
         addr = [model.jnt_qposadr[model.joint(j).id] for j in JOINTS]
@@ -58,6 +58,7 @@ def gait(policy_path: str, prior_path: str = "priors/halfcheetah") -> dict[str, 
             angles.append(env._backend.qpos[:, addr].copy())  # [5, 6]
             speed.append(env._backend.qvel[:, 0].copy())
             addon.append(step.addon)
+            basic.append(step.basic)
             obs = step.obs
     a = np.stack(angles)  # [1000, 5, 6]
     bthigh = a[200:, :, 0] - a[200:, :, 0].mean(0)  # after the start-up, per episode
@@ -68,6 +69,8 @@ def gait(policy_path: str, prior_path: str = "priors/halfcheetah") -> dict[str, 
     out["speed"] = float(np.mean(speed))
     out["RMS action - prior's"] = float(np.sqrt(np.mean(dist)))
     kl, ent = float(np.mean(kls)), float(np.mean(ents))
+    out["basic / step"] = float(np.mean(basic))
+    out["add-on / step"] = float(np.mean(addon))
     out["KL to prior / step"] = kl
     out["same, means clipped"] = float(np.mean(kls_clip))
     # Residual PPO's reward summed over an episode, in expectation over the policy's Gaussian on

@@ -14,36 +14,20 @@ omega' * KL per step, to be bought with add-on reward.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-import numpy as np
 import torch
 
-from tailor.envs import VecEnv
-from tailor.nets import gaussian_kl
-from tailor.priors import load_prior
-
-TASK = "halfcheetah-hindleg"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gaits import gait  # results/customization/gaits.py: the same rollouts
 
 
 def per_step(policy_path: str, prior_path: str = "priors/halfcheetah") -> dict[str, float]:
-    policy, prior = load_prior(policy_path), load_prior(prior_path)
-    kls, basic, addon = [], [], []
-    with VecEnv(TASK, 5, seed=0) as env:
-        obs = env.reset()
-        for _ in range(1000):
-            o = torch.from_numpy(obs)
-            with torch.no_grad():
-                mean, log_std = policy.distribution(o)
-                pmean, plog_std = prior.distribution(o)
-                kls.append(gaussian_kl(mean, log_std, pmean, plog_std).numpy())
-            step = env.step(mean.numpy())
-            basic.append(step.basic)
-            addon.append(step.addon)
-            obs = step.obs
+    g = gait(policy_path, prior_path)
     return {
-        "kl_to_prior": float(np.mean(kls)),
-        "addon": float(np.mean(addon)),
-        "basic": float(np.mean(basic)),
+        "kl_to_prior": g["KL to prior / step"],
+        "addon": g["add-on / step"],
+        "basic": g["basic / step"],
     }
 
 
