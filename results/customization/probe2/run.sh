@@ -33,3 +33,5 @@ probe omega1 halfcheetah-hindleg --omega-prime 0.13472 --alpha-hat 0.13472
 probe explore halfcheetah-hindleg --alpha-hat 0.25
 # the prior's weight doubled at the paper's temperature: stays closer to the prior (a bracket)
 probe omega-prime0.34 halfcheetah-hindleg --omega-prime 0.34
+# no adaptive learning rate: a fixed 3e-4 (SB3's and CleanRL's PPO default)
+probe fixed-lr halfcheetah-hindleg --schedule fixed --learning-rate 3e-4
