@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,14 @@ from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.experiments import run
 from tailor.experiments.presets import BUDGETS, Job, expand, select
-from tailor.experiments.sweep import FAILED_FILE, RESULT_FILE, reselect_best, run_job, run_sweep
+from tailor.experiments.sweep import (
+    FAILED_FILE,
+    RESULT_FILE,
+    _resumable,
+    reselect_best,
+    run_job,
+    run_sweep,
+)
 from tailor.experiments.tables import cell, preset_table
 
 # Two PPO iterations of 8 envs x 16 steps on the point mass: a job takes about a second.
@@ -196,6 +204,55 @@ def test_table2_and_plots_from_fixture(tmp_path):
     assert main(["plot", "table2", str(tmp_path), "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "table2-curves.png").stat().st_size > 10_000
     assert (tmp_path / "p" / "table2-tradeoff.png").stat().st_size > 10_000
+
+
+def _metrics(run_dir: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:  # wall-clock columns left out
+        return [
+            {k: v for k, v in r.items() if k not in ("sps", "wall_s")} for r in csv.DictReader(f)
+        ]
+
+
+@pytest.mark.parametrize("kind", ["train", "customize"])
+def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(
+    tmp_path, monkeypatch, kind
+):
+    if kind == "train":
+        job = Job("train", "pointmass", "soft", 0, steps=8 * 16 * 6, episodes=2, ppo=TINY)
+    else:
+        prior = tmp_path / "prior"
+        run.train_prior("pointmass", "ppo", 512, 0, prior, log=None, num_envs=8, num_steps=16,
+                        tensorboard=False)  # fmt: skip
+        job = Job("customize", "pointmass", "residual", 0, steps=8 * 16 * 6, episodes=2,
+                  prior=str(prior), ppo=TINY)  # fmt: skip
+    straight = run_job(job, tmp_path / "straight")
+    real_train = run.train_ppo
+
+    def killed_after_two_iterations(*args, **kwargs):
+        real_train(*args, **kwargs, callback=lambda row: row["iteration"] >= 2)
+        raise RuntimeError("killed")  # the session ends with a checkpoint on disk
+
+    monkeypatch.setattr(run, "train_ppo", killed_after_two_iterations)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_job(job, tmp_path / "split")
+    monkeypatch.setattr(run, "train_ppo", real_train)
+    job_dir = tmp_path / "split" / job.id
+    assert len(_metrics(job_dir)) == 2 and _resumable(job, job_dir) == 2 * 8 * 16
+    # Another job's directory is not continued (here: another seed), nor a finished one.
+    assert _resumable(dataclasses.replace(job, seed=1), job_dir) is None
+    assert _resumable(job, tmp_path / "straight" / job.id) is None
+    assert straight["resumed_at_step"] is None
+    resumed = []
+    real_resume = run.resume
+    monkeypatch.setattr(run, "resume", lambda *a, **k: resumed.append(a) or real_resume(*a, **k))
+    record = run_job(job, tmp_path / "split")
+    assert len(resumed) == 1 and record["resumed_at_step"] == 2 * 8 * 16
+    assert _metrics(job_dir) == _metrics(tmp_path / "straight" / job.id)
+    for key in ("total", "basic", "addon"):
+        assert record["eval"][key] == straight["eval"][key]
+        assert record["eval_best"][key] == straight["eval_best"][key]
 
 
 def test_select_keeps_the_preset_jobs_it_names_in_their_order():

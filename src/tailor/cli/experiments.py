@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sweep",
         help="run a paper preset's jobs (skips finished ones; records failures)",
         description=f"Run every (config, seed) job of a preset once. Presets: {presets}. "
-        f"Budgets: {budgets}. A rerun skips finished jobs and retries failed ones; jobs shared "
+        f"Budgets: {budgets}. A rerun skips finished jobs, continues an interrupted one from its "
+        "last checkpoint (exactly, on the fast paths) and retries failed ones; jobs shared "
         "by two presets (Table III's global std = Table I's Soft PPO) run once when both "
         "presets use the same --out.",
     )

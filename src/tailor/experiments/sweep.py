@@ -8,8 +8,12 @@ Layout of a sweep directory ``DIR``::
     DIR/sweeps.jsonl                  one line per sweep invocation: preset, budget, counts, wall
 
 A job that raises is recorded in ``failed.json`` and the sweep goes on with the others; a rerun
-tries failed and unfinished jobs again and skips finished ones. A job restarts its run from
-scratch (a partial run directory is cleared) so that a result never mixes two sessions.
+tries failed and unfinished jobs again and skips finished ones. An unfinished job whose run
+directory holds a checkpoint of the same run (a session killed mid-run) continues from it:
+PPO's resume is exact (the same metrics and policy as an uninterrupted run, see
+``tests/test_resume_exact.py``) as long as tailor and torch are the same, which is why long
+sweeps run from a clone at a fixed commit; ``result.json`` records the step it resumed at.
+Anything else is started over.
 
 Backends: ``local`` runs ``workers`` spawned processes (one torch thread each); ``ray`` submits
 the same function as Ray tasks (``num_cpus=1`` each) to ``ray.init(address)``, or to a local Ray
@@ -68,7 +72,10 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     deterministic episodes with :func:`tailor.experiments.run.evaluate` (``eval``), and so is the
     best policy snapshot (``eval_best``, ``best``), chosen by
     :func:`tailor.experiments.run.best_checkpoint` on other seeds than the reported ones. A run
-    keeps about :data:`SNAPSHOTS` snapshots.
+    keeps about :data:`SNAPSHOTS` snapshots. An earlier attempt of the same job that was killed
+    (no ``result.json``) is continued from its last checkpoint with
+    :func:`tailor.experiments.run.resume`, which ends with the uninterrupted run's numbers; an
+    attempt without a checkpoint of this job is started over.
     """
     from tailor.envs import get_task
     from tailor.experiments import run
@@ -77,11 +84,13 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     task = get_task(job.task)
     t0 = time.perf_counter()
     train_wall = 0.0
+    resumed_at = None
     if job.kind == "prior":
         job_dir.mkdir(parents=True, exist_ok=True)
         policy: Any = job.prior
     elif job.kind in ("train", "customize"):
-        if job_dir.exists():  # an unfinished earlier attempt: start over, same seed
+        resumed_at = _resumable(job, job_dir)
+        if job_dir.exists() and resumed_at is None:  # nothing of this run to continue
             shutil.rmtree(job_dir)
         # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
         # numbers: the run's numbers do not depend on it).
@@ -89,7 +98,9 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
         config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
         for key, value in job.ppo:
             config[key] = tuple(value) if isinstance(value, list) else value
-        if job.kind == "customize":
+        if resumed_at is not None:  # exact: the numbers of an uninterrupted run
+            run.resume(job_dir, job.steps, log=None)
+        elif job.kind == "customize":
             args = (task, "ppo", job.prior, job.steps, job.seed, job_dir)
             run.customize(*args, method=job.method, log=None, **config)
         else:
@@ -112,6 +123,7 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
         "eval": ev,
         "eval_best": ev_best,
         "best": best,
+        "resumed_at_step": resumed_at,
         "train_wall_s": train_wall,
         "eval_wall_s": time.perf_counter() - t1,
         "wall_s": time.perf_counter() - t0,
@@ -120,6 +132,24 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     _write_json(job_dir / RESULT_FILE, record)
     (job_dir / FAILED_FILE).unlink(missing_ok=True)
     return record
+
+
+def _resumable(job: Job, job_dir: Path) -> int | None:
+    """The step of the checkpoint that an unfinished earlier attempt of ``job`` (a killed
+    session) left of this very run (task, method, seed, budget, std), or ``None``."""
+    from tailor.algos.ppo import read_run
+
+    if not job_dir.is_dir() or (job_dir / RESULT_FILE).exists():
+        return None
+    try:
+        info = read_run(job_dir)
+    except TailorError:  # no checkpoint yet, or one that cannot be read: start over
+        return None
+    config = info["config"]
+    same = (info["task"], info["method"], config.seed, config.total_steps, config.std_type)
+    return (
+        info["steps"] if same == (job.task, job.method, job.seed, job.steps, job.std_type) else None
+    )
 
 
 def reselect_best(job: Job, out: str | Path) -> bool:
