@@ -255,6 +255,53 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
         assert record["eval_best"][key] == straight["eval_best"][key]
 
 
+def test_a_worker_ends_when_the_sweep_process_is_killed(tmp_path):
+    """No orphan keeps training (and holding the job's lock) after `kill -9` of the sweep."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    job = Job("train", "pointmass", "soft", 0, steps=10**9, episodes=1, ppo=TINY)
+    script = (
+        "import json\n"
+        "from tailor.experiments.presets import Job\n"
+        "from tailor.experiments.sweep import run_sweep\n"
+        "if __name__ == '__main__':\n"
+        f"    job = Job.from_json(json.loads({json.dumps(job.to_json())!r}))\n"
+        f"    run_sweep([job], {str(tmp_path)!r}, log=None)\n"
+    )
+    (tmp_path / "sweep.py").write_text(script)
+    sweep = subprocess.Popen([sys.executable, str(tmp_path / "sweep.py")])
+    pid_file = tmp_path / job.id / ".lock.pid"
+    worker = None
+    try:
+        for _ in range(300):  # the worker takes the job's lock once it starts the run
+            if pid_file.is_file() and pid_file.read_text().strip():
+                worker = json.loads(pid_file.read_text())["pid"]
+                break
+            time.sleep(0.1)
+        assert worker is not None and worker != sweep.pid
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait(10)
+        for _ in range(100):
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the worker outlived the sweep process by 10 s")
+    finally:
+        sweep.kill()
+        if worker is not None:
+            try:
+                os.kill(worker, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_select_keeps_the_preset_jobs_it_names_in_their_order():
     jobs = expand("table2", "paper")
     some = select(jobs, tasks=["hopper-jump"], seeds=[2, 0], methods=["residual", "full"])

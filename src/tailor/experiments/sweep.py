@@ -27,6 +27,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -349,7 +350,12 @@ def _run_local(
     # A worker that dies (killed, out of memory, a segfault in native code) breaks the pool: its
     # jobs are recorded as failed and a fresh pool takes the rest.
     while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             running: dict[Future, Job] = {}
             broken = False
             while (pending or running) and not broken:
@@ -366,6 +372,20 @@ def _run_local(
                         finished(_crashed(job, out, "worker process died"))
             for job in running.values():
                 finished(_crashed(job, out, "worker process died (pool broken by another job)"))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: end this worker within a second of the sweep process that started it
+    (killed, e.g. ``kill PID`` or a scheduler's SIGKILL), instead of training on as an orphan that
+    holds its job's lock. Checkpoints are written atomically, so the job continues from its last
+    one on the next run."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="tailor-parent-watch", daemon=True).start()
 
 
 def _crashed(job: Job, out: Path, why: str) -> dict[str, Any]:
