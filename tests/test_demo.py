@@ -84,3 +84,16 @@ def test_demo_without_a_prior_is_a_clear_error(tmp_path, capsys):
     code = main(["demo", "--prior", str(tmp_path / "missing"), "--out", str(tmp_path / "d")])
     err = capsys.readouterr().err
     assert code == 2 and "no prior at" in err and "tailor train" in err
+
+
+def test_the_demo_says_why_it_chose_its_coefficients(prior_dir, tmp_path, capsys, monkeypatch):
+    from tailor.experiments import demo
+
+    task = demo.DemoTask(str(prior_dir), 2048, {"residual": {"omega_prime": 0.02}}, "a reason")
+    monkeypatch.setitem(demo.DEMO_TASKS, "pointmass", task)
+    common = dict(task="pointmass", episodes=2, progress=False, video=False, verify=False)
+    run_demo(DemoConfig(out=tmp_path / "a", **common))
+    text = capsys.readouterr().out
+    assert "omega'=0.02" in text and "why these coefficients: a reason" in text
+    run_demo(DemoConfig(out=tmp_path / "b", omega_prime=0.01, **common))  # the user's own
+    assert "why these coefficients" not in capsys.readouterr().out

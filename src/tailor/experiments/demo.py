@@ -58,7 +58,10 @@ DEMO_TASKS: dict[str, DemoTask] = {
         "priors/halfcheetah",
         600_000,
         {"residual": {"omega_prime": 0.1, "alpha_hat": 0.08}, "greedy": {"alpha_hat": 0.08}},
-        "omega' = 0.1, alpha_hat = 0.08 weigh the add-on more than the paper's 0.17 / 0.13472",
+        "omega' = 0.1, alpha_hat = 0.08 weigh the add-on more than the paper's 0.17 / 0.13472; "
+        "on this prior the add-on still moves little: its Gaussian charges for every step away "
+        "from its gait, and the gaits that keep the hind thigh straighter are far from it "
+        "(results/customization.md)",
     ),
     "hopper-jump": DemoTask(
         "priors/hopper",
@@ -207,6 +210,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         f"side ({steps:,} steps each; {shown}) =="
     )
     _say(f"  add-on reward: {task.addon_text()}")
+    own = cfg.paper_coefficients or cfg.omega_prime is not None or cfg.alpha_hat is not None
+    if preset is not None and preset.why and not own and cfg.prior is None:
+        _say(f"  why these coefficients: {preset.why}")
     t0 = time.perf_counter()
     ctx = get_context("spawn")  # a fresh interpreter per worker: no state leaks from this one
     with ProcessPoolExecutor(max_workers=max(1, cfg.workers), mp_context=ctx) as pool:
