@@ -326,7 +326,7 @@ def select(
     for field_name, values in wanted.items():
         if values is None:
             continue
-        have = sorted({getattr(j, field_name) for j in jobs}, key=str)
+        have = sorted({getattr(j, field_name) for j in jobs})  # one type per field
         unknown = [v for v in values if v not in have]
         if unknown:
             raise TailorError(

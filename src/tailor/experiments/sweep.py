@@ -91,22 +91,10 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
         policy: Any = job.prior
     elif job.kind in ("train", "customize"):
         resumed_at = _resumable(job, job_dir)
-        if job_dir.exists() and resumed_at is None:  # nothing of this run to continue
-            shutil.rmtree(job_dir)
-        # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
-        # numbers: the run's numbers do not depend on it).
-        iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
-        config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
-        for key, value in job.ppo:
-            config[key] = tuple(value) if isinstance(value, list) else value
-        if resumed_at is not None:  # exact: the numbers of an uninterrupted run
+        if resumed_at is not None:  # with the run's own config: an uninterrupted run's numbers
             run.resume(job_dir, job.steps, log=None)
-        elif job.kind == "customize":
-            args = (task, "ppo", job.prior, job.steps, job.seed, job_dir)
-            run.customize(*args, method=job.method, log=None, **config)
         else:
-            args = (task, "ppo", job.steps, job.seed, job_dir)
-            run.train_prior(*args, method=job.method, log=None, **config)
+            _train_afresh(job, task, job_dir)
         train_wall = time.perf_counter() - t0
         policy = job_dir
     else:
@@ -133,6 +121,26 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     _write_json(job_dir / RESULT_FILE, record)
     (job_dir / FAILED_FILE).unlink(missing_ok=True)
     return record
+
+
+def _train_afresh(job: Job, task: Any, job_dir: Path) -> None:
+    """Train or customize ``job`` from scratch in ``job_dir`` (an earlier attempt is cleared)."""
+    from tailor.experiments import run
+
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
+    # numbers: the run's numbers do not depend on it).
+    iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
+    config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
+    for key, value in job.ppo:
+        config[key] = tuple(value) if isinstance(value, list) else value
+    if job.kind == "customize":
+        args = (task, "ppo", job.prior, job.steps, job.seed, job_dir)
+        run.customize(*args, method=job.method, log=None, **config)
+    else:
+        args = (task, "ppo", job.steps, job.seed, job_dir)
+        run.train_prior(*args, method=job.method, log=None, **config)
 
 
 def _resumable(job: Job, job_dir: Path) -> int | None:
