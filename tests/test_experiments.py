@@ -17,6 +17,7 @@ from tailor.experiments.sweep import (
     FAILED_FILE,
     RESULT_FILE,
     _resumable,
+    job_state,
     reselect_best,
     run_job,
     run_sweep,
@@ -101,6 +102,9 @@ def test_sweep_resume_skips_finished_jobs_and_records_failures(tmp_path):
         assert (tmp_path / job.id / "metrics.csv").is_file()
     assert any("FAILED" in line for line in lines) and any("[3/3]" in line for line in lines)
     mtimes = {j.id: (tmp_path / j.id / RESULT_FILE).stat().st_mtime_ns for j in tiny_jobs()}
+    assert job_state(bad, tmp_path) == ("failed", f"see {tmp_path / bad.id / FAILED_FILE}")
+    assert job_state(tiny_jobs()[0], tmp_path) == ("finished", "")
+    assert job_state(dataclasses.replace(bad, seed=7), tmp_path) == ("to run", "")
 
     # Rerun: finished jobs are skipped (their results untouched), the failed one is retried.
     report = run_sweep(jobs, tmp_path, workers=1, log=None)
@@ -243,6 +247,10 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
     # Another job's directory is not continued (here: another seed), nor a finished one.
     assert _resumable(dataclasses.replace(job, seed=1), job_dir) is None
     assert _resumable(job, tmp_path / "straight" / job.id) is None
+    # `tailor sweep --list` says so (the lock was released when the run raised).
+    assert job_state(job, tmp_path / "split") == (
+        "partial", "continues from its checkpoint at step 256 of 768"
+    )  # fmt: skip
     assert straight["resumed_at_step"] is None
     resumed = []
     real_resume = run.resume
@@ -283,6 +291,8 @@ def test_a_worker_ends_when_the_sweep_process_is_killed(tmp_path):
                 break
             time.sleep(0.1)
         assert worker is not None and worker != sweep.pid
+        state, holder = job_state(job, tmp_path)
+        assert state == "running" and holder.startswith(f"pid {worker} ")
         sweep.send_signal(signal.SIGKILL)
         sweep.wait(10)
         for _ in range(100):

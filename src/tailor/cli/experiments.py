@@ -41,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="TASK=PATH",
         help="use this prior for TASK instead of the shipped one (repeatable)",
     )
-    p.add_argument("--list", action="store_true", help="print the jobs and their state; run none")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print each job and its state (finished, running, partial: continues from its "
+        "checkpoint, failed, to run); run none",
+    )
     # Subsets of the preset: the same jobs in the same directories, so the whole preset later
     # finds them finished (a sweep split across machines, or some jobs first).
     p.add_argument(
@@ -100,7 +105,7 @@ def _priors(items: list[str]) -> dict[str, str]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from tailor.experiments.presets import expand, select
-    from tailor.experiments.sweep import FAILED_FILE, is_finished, reselect_best, run_sweep
+    from tailor.experiments.sweep import job_state, reselect_best, run_sweep
 
     jobs = expand(args.preset, args.budget, _priors(args.prior))
     jobs = select(
@@ -113,10 +118,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.list:
         for job in jobs:
-            state = "finished" if is_finished(job, args.out) else "to run"
-            if state == "to run" and (Path(args.out) / job.id / FAILED_FILE).is_file():
-                state = "failed"
-            print(f"{state:9s} {job.id}")
+            state, detail = job_state(job, args.out)
+            print(f"{state:9s} {job.id}" + (f"  ({detail})" if detail else ""))
         return 0
     for job in jobs:
         if job.prior is not None and not Path(job.prior).exists():

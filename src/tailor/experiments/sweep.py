@@ -47,6 +47,7 @@ __all__ = [
     "SweepReport",
     "check_ray_address",
     "finished_results",
+    "job_state",
     "load_results",
     "run_job",
     "run_sweep",
@@ -253,6 +254,32 @@ class SweepReport:
 
 def is_finished(job: Job, out: str | Path) -> bool:
     return (Path(out) / job.id / RESULT_FILE).is_file()
+
+
+def job_state(job: Job, out: str | Path) -> tuple[str, str]:
+    """``(state, detail)`` of ``job`` in the sweep directory ``out``, for ``tailor sweep --list``.
+
+    States: ``finished`` (``result.json``); ``running`` (another process holds the job's lock;
+    detail: who, and the step of its last checkpoint); ``partial`` (an interrupted run whose
+    checkpoint the next sweep continues from; detail: that step); ``failed`` (``failed.json``);
+    ``to run``. Reads only; a running job's checkpoint is written atomically, so reading it
+    races with nothing.
+    """
+    from tailor.rundir import lock_holder
+
+    job_dir = Path(out) / job.id
+    if is_finished(job, out):
+        return "finished", ""
+    step = _resumable(job, job_dir)
+    at = f"checkpoint at step {step:,} of {job.steps:,}" if step is not None else ""
+    holder = lock_holder(job_dir) if job_dir.is_dir() else None
+    if holder is not None:
+        return "running", "; ".join(x for x in (holder, at) if x)
+    if step is not None:
+        return "partial", f"continues from its {at}"
+    if (job_dir / FAILED_FILE).is_file():
+        return "failed", f"see {job_dir / FAILED_FILE}"
+    return "to run", ""
 
 
 def run_sweep(
