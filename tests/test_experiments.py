@@ -337,7 +337,8 @@ def test_select_keeps_the_preset_jobs_it_names_in_their_order():
 def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert main(["sweep", "table3", "--budget", "smoke", "--out", str(tmp_path), "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 6 and all(x.startswith("to run") for x in lines)
+    assert len(lines) == 7 and all(x.startswith("to run") for x in lines[:6])
+    assert lines[6] == "6 jobs: 6 to run"
     # A directory without results is an error, not a table of dashes (issue 13).
     assert main(["table", "table3", str(tmp_path), "--budget", "smoke"]) == 2
     assert "no finished table3 jobs (budget smoke)" in capsys.readouterr().err
@@ -347,7 +348,9 @@ def test_cli_sweep_list_table_and_errors(tmp_path, capsys):
     assert "TASK=PATH" in capsys.readouterr().err
     subset = ["--list", "--tasks", "hopper-jump", "--seeds", "0", "--std", "state"]
     assert main(["sweep", "table3", "--budget", "smoke", "--out", str(tmp_path), *subset]) == 0
-    assert capsys.readouterr().out.split() == ["to", "run", "hopper-jump/soft-state-8192-seed0"]
+    assert capsys.readouterr().out.splitlines() == [
+        "to run    hopper-jump/soft-state-8192-seed0", "1 job: 1 to run"
+    ]  # fmt: skip
     assert main(["sweep", "table1", "--out", str(tmp_path), "--methods", "softer"]) == 2
     assert "no job has method softer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:

@@ -117,9 +117,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 print(f"reselected {job.id}", flush=True)
         return 0
     if args.list:
+        counts: dict[str, int] = {}
         for job in jobs:
             state, detail = job_state(job, args.out)
+            counts[state] = counts.get(state, 0) + 1
             print(f"{state:9s} {job.id}" + (f"  ({detail})" if detail else ""))
+        noun = "job" if len(jobs) == 1 else "jobs"
+        print(f"{len(jobs)} {noun}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         return 0
     for job in jobs:
         if job.prior is not None and not Path(job.prior).exists():
