@@ -262,8 +262,8 @@ def job_state(job: Job, out: str | Path) -> tuple[str, str]:
     States: ``finished`` (``result.json``); ``running`` (another process holds the job's lock;
     detail: who, and the step of its last checkpoint); ``partial`` (an interrupted run whose
     checkpoint the next sweep continues from; detail: that step); ``failed`` (``failed.json``);
-    ``to run``. Reads only; a running job's checkpoint is written atomically, so reading it
-    races with nothing.
+    ``to run``. Reads only: the step comes from the trainer checkpoint's metadata, which is
+    replaced atomically, so a running job shows its last complete checkpoint.
     """
     from tailor.rundir import lock_holder
 
