@@ -261,6 +261,8 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
     for key in ("total", "basic", "addon"):
         assert record["eval"][key] == straight["eval"][key]
         assert record["eval_best"][key] == straight["eval_best"][key]
+    (job_dir / RESULT_FILE).unlink()  # as during the evaluation, after the run let its lock go
+    assert job_state(job, tmp_path / "split")[0] == "trained"
 
 
 def test_a_worker_ends_when_the_sweep_process_is_killed(tmp_path):

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         action="store_true",
-        help="print each job and its state (finished, running, partial: continues from its "
-        "checkpoint, failed, to run); run none",
+        help="print each job and its state (finished, running, trained: evaluation pending, "
+        "partial: continues from its checkpoint, failed, to run); run none",
     )
     # Subsets of the preset: the same jobs in the same directories, so the whole preset later
     # finds them finished (a sweep split across machines, or some jobs first).

@@ -260,7 +260,8 @@ def job_state(job: Job, out: str | Path) -> tuple[str, str]:
     """``(state, detail)`` of ``job`` in the sweep directory ``out``, for ``tailor sweep --list``.
 
     States: ``finished`` (``result.json``); ``running`` (another process holds the job's lock;
-    detail: who, and the step of its last checkpoint); ``partial`` (an interrupted run whose
+    detail: who, and the step of its last checkpoint); ``trained`` (training is done, the
+    evaluation not recorded yet); ``partial`` (an interrupted run whose
     checkpoint the next sweep continues from; detail: that step); ``failed`` (``failed.json``);
     ``to run``. Reads only: the step comes from the trainer checkpoint's metadata, which is
     replaced atomically, so a running job shows its last complete checkpoint.
@@ -275,6 +276,11 @@ def job_state(job: Job, out: str | Path) -> tuple[str, str]:
     holder = lock_holder(job_dir) if job_dir.is_dir() else None
     if holder is not None:
         return "running", "; ".join(x for x in (holder, at) if x)
+    if step is not None and step >= job.steps:  # the run releases its lock before evaluation
+        return "trained", (
+            f"training done at step {step:,}; its evaluation is under way if a sweep is "
+            "running, else the next sweep evaluates it"
+        )
     if step is not None:
         return "partial", f"continues from its {at}"
     if (job_dir / FAILED_FILE).is_file():
