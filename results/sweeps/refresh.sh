@@ -15,3 +15,14 @@ PY="${PY:-.venv/bin/python}"
 "$TAILOR" plot table1 results/sweeps/1m --budget 1m --out results/plots/1m
 "$TAILOR" plot table3 results/sweeps/1m --budget 1m --out results/plots/1m
 "$PY" results/customization/tradeoff.py
+{
+    echo "# Per-seed results of the sweeps (last checkpoint)"
+    echo
+    echo "Made by \`bash results/sweeps/refresh.sh\`: \`results/customization/table.py\` over every finished job's \`result.json\`. Statistic: mean |θ| (HalfCheetah), torso z (Hopper), v_y (Ant)."
+    for budget in paper 1m; do
+        echo
+        echo "## budget $budget"
+        echo
+        "$PY" results/customization/table.py results/sweeps/$budget/*/*/result.json
+    done
+} > results/sweeps/per-seed.md
