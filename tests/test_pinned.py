@@ -7,6 +7,11 @@ the same bits); the timing columns are left out.
 
 Regenerate only when behaviour is meant to change, and say so in the commit:
 ``TAILOR_WRITE_PINS=1 .venv/bin/python -m pytest tests/test_pinned.py``.
+
+The numbers hold for the package versions of ``requirements.lock`` (what ``make`` installs): a
+newer ``transformers`` moved the DPO pins once. The test first checks that the installed versions
+are the locked ones, so a drifted environment says so instead of failing on a number; refresh the
+lock and the pins together (``docs/DEVELOPING.md``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,9 @@ from tailor.experiments.run import task_method
 from tailor.priors import load_prior
 
 PINS = Path(__file__).parent / "data" / "pinned_metrics.json"
+LOCK = Path(__file__).parent.parent / "requirements.lock"
+# The packages whose arithmetic the pinned runs go through.
+NUMERIC = ("torch", "numpy", "gymnasium", "mujoco", "transformers", "tokenizers", "safetensors")
 TIMING = {"sps", "wall_s"}
 
 
@@ -181,6 +191,37 @@ def _cli(tmp: Path) -> dict[str, Any]:
 def _canonical(obj: Any) -> Any:
     """JSON round trip: tuples become lists, numpy scalars plain floats."""
     return json.loads(json.dumps(obj, default=float))
+
+
+def locked_versions(text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirements lock -> {normalized name: version}."""
+    found = re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)", text, flags=re.MULTILINE)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in found}
+
+
+def test_locked_versions_parse() -> None:
+    text = "# header\nTorch==2.13.0+cpu\n    # via x\nsafe_tensors==0.8.0 ; python_version\n"
+    assert locked_versions(text) == {"torch": "2.13.0+cpu", "safe-tensors": "0.8.0"}
+
+
+def test_installed_versions_are_the_locked_ones() -> None:
+    locked = locked_versions(LOCK.read_text())
+    drift = []
+    for name in NUMERIC:
+        if name not in locked:
+            drift.append(f"{name} is not in requirements.lock")
+            continue
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue  # an optional extra not installed: its pins are skipped below
+        if have != locked[name]:
+            drift.append(f"{name} {have} installed, {locked[name]} locked")
+    assert not drift, (
+        "the pinned numbers hold for requirements.lock's versions; "
+        + "; ".join(drift)
+        + " (run `make setup`, or refresh lock and pins together: docs/DEVELOPING.md)"
+    )
 
 
 @pytest.mark.slow
