@@ -473,6 +473,45 @@ def test_unsupported_sb3_policy_lists_supported(
         load_prior(bad)
 
 
+def _gym_era(data: dict) -> None:
+    """Rewrite a gymnasium-era SB3 ``data`` as SB3 1.x with gym saved it (the RL Zoo's released
+    agents): spaces from ``gym.spaces``, ``shape`` instead of ``_shape``, no ``low_repr``."""
+    for key in ("observation_space", "action_space"):
+        space = data[key]
+        space[":type:"] = space[":type:"].replace("gymnasium.spaces", "gym.spaces")
+        space["shape"] = space.pop("_shape")
+        space.pop("low_repr", None)
+        space.pop("high_repr", None)
+
+
+def test_gym_era_sb3_zip_matches_sb3(zoo: Path, tmp_path: Path) -> None:
+    old = tmp_path / "MountainCarContinuous-v0.zip"
+    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", old, _gym_era)
+    data = json.loads(zipfile.ZipFile(old).read("data"))
+    assert "_shape" not in data["observation_space"] and data["observation_space"]["shape"] == [2]
+    prior = load_prior(old, normalizer=zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl")
+    assert isinstance(prior, PolicyPrior) and (prior.obs_dim, prior.act_dim) == (2, 1)
+    model = sb3.PPO.load(zoo / "MountainCarContinuous-v0.zip")
+    norm = _vecnorm(zoo).normalize_obs(observations(2))
+    obs_t = torch.from_numpy(observations(2))
+    with torch.no_grad():
+        dist = model.policy.get_distribution(torch.from_numpy(norm))
+        actions = dist.sample()
+        close(prior.act(obs_t, deterministic=True), dist.distribution.mean)
+        close(prior.log_prob(obs_t, actions), dist.log_prob(actions))
+
+
+@pytest.mark.parametrize("shape", [5, [None], [1e300], [-3], [10**12], "[2]", [True]])
+def test_malformed_space_shape_is_an_error(zoo: Path, tmp_path: Path, shape: object) -> None:
+    def edit(data: dict) -> None:
+        data["observation_space"]["_shape"] = shape
+
+    bad = tmp_path / "bad-shape.zip"
+    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    with pytest.raises(TailorError, match=r"observation_space has shape .* not a list of sizes"):
+        load_prior(bad)
+
+
 def test_image_observations_are_refused(zoo: Path, tmp_path: Path) -> None:
     def edit(data: dict) -> None:
         data["observation_space"]["_shape"] = [3, 64, 64]

@@ -4,7 +4,8 @@ An SB3 zip holds ``data`` (JSON; objects that JSON cannot hold are cloudpickled 
 ``":serialized:"`` keys, next to readable ``repr`` strings of their fields) and ``policy.pth``
 (the policy's ``state_dict``). tailor reads the readable fields only (``policy_class``'s
 ``__module__``/``__init__`` reprs, ``policy_kwargs`` (``net_arch``, ``activation_fn``),
-``observation_space``/``action_space`` (``_shape``, ``low``, ``high``, ``n``), ``use_sde``) and
+``observation_space``/``action_space`` (``_shape``, or gym-era ``shape``, ``low``, ``high``,
+``n``), ``use_sde``) and
 ``policy.pth`` with ``torch.load(weights_only=True)``; the ``:serialized:`` blobs are never
 loaded. Hidden sizes come from the weights (checked against ``net_arch`` when it is given); the
 activation from ``activation_fn`` or, when the user left it out, SB3's default for that policy
@@ -147,7 +148,7 @@ def _space(data: dict[str, Any], key: str, src: str) -> dict[str, Any]:
         raise TailorError(f"{src}: the SB3 data has no readable {key}")
     typ = str(sp.get(":type:", ""))
     if typ.endswith(".Box'>"):
-        shape = [int(s) for s in sp.get("_shape", [])]
+        shape = _shape(sp, key, src)
         low, high = _array_repr(sp.get("low"), shape), _array_repr(sp.get("high"), shape)
         return {"kind": "box", "shape": shape, "low": low, "high": high}
     if typ.endswith(".Discrete'>"):
@@ -157,6 +158,28 @@ def _space(data: dict[str, Any], key: str, src: str) -> dict[str, Any]:
         return {"kind": "discrete", "n": int(sp["n"])}
     name = re.sub(r"^<class '(.*)'>$", r"\1", typ) or "unknown"
     return {"kind": name.rsplit(".", 1)[-1].lower(), "type": name}
+
+
+# The largest dimension we accept before allocating anything for a space (a corrupted or hostile
+# header could claim 1e12 and make numpy try to allocate terabytes).
+_MAX_DIM = 1 << 24
+
+
+def _shape(space: dict[str, Any], key: str, src: str) -> list[int]:
+    """A Box's shape: gymnasium spaces store ``_shape``, gym-era ones (SB3 <= 1.x, the RL Zoo's
+    released agents) store ``shape``; both as a JSON list of non-negative ints."""
+    raw = space.get("_shape", space.get("shape"))
+    if raw is None:
+        return []
+    ok = isinstance(raw, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_DIM for d in raw
+    )
+    if not ok:
+        raise TailorError(
+            f"{src}: the SB3 data's {key} has shape {raw!r}, not a list of sizes "
+            f"(non-negative integers up to {_MAX_DIM})"
+        )
+    return list(raw)
 
 
 def _array_repr(text: Any, shape: list[int]) -> list[float] | None:
