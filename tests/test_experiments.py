@@ -18,6 +18,7 @@ from tailor.experiments.sweep import (
     RESULT_FILE,
     _resumable,
     job_state,
+    load_results,
     reselect_best,
     run_job,
     run_sweep,
@@ -122,6 +123,51 @@ def test_a_job_is_deterministic(tmp_path):
     assert a == b
     # Running it again in the same place starts the run over instead of mixing two sessions.
     assert run_job(job, tmp_path / "a")["eval"]["per_episode"] == a
+
+
+def test_an_invalid_result_is_rerun_not_skipped(tmp_path):
+    (job,) = tiny_jobs(seeds=(0,))
+    run_sweep([job], tmp_path, log=None)
+    result = tmp_path / job.id / RESULT_FILE
+    good = json.loads(result.read_text())
+    # A truncated result.json: listed as invalid, rerun (continuing from the run's own final
+    # checkpoint: only the evaluation runs again), ending with the same numbers.
+    result.write_text(result.read_text()[:200])
+    state, detail = job_state(job, tmp_path)
+    assert state == "invalid" and "not valid JSON" in detail
+    report = run_sweep([job], tmp_path, log=None)
+    assert report.done == [job.id] and report.skipped == []
+    again = json.loads(result.read_text())
+    assert again["eval"]["per_episode"] == good["eval"]["per_episode"]
+    assert again["resumed_at_step"] == job.steps
+    # A result without its evaluation, and one whose metrics.csv lost its rows.
+    result.write_text(json.dumps({"id": job.id}))
+    assert job_state(job, tmp_path)[0] == "invalid"
+    with pytest.raises(TailorError, match=r"result.json.*lacks the field 'eval'.*rerun"):
+        load_results([job], tmp_path)
+    result.write_text(json.dumps(good))
+    assert job_state(job, tmp_path) == ("finished", "")
+    metrics = tmp_path / job.id / "metrics.csv"
+    metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
+    state, detail = job_state(job, tmp_path)
+    assert state == "invalid" and "metrics.csv' has no rows" in detail
+
+
+def test_a_job_whose_directory_is_replaced_mid_run_fails(tmp_path, monkeypatch):
+    (job,) = tiny_jobs(seeds=(0,))
+    real = run.train_prior
+
+    def train_then_vanish(*args, **kwargs):
+        out = real(*args, **kwargs)
+        shutil.rmtree(out)  # another process removes the job directory ...
+        Path(out).mkdir()  # ... and something recreates it
+        return out
+
+    monkeypatch.setattr(run, "train_prior", train_then_vanish)
+    with pytest.raises(TailorError, match="was removed and recreated while the job ran"):
+        run_job(job, tmp_path)
+    assert not (tmp_path / job.id / RESULT_FILE).exists()
+    assert job_state(job, tmp_path) == ("to run", "")
 
 
 def test_sweep_rejects_bad_arguments(tmp_path):
@@ -243,10 +289,10 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
         run_job(job, tmp_path / "split")
     monkeypatch.setattr(run, "train_ppo", real_train)
     job_dir = tmp_path / "split" / job.id
-    assert len(_metrics(job_dir)) == 2 and _resumable(job, job_dir) == 2 * 8 * 16
+    assert len(_metrics(job_dir)) == 2 and _resumable(job, tmp_path / "split") == 2 * 8 * 16
     # Another job's directory is not continued (here: another seed), nor a finished one.
-    assert _resumable(dataclasses.replace(job, seed=1), job_dir) is None
-    assert _resumable(job, tmp_path / "straight" / job.id) is None
+    assert _resumable(dataclasses.replace(job, seed=1), tmp_path / "split") is None
+    assert _resumable(job, tmp_path / "straight") is None
     # `tailor sweep --list` says so (the lock was released when the run raised).
     assert job_state(job, tmp_path / "split") == (
         "partial", "continues from its checkpoint at step 256 of 768"

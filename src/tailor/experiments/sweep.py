@@ -3,7 +3,8 @@
 Layout of a sweep directory ``DIR``::
 
     DIR/<task>/<job name>/            the run (policy.safetensors, metrics.csv, tb/ ...)
-    DIR/<task>/<job name>/result.json the job's evaluation; its presence means "finished"
+    DIR/<task>/<job name>/result.json the job's evaluation; "finished" when it validates
+                                      (RESULT_SCHEMA) and, for a trained job, metrics.csv has rows
     DIR/<task>/<job name>/failed.json the last failure (exception and traceback), if any
     DIR/sweeps.jsonl                  one line per sweep invocation: preset, budget, counts, wall
 
@@ -23,6 +24,7 @@ a path every node can write (a shared filesystem), and tailor must be installed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -30,7 +32,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ from typing import Any
 from tailor.checkpoint import POLICY_FILE
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
+from tailor.meta import Field, Schema, validate_meta
 
 __all__ = [
     "RESULT_FILE",
@@ -57,6 +60,27 @@ RESULT_FILE = "result.json"
 SNAPSHOTS = 40  # policy snapshots kept per run, for the best-checkpoint evaluation
 FAILED_FILE = "failed.json"
 LOG_FILE = "sweeps.jsonl"
+METRICS_FILE = "metrics.csv"
+
+_MEAN_STD = Field(
+    (dict,), required=True, fields={k: Field((int, float), required=True) for k in ("mean", "std")}
+)
+_PER_EPISODE = Field(
+    (dict,),
+    required=True,
+    fields={k: Field((list,), required=True, items=(int, float)) for k in ("total", "basic")},
+)
+EVAL_SCHEMA: Schema = {
+    **{k: _MEAN_STD for k in ("total", "basic", "addon", "statistic")},
+    "per_episode": _PER_EPISODE,
+    "episodes": Field((int,), min=1),
+}
+# What tables and plots read from a result.json: anything less is not a finished job.
+RESULT_SCHEMA: Schema = {
+    "id": Field((str,), required=True),
+    "eval": Field((dict,), required=True, fields=EVAL_SCHEMA),
+    "eval_best": Field((dict,), nullable=True, fields=EVAL_SCHEMA),
+}
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -87,26 +111,33 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     train_wall = 0.0
     resumed_at = None
-    if job.kind == "prior":
-        job_dir.mkdir(parents=True, exist_ok=True)
-        policy: Any = job.prior
-    elif job.kind in ("train", "customize"):
-        resumed_at = _resumable(job, job_dir)
-        if resumed_at is not None:  # with the run's own config: an uninterrupted run's numbers
-            run.resume(job_dir, job.steps, log=None)
+    with contextlib.ExitStack() as stack:
+        if job.kind == "prior":
+            job_dir.mkdir(parents=True, exist_ok=True)
+            policy: Any = job.prior
+        elif job.kind in ("train", "customize"):
+            resumed_at = _resumable(job, out)
+            if resumed_at is None and job_dir.exists():  # an earlier attempt: start over
+                shutil.rmtree(job_dir)
+            job_dir.mkdir(parents=True, exist_ok=True)
+            still_there = stack.enter_context(_watching(job_dir))
+            if resumed_at is not None:  # with the run's own config: the uninterrupted numbers
+                run.resume(job_dir, job.steps, log=None)
+            else:
+                _train_afresh(job, task, job_dir)
+            still_there()
+            train_wall = time.perf_counter() - t0
+            policy = job_dir
         else:
-            _train_afresh(job, task, job_dir)
-        train_wall = time.perf_counter() - t0
-        policy = job_dir
-    else:
-        raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
-    t1 = time.perf_counter()
-    ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed)
-    best: dict[str, Any] | None = None
-    ev_best = None
-    if job.kind != "prior":
-        best = run.best_checkpoint(job_dir, task, seed=job.eval_seed + run.SELECTION_SEED_OFFSET)
-        ev_best = run.evaluate(best["policy"], task, job.episodes, seed=job.eval_seed)
+            raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
+        t1 = time.perf_counter()
+        ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed)
+        best: dict[str, Any] | None = None
+        ev_best = None
+        if job.kind != "prior":
+            selection_seed = job.eval_seed + run.SELECTION_SEED_OFFSET
+            best = run.best_checkpoint(job_dir, task, seed=selection_seed)
+            ev_best = run.evaluate(best["policy"], task, job.episodes, seed=job.eval_seed)
     record = {
         "id": job.id,
         "job": job.to_json(),
@@ -124,12 +155,40 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     return record
 
 
+@contextlib.contextmanager
+def _watching(job_dir: Path) -> Iterator[Callable[[], None]]:
+    """Yield a check that fails the job if its directory vanished or was replaced since the
+    watch began (what it holds then is not the run this job trained and must not be recorded as
+    finished); the check also runs at exit. An open descriptor keeps the directory's inode
+    allocated, so a directory removed and recreated has another inode (the file system could
+    otherwise hand out the same number again at once)."""
+    fd = os.open(job_dir, os.O_RDONLY)
+
+    def check() -> None:
+        held = os.fstat(fd)
+        try:
+            now = job_dir.stat()
+        except FileNotFoundError:
+            now = None
+        same = now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+        if not same or held.st_nlink == 0:
+            what = "vanished" if now is None else "was removed and recreated"
+            raise TailorError(
+                f"the job directory {str(job_dir)!r} {what} while the job ran (another process "
+                "or a user removed it?); the job is not finished: rerun the sweep to run it again"
+            )
+
+    try:
+        yield check
+        check()
+    finally:
+        os.close(fd)
+
+
 def _train_afresh(job: Job, task: Any, job_dir: Path) -> None:
-    """Train or customize ``job`` from scratch in ``job_dir`` (an earlier attempt is cleared)."""
+    """Train or customize ``job`` from scratch in the empty ``job_dir``."""
     from tailor.experiments import run
 
-    if job_dir.exists():
-        shutil.rmtree(job_dir)
     # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
     # numbers: the run's numbers do not depend on it).
     iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
@@ -144,12 +203,14 @@ def _train_afresh(job: Job, task: Any, job_dir: Path) -> None:
         run.train_prior(*args, method=job.method, log=None, **config)
 
 
-def _resumable(job: Job, job_dir: Path) -> int | None:
+def _resumable(job: Job, out: str | Path) -> int | None:
     """The step of the checkpoint that an unfinished earlier attempt of ``job`` (a killed
-    session) left of this very run (task, method, seed, budget, std), or ``None``."""
+    session, or a result.json that does not validate) left of this very run (task, method, seed,
+    budget, std), or ``None``."""
     from tailor.algos.ppo import read_run
 
-    if not job_dir.is_dir() or (job_dir / RESULT_FILE).exists():
+    job_dir = Path(out) / job.id
+    if not job_dir.is_dir() or is_finished(job, out):
         return None
     try:
         info = read_run(job_dir)
@@ -252,8 +313,39 @@ class SweepReport:
     wall_s: float = 0.0
 
 
+def result_problem(job: Job, out: str | Path) -> str | None:
+    """Why ``job`` is not finished in ``out`` although it has a ``result.json`` (``None``: it is
+    finished, or has no result at all). A result must validate against :data:`RESULT_SCHEMA`,
+    name this job, and a trained job's ``metrics.csv`` must hold at least one row."""
+    job_dir = Path(out) / job.id
+    path = job_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = _read_result(path)
+    except TailorError as exc:
+        return str(exc)
+    if record.get("id") != job.id:
+        return f"{str(path)!r} is the result of {record.get('id')!r}, not of {job.id!r}"
+    if job.kind != "prior" and _metric_rows(job_dir / METRICS_FILE) == 0:
+        return f"{str(job_dir / METRICS_FILE)!r} has no rows: the training it records is lost"
+    return None
+
+
+def _metric_rows(path: Path) -> int:
+    """Data rows of a metrics.csv (0 if it is missing or holds only its header)."""
+    try:
+        with path.open("rb") as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except OSError:
+        return 0
+
+
 def is_finished(job: Job, out: str | Path) -> bool:
-    return (Path(out) / job.id / RESULT_FILE).is_file()
+    """``result.json`` exists and is valid (:func:`result_problem`): a truncated or foreign one
+    is rerun, never skipped."""
+    path = Path(out) / job.id / RESULT_FILE
+    return path.is_file() and result_problem(job, out) is None
 
 
 def job_state(job: Job, out: str | Path) -> tuple[str, str]:
@@ -271,7 +363,10 @@ def job_state(job: Job, out: str | Path) -> tuple[str, str]:
     job_dir = Path(out) / job.id
     if is_finished(job, out):
         return "finished", ""
-    step = _resumable(job, job_dir)
+    problem = result_problem(job, out)
+    if problem is not None:
+        return "invalid", f"{problem}; the next sweep runs it again"
+    step = _resumable(job, out)
     at = f"checkpoint at step {step:,} of {job.steps:,}" if step is not None else ""
     holder = lock_holder(job_dir) if job_dir.is_dir() else None
     if holder is not None:
@@ -534,14 +629,19 @@ def load_results(jobs: Sequence[Job], out: str | Path) -> dict[str, dict[str, An
 
 
 def _read_result(path: Path) -> dict[str, Any]:
-    """One ``result.json``, which must be a JSON object (a corrupt one is named)."""
+    """One ``result.json``, valid against :data:`RESULT_SCHEMA` (a bad one is named, with the
+    field, never a ``KeyError`` in a table)."""
+    rerun = "rerun the sweep, which runs that job again"
     try:
         obj = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise TailorError(f"{str(path)!r} is not valid JSON ({exc}); rerun that job") from None
+        raise TailorError(f"{str(path)!r} is not valid JSON ({exc}); {rerun}") from None
     if not isinstance(obj, dict):
-        raise TailorError(f"{str(path)!r} is not a result record (a JSON object); rerun that job")
-    return obj
+        raise TailorError(f"{str(path)!r} is not a result record (a JSON object); {rerun}")
+    try:
+        return validate_meta(obj, RESULT_SCHEMA, where=repr(str(path)))
+    except TailorError as exc:
+        raise TailorError(f"{exc} (not a complete result); {rerun}") from None
 
 
 def finished_results(
