@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -482,6 +483,26 @@ def _gym_era(data: dict) -> None:
         space["shape"] = space.pop("_shape")
         space.pop("low_repr", None)
         space.pop("high_repr", None)
+
+
+def test_normalizer_is_found_only_in_the_documented_layouts(zoo: Path, tmp_path: Path) -> None:
+    """A vecnormalize.pkl of another model in some sub-directory is never taken (it would change
+    every action silently); the RL-Zoo ``<stem>/`` one and the one beside the zip are."""
+    pkl = zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl"
+    (tmp_path / "other-model").mkdir()
+    shutil.copy(pkl, tmp_path / "other-model" / "vecnormalize.pkl")
+    shutil.copy(zoo / "MountainCarContinuous-v0.zip", tmp_path / "model.zip")
+    meta = load_prior(tmp_path / "model.zip").meta["obs_normalizer"]
+    assert meta["kind"] == "none" and "model/ or beside the zip" in meta["note"]
+    (tmp_path / "model").mkdir()
+    shutil.copy(pkl, tmp_path / "model" / "vecnormalize.pkl")  # the RL-Zoo layout
+    assert load_prior(tmp_path / "model.zip").meta["obs_normalizer"]["file"] == str(
+        tmp_path / "model" / "vecnormalize.pkl"
+    )
+    shutil.rmtree(tmp_path / "model")
+    shutil.copy(pkl, tmp_path / "vecnormalize.pkl")  # beside the zip
+    found = load_prior(tmp_path / "model.zip").meta["obs_normalizer"]
+    assert found["file"] == str(tmp_path / "vecnormalize.pkl")
 
 
 def test_gym_era_sb3_zip_matches_sb3(zoo: Path, tmp_path: Path) -> None:

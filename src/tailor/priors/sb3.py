@@ -25,7 +25,7 @@ Supported (``MlpPolicy`` on flat ``Box`` observations):
 - DQN: with ``temperature`` -> :class:`~tailor.priors.policies.BoltzmannQPrior`.
 
 Observation normalization: an SB3 ``VecNormalize`` pickle (``normalizer=PATH``, else
-``vecnormalize.pkl`` beside the zip or in the RL-Zoo sub-directory), read by
+``<zip stem>/vecnormalize.pkl`` (RL Zoo) or ``vecnormalize.pkl`` beside the zip), read by
 :mod:`tailor.priors.unpickle`; normalized as SB3 does, ``clip((x - mean) / sqrt(var + eps),
 -clip_obs, clip_obs)``.
 """
@@ -230,15 +230,21 @@ def _check_net_arch(data: dict[str, Any], key: str, hidden: list[int], src: str)
 
 
 def find_vecnormalize(zip_path: Path) -> Path | None:
-    """``vecnormalize.pkl`` beside the zip, in ``<zip stem>/`` (RL-Zoo), or in the one sub-dir."""
+    """The normalizer saved with an SB3 zip, in the two documented layouts only: the RL Zoo's
+    ``<zip stem>/vecnormalize.pkl`` (``HalfCheetah-v3.zip`` + ``HalfCheetah-v3/``) and
+    ``vecnormalize.pkl`` beside the zip (``env.save("vecnormalize.pkl")`` next to
+    ``model.save``). Nothing else is guessed: a ``vecnormalize.pkl`` in some other sub-directory
+    may belong to another model, and a wrong normalizer changes every action silently; pass it
+    with ``normalizer=`` (``--prior-normalizer``) instead. The one used is recorded in the
+    prior's ``meta["obs_normalizer"]["file"]`` and shown by ``tailor inspect`` and
+    ``tailor customize``."""
     for cand in (
-        zip_path.parent / "vecnormalize.pkl",
         zip_path.parent / zip_path.stem / "vecnormalize.pkl",
+        zip_path.parent / "vecnormalize.pkl",
     ):
         if cand.is_file():
             return cand
-    found = sorted(zip_path.parent.glob("*/vecnormalize.pkl"))
-    return found[0] if len(found) == 1 else None
+    return None
 
 
 def _normalizer(
@@ -246,7 +252,11 @@ def _normalizer(
 ) -> tuple[EmpiricalNormalization, dict[str, Any]]:
     file = Path(normalizer) if normalizer is not None else find_vecnormalize(path)
     if file is None:
-        return identity_normalizer(obs_dim), {"kind": "none", "note": "no vecnormalize.pkl found"}
+        note = (
+            f"no vecnormalize.pkl in {path.stem}/ or beside the zip (pass --prior-normalizer "
+            "if the model was trained with VecNormalize)"
+        )
+        return identity_normalizer(obs_dim), {"kind": "none", "note": note}
     norm = load_normalizer_file(file, default_eps=1e-8, default_clip=10.0)
     if norm.mean.shape != (obs_dim,):
         raise TailorError(
