@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
-from tailor.algos.logs import METRIC_FIELDS, RunLog, metrics_row
+from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import EpisodeStats, Rollout
@@ -157,11 +157,87 @@ def train(
     prior = _check_inputs(method, run_dir, prior, resume)
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
+    run = _set_up(_Session(task, method, config, run_dir, prior, resume, progress, t_start))
+    obs = run.env.reset() if run.obs is None else run.obs
+    rows: list[dict[str, Any]] = []
+    it = run.start_iter
+    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
+    interrupt = stack.enter_context(
+        stop_on_interrupt(
+            "interrupted: finishing this iteration and writing a checkpoint "
+            "(Ctrl-C again to stop at once)"
+        )
+    )
+    try:
+        for it in range(run.start_iter, run.n_iters):
+            obs, row = _iterate(run, it, obs)  # 1. rollout, 2. returns, 3. update
+            rows.append(row)  # 4. log
+            run.log.write(row, config.batch_size)
+            stop = callback is not None and bool(callback(row))  # 5. save
+            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == run.n_iters or stop
+            if run_dir is not None and (last or interrupt.requested):
+                _save(run, it)
+            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
+                steps = (it + 1) * config.batch_size
+                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
+                raise KeyboardInterrupt(saved_note)
+            if stop:
+                break
+    finally:
+        stack.close()
+        run.log.close()
+        run.env.close()
+    done_iters = it + 1 if rows else run.start_iter
+    return TrainResult(
+        run_dir,
+        done_iters * config.batch_size,
+        done_iters,
+        rows,
+        run.learner.actor.eval(),
+        run.learner.obs_norm.eval(),
+        time.perf_counter() - t_start,
+    )
 
-    # ---- set-up: seeds, envs, learner (networks, optimizer) ---------------------------------
+
+@dataclass
+class _Session:
+    """The checked inputs of one :func:`train` call."""
+
+    task: Task
+    method: Method
+    config: PPOConfig
+    run_dir: Path | None
+    prior: PolicyPrior | None
+    resume: bool
+    progress: bool
+    t_start: float  # perf_counter() at the call, for the rows' wall_s
+
+
+@dataclass
+class _Run:
+    """What :func:`train`'s loop carries across iterations (besides the observations)."""
+
+    session: _Session
+    env: VecEnv
+    learner: PPOLearner
+    episodes: EpisodeStats
+    buf: Rollout  # [T, N] storage, refilled every iteration
+    log: RunLog
+    saved: ppo_state.RunRecord  # what every checkpoint records about the run
+    start_iter: int
+    n_iters: int
+    warmup_steps: int  # critic-only steps at the start of a customization
+    last_ckpt: int | None  # the step of the last checkpoint written (for error messages)
+    obs: torch.Tensor | None  # [N, D] restored observations on an exact resume, else None
+
+
+def _set_up(s: _Session) -> _Run:
+    """Seeds, envs, learner (networks, optimizer), rollout buffer and logs; on resume restores
+    the checkpoint's state. The order of the steps fixes the random streams: do not reorder."""
+    config, method, task, run_dir, prior = s.config, s.method, s.task, s.run_dir, s.prior
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)  # action noise and minibatch order
-    saved = _read_trainer(run_dir, config, method, task) if resume else None
+    saved = _read_trainer(run_dir, config, method, task) if s.resume else None
     start_iter = saved["iteration"] if saved else 0
     # Fresh episodes on resume, with seeds that differ from the first session's.
     env = VecEnv(task, config.num_envs, seed=config.seed + 1_000_003 * start_iter)
@@ -183,107 +259,80 @@ def train(
         obs = ppo_state.restore(run_dir, learner, env, episodes)
         if method.customization:
             learner.obs_norm.eval()  # stays the prior's, frozen
-    if run_dir is not None and method.customization and not resume:
+    if run_dir is not None and method.customization and not s.resume:
         save_policy(run_dir / "prior", prior.actor, prior.obs_norm, prior.meta)
-
     warmup_steps = (
         int(config.critic_warmup_fraction * config.total_steps) if method.customization else 0
     )
-    T, N = config.num_steps, config.num_envs
-    n_iters = math.ceil(config.total_steps / config.batch_size)
     needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
-    buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
-    meta = _policy_meta(task, env, method, config, prior)
+    buf = Rollout.empty(config.num_steps, n_envs, obs_dim, act_dim, with_prior=needs_prior)
+    record = ppo_state.RunRecord(
+        config.to_json(), _policy_meta(task, env, method, config, prior), method, task
+    )
+    initial = start_iter * config.batch_size
     log = RunLog(
-        run_dir,
-        start_iter,
-        resume,
-        config.tensorboard,
-        progress,
-        config.total_steps,
-        start_iter * config.batch_size,
+        run_dir, start_iter, s.resume, config.tensorboard, s.progress, config.total_steps, initial
     )
-    rows: list[dict[str, Any]] = []
-    last_ckpt = (start_iter * config.batch_size) if saved else None
+    return _Run(
+        session=s,
+        env=env,
+        learner=learner,
+        episodes=episodes,
+        buf=buf,
+        log=log,
+        saved=record,
+        start_iter=start_iter,
+        n_iters=math.ceil(config.total_steps / config.batch_size),
+        warmup_steps=warmup_steps,
+        last_ckpt=initial if saved else None,
+        obs=obs,
+    )
 
-    if obs is None:
-        obs = env.reset()
-    it = start_iter
-    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
-    interrupt = stack.enter_context(
-        stop_on_interrupt(
-            "interrupted: finishing this iteration and writing a checkpoint "
-            "(Ctrl-C again to stop at once)"
-        )
+
+def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Iteration ``it``: rollout -> returns -> update -> its metrics row.
+
+    Returns the observations ``[N, D]`` the next rollout starts from and the row.
+
+    Raises:
+        TailorError: a non-finite reward, loss or network (the last checkpoint is kept).
+    """
+    s, learner, buf = run.session, run.learner, run.buf
+    config = s.config
+    t_iter = time.perf_counter()
+    steps_before = it * config.batch_size
+    warmup = steps_before < run.warmup_steps
+
+    # ---- 1. rollout: act, step, store -------------------------------------------------------
+    with torch.inference_mode():
+        obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
+
+    # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
+    rewards, advantages, returns, norm_obs = learner.returns(
+        buf, obs, config, lambda b: _rollout_reward(s.method, b)
     )
+    _check_rewards(rewards, it, steps_before, run.last_ckpt)
+
+    # ---- 3. update -----------------------------------------------------------------------------
     try:
-        for it in range(start_iter, n_iters):
-            t_iter = time.perf_counter()
-            steps_before = it * config.batch_size
-            warmup = steps_before < warmup_steps
+        stats = learner.update(buf, norm_obs, advantages, returns, s.method, config, warmup)
+    except NonFiniteLoss as exc:
+        raise _loss_error(exc.value, it, steps_before, run.last_ckpt) from None
+    _check_state(learner, it, steps_before, run.last_ckpt)
 
-            # ---- 1. rollout: act, step, store ---------------------------------------------
-            with torch.inference_mode():
-                obs, finished = _collect(env, learner, buf, prior, episodes, obs, task, it)
+    # ---- 4. the metrics row --------------------------------------------------------------------
+    done = IterationStats(it, (it + 1) * config.batch_size, warmup, finished, rewards, stats)
+    sps = config.batch_size / (time.perf_counter() - t_iter)
+    wall_s = time.perf_counter() - s.t_start
+    return obs, metrics_row(done, run.episodes.window, buf, learner.lr, sps, wall_s)
 
-            # ---- 2. returns: reformulate the reward once, then GAE --------------------------
-            rewards, advantages, returns, norm_obs = learner.returns(
-                buf, obs, config, lambda b: _rollout_reward(method, b)
-            )
-            _check_rewards(rewards, it, steps_before, last_ckpt)
 
-            # ---- 3. update -------------------------------------------------------------------
-            try:
-                stats = learner.update(buf, norm_obs, advantages, returns, method, config, warmup)
-            except NonFiniteLoss as exc:
-                raise _loss_error(exc.value, it, steps_before, last_ckpt) from None
-            _check_state(learner, it, steps_before, last_ckpt)
-            steps = (it + 1) * config.batch_size
-
-            # ---- 4. log ----------------------------------------------------------------------
-            row = metrics_row(
-                it,
-                steps,
-                warmup,
-                finished,
-                episodes.window,
-                rewards,
-                buf,
-                stats,
-                learner.lr,
-                config.batch_size / (time.perf_counter() - t_iter),
-                time.perf_counter() - t_start,
-            )
-            rows.append(row)
-            log.write(row, config.batch_size)
-
-            # ---- 5. save ---------------------------------------------------------------------
-            stop = callback is not None and bool(callback(row))
-            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
-            if run_dir is not None and (last or interrupt.requested):
-                args = (config.to_json(), meta, it + 1, steps, method, task)
-                loop = ppo_state.loop_tensors(env, episodes, learner)
-                ppo_state.save_checkpoint(run_dir, learner, *args, loop=loop)
-                last_ckpt = steps
-            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
-                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
-                raise KeyboardInterrupt(saved_note)
-            if stop:
-                break
-    finally:
-        stack.close()
-        log.close()
-        env.close()
-    done_iters = it + 1 if rows else start_iter
-    return TrainResult(
-        run_dir,
-        done_iters * config.batch_size,
-        done_iters,
-        rows,
-        learner.actor.eval(),
-        learner.obs_norm.eval(),
-        time.perf_counter() - t_start,
-    )
+def _save(run: _Run, it: int) -> None:
+    """Commit policy + trainer state (+ the loop's state) after iteration ``it``."""
+    steps = (it + 1) * run.session.config.batch_size
+    loop = ppo_state.loop_tensors(run.env, run.episodes, run.learner)
+    ppo_state.save_checkpoint(run.session.run_dir, run.learner, run.saved, it + 1, steps, loop=loop)
+    run.last_ckpt = steps
 
 
 def _collect(
