@@ -543,7 +543,8 @@ def _gsde(m: _Model, layers: Layers, low: torch.Tensor, high: torch.Tensor) -> G
         "squash_output": squash,
     }
     latent = _hidden_mlp(layers[:-1], m.act_fn)
-    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, low, high, m.obs_norm, meta)
+    bounds = (low, high)
+    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, bounds, m.obs_norm, meta)
 
 
 def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -> Layers:
