@@ -63,7 +63,7 @@ def write(run_dir: str | Path, last_step: int, kill_at: int | None = None) -> li
         if kill_at is not None and len(events) == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    rundir._fault_hook = hook
+    rundir.faults.hook = hook
     resume = (run_dir / RUN_MARKER).is_file()
     with claim_run_dir(run_dir, "ppo", resume=resume) as claimed:
         ckpt = claimed.latest()

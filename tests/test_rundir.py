@@ -89,7 +89,7 @@ def step_of(path: Path, fmt: str = "t-pol") -> int:
 @pytest.fixture
 def no_hook():
     yield
-    rundir._fault_hook = None
+    rundir.faults.hook = None
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def test_an_error_while_staging_leaves_the_previous_checkpoint(tmp_path: Path, n
         if point == f"written:{TRAINER_FILE}":
             raise OSError(28, "No space left on device")
 
-    rundir._fault_hook = fail
+    rundir.faults.hook = fail
     with pytest.raises(OSError):
         commit_checkpoint(tmp_path, files_for(2), 2)
     assert latest_checkpoint(tmp_path).step == 1
@@ -374,7 +374,7 @@ def test_a_kill_before_the_replace_keeps_the_old_metrics(tmp_path: Path, no_hook
         if point == "metrics-staged":
             raise KeyboardInterrupt
 
-    rundir._fault_hook = die
+    rundir.faults.hook = die
     with pytest.raises(KeyboardInterrupt):
         MetricsLog(path, FIELDS, resume_at=1)
     assert path.read_text() == "iteration,loss\n1,0.1\n2,0.2\n"

@@ -15,7 +15,7 @@ from tailor.tabular import (
     soft_value_iteration,
 )
 from tailor.tabular.mdvi import approximate_vi, da_vi, md_vi, mirror_descent_step, munchausen_vi
-from tailor.tabular.pg import exact_gradient, policy_gradient
+from tailor.tabular.pg import PGSettings, exact_gradient, policy_gradient
 from tailor.tabular.verify import CHECKS, format_table, run_checks
 
 E = math.e
@@ -188,39 +188,38 @@ def test_exact_gradient_known_answer_bandit():
 def test_policy_gradient_requires_prior_for_customization():
     m = garnet(4, 2, 2, 0.9, seed=0)
     with pytest.raises(TailorError, match="customizes a prior policy"):
-        policy_gradient(m, "residual", omega_prime=0.1, alpha_hat=0.1, iterations=1)
+        policy_gradient(m, "residual", PGSettings(iterations=1), omega_prime=0.1, alpha_hat=0.1)
     with pytest.raises(TailorError, match="unknown variant"):
-        policy_gradient(m, "sac", iterations=1)
+        policy_gradient(m, "sac", PGSettings(iterations=1))
     with pytest.raises(TailorError, match="pass addon_reward"):
-        policy_gradient(m, "full", alpha=0.1, iterations=1)
+        policy_gradient(m, "full", PGSettings(iterations=1), alpha=0.1)
 
 
 def test_kl_pg_equals_residual_pg_with_equal_coefficients():
     m = garnet(5, 3, 2, 0.9, seed=2)
     _, prior = soft_value_iteration(m, 0.5)
     addon = m.with_reward(np.random.default_rng(1).uniform(-1, 1, m.r.shape))
-    a = policy_gradient(addon, "kl", beta=0.4, prior=prior, iterations=200, lr=0.5)
-    b = policy_gradient(
-        addon, "residual", omega_prime=0.4, alpha_hat=0.4, prior=prior, iterations=200, lr=0.5
-    )
+    steps = PGSettings(iterations=200, lr=0.5)
+    a = policy_gradient(addon, "kl", steps, beta=0.4, prior=prior)
+    b = policy_gradient(addon, "residual", steps, omega_prime=0.4, alpha_hat=0.4, prior=prior)
     np.testing.assert_array_equal(a.logits, b.logits)
 
 
 def test_full_pg_reaches_soft_vi_of_the_sum():
     m = garnet(4, 2, 2, 0.8, seed=4)
     r_addon = np.random.default_rng(2).uniform(-1, 1, m.r.shape)
-    res = policy_gradient(
-        m, "full", alpha=0.7, addon_reward=r_addon, iterations=50_000, lr=0.25, tol=1e-14
-    )
+    steps = PGSettings(iterations=50_000, lr=0.25, tol=1e-14)
+    res = policy_gradient(m, "full", steps, alpha=0.7, addon_reward=r_addon)
     _, pi = soft_value_iteration(m.with_reward(m.r + r_addon), 0.7)
     np.testing.assert_allclose(res.pi, pi, atol=1e-8)
 
 
 def test_sampled_pg_is_deterministic_given_seed():
     m = garnet(4, 2, 2, 0.8, seed=1)
-    kw = {"alpha": 0.5, "iterations": 5, "estimator": "sampled", "episodes": 16, "seed": 3}
+    steps = PGSettings(iterations=5, estimator="sampled", episodes=16, seed=3)
     np.testing.assert_array_equal(
-        policy_gradient(m, "soft", **kw).logits, policy_gradient(m, "soft", **kw).logits
+        policy_gradient(m, "soft", steps, alpha=0.5).logits,
+        policy_gradient(m, "soft", steps, alpha=0.5).logits,
     )
 
 
@@ -237,10 +236,10 @@ def test_entropy_variants_differ_by_a_measurable_amount():
     """Report by how much End/Repeat-Entropy miss the soft-optimal policy on one Garnet."""
     m = garnet(5, 3, 2, 0.9, seed=4)
     _, pi_star = soft_value_iteration(m, 0.5)
-    kw = {"alpha": 0.5, "iterations": 100_000, "lr": 0.2, "tol": 1e-14}
-    soft = policy_gradient(m, "soft", **kw).pi
-    end = policy_gradient(m, "end-entropy", **kw).pi
-    rep = policy_gradient(m, "repeat-entropy", **kw).pi
+    steps = PGSettings(iterations=100_000, lr=0.2, tol=1e-14)
+    soft = policy_gradient(m, "soft", steps, alpha=0.5).pi
+    end = policy_gradient(m, "end-entropy", steps, alpha=0.5).pi
+    rep = policy_gradient(m, "repeat-entropy", steps, alpha=0.5).pi
     assert np.max(np.abs(soft - pi_star)) < 1e-9
     assert np.max(np.abs(end - pi_star)) > 0.01
     assert np.max(np.abs(rep - pi_star)) > 0.1

@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from tailor.errors import TailorError
-from tailor.tabular.solvers import logsumexp as _np_logsumexp
+from tailor.numerics import logsumexp as _np_logsumexp
 
 __all__ = [
     "ce_dpo_loss",

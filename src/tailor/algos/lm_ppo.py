@@ -224,6 +224,7 @@ def customize_ppo(
     value_head = ValueHead(policy.config.hidden_size, c.value_hidden)
     opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
     vopt = torch.optim.Adam(value_head.parameters(), lr=c.value_lr)
+    learner = _Learner(policy, value_head, opt, vopt, c, g)
     warmup_iters = math.ceil(c.critic_warmup * c.steps)
     batch_prompts = _prompt_batch(prompts, c.batch_size)
 
@@ -259,7 +260,7 @@ def customize_ppo(
                 f"LM PPO: the reformulated reward is not finite at iteration {it + 1} (the "
                 "log-probability terms overflowed); nothing was saved"
             )
-        stats = _update(policy, value_head, opt, vopt, batch, adv, ret, c, g, train_policy)
+        stats = _update(learner, batch, adv, ret, train_policy)
         seq_kl = (batch.logp - prior_tok).sum(1)
         row = {
             "iteration": float(it),
@@ -307,19 +308,26 @@ def _check_loss(name: str, loss: torch.Tensor) -> None:
         )
 
 
+@dataclass
+class _Learner:
+    """What the PPO update changes: the policy and its value head, their optimizers, the
+    generator of the minibatch order, and the settings."""
+
+    policy: torch.nn.Module
+    value_head: ValueHead
+    opt: torch.optim.Optimizer
+    vopt: torch.optim.Optimizer
+    c: LMPPOConfig
+    g: torch.Generator
+
+
 def _update(
-    policy: torch.nn.Module,
-    value_head: ValueHead,
-    opt: torch.optim.Optimizer,
-    vopt: torch.optim.Optimizer,
-    batch: Samples,
-    adv: torch.Tensor,
-    ret: torch.Tensor,
-    c: LMPPOConfig,
-    g: torch.Generator,
-    train_policy: bool,
+    learner: _Learner, batch: Samples, adv: torch.Tensor, ret: torch.Tensor, train_policy: bool
 ) -> dict[str, float]:
-    """PPO epochs over one batch: clipped surrogate + value regression, token-level means."""
+    """PPO epochs over one batch: clipped surrogate + value regression, token-level means.
+    ``adv`` and ``ret`` are ``[B, T]`` like the batch's tokens."""
+    policy, value_head, opt, vopt = learner.policy, learner.value_head, learner.opt, learner.vopt
+    c, g = learner.c, learner.g
     n = len(batch)
     pl, vl, kls, clips = [], [], [], []
     for _ in range(c.epochs):

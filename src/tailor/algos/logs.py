@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from tailor.algos.rollout import Rollout
 from tailor.methods import Method
 from tailor.rundir import METRICS_FILE, MetricsLog
 
-__all__ = ["METRIC_FIELDS", "RunLog", "episode_summary", "log_line", "metrics_row"]
+__all__ = [
+    "METRIC_FIELDS",
+    "IterationStats",
+    "RunLog",
+    "episode_summary",
+    "log_line",
+    "metrics_row",
+]
 
 # Columns of metrics.csv, one row per iteration. `sps` and `wall_s` are the only ones that depend
 # on the machine; everything else is a deterministic function of (task, method, config, seed).
@@ -44,20 +52,37 @@ METRIC_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class IterationStats:
+    """What one PPO iteration produced, for its metrics row.
+
+    Attributes:
+        it: the iteration's index (0-based; the row says ``it + 1``).
+        steps: environment steps in total after it.
+        warmup: whether it was a critic-warmup iteration.
+        episodes: episodes that ended during its rollout.
+        rewards: ``[T, N]`` the method's reward of its rollout.
+        stats: the update's statistics (loss terms, KL, ...), in the row's order.
+    """
+
+    it: int
+    steps: int
+    warmup: bool
+    episodes: int
+    rewards: torch.Tensor
+    stats: dict[str, Any]
+
+
 def metrics_row(
-    it: int,
-    steps: int,
-    warmup: bool,
-    episodes: int,
+    done: IterationStats,
     ep_window: deque,
-    rewards: torch.Tensor,
     buf: Rollout,
-    stats: dict,
     lr: float,
     sps: float,
     wall_s: float,
 ) -> dict[str, Any]:
-    """One row of ``metrics.csv`` (columns :data:`METRIC_FIELDS`) for PPO iteration ``it``."""
+    """One row of ``metrics.csv`` (columns :data:`METRIC_FIELDS`) for PPO iteration ``done``;
+    ``ep_window`` holds the recent episodes' ``(basic, addon, statistic, length)``."""
     if ep_window:
         ep = np.asarray(ep_window, dtype=np.float64)
         basic, addon, stat, length = (float(x) for x in ep.mean(0))
@@ -67,18 +92,18 @@ def metrics_row(
     with torch.no_grad():
         action_std = float(buf.log_std.exp().mean())
     return {
-        "iteration": it + 1,
-        "steps": steps,
-        "phase": "critic-warmup" if warmup else "ppo",
-        "episodes": episodes,
+        "iteration": done.it + 1,
+        "steps": done.steps,
+        "phase": "critic-warmup" if done.warmup else "ppo",
+        "episodes": done.episodes,
         "return_total": total,
         "return_basic": basic,
         "return_addon": addon,
         "statistic": stat,
         "episode_length": length,
-        "reward": float(rewards.mean()),
+        "reward": float(done.rewards.mean()),
         "logp_prior": float(buf.logp_prior.mean()) if buf.logp_prior is not None else "",
-        **stats,
+        **done.stats,
         "learning_rate": lr,
         "action_std": action_std,
         "sps": round(sps, 1),

@@ -35,7 +35,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,15 +43,15 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
-from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, check_config
-from tailor.algos.logs import METRIC_FIELDS, RunLog, metrics_row
+from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
+from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import EpisodeStats, Rollout
 from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import Method
-from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization, non_finite_state
+from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt
@@ -64,172 +64,6 @@ __all__ = [
     "read_run",
     "train",
 ]
-
-
-@dataclass
-class PPOConfig:
-    """Hyper-parameters of :func:`train`. Defaults are tuned for CPU throughput on MuJoCo tasks.
-
-    Close to rsl-rl's PPO (clip 0.2, clipped value loss, GAE lambda 0.95, adaptive learning rate
-    with desired KL 0.01, max grad norm 1, 5 epochs, empirical observation normalization), with
-    four changes for one CPU core, each measured on HalfCheetah (``bench/throughput.py``):
-    ReLU instead of ELU and 64-64 instead of 256-256-128 networks (on this CPU ELU's kernel costs
-    about three times ReLU's: a 64-64 actor+critic update took 5.3 us/sample/epoch with ELU and
-    1.6 with ReLU); 64 envs x 64 steps with 2 minibatches of 2048 (few, large matrix products);
-    reward normalization (the critic's targets stay O(1)); initial std 0.5 (HalfCheetah reached
-    a return of 1500 in about 260k steps with it, about 450k with std 1).
-
-    Attributes:
-        total_steps: environment steps to train for, summed over all parallel envs. Rounded up to
-            whole iterations of ``num_envs * num_steps``.
-        num_envs: parallel environments. Many envs amortise the per-step Python and network
-            overhead over a batch (the dominant cost on a CPU after physics).
-        num_steps: steps per env per rollout (rollout length ``T``); batch = ``num_envs *
-            num_steps`` transitions per iteration.
-        num_epochs: passes over each batch. Few, because every pass costs a full
-            forward/backward over the batch while the env waits.
-        num_minibatches: minibatches per epoch (batch split evenly; must divide the batch).
-        clip: PPO ratio clip ``epsilon`` (0.2, as in the paper's rsl-rl pipeline).
-        clip_value_loss: clip the value update to ``clip`` around the rollout's values (rsl-rl).
-        value_loss_coef: weight of the value loss.
-        gamma: discount factor.
-        lam: GAE lambda (0.95, rsl-rl).
-        learning_rate: Adam learning rate (initial value when ``schedule="adaptive"``).
-        schedule: ``"adaptive"`` (rsl-rl: divide the lr by 1.5 when the minibatch KL between the
-            behaviour and the current Gaussian exceeds ``2 * desired_kl``, multiply by 1.5 when it
-            is below ``desired_kl / 2``, within ``[lr_min, lr_max]``) or ``"fixed"``.
-        desired_kl: target KL of the adaptive schedule (0.01, rsl-rl).
-        lr_min: lower bound of the adaptive learning rate.
-        lr_max: upper bound of the adaptive learning rate.
-        max_grad_norm: global gradient-norm clip (1.0, rsl-rl).
-        normalize_obs: empirical observation normalization (running mean/std, rsl-rl). During
-            customization the prior's normalizer is used and frozen instead.
-        normalize_advantages: standardize advantages over the batch.
-        normalize_rewards: divide the (reformulated) reward by the running standard deviation of
-            the discounted return (SB3 ``VecNormalize``, CleanRL ``NormalizeReward``), with the
-            statistics updated once per rollout. A positive constant scale changes neither the
-            optimal policy nor (with normalized advantages) the policy update; it keeps the
-            critic's targets O(1), so that a critic (a fresh one in customization especially)
-            fits returns of hundreds or thousands within a few updates.
-        hidden: hidden layer sizes of actor and critic. Small on purpose: on one CPU core the
-            update's cost grows with the square of the width, and the update competes with the
-            physics for the same core.
-            Customization keeps the prior's actor architecture and uses this for the critic.
-        activation: ``"relu"`` (default; the cheapest on a CPU), ``"elu"`` (rsl-rl) or
-            ``"tanh"``.
-        init_std: initial action standard deviation.
-        std_type: ``"global"`` (one learned log-std vector; the paper's default) or ``"state"``
-            (a state-dependent log-std head; the paper's ablation).
-        critic_warmup_fraction: customization only: fraction of ``total_steps`` at the start during
-            which only the fresh critic is trained and the actor is left bit-identical (0.05, the
-            paper). Ignored when training from scratch.
-        checkpoint_every: write a checkpoint every this many iterations (and at the end).
-        episode_window: episode returns in the metrics are averaged over the last
-            ``max(episode_window, num_envs)`` finished episodes (so that envs that end together
-            are counted together).
-        seed: seed of the networks' initialization, action noise, minibatch order and envs.
-        torch_threads: ``torch.set_num_threads`` for the run (process-wide). 1 is fastest for
-            these small networks and makes runs reproducible; ``None`` leaves it alone.
-        tensorboard: also write TensorBoard logs to ``<out>/tb`` when ``tensorboard`` is installed.
-    """
-
-    total_steps: int = 1_000_000
-    num_envs: int = 64
-    num_steps: int = 64
-    num_epochs: int = 5
-    num_minibatches: int = 2
-    clip: float = 0.2
-    clip_value_loss: bool = True
-    value_loss_coef: float = 1.0
-    gamma: float = 0.99
-    lam: float = 0.95
-    learning_rate: float = 1e-3
-    schedule: str = "adaptive"
-    desired_kl: float = 0.01
-    lr_min: float = 1e-5
-    lr_max: float = 1e-2
-    max_grad_norm: float = 1.0
-    normalize_obs: bool = True
-    normalize_advantages: bool = True
-    normalize_rewards: bool = True
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "relu"
-    init_std: float = 0.5
-    std_type: str = "global"
-    critic_warmup_fraction: float = 0.05
-    checkpoint_every: int = 50
-    episode_window: int = 10
-    seed: int = 0
-    torch_threads: int | None = 1
-    tensorboard: bool = True
-
-    @property
-    def batch_size(self) -> int:
-        """Transitions per iteration, ``num_envs * num_steps``."""
-        return self.num_envs * self.num_steps
-
-    def validate(self) -> None:
-        """Raise :class:`TailorError` for a value that cannot work."""
-        positive = (
-            "total_steps",
-            "num_envs",
-            "num_steps",
-            "num_epochs",
-            "num_minibatches",
-            "checkpoint_every",
-            "episode_window",
-        )
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise TailorError(f"PPOConfig.{name} must be a positive integer, got {value!r}")
-        if self.batch_size % self.num_minibatches:
-            raise TailorError(
-                f"num_minibatches={self.num_minibatches} must divide the batch num_envs * "
-                f"num_steps = {self.batch_size}"
-            )
-        if self.schedule not in ("adaptive", "fixed"):
-            raise TailorError(f"schedule must be 'adaptive' or 'fixed', got {self.schedule!r}")
-        if self.std_type not in ("global", "state"):
-            raise TailorError(f"std_type must be 'global' or 'state', got {self.std_type!r}")
-        for name in ("clip", "learning_rate", "init_std", "max_grad_norm", "desired_kl"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise TailorError(f"PPOConfig.{name} must be a finite number > 0, got {value!r}")
-        for name in ("gamma", "lam", "critic_warmup_fraction"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise TailorError(f"PPOConfig.{name} must be in [0, 1], got {value!r}")
-        # Every field's type, the seed's range and the bounds of the fields not checked above.
-        check_config(self, _PPO_BOUNDS)
-        if self.activation not in ACTIVATIONS:
-            raise TailorError(
-                f"PPOConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
-                f"got {self.activation!r}"
-            )
-        if self.lr_min > self.lr_max:
-            raise TailorError(f"PPOConfig.lr_min={self.lr_min} exceeds lr_max={self.lr_max}")
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["hidden"] = list(self.hidden)
-        return out
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> PPOConfig:
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in obj.items() if k in known}
-        if "hidden" in kwargs:
-            kwargs["hidden"] = tuple(int(h) for h in kwargs["hidden"])
-        return cls(**kwargs)
-
-
-_PPO_BOUNDS = {
-    "value_loss_coef": NONNEGATIVE,
-    "lr_min": POSITIVE,
-    "lr_max": POSITIVE,
-    "torch_threads": COUNT,
-}
 
 
 @dataclass
@@ -323,11 +157,87 @@ def train(
     prior = _check_inputs(method, run_dir, prior, resume)
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
+    run = _set_up(_Session(task, method, config, run_dir, prior, resume, progress, t_start))
+    obs = run.env.reset() if run.obs is None else run.obs
+    rows: list[dict[str, Any]] = []
+    it = run.start_iter
+    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
+    interrupt = stack.enter_context(
+        stop_on_interrupt(
+            "interrupted: finishing this iteration and writing a checkpoint "
+            "(Ctrl-C again to stop at once)"
+        )
+    )
+    try:
+        for it in range(run.start_iter, run.n_iters):
+            obs, row = _iterate(run, it, obs)  # 1. rollout, 2. returns, 3. update
+            rows.append(row)  # 4. log
+            run.log.write(row, config.batch_size)
+            stop = callback is not None and bool(callback(row))  # 5. save
+            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == run.n_iters or stop
+            if run_dir is not None and (last or interrupt.requested):
+                _save(run, it)
+            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
+                steps = (it + 1) * config.batch_size
+                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
+                raise KeyboardInterrupt(saved_note)
+            if stop:
+                break
+    finally:
+        stack.close()
+        run.log.close()
+        run.env.close()
+    done_iters = it + 1 if rows else run.start_iter
+    return TrainResult(
+        run_dir,
+        done_iters * config.batch_size,
+        done_iters,
+        rows,
+        run.learner.actor.eval(),
+        run.learner.obs_norm.eval(),
+        time.perf_counter() - t_start,
+    )
 
-    # ---- set-up: seeds, envs, learner (networks, optimizer) ---------------------------------
+
+@dataclass
+class _Session:
+    """The checked inputs of one :func:`train` call."""
+
+    task: Task
+    method: Method
+    config: PPOConfig
+    run_dir: Path | None
+    prior: PolicyPrior | None
+    resume: bool
+    progress: bool
+    t_start: float  # perf_counter() at the call, for the rows' wall_s
+
+
+@dataclass
+class _Run:
+    """What :func:`train`'s loop carries across iterations (besides the observations)."""
+
+    session: _Session
+    env: VecEnv
+    learner: PPOLearner
+    episodes: EpisodeStats
+    buf: Rollout  # [T, N] storage, refilled every iteration
+    log: RunLog
+    saved: ppo_state.RunRecord  # what every checkpoint records about the run
+    start_iter: int
+    n_iters: int
+    warmup_steps: int  # critic-only steps at the start of a customization
+    last_ckpt: int | None  # the step of the last checkpoint written (for error messages)
+    obs: torch.Tensor | None  # [N, D] restored observations on an exact resume, else None
+
+
+def _set_up(s: _Session) -> _Run:
+    """Seeds, envs, learner (networks, optimizer), rollout buffer and logs; on resume restores
+    the checkpoint's state. The order of the steps fixes the random streams: do not reorder."""
+    config, method, task, run_dir, prior = s.config, s.method, s.task, s.run_dir, s.prior
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)  # action noise and minibatch order
-    saved = _read_trainer(run_dir, config, method, task) if resume else None
+    saved = _read_trainer(run_dir, config, method, task) if s.resume else None
     start_iter = saved["iteration"] if saved else 0
     # Fresh episodes on resume, with seeds that differ from the first session's.
     env = VecEnv(task, config.num_envs, seed=config.seed + 1_000_003 * start_iter)
@@ -349,107 +259,80 @@ def train(
         obs = ppo_state.restore(run_dir, learner, env, episodes)
         if method.customization:
             learner.obs_norm.eval()  # stays the prior's, frozen
-    if run_dir is not None and method.customization and not resume:
+    if run_dir is not None and method.customization and not s.resume:
         save_policy(run_dir / "prior", prior.actor, prior.obs_norm, prior.meta)
-
     warmup_steps = (
         int(config.critic_warmup_fraction * config.total_steps) if method.customization else 0
     )
-    T, N = config.num_steps, config.num_envs
-    n_iters = math.ceil(config.total_steps / config.batch_size)
     needs_prior = method.needs_prior_logp or method.customization  # log it for every custom.
-    buf = Rollout.empty(T, N, obs_dim, act_dim, with_prior=needs_prior)
-    meta = _policy_meta(task, env, method, config, prior)
+    buf = Rollout.empty(config.num_steps, n_envs, obs_dim, act_dim, with_prior=needs_prior)
+    record = ppo_state.RunRecord(
+        config.to_json(), _policy_meta(task, env, method, config, prior), method, task
+    )
+    initial = start_iter * config.batch_size
     log = RunLog(
-        run_dir,
-        start_iter,
-        resume,
-        config.tensorboard,
-        progress,
-        config.total_steps,
-        start_iter * config.batch_size,
+        run_dir, start_iter, s.resume, config.tensorboard, s.progress, config.total_steps, initial
     )
-    rows: list[dict[str, Any]] = []
-    last_ckpt = (start_iter * config.batch_size) if saved else None
+    return _Run(
+        session=s,
+        env=env,
+        learner=learner,
+        episodes=episodes,
+        buf=buf,
+        log=log,
+        saved=record,
+        start_iter=start_iter,
+        n_iters=math.ceil(config.total_steps / config.batch_size),
+        warmup_steps=warmup_steps,
+        last_ckpt=initial if saved else None,
+        obs=obs,
+    )
 
-    if obs is None:
-        obs = env.reset()
-    it = start_iter
-    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
-    interrupt = stack.enter_context(
-        stop_on_interrupt(
-            "interrupted: finishing this iteration and writing a checkpoint "
-            "(Ctrl-C again to stop at once)"
-        )
+
+def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Iteration ``it``: rollout -> returns -> update -> its metrics row.
+
+    Returns the observations ``[N, D]`` the next rollout starts from and the row.
+
+    Raises:
+        TailorError: a non-finite reward, loss or network (the last checkpoint is kept).
+    """
+    s, learner, buf = run.session, run.learner, run.buf
+    config = s.config
+    t_iter = time.perf_counter()
+    steps_before = it * config.batch_size
+    warmup = steps_before < run.warmup_steps
+
+    # ---- 1. rollout: act, step, store -------------------------------------------------------
+    with torch.inference_mode():
+        obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
+
+    # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
+    rewards, advantages, returns, norm_obs = learner.returns(
+        buf, obs, config, lambda b: _rollout_reward(s.method, b)
     )
+    _check_rewards(rewards, it, steps_before, run.last_ckpt)
+
+    # ---- 3. update -----------------------------------------------------------------------------
     try:
-        for it in range(start_iter, n_iters):
-            t_iter = time.perf_counter()
-            steps_before = it * config.batch_size
-            warmup = steps_before < warmup_steps
+        stats = learner.update(buf, norm_obs, advantages, returns, s.method, config, warmup)
+    except NonFiniteLoss as exc:
+        raise _loss_error(exc.value, it, steps_before, run.last_ckpt) from None
+    _check_state(learner, it, steps_before, run.last_ckpt)
 
-            # ---- 1. rollout: act, step, store ---------------------------------------------
-            with torch.inference_mode():
-                obs, finished = _collect(env, learner, buf, prior, episodes, obs, task, it)
+    # ---- 4. the metrics row --------------------------------------------------------------------
+    done = IterationStats(it, (it + 1) * config.batch_size, warmup, finished, rewards, stats)
+    sps = config.batch_size / (time.perf_counter() - t_iter)
+    wall_s = time.perf_counter() - s.t_start
+    return obs, metrics_row(done, run.episodes.window, buf, learner.lr, sps, wall_s)
 
-            # ---- 2. returns: reformulate the reward once, then GAE --------------------------
-            rewards, advantages, returns, norm_obs = learner.returns(
-                buf, obs, config, lambda b: _rollout_reward(method, b)
-            )
-            _check_rewards(rewards, it, steps_before, last_ckpt)
 
-            # ---- 3. update -------------------------------------------------------------------
-            try:
-                stats = learner.update(buf, norm_obs, advantages, returns, method, config, warmup)
-            except NonFiniteLoss as exc:
-                raise _loss_error(exc.value, it, steps_before, last_ckpt) from None
-            _check_state(learner, it, steps_before, last_ckpt)
-            steps = (it + 1) * config.batch_size
-
-            # ---- 4. log ----------------------------------------------------------------------
-            row = metrics_row(
-                it,
-                steps,
-                warmup,
-                finished,
-                episodes.window,
-                rewards,
-                buf,
-                stats,
-                learner.lr,
-                config.batch_size / (time.perf_counter() - t_iter),
-                time.perf_counter() - t_start,
-            )
-            rows.append(row)
-            log.write(row, config.batch_size)
-
-            # ---- 5. save ---------------------------------------------------------------------
-            stop = callback is not None and bool(callback(row))
-            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == n_iters or stop
-            if run_dir is not None and (last or interrupt.requested):
-                args = (config.to_json(), meta, it + 1, steps, method, task)
-                loop = ppo_state.loop_tensors(env, episodes, learner)
-                ppo_state.save_checkpoint(run_dir, learner, *args, loop=loop)
-                last_ckpt = steps
-            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
-                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
-                raise KeyboardInterrupt(saved_note)
-            if stop:
-                break
-    finally:
-        stack.close()
-        log.close()
-        env.close()
-    done_iters = it + 1 if rows else start_iter
-    return TrainResult(
-        run_dir,
-        done_iters * config.batch_size,
-        done_iters,
-        rows,
-        learner.actor.eval(),
-        learner.obs_norm.eval(),
-        time.perf_counter() - t_start,
-    )
+def _save(run: _Run, it: int) -> None:
+    """Commit policy + trainer state (+ the loop's state) after iteration ``it``."""
+    steps = (it + 1) * run.session.config.batch_size
+    loop = ppo_state.loop_tensors(run.env, run.episodes, run.learner)
+    ppo_state.save_checkpoint(run.session.run_dir, run.learner, run.saved, it + 1, steps, loop=loop)
+    run.last_ckpt = steps
 
 
 def _collect(

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.rollout import Rollout
 from tailor.losses import clipped_surrogate_loss, value_loss
 from tailor.methods import Method
@@ -30,9 +31,6 @@ from tailor.nets import (
 )
 from tailor.priors import PolicyPrior
 from tailor.returns import discounted_returns, gae
-
-if TYPE_CHECKING:
-    from tailor.algos.ppo import PPOConfig
 
 __all__ = ["NonFiniteLoss", "PPOLearner"]
 

@@ -24,6 +24,7 @@ for checkpoints written before this, the resumed run starts fresh episodes with 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,14 @@ from tailor.rundir import (
     lock_holder,
 )
 
-__all__ = ["check_resumable", "loop_tensors", "read_trainer_meta", "restore", "save_checkpoint"]
+__all__ = [
+    "RunRecord",
+    "check_resumable",
+    "loop_tensors",
+    "read_trainer_meta",
+    "restore",
+    "save_checkpoint",
+]
 
 _LOOP = "loop."  # prefix of the loop-state tensors in trainer.safetensors
 _EPISODE_FIELDS = ("basic", "addon", "statistic", "length")
@@ -63,21 +71,36 @@ _EPISODE_FIELDS = ("basic", "addon", "statistic", "length")
 MUTABLE_ON_RESUME = frozenset({"total_steps", "checkpoint_every", "tensorboard"})
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What every checkpoint of one PPO run records about the run.
+
+    Attributes:
+        config: the run's :class:`~tailor.algos.ppo_config.PPOConfig` as JSON.
+        policy_meta: the policy header's fields besides ``steps`` / ``iteration``.
+        method: the run's method (its name and coefficients are recorded).
+        task: the run's task (its name is recorded).
+    """
+
+    config: dict[str, Any]
+    policy_meta: dict[str, Any]
+    method: Method
+    task: Task
+
+
 def save_checkpoint(
     run_dir: Path,
     learner: PPOLearner,
-    config_json: dict[str, Any],
-    meta: dict[str, Any],
+    record: RunRecord,
     iteration: int,
     steps: int,
-    method: Method,
-    task: Task,
     keep: Retention | None = None,
     loop: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Checkpoint:
     """Commit policy + trainer state of ``steps`` as one checkpoint (see the module docstring);
     older checkpoints keep their policy only (``keep``, default :class:`Retention` ``()``).
     ``loop`` is :func:`loop_tensors`' state of the loop, for an exact resume."""
+    config_json, meta, method, task = record.config, record.policy_meta, record.method, record.task
     opt_tensors, opt_json = flatten_optimizer(learner.optimizer.state_dict())
     tensors = {f"critic.{k}": v for k, v in learner.critic.state_dict().items()}
     tensors.update({f"return_norm.{k}": v for k, v in learner.return_norm.state_dict().items()})

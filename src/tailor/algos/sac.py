@@ -448,70 +448,137 @@ def train_sac(
         raise TailorError(f"method {method.name!r} customizes a prior; pass the prior actor")
     if not method.customization:
         prior = None
-    omega, alpha_hat = method.spec.omega_prime, method.spec.alpha_hat
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    envs = [make_env(task) for _ in range(cfg.n_envs)]
-    space = envs[0].action_space
-    if not hasattr(space, "low") or len(space.shape) != 1:
-        raise TailorError(
-            f"SAC needs a 1-D Box action space; task {task.name!r} has {space} (use --algo dqn)"
-        )
-    if cfg.her_k and task.relabel_goal is None:
-        raise TailorError(
-            f"her_k={cfg.her_k} needs a goal-conditioned task with relabel_goal; task "
-            f"{task.name!r} has none (set her_k=0)"
-        )
-    ospace = envs[0].observation_space
-    obs_dim, act_dim = int(np.prod(ospace.shape)), int(space.shape[0])
-    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
-    start = prior if isinstance(prior, SquashedGaussianActor) else actor_init
-    if prior is not None and start is not None and cfg.init_actor_from_prior:
-        actor = copy.deepcopy(start).requires_grad_(True)  # our copy trains
-    else:
-        actor = SquashedGaussianActor(
-            obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
-        )
-    if isinstance(prior, nn.Module):
-        prior = copy.deepcopy(prior).eval().requires_grad_(False)
-    # The critics scale observations by the env's bounds (an imported actor may scale its own
-    # inputs by a normalizer's statistics instead).
-    o_scale, o_bias = obs_affine(obs_dim, ospace.low, ospace.high)
-    critic = TwinCritic(obs_dim, act_dim, cfg.hidden, o_scale, o_bias, cfg.critic_zero_init)
-    learner = _Learner(actor, critic, prior, cfg, alpha_hat, gen)
-    n = cfg.n_envs
-    vector_steps = -(-cfg.total_steps // n)
-    buf = ReplayBuffer(
-        obs_dim, (act_dim,), min(cfg.buffer_size, vector_steps * n * (1 + cfg.her_k))
-    )
-
+    run = _SACRun.build(task, method, cfg, prior, actor_init)
     t0 = time.perf_counter()
-    slots = [
-        _Slot(env, env.reset(seed=cfg.seed + i)[0], np.zeros(act_dim)) for i, env in enumerate(envs)
-    ]
-    history: list[tuple[float, float, int]] = []
+    run.reset()
     losses = (torch.tensor(float("nan")), torch.tensor(float("nan")))
+    n, total = cfg.n_envs, run.vector_steps * cfg.n_envs
     step = 0  # environment steps taken before this vector step (env 0's step index)
-    for v in range(vector_steps):
+    for v in range(run.vector_steps):
         step = v * n
-        # -- act (all envs at once) -----------------------------------------------------------
-        if prior is None and step < cfg.learning_starts:
-            actions = [_explore(s, low, high, cfg.explore_hold, rng) for s in slots]
+        run.step_envs(run.act(step), step)  # act (all envs at once), then step and store each
+        if step >= cfg.learning_starts and v % cfg.train_freq == 0:
+            losses = run.learn(step)
+        done = step + n
+        if (
+            log is not None
+            and cfg.log_interval
+            and done // cfg.log_interval > step // cfg.log_interval
+        ):
+            losses_text = f"critic {losses[0].item():.3f}  actor {losses[1].item():.3f}"
+            log(log_line("sac", method, done, total, run.history, losses_text, t0))
+        if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
+            break
+    for env in run.envs:
+        env.close()
+    check_trained("SAC", {"actor": run.actor, "critic": run.learner.critic})
+    stats = {"wall_s": time.perf_counter() - t0, **episode_summary(run.history)}
+    if interrupt is not None and interrupt.requested:
+        stats["interrupted_at_step"] = step + n
+    return run.actor.eval(), stats
+
+
+@dataclass
+class _SACRun:
+    """What :func:`train_sac`'s loop carries: envs, networks, replay buffer, random streams."""
+
+    task: Task
+    method: Method
+    cfg: SACConfig
+    envs: list[gym.Env]
+    low: np.ndarray  # [A] the action bounds
+    high: np.ndarray
+    actor: SquashedGaussianActor
+    prior: SquashedGaussianActor | LogProbPrior | None  # None: from scratch
+    learner: _Learner
+    buf: ReplayBuffer
+    rng: np.random.Generator  # warm-up actions, replay sampling, hindsight goals
+    gen: torch.Generator  # the actor's action noise
+    vector_steps: int
+    slots: list[_Slot] = field(default_factory=list)
+    history: list[tuple[float, float, int]] = field(default_factory=list)  # finished episodes
+
+    @classmethod
+    def build(
+        cls,
+        task: Task,
+        method: Method,
+        cfg: SACConfig,
+        prior: SquashedGaussianActor | LogProbPrior | None,
+        actor_init: SquashedGaussianActor | None,
+    ) -> _SACRun:
+        """Seeds, envs, actor (from the prior's weights for a customization), twin critic,
+        replay buffer. The order of the steps fixes the random streams: do not reorder."""
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        envs = [make_env(task) for _ in range(cfg.n_envs)]
+        space = envs[0].action_space
+        if not hasattr(space, "low") or len(space.shape) != 1:
+            raise TailorError(
+                f"SAC needs a 1-D Box action space; task {task.name!r} has {space} (use --algo dqn)"
+            )
+        if cfg.her_k and task.relabel_goal is None:
+            raise TailorError(
+                f"her_k={cfg.her_k} needs a goal-conditioned task with relabel_goal; task "
+                f"{task.name!r} has none (set her_k=0)"
+            )
+        ospace = envs[0].observation_space
+        obs_dim, act_dim = int(np.prod(ospace.shape)), int(space.shape[0])
+        low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+        start = prior if isinstance(prior, SquashedGaussianActor) else actor_init
+        if prior is not None and start is not None and cfg.init_actor_from_prior:
+            actor = copy.deepcopy(start).requires_grad_(True)  # our copy trains
         else:
-            with torch.no_grad():
-                obs_t = torch.as_tensor(np.stack([s.obs for s in slots]), dtype=torch.float32)
-                a_t, _ = actor.sample(obs_t, gen)
-            check_acting("SAC", a_t, {"actor": actor}, step)
-            actions = list(a_t.numpy().astype(np.float64))
-        # -- step and store (each env) --------------------------------------------------------
-        for i, (slot, action) in enumerate(zip(slots, actions, strict=True)):
+            actor = SquashedGaussianActor(
+                obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
+            )
+        if isinstance(prior, nn.Module):
+            prior = copy.deepcopy(prior).eval().requires_grad_(False)
+        # The critics scale observations by the env's bounds (an imported actor may scale its
+        # own inputs by a normalizer's statistics instead).
+        o_scale, o_bias = obs_affine(obs_dim, ospace.low, ospace.high)
+        critic = TwinCritic(obs_dim, act_dim, cfg.hidden, o_scale, o_bias, cfg.critic_zero_init)
+        learner = _Learner(actor, critic, prior, cfg, method.spec.alpha_hat, gen)
+        vector_steps = -(-cfg.total_steps // cfg.n_envs)
+        buf = ReplayBuffer(
+            obs_dim, (act_dim,), min(cfg.buffer_size, vector_steps * cfg.n_envs * (1 + cfg.her_k))
+        )
+        return cls(
+            task, method, cfg, envs, low, high, actor, prior, learner, buf, rng, gen, vector_steps
+        )
+
+    def reset(self) -> None:
+        """Reset every env (env ``i`` with seed ``cfg.seed + i``)."""
+        act_dim = self.low.shape[0]
+        self.slots = [
+            _Slot(env, env.reset(seed=self.cfg.seed + i)[0], np.zeros(act_dim))
+            for i, env in enumerate(self.envs)
+        ]
+
+    def act(self, step: int) -> list[np.ndarray]:
+        """One action ``[A]`` per env: random (held) during a from-scratch warm-up, else sampled
+        from the actor for all envs at once."""
+        cfg, slots = self.cfg, self.slots
+        if self.prior is None and step < cfg.learning_starts:
+            return [_explore(s, self.low, self.high, cfg.explore_hold, self.rng) for s in slots]
+        with torch.no_grad():
+            obs_t = torch.as_tensor(np.stack([s.obs for s in slots]), dtype=torch.float32)
+            a_t, _ = self.actor.sample(obs_t, self.gen)
+        check_acting("SAC", a_t, {"actor": self.actor}, step)
+        return list(a_t.numpy().astype(np.float64))
+
+    def step_envs(self, actions: list[np.ndarray], step: int) -> None:
+        """Step each env, store the transition (and, with HER, the finished episode's
+        relabelled ones), keep the episode returns; an ended episode restarts."""
+        cfg, method = self.cfg, self.method
+        for i, (slot, action) in enumerate(zip(self.slots, actions, strict=True)):
             next_obs, _, terminated, truncated, info = slot.env.step(action.astype(np.float32))
             r = method.env_reward(
                 _weighted(method, cfg, info["basic_reward"]), info["addon_reward"]
             )
             check_reward("SAC", r, step + i)
-            buf.add(slot.obs, action, r, next_obs, terminated)
+            self.buf.add(slot.obs, action, r, next_obs, terminated)
             if cfg.her_k:
                 slot.episode.append((slot.obs, action, info["addon_reward"], next_obs, info))
             slot.basic += info["basic_reward"]
@@ -519,47 +586,25 @@ def train_sac(
             slot.length += 1
             slot.obs = next_obs
             if terminated or truncated:
-                history.append((slot.basic, slot.addon, slot.length))
+                self.history.append((slot.basic, slot.addon, slot.length))
                 if cfg.her_k:
-                    _store_hindsight(buf, slot.episode, task, method, cfg, rng)
+                    _store_hindsight(self.buf, slot.episode, self.task, method, cfg, self.rng)
                     slot.episode = []
                 slot.basic = slot.addon = 0.0
                 slot.length = 0
                 slot.obs, _ = slot.env.reset()
 
-        # -- learn ----------------------------------------------------------------------------
-        if step >= cfg.learning_starts and v % cfg.train_freq == 0:
-            warm = prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
-            w = omega * (cfg.warm_start_factor if warm else 1.0)
-            update_actor = step - cfg.learning_starts >= cfg.critic_warmup_steps
-            batch = buf.sample(cfg.batch_size * cfg.gradient_steps, rng)
-            losses = learner.phase(batch, w, update_actor, step)
-        done = step + n
-        if (
-            log is not None
-            and cfg.log_interval
-            and done // cfg.log_interval > step // cfg.log_interval
-        ):
-            log(
-                log_line(
-                    "sac",
-                    method,
-                    done,
-                    vector_steps * n,
-                    history,
-                    f"critic {losses[0].item():.3f}  actor {losses[1].item():.3f}",
-                    t0,
-                )
-            )
-        if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
-            break
-    for env in envs:
-        env.close()
-    check_trained("SAC", {"actor": actor, "critic": critic})
-    stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
-    if interrupt is not None and interrupt.requested:
-        stats["interrupted_at_step"] = step + n
-    return actor.eval(), stats
+    def learn(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One learning phase on a replay sample; returns its last ``(critic, actor)`` loss.
+
+        A customization weighs the prior's log-density by ``warm_start_factor`` for its first
+        ``warm_start_steps`` and trains the critic alone for ``critic_warmup_steps``."""
+        cfg = self.cfg
+        warm = self.prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
+        w = self.method.spec.omega_prime * (cfg.warm_start_factor if warm else 1.0)
+        update_actor = step - cfg.learning_starts >= cfg.critic_warmup_steps
+        batch = self.buf.sample(cfg.batch_size * cfg.gradient_steps, self.rng)
+        return self.learner.phase(batch, w, update_actor, step)
 
 
 def _explore(

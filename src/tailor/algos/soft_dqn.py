@@ -164,9 +164,7 @@ def train_soft_dqn(
     target.load_state_dict(qnet.state_dict())
     opt = torch.optim.Adam(qnet.parameters(), lr=cfg.lr)
     buf = ReplayBuffer(obs_dim, (), min(cfg.buffer_size, cfg.total_steps))
-
-    def log_pi(o: torch.Tensor) -> torch.Tensor | None:
-        return prior.log_probs(o) if prior is not None else None
+    learner = _SoftQ(qnet, target, opt, prior, omega, alpha_hat, cfg)
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=cfg.seed)
@@ -178,7 +176,7 @@ def train_soft_dqn(
         # -- act: sample the (customized) Boltzmann policy, epsilon-mixed with uniform --------
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
         with torch.no_grad():
-            probs = soft_policy(qnet(obs_t), log_pi(obs_t), omega, alpha_hat)[0]
+            probs = soft_policy(qnet(obs_t), learner.log_pi(obs_t), omega, alpha_hat)[0]
         check_acting("soft DQN", probs, {"q": qnet}, step)
         if rng.random() < _epsilon(cfg, step):
             action = int(rng.integers(n_act))
@@ -201,30 +199,7 @@ def train_soft_dqn(
 
         # -- learn: TD steps on the residual soft target --------------------------------------
         if step >= cfg.learning_starts and step % cfg.train_freq == 0:
-            for _ in range(cfg.gradient_steps):
-                b = buf.sample(cfg.batch_size, rng)
-                with torch.no_grad():
-                    y = soft_q_target(
-                        b["rew"],
-                        b["done"],
-                        cfg.gamma,
-                        target(b["next_obs"]),
-                        log_pi(b["next_obs"]),
-                        omega,
-                        alpha_hat,
-                    )
-                q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
-                loss = torch.nn.functional.mse_loss(q_sa, y)
-                if not torch.isfinite(loss):
-                    raise TailorError(
-                        f"soft DQN loss is {loss.item()} at step {step}; lower the "
-                        f"learning rate or check the task's rewards"
-                    )
-                opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
-                opt.step()
-                loss_value = loss.item()
+            loss_value = learner.td_steps(buf, rng, step)
         if step % cfg.target_update_interval == 0:
             target.load_state_dict(qnet.state_dict())
         if log is not None and cfg.log_interval and (step + 1) % cfg.log_interval == 0:
@@ -241,3 +216,55 @@ def train_soft_dqn(
     if interrupt is not None and interrupt.requested:
         stats["interrupted_at_step"] = step + 1
     return qnet.eval(), stats
+
+
+@dataclass
+class _SoftQ:
+    """The soft Q-network, its target copy and optimizer, and the terms of the residual soft
+    target (``omega'``, ``alpha_hat``, the prior)."""
+
+    qnet: nn.Module
+    target: nn.Module
+    opt: torch.optim.Optimizer
+    prior: QPrior | None
+    omega: float
+    alpha_hat: float
+    cfg: SoftDQNConfig
+
+    def log_pi(self, o: torch.Tensor) -> torch.Tensor | None:
+        """The prior's ``log pi(.|s)`` ``[B, A]`` for observations ``[B, D]`` (``None``: none)."""
+        return self.prior.log_probs(o) if self.prior is not None else None
+
+    def td_steps(self, buf: ReplayBuffer, rng: np.random.Generator, step: int) -> float:
+        """``cfg.gradient_steps`` TD steps on replay samples; returns the last loss.
+
+        Raises:
+            TailorError: a loss that is not finite (``step``: the environment step).
+        """
+        cfg, qnet = self.cfg, self.qnet
+        loss_value = float("nan")
+        for _ in range(cfg.gradient_steps):
+            b = buf.sample(cfg.batch_size, rng)
+            with torch.no_grad():
+                y = soft_q_target(
+                    b["rew"],
+                    b["done"],
+                    cfg.gamma,
+                    self.target(b["next_obs"]),
+                    self.log_pi(b["next_obs"]),
+                    self.omega,
+                    self.alpha_hat,
+                )
+            q_sa = qnet(b["obs"]).gather(1, b["act"][:, None]).squeeze(1)
+            loss = torch.nn.functional.mse_loss(q_sa, y)
+            if not torch.isfinite(loss):
+                raise TailorError(
+                    f"soft DQN loss is {loss.item()} at step {step}; lower the "
+                    f"learning rate or check the task's rewards"
+                )
+            self.opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(qnet.parameters(), cfg.max_grad_norm)
+            self.opt.step()
+            loss_value = loss.item()
+        return loss_value

@@ -175,14 +175,20 @@ def segments_touch_polygon(segments: np.ndarray, polygon: np.ndarray) -> np.ndar
 
 @cache
 def _classes() -> dict[str, type]:
-    from highway_env.envs.common.action import action_factory
+    """The env classes by name, defined on first use (highway-env is imported only then)."""
+    fast_kinematics, fast_kinematics_goal = _observation_classes()
+    return {
+        "highway": _highway_class(fast_kinematics),
+        "parking": _parking_class(fast_kinematics_goal),
+    }
+
+
+def _observation_classes() -> tuple[type, type]:
+    """highway-env's ``Kinematics`` and ``KinematicsGoal`` observations computed with numpy."""
     from highway_env.envs.common.observation import (
         KinematicObservation,
         KinematicsGoalObservation,
-        observation_factory,
     )
-    from highway_env.envs.highway_env import HighwayEnvFast
-    from highway_env.envs.parking_env import ParkingEnv
 
     from tailor.envs import highway_fast
 
@@ -224,6 +230,15 @@ def _classes() -> dict[str, type]:
                 [("observation", obs), ("achieved_goal", obs.copy()), ("desired_goal", goal)]
             )
 
+    return FastKinematics, FastKinematicsGoal
+
+
+def _highway_class(fast_kinematics: type) -> type:
+    """``highway-fast`` with :data:`HIGHWAY_CONFIG` (and the numpy observation)."""
+    from highway_env.envs.highway_env import HighwayEnvFast
+
+    from tailor.envs import highway_fast
+
     class HighwayKeepRightEnv(HighwayEnvFast):
         """``highway-fast`` with :data:`HIGHWAY_CONFIG`. With ``fast`` (the default) the frames
         run on arrays (:func:`highway_fast.simulate`) and the observation is computed with
@@ -240,12 +255,23 @@ def _classes() -> dict[str, type]:
             super().define_spaces()
             cfg = dict(self.config["observation"])
             if self.fast and cfg.pop("type") == "Kinematics":
-                self.observation_type = FastKinematics(self, **cfg)
+                self.observation_type = fast_kinematics(self, **cfg)
                 self.observation_space = self.observation_type.space()
 
         def _simulate(self, action: Any = None) -> None:
             if not (self.fast and highway_fast.simulate(self, action)):
                 super()._simulate(action)
+
+    return HighwayKeepRightEnv
+
+
+def _parking_class(fast_kinematics_goal: type) -> type:
+    """``parking`` with :data:`PARKING_CONFIG`, the bay lines and one observation per step."""
+    from highway_env.envs.common.action import action_factory
+    from highway_env.envs.common.observation import observation_factory
+    from highway_env.envs.parking_env import ParkingEnv
+
+    from tailor.envs import highway_fast
 
     class ParkingBoundaryEnv(ParkingEnv):
         """``parking`` with :data:`PARKING_CONFIG` and the bay lines (``self.bay_lines``,
@@ -270,13 +296,13 @@ def _classes() -> dict[str, type]:
             # per reset; its own version runs the pandas observation each time).
             cfg = self.config["observation"]
             if cfg.get("type") == "KinematicsGoal":
-                self.observation_type = FastKinematicsGoal(self, **_without_type(cfg))
+                self.observation_type = fast_kinematics_goal(self, **_without_type(cfg))
             else:
                 self.observation_type = observation_factory(self, cfg)
             self.action_type = action_factory(self, self.config["action"])
             self.observation_space = self.observation_type.space()
             self.action_space = self.action_type.space()
-            self.observation_type_parking = FastKinematicsGoal(
+            self.observation_type_parking = fast_kinematics_goal(
                 self, **_without_type(self.PARKING_OBS["observation"])
             )
 
@@ -342,7 +368,7 @@ def _classes() -> dict[str, type]:
                 return bool(segments_touch_polygon(self.bay_lines[near], v.polygon()).any())
             return bool(segments_touch_polygon(self.bay_lines, v.polygon()).any())
 
-    return {"highway": HighwayKeepRightEnv, "parking": ParkingBoundaryEnv}
+    return ParkingBoundaryEnv
 
 
 def _without_type(cfg: dict) -> dict:

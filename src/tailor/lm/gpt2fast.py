@@ -392,11 +392,13 @@ def decode(
     max_new_tokens: int,
     generator: torch.Generator | None,
     temperature: float,
-    stop_at_eos: bool,
-    eos: int,
+    eos: int | None,
     pad: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample ``max_new_tokens`` per left-padded prompt: ``(tokens, mask, logp)``, each ``[B, T]``.
+
+    A row stops at its first ``eos`` token (``None``: no row stops early); ``pad`` fills the
+    positions after it.
 
     Draws exactly as :func:`tailor.lm.sampling.sample` does through the model's ``forward``
     (``torch.multinomial`` on ``softmax(logits / temperature)`` of all ``B`` rows with
@@ -407,6 +409,7 @@ def decode(
     context length.
     """
     w = _Weights.of(model)
+    stop_at_eos = eos is not None
     b, p = prompt_ids.shape
     hsz, nh = w.width, w.heads
     d = hsz // nh
@@ -438,6 +441,7 @@ def decode(
         qw[:, :hsz] *= scale
         qb[:hsz] *= scale
         qkv_wb.append((qw, qb))
+    cache = _KVCache(keys, values, key_bias)
     next_pos = prompt_mask.sum(1)  # position of the first new token, [B]
     same_pos = bool((next_pos == next_pos[0]).all())
     tokens = torch.full((b, max_new_tokens), pad, dtype=torch.long)
@@ -475,15 +479,13 @@ def decode(
                     rows = keep
                 else:
                     rows = rows[keep]
-                keys, values = keys[:, :, keep], values[:, :, keep]
-                if key_bias is not None:
-                    key_bias = key_bias[:, keep]
+                cache = cache.rows(keep)
                 next_pos, tok = next_pos[keep], tok[keep]
             elif n_live < len(tok):
                 # A finished row keeps decoding its pad token until the next drop: its keys
                 # only ever meet its own queries, whose outputs are discarded.
                 tok = torch.where(live, tok, pad)
-        logits = _decode_step(w, qkv_wb, keys, values, key_bias, tok, next_pos + t, same_pos, p + t)
+        logits = _decode_step(w, qkv_wb, cache, tok, next_pos + t, same_pos, p + t)
     # Mask: 1 up to and including each row's first eos (or everywhere without eos stops).
     tokens, logp = tokens[:, :t_end], logp[:, :t_end]
     mask = mask[:, :t_end]
@@ -497,12 +499,26 @@ def decode(
     return tokens, mask, logp
 
 
+@dataclass(frozen=True)
+class _KVCache:
+    """The decode's position-major cache: ``keys``/``values`` ``[layer, span, b, nh, d]`` and
+    the additive mask of left-padded prompt columns ``key_bias`` ``[span, b, 1]`` (``None``:
+    no padding)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    key_bias: torch.Tensor | None
+
+    def rows(self, keep: torch.Tensor) -> _KVCache:
+        """The cache of the rows ``keep`` ``[b']`` only."""
+        bias = self.key_bias[:, keep] if self.key_bias is not None else None
+        return _KVCache(self.keys[:, :, keep], self.values[:, :, keep], bias)
+
+
 def _decode_step(
     w: _Weights,
     qkv_wb: list[tuple[torch.Tensor, torch.Tensor]],
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    key_bias: torch.Tensor | None,
+    cache: _KVCache,
     tok: torch.Tensor,
     pos: torch.Tensor,
     same_pos: bool,
@@ -510,10 +526,11 @@ def _decode_step(
 ) -> torch.Tensor:
     """One new token per row: write its keys/values at cache column ``c``, return the logits.
 
-    ``keys/values [layer, span, b, nh, d]``; ``tok``, ``pos``: ``[b]``. Attention of the single
+    ``cache``: see :class:`_KVCache`; ``tok``, ``pos``: ``[b]``. Attention of the single
     query streams the position-major cache: scores ``[c + 1, b, nh]`` are a broadcast product
     summed over ``d``, the output a product summed over positions.
     """
+    keys, values, key_bias = cache.keys, cache.values, cache.key_bias
     b = tok.shape[0]
     hsz, nh = w.width, w.heads
     d = hsz // nh

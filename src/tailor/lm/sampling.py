@@ -368,7 +368,6 @@ def _sample_gpt2(
         max_new_tokens,
         generator,
         temperature,
-        stop_at_eos,
-        tokenizer.eos_token_id,
+        tokenizer.eos_token_id if stop_at_eos else None,
         tokenizer.pad_token_id,
     )

@@ -19,6 +19,7 @@ import torch
 from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
 from tailor.paths import check_input_path
+from tailor.priors.prior import PolicyPrior
 
 __all__ = [
     "Layers",
@@ -151,7 +152,7 @@ def gaussian_prior(
     obs_norm: EmpiricalNormalization,
     meta: dict[str, Any],
     source: str,
-) -> Any:
+) -> PolicyPrior:
     """A :class:`tailor.priors.PolicyPrior`: ``N(mlp(norm(s)), diag(exp(log_std)^2))``.
 
     Args:
@@ -162,8 +163,6 @@ def gaussian_prior(
         meta: the prior's metadata (JSON-able; ``source``, ``distribution``, action bounds ...).
         source: the file's name for error messages.
     """
-    from tailor.priors import PolicyPrior
-
     obs_dim, act_dim = layers[0][0].shape[1], layers[-1][0].shape[0]
     log_std = log_std.detach().float().reshape(-1)
     if log_std.shape != (act_dim,):

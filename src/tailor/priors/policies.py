@@ -163,11 +163,11 @@ class GSDEPrior(_Frozen):
         log_std: torch.Tensor,
         use_expln: bool,
         squash: bool,
-        low: torch.Tensor,
-        high: torch.Tensor,
+        bounds: tuple[torch.Tensor, torch.Tensor],
         obs_norm: EmpiricalNormalization,
         meta: dict[str, Any],
     ) -> None:
+        """``bounds``: the action bounds ``(low, high)``, ``[A]`` each (used with ``squash``)."""
         super().__init__(obs_norm, obs_norm.mean.shape[0], mean.out_features, meta)
         self.latent, self.mean = (
             latent.eval().requires_grad_(False),
@@ -175,7 +175,7 @@ class GSDEPrior(_Frozen):
         )
         self.log_std = log_std.detach().float()
         self.use_expln, self.squash = bool(use_expln), bool(squash)
-        self.low, self.high = low.float(), high.float()
+        self.low, self.high = bounds[0].float(), bounds[1].float()
 
     def _weights_std(self) -> torch.Tensor:
         log_std = self.log_std

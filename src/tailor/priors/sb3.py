@@ -36,6 +36,7 @@ import json
 import re
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -310,7 +311,59 @@ def load_sb3(
         TailorError: an unsupported policy (CNN, MultiInput, recurrent, gSDE), a missing ``std``
             or ``temperature``, unreadable files.
     """
-    path = Path(path)
+    m = _read_model(Path(path), normalizer, activation)
+    if m.kind != "td3" and std is not None:
+        raise TailorError(
+            f"{m.src}: std= is for deterministic (TD3/DDPG) priors, not {m.algorithm}"
+        )
+    if m.kind != "dqn" and temperature is not None:
+        raise TailorError(f"{m.src}: temperature= is for Q-network (DQN) priors, not {m.algorithm}")
+    if m.kind == "actor_critic":
+        return _actor_critic_prior(m)
+    if m.kind == "dqn":
+        return _dqn_prior(m, temperature)
+    if m.act_space["kind"] != "box":
+        raise TailorError(f"{m.src}: {m.algorithm} needs Box actions, found {m.act_space['kind']}")
+    low, high = _box_bounds(m.act_space, m.src, need_finite=True)
+    m.meta.update(action_low=as_floats(low), action_high=as_floats(high))
+    if m.kind == "sac":
+        return _sac_prior(m, low, high)
+    return _td3_prior(m, low, high, std)  # td3 / ddpg
+
+
+@dataclass
+class _Model:
+    """A supported SB3 policy read from its zip, before it becomes a prior.
+
+    Attributes:
+        path: the zip.
+        src: the zip's name for messages.
+        data: the zip's ``data`` JSON.
+        state: the policy's weights.
+        kind: ``actor_critic``, ``dqn``, ``sac`` or ``td3`` (a key of ``_POLICIES``' values).
+        algorithm: the algorithm's name (``PPO``, ``SAC``, ...).
+        act_fn: the hidden activation (a :data:`tailor.nets.ACTIVATIONS` name).
+        act_space: the action space as :func:`_space` describes it.
+        obs_dim: the observation size ``D``.
+        obs_norm: the observation normalizer (frozen; identity without statistics).
+        meta: the prior's metadata so far (source, activation, normalizer, policy_kwargs).
+    """
+
+    path: Path
+    src: str
+    data: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    kind: str
+    algorithm: str
+    act_fn: str
+    act_space: dict[str, Any]
+    obs_dim: int
+    obs_norm: EmpiricalNormalization
+    meta: dict[str, Any]
+
+
+def _read_model(path: Path, normalizer: str | Path | None, activation: str | None) -> _Model:
+    """Read the zip, refuse what is not supported, find the activation and the normalizer."""
     src = repr(str(path))
     data, state, version = read_sb3_zip(path)
     module, cls = _policy_class(data)
@@ -358,94 +411,103 @@ def load_sb3(
             {k: v for k, v in (data.get("policy_kwargs") or {}).items() if not k.startswith(":")}
         ),
     }
-    if kind != "td3" and std is not None:
-        raise TailorError(f"{src}: std= is for deterministic (TD3/DDPG) priors, not {algorithm}")
-    if kind != "dqn" and temperature is not None:
-        raise TailorError(f"{src}: temperature= is for Q-network (DQN) priors, not {algorithm}")
+    return _Model(
+        path, src, data, state, kind, algorithm, act_fn, act_space, obs_dim, obs_norm, meta
+    )
 
-    if kind == "actor_critic":
-        layers = _concat(state, ("mlp_extractor.shared_net.", "mlp_extractor.policy_net."), src)
-        layers.append(_linear(state, "action_net", src))
-        hidden = [w.shape[0] for w, _ in layers[:-1]]
-        _check_net_arch(data, "pi", hidden, src)
-        meta["architecture"] = {"hidden": hidden, "activation": act_fn}
-        if act_space["kind"] == "discrete":
-            meta["distribution"] = {"kind": "categorical", "n": act_space["n"]}
-            return BoltzmannQPrior(mlp_from_layers(layers, act_fn), 1.0, obs_norm, meta)
-        if act_space["kind"] != "box" or "log_std" not in state:
-            raise TailorError(
-                f"{src}: {algorithm} with {act_space['kind']} actions is not supported; "
-                f"supported: {SUPPORTED}"
-            )
-        low, high = _box_bounds(act_space, src, need_finite=False)
-        meta.update(action_low=as_floats(low), action_high=as_floats(high))
-        if data.get("use_sde"):
-            return _gsde(data, state, layers, act_fn, low, high, obs_norm, meta, src)
-        log_std = state["log_std"]
-        meta["distribution"] = {
-            "kind": "gaussian",
-            "std": "global (state-independent)",
-            "std_min": float(log_std.exp().min()),
-            "std_max": float(log_std.exp().max()),
-        }
-        return gaussian_prior(layers, log_std, act_fn, obs_norm, meta, src)
 
-    if kind == "dqn":
-        if act_space["kind"] != "discrete":
-            raise TailorError(f"{src}: a DQN needs Discrete actions, found {act_space['kind']}")
-        if temperature is None:
-            raise TailorError(
-                f"{src} is an SB3 DQN (a Q-network); pass temperature=TAU (--prior-temperature "
-                "TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
-            )
-        layers = layers_from_state(state, "q_net.q_net.", src)
-        _check_net_arch(data, "qf", [w.shape[0] for w, _ in layers[:-1]], src)
-        meta["architecture"] = {
-            "hidden": [w.shape[0] for w, _ in layers[:-1]],
-            "activation": act_fn,
-        }
-        meta["distribution"] = {
-            "kind": "boltzmann",
-            "temperature": float(temperature),
-            "n": act_space["n"],
-        }
-        meta["temperature"] = {"value": float(temperature), "source": "temperature given"}
-        _check_in(layers, obs_dim, src)
-        return BoltzmannQPrior(mlp_from_layers(layers, act_fn), float(temperature), obs_norm, meta)
-
-    if act_space["kind"] != "box":
-        raise TailorError(f"{src}: {algorithm} needs Box actions, found {act_space['kind']}")
-    low, high = _box_bounds(act_space, src, need_finite=True)
-    meta.update(action_low=as_floats(low), action_high=as_floats(high))
-    if kind == "sac":
-        latent = (
-            layers_from_state(state, "actor.latent_pi.", src)
-            if any(k.startswith("actor.latent_pi.0.") for k in state)
-            else []
+def _actor_critic_prior(m: _Model) -> Any:
+    """PPO / A2C: a Gaussian (global std or gSDE) or, on Discrete actions, a categorical prior."""
+    src, state, meta = m.src, m.state, m.meta
+    layers = _concat(state, ("mlp_extractor.shared_net.", "mlp_extractor.policy_net."), src)
+    layers.append(_linear(state, "action_net", src))
+    hidden = [w.shape[0] for w, _ in layers[:-1]]
+    _check_net_arch(m.data, "pi", hidden, src)
+    meta["architecture"] = {"hidden": hidden, "activation": m.act_fn}
+    if m.act_space["kind"] == "discrete":
+        meta["distribution"] = {"kind": "categorical", "n": m.act_space["n"]}
+        return BoltzmannQPrior(mlp_from_layers(layers, m.act_fn), 1.0, m.obs_norm, meta)
+    if m.act_space["kind"] != "box" or "log_std" not in state:
+        raise TailorError(
+            f"{src}: {m.algorithm} with {m.act_space['kind']} actions is not supported; "
+            f"supported: {SUPPORTED}"
         )
-        _check_net_arch(data, "pi", [w.shape[0] for w, _ in latent], src)
-        mu, log_std = _linear(state, "actor.mu", src), _linear(state, "actor.log_std", src)
-        meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": act_fn}
-        meta["distribution"] = {
-            "kind": "tanh-squashed gaussian",
-            "std": "state-dependent",
-            "log_std_clamp": [-20.0, 2.0],
-        }
-        _check_in(latent or [mu], obs_dim, src)
-        temperature = _sac_temperature(path, data, src)
-        if temperature is not None:
-            meta["temperature"] = temperature
-        body = _hidden_mlp(latent, act_fn)
-        return SquashedGaussianPrior(body, _lin(mu), _lin(log_std), low, high, obs_norm, meta)
+    low, high = _box_bounds(m.act_space, src, need_finite=False)
+    meta.update(action_low=as_floats(low), action_high=as_floats(high))
+    if m.data.get("use_sde"):
+        return _gsde(m, layers, low, high)
+    log_std = state["log_std"]
+    meta["distribution"] = {
+        "kind": "gaussian",
+        "std": "global (state-independent)",
+        "std_min": float(log_std.exp().min()),
+        "std_max": float(log_std.exp().max()),
+    }
+    return gaussian_prior(layers, log_std, m.act_fn, m.obs_norm, meta, src)
 
-    # td3 / ddpg
-    layers = layers_from_state(state, "actor.mu.", src)
-    _check_net_arch(data, "pi", [w.shape[0] for w, _ in layers[:-1]], src)
-    _check_in(layers, obs_dim, src)
+
+def _dqn_prior(m: _Model, temperature: float | None) -> BoltzmannQPrior:
+    """DQN: the Boltzmann policy ``softmax(Q / temperature)`` of its Q-network."""
+    src, meta = m.src, m.meta
+    if m.act_space["kind"] != "discrete":
+        raise TailorError(f"{src}: a DQN needs Discrete actions, found {m.act_space['kind']}")
+    if temperature is None:
+        raise TailorError(
+            f"{src} is an SB3 DQN (a Q-network); pass temperature=TAU (--prior-temperature "
+            "TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
+        )
+    layers = layers_from_state(m.state, "q_net.q_net.", src)
+    _check_net_arch(m.data, "qf", [w.shape[0] for w, _ in layers[:-1]], src)
+    meta["architecture"] = {
+        "hidden": [w.shape[0] for w, _ in layers[:-1]],
+        "activation": m.act_fn,
+    }
+    meta["distribution"] = {
+        "kind": "boltzmann",
+        "temperature": float(temperature),
+        "n": m.act_space["n"],
+    }
+    meta["temperature"] = {"value": float(temperature), "source": "temperature given"}
+    _check_in(layers, m.obs_dim, src)
+    return BoltzmannQPrior(mlp_from_layers(layers, m.act_fn), float(temperature), m.obs_norm, meta)
+
+
+def _sac_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> SquashedGaussianPrior:
+    """SAC / TQC: the tanh-squashed Gaussian actor, with the entropy coefficient if saved."""
+    src, state, meta = m.src, m.state, m.meta
+    latent = (
+        layers_from_state(state, "actor.latent_pi.", src)
+        if any(k.startswith("actor.latent_pi.0.") for k in state)
+        else []
+    )
+    _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in latent], src)
+    mu, log_std = _linear(state, "actor.mu", src), _linear(state, "actor.log_std", src)
+    meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": m.act_fn}
+    meta["distribution"] = {
+        "kind": "tanh-squashed gaussian",
+        "std": "state-dependent",
+        "log_std_clamp": [-20.0, 2.0],
+    }
+    _check_in(latent or [mu], m.obs_dim, src)
+    temperature = _sac_temperature(m.path, m.data, src)
+    if temperature is not None:
+        meta["temperature"] = temperature
+    body = _hidden_mlp(latent, m.act_fn)
+    return SquashedGaussianPrior(body, _lin(mu), _lin(log_std), low, high, m.obs_norm, meta)
+
+
+def _td3_prior(
+    m: _Model, low: torch.Tensor, high: torch.Tensor, std: float | Sequence[float] | None
+) -> DeterministicGaussianPrior:
+    """TD3 / DDPG: ``N(actor(s), std^2)`` around the deterministic action (``std`` required)."""
+    src, meta = m.src, m.meta
+    layers = layers_from_state(m.state, "actor.mu.", src)
+    _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in layers[:-1]], src)
+    _check_in(layers, m.obs_dim, src)
     act_dim = layers[-1][0].shape[0]
     if std is None:
         raise TailorError(
-            f"{src} is an SB3 {algorithm} policy, which is deterministic and has no "
+            f"{src} is an SB3 {m.algorithm} policy, which is deterministic and has no "
             "log-probability; pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) "
             "as the prior"
         )
@@ -454,14 +516,14 @@ def load_sb3(
         std_t = std_t.expand(act_dim).clone()
     if std_t.shape != (act_dim,) or not (torch.isfinite(std_t).all() and (std_t > 0).all()):
         raise TailorError(f"std must be > 0, one number or {act_dim} (one per action), got {std}")
-    meta["architecture"] = {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": act_fn}
+    meta["architecture"] = {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": m.act_fn}
     meta["distribution"] = {
         "kind": "gaussian around the deterministic action",
         "std_min": float(std_t.min()),
         "std_max": float(std_t.max()),
     }
-    net = mlp_from_layers(layers, act_fn, out_activation="tanh")
-    return DeterministicGaussianPrior(net, low, high, std_t, obs_norm, meta)
+    net = mlp_from_layers(layers, m.act_fn, out_activation="tanh")
+    return DeterministicGaussianPrior(net, low, high, std_t, m.obs_norm, meta)
 
 
 def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, Any] | None:
@@ -494,20 +556,11 @@ def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, An
     return {"value": value, "source": source} if value > 0 and np.isfinite(value) else None
 
 
-def _gsde(
-    data: dict[str, Any],
-    state: dict[str, torch.Tensor],
-    layers: Layers,
-    act_fn: str,
-    low: torch.Tensor,
-    high: torch.Tensor,
-    obs_norm: EmpiricalNormalization,
-    meta: dict[str, Any],
-    src: str,
-) -> GSDEPrior:
+def _gsde(m: _Model, layers: Layers, low: torch.Tensor, high: torch.Tensor) -> GSDEPrior:
     """PPO/A2C with gSDE: ``log_std`` is ``[latent, A]`` (``full_std``) or ``[latent, 1]``."""
-    kwargs = data.get("policy_kwargs") or {}  # learn_features changes gradients only
-    log_std = state["log_std"]
+    src, meta = m.src, m.meta
+    kwargs = m.data.get("policy_kwargs") or {}  # learn_features changes gradients only
+    log_std = m.state["log_std"]
     latent_dim = layers[-1][0].shape[1]
     if log_std.ndim != 2 or log_std.shape[0] != latent_dim:
         raise TailorError(
@@ -522,8 +575,9 @@ def _gsde(
         "use_expln": expln,
         "squash_output": squash,
     }
-    latent = _hidden_mlp(layers[:-1], act_fn)
-    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, low, high, obs_norm, meta)
+    latent = _hidden_mlp(layers[:-1], m.act_fn)
+    bounds = (low, high)
+    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, bounds, m.obs_norm, meta)
 
 
 def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -> Layers:

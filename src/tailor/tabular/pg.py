@@ -39,6 +39,7 @@ from tailor.tabular.mdp import FiniteMDP, validate_policy
 
 __all__ = [
     "PGResult",
+    "PGSettings",
     "exact_gradient",
     "method_reward",
     "objective_value",
@@ -63,6 +64,32 @@ class PGResult:
     logits: np.ndarray
     objective: np.ndarray
     method: Method
+
+
+@dataclass(frozen=True)
+class PGSettings:
+    """How :func:`policy_gradient` ascends.
+
+    Attributes:
+        iterations: number of gradient steps.
+        lr: step size; the step at iteration ``k`` is ``lr / (1 + lr_decay * k)``.
+        estimator: ``"exact"`` (closed-form expectation) or ``"sampled"`` (Monte Carlo).
+        episodes: the Monte-Carlo batch of ``"sampled"``.
+        horizon: the episodes' length for ``"sampled"`` (default: the smallest ``T`` with
+            ``gamma^T <= 1e-4``).
+        lr_decay: see ``lr``.
+        tol: stop early once a step moves no logit by more than ``tol`` (exact estimator).
+        seed: seeds the sampled estimator.
+    """
+
+    iterations: int = 1000
+    lr: float = 1.0
+    estimator: Literal["exact", "sampled"] = "exact"
+    episodes: int = 256
+    horizon: int | None = None
+    lr_decay: float = 0.0
+    tol: float = 0.0
+    seed: int = 0
 
 
 def softmax_policy(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,17 +176,18 @@ def _sampled_gradient(
     method: Method,
     reward: np.ndarray,
     log_prior: np.ndarray | None,
-    episodes: int,
-    horizon: int,
+    batch: tuple[int, int],
     baseline: np.ndarray,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Monte-Carlo estimate of the update direction from ``episodes`` episodes of ``horizon``.
+    """Monte-Carlo estimate of the update direction from ``batch = (horizon, episodes)``:
+    ``episodes`` episodes of ``horizon`` steps.
 
     Returns ``(g [S, A], states [T, N], returns [T, N])``; ``baseline [S]`` (a value estimate from
     earlier iterations, independent of this batch's actions) reduces variance without bias.
     """
     S, A = mdp.n_states, mdp.n_actions
+    horizon, episodes = batch
     pi, log_pi = softmax_policy(theta)
     cum_pi = np.cumsum(pi, axis=1)
     cum_P = np.cumsum(mdp.P, axis=2)
@@ -199,22 +227,12 @@ def _sampled_gradient(
 def policy_gradient(
     mdp: FiniteMDP,
     variant: str,
-    alpha: float | None = None,
-    iterations: int = 1000,
-    lr: float = 1.0,
-    estimator: Literal["exact", "sampled"] = "exact",
+    settings: PGSettings | None = None,
     *,
     prior: np.ndarray | None = None,
-    omega_prime: float | None = None,
-    alpha_hat: float | None = None,
-    beta: float | None = None,
     addon_reward: np.ndarray | None = None,
     init_logits: np.ndarray | None = None,
-    episodes: int = 256,
-    horizon: int | None = None,
-    lr_decay: float = 0.0,
-    tol: float = 0.0,
-    seed: int = 0,
+    **coefficients: float | None,
 ) -> PGResult:
     """Gradient ascent on a tabular softmax policy with a method from :mod:`tailor.methods`.
 
@@ -223,34 +241,23 @@ def policy_gradient(
             the add-on reward ``r_R``.
         variant: a method name (``no-entropy``, ``end-entropy``, ``repeat-entropy``, ``soft``,
             ``full``, ``greedy``, ``kl``, ``residual``).
-        alpha, omega_prime, alpha_hat, beta: the method's coefficients (see
-            :func:`tailor.methods.resolve`).
-        iterations: number of gradient steps.
-        lr: step size; the step at iteration ``k`` is ``lr / (1 + lr_decay * k)``.
-        estimator: ``"exact"`` (closed-form expectation) or ``"sampled"`` (Monte Carlo).
+        settings: iterations, step size, estimator (default :class:`PGSettings` ``()``).
         prior: prior policy ``[S, A]`` (customization methods). Required when the reward uses
             ``log pi_prior``; customization starts from its logits unless ``init_logits`` is given.
         addon_reward: ``r_R [S, A]`` for ``full``.
         init_logits: starting ``theta [S, A]`` (default: the prior's log-probs for customization
             methods, zeros = uniform otherwise).
-        episodes, horizon: Monte-Carlo batch for ``"sampled"`` (horizon default: the smallest
-            ``T`` with ``gamma^T <= 1e-4``).
-        lr_decay: see ``lr``.
-        tol: stop early once a step moves no logit by more than ``tol`` (exact estimator).
-        seed: seeds the sampled estimator.
+        coefficients: the method's coefficients ``alpha``, ``omega_prime``, ``alpha_hat``,
+            ``beta`` (see :func:`tailor.methods.resolve`; ``None`` ones are left out).
 
     Returns:
         :class:`PGResult`.
     """
     if variant not in METHODS:
         raise TailorError(f"unknown variant {variant!r}; known: {', '.join(METHODS)}")
-    coefficients = {
-        "alpha": alpha,
-        "omega_prime": omega_prime,
-        "alpha_hat": alpha_hat,
-        "beta": beta,
-    }
     method = resolve(variant, **{k: v for k, v in coefficients.items() if v is not None})
+    s = settings if settings is not None else PGSettings()
+    iterations, lr, estimator, lr_decay = s.iterations, s.lr, s.estimator, s.lr_decay
     if estimator not in ("exact", "sampled"):
         raise TailorError(f"estimator must be 'exact' or 'sampled', got {estimator!r}")
     if not (isinstance(iterations, (int, np.integer)) and iterations >= 0):
@@ -278,7 +285,8 @@ def policy_gradient(
     else:
         theta = np.zeros_like(mdp.r)
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(s.seed)
+    horizon = s.horizon
     if horizon is None:
         horizon = max(1, int(np.ceil(np.log(1e-4) / np.log(mdp.gamma)))) if mdp.gamma > 0 else 1
     baseline = np.zeros(mdp.n_states)
@@ -289,7 +297,7 @@ def policy_gradient(
         else:
             objective[k] = objective_value(mdp, theta, method, reward, log_prior)
             g, states, returns = _sampled_gradient(
-                mdp, theta, method, reward, log_prior, episodes, horizon, baseline, rng
+                mdp, theta, method, reward, log_prior, (horizon, s.episodes), baseline, rng
             )
             # This batch's per-state mean return becomes the next iteration's baseline (first
             # half of the horizon only, where truncating the return costs at most gamma^(T/2)).
@@ -301,7 +309,7 @@ def policy_gradient(
             baseline = np.where(seen > 0, total / np.maximum(seen, 1), baseline)
         step = lr / (1.0 + lr_decay * k) * g
         theta = theta + step
-        if estimator == "exact" and np.max(np.abs(step)) < tol:
+        if estimator == "exact" and np.max(np.abs(step)) < s.tol:
             objective = objective[: k + 2]
             break
     objective[-1] = objective_value(mdp, theta, method, reward, log_prior)

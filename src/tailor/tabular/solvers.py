@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from tailor.errors import TailorError
+from tailor.numerics import logsumexp
 from tailor.tabular.mdp import FiniteMDP, validate_policy
 
 __all__ = [
@@ -30,15 +31,6 @@ __all__ = [
 ]
 
 _MAX_ITERATIONS = 1_000_000
-
-
-def logsumexp(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Stable ``log sum exp`` along ``axis``; all ``-inf`` gives ``-inf``."""
-    m = np.max(x, axis=axis, keepdims=True)
-    m_safe = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(x - m_safe), axis=axis, keepdims=True)) + m_safe
-    return np.squeeze(out, axis=axis)
 
 
 def _safe_log(p: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from tailor.tabular.mdvi import (
     mirror_descent_step,
     munchausen_vi,
 )
-from tailor.tabular.pg import exact_gradient, objective_value, policy_gradient
+from tailor.tabular.pg import PGSettings, exact_gradient, objective_value, policy_gradient
 from tailor.tabular.solvers import residual_soft_value_iteration, soft_value_iteration
 
 __all__ = ["CHECKS", "Check", "CheckResult", "format_table", "random_case", "run_checks"]
@@ -246,7 +246,7 @@ def _pg(mdp: FiniteMDP, variant: str, temperature: float, **kwargs: object):
     """Exact PG run to convergence. The step ``min(2, 4 (1 - gamma) / temperature)`` keeps the
     stiff entropy direction (curvature ~ temperature / (1 - gamma)) stable."""
     lr = min(2.0, 4.0 * (1.0 - mdp.gamma) / temperature)
-    return policy_gradient(mdp, variant, iterations=100_000, lr=lr, tol=1e-14, **kwargs)
+    return policy_gradient(mdp, variant, PGSettings(iterations=100_000, lr=lr, tol=1e-14), **kwargs)
 
 
 def soft_pg_reaches_soft_vi(c: Case) -> float:
@@ -326,17 +326,10 @@ def sampled_soft_pg(c: Case) -> float:
     after 300 iterations of 256 episodes."""
     seed = int(np.random.default_rng(int(c.mdp.r[0, 0] * 1e9) % 2**31).integers(2**31))
     mdp, alpha = garnet(5, 3, 2, 0.9, seed=seed), 0.5
-    r = policy_gradient(
-        mdp,
-        "soft",
-        alpha=alpha,
-        iterations=300,
-        lr=3.0,
-        lr_decay=0.02,
-        estimator="sampled",
-        episodes=256,
-        seed=seed,
+    settings = PGSettings(
+        iterations=300, lr=3.0, lr_decay=0.02, estimator="sampled", episodes=256, seed=seed
     )
+    r = policy_gradient(mdp, "soft", settings, alpha=alpha)
     _, pi_star = soft_value_iteration(mdp, alpha)
     return _sup(r.pi, pi_star)
 
