@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-import torch
-
 __all__ = ["describe", "register"]
 
 
@@ -118,6 +115,8 @@ def _customize_with(prior: Any) -> list[str]:
 
 def _task_check(prior: Any, task_name: str) -> dict[str, Any]:
     import gymnasium as gym
+    import numpy as np
+    import torch
 
     from tailor.envs import get_task
 

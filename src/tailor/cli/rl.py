@@ -125,9 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--prior-*`` options of :func:`tailor.priors.load_prior` (imported priors)."""
-    from tailor.priors.detect import FORMATS
-
-    p.add_argument("--prior-format", choices=FORMATS, help="skip format detection")
+    p.add_argument("--prior-format", choices=prior_formats(), help="skip format detection")
     p.add_argument(
         "--prior-normalizer",
         metavar="PATH",
@@ -152,6 +150,22 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
         help="hidden activation of an imported prior when its files do not say (e.g. rsl-rl "
         "without params/agent.yaml): elu, tanh, relu, ...",
     )
+
+
+def prior_formats() -> tuple[str, ...]:
+    """:data:`tailor.priors.detect.FORMATS`, read from that module's source: importing it
+    imports torch, which building the parser (``tailor --help``) should not."""
+    import ast
+
+    import tailor
+
+    source = (Path(tailor.__file__).parent / "priors" / "detect.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "FORMATS" for t in node.targets
+        ):
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("tailor.priors.detect defines no FORMATS")  # pragma: no cover
 
 
 def prior_options(args: argparse.Namespace) -> dict[str, Any]:
