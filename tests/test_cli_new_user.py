@@ -53,3 +53,164 @@ def test_export_names_still_importable() -> None:
 
     assert export.export_policy is exporter.export_policy
     assert export.DeterministicPolicy is exporter.DeterministicPolicy
+
+
+# ---- default --steps and --out ------------------------------------------------------------------
+
+
+@pytest.fixture
+def captured(monkeypatch) -> dict:
+    """``run.train_prior`` / ``run.customize`` / ``run.resume`` replaced by recorders."""
+    from tailor.experiments import run
+
+    calls: dict = {}
+
+    def recorder(name):
+        def record(*args, **kwargs):
+            calls[name] = (args, kwargs)
+            return args[0]
+
+        return record
+
+    for name in ("train_prior", "customize", "resume"):
+        monkeypatch.setattr(run, name, recorder(name))
+    return calls
+
+
+def test_steps_default_per_algo_is_shown_and_used(capsys, captured, tmp_path) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "ppo 1,000,000, dqn 50,000, sac 60,000" in shown
+    with pytest.raises(SystemExit):
+        main(["customize", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "ppo 1,000,000, dqn 30,000, sac 30,000, mcts: no training" in shown
+    for algo, steps in (("ppo", 1_000_000), ("dqn", 50_000), ("sac", 60_000)):
+        argv = ["train", "--algo", algo, "--task", "pointmass", "--method", "soft"]
+        assert run_cli(capsys, *argv, "--out", str(tmp_path / algo))[0] == 0
+        args, _ = captured["train_prior"]
+        assert args[1:3] == (algo, steps)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn", "sac"])
+def test_help_config_shows_no_default_that_is_refused(capsys, algo: str) -> None:
+    """`--help-config` listed `--total-steps (default: 1)`, which --steps then refused."""
+    with pytest.raises(SystemExit):
+        main(["train", "--algo", algo, "--help-config"])
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    steps = {"ppo": 1_000_000, "dqn": 50_000, "sac": 60_000}[algo]
+    total = shown[shown.index("--total-steps") :]
+    total = total[: total.index(" --", 2)]
+    assert f"(default: {steps})" in total, total
+    with pytest.raises(SystemExit):
+        main(["train", "--algo", algo, "--steps", "1234", "--seed", "7", "--help-config"])
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "(default: 1234)" in shown and "(default: 7)" in shown
+
+
+def test_out_defaults_to_a_new_run_directory(capsys, captured, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--task", "pointmass", "--method", "soft", "--seed", "3", "--steps", "64"]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    chosen = captured["train_prior"][0][4]
+    assert out.splitlines()[0] == f"run directory: {chosen}"
+    assert chosen.startswith("runs/pointmass/soft-3-")
+    argv = ["customize", "--algo", "sac", "--task", "pointmass", "--prior", "p", "--steps", "9"]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    assert captured["customize"][0][5].startswith("runs/pointmass/sac-residual-0-")
+
+
+def test_new_run_dir_never_reuses_a_directory(tmp_path) -> None:
+    import datetime as dt
+
+    from tailor.cli.defaults import new_run_dir
+
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    first = new_run_dir("hopper-jump", "residual", 1, root=tmp_path, now=now)
+    assert first == tmp_path / "hopper-jump" / "residual-1-20260102-030405"
+    first.mkdir(parents=True)
+    second = new_run_dir("hopper-jump", "residual", 1, root=tmp_path, now=now)
+    assert second == first.with_name(first.name + "-1")
+    second.mkdir()
+    assert new_run_dir("hopper-jump", "residual", 1, root=tmp_path, now=now).name.endswith("-2")
+    assert new_run_dir("max-length:5", "dpo", 0, root=tmp_path, now=now).parent.name == (
+        "max-length_5"
+    )
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo") / "run"
+    argv = ["train", "--task", "pointmass", "--method", "soft", "--steps", "64", "--seed", "1"]
+    fast = ["--num-envs", "4", "--num-steps", "16", "--no-progress"]
+    assert main([*argv, *fast, "--out", str(out)]) == 0
+    return out
+
+
+def test_resume_without_steps_finishes_the_run(capsys, captured, ppo_run) -> None:
+    capsys.readouterr()
+    assert run_cli(capsys, "train", "--resume", str(ppo_run))[0] == 0
+    assert captured["resume"][0][1] == 64
+    code, _, err = run_cli(capsys, "train", "--resume", str(ppo_run / "nope"))
+    assert code == 2 and "error: " in err
+
+
+# ---- --algo from the prior ----------------------------------------------------------------------
+
+
+def test_algo_from_a_tailor_run(capsys, captured, ppo_run, tmp_path) -> None:
+    from tailor.experiments.algo_choice import algo_for_prior
+
+    assert algo_for_prior(ppo_run) == "ppo"
+    argv = ["customize", "--task", "pointmass", "--method", "kl", "--prior", str(ppo_run)]
+    code, out, _ = run_cli(capsys, *argv, "--steps", "64", "--out", str(tmp_path / "c"))
+    assert code == 0
+    assert out.splitlines()[0] == "--algo ppo (from the prior's kind; pass --algo to choose)"
+    assert captured["customize"][0][1] == "ppo"
+
+
+def test_algo_from_sb3_priors(capsys, captured, tmp_path) -> None:
+    sb3_models = pytest.importorskip("sb3_models")
+    from stable_baselines3 import DQN
+
+    from tailor.experiments.algo_choice import algo_for_prior
+
+    sac_zip = sb3_models.tiny_sac(tmp_path, "MountainCarContinuous-v0", 60)
+    argv = ["customize", "--task", "mountaincar-noleft", "--prior", str(sac_zip), "--steps", "9"]
+    code, out, _ = run_cli(capsys, *argv, "--out", str(tmp_path / "c"))
+    assert code == 0
+    assert out.splitlines()[0].startswith("--algo sac (from the prior's kind")
+    assert captured["customize"][0][1] == "sac"
+    dqn = DQN("MlpPolicy", "CartPole-v1", learning_starts=10, policy_kwargs={"net_arch": [8]})
+    (tmp_path / "q").mkdir()
+    dqn.save(tmp_path / "q" / "dqn.zip")
+    assert algo_for_prior(tmp_path / "q" / "dqn.zip", {"temperature": 1.0}) == "dqn"
+
+
+def test_explicit_algo_that_does_not_fit_still_errors(capsys, tmp_path) -> None:
+    sb3_models = pytest.importorskip("sb3_models")
+    sac_zip = sb3_models.tiny_sac(tmp_path, "MountainCarContinuous-v0", 60)
+    argv = ["customize", "--algo", "ppo", "--task", "mountaincar-noleft", "--method", "residual"]
+    code, _, err = run_cli(capsys, *argv, "--prior", str(sac_zip), "--out", str(tmp_path / "c"))
+    assert code == 2 and "customize with --algo sac" in err, err
+
+
+def test_lm_customize_out_defaults_to_a_new_run_directory(capsys, monkeypatch, tmp_path) -> None:
+    from tailor.experiments import run
+
+    seen = {}
+
+    def fake(prior, method, out, **kwargs):
+        seen["out"] = out
+        return {"final": {}, "wall_seconds": 0.0}
+
+    monkeypatch.setattr(run, "lm_customize", fake)
+    monkeypatch.chdir(tmp_path)
+    argv = ["lm", "customize", "--prior", "p", "--reward", "max-length:5", "--method", "residual"]
+    code, out, _ = run_cli(capsys, *argv, "--seed", "2", "--quiet")
+    assert code == 0
+    assert seen["out"].startswith("runs/lm-max-length_5/residual-2-")
+    assert out.splitlines()[0] == f"run directory: {seen['out']}"

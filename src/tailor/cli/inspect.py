@@ -56,6 +56,7 @@ def _normalizer(obs_norm: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 def describe(prior: Any) -> dict[str, Any]:
     """A JSON-able description of a loaded prior (see the module docstring)."""
+    from tailor.experiments.algo_choice import customize_algos
     from tailor.priors import PolicyPrior, prior_temperature
 
     meta = dict(getattr(prior, "meta", {}) or {})
@@ -93,24 +94,10 @@ def describe(prior: Any) -> dict[str, Any]:
     out["normalizer"] = _normalizer(prior.obs_norm, meta)
     if meta.get("action_low") is not None:
         out["action_low"], out["action_high"] = meta["action_low"], meta.get("action_high")
-    out["customize_with"] = _customize_with(prior)
+    out["customize_with"] = customize_algos(prior)
     found = prior_temperature(meta)
     out["temperature"] = {"value": found[0], "source": found[1]} if found else None
     return out
-
-
-def _customize_with(prior: Any) -> list[str]:
-    """The ``--algo`` values that customize ``prior`` (what its class supports)."""
-    from tailor.priors import PolicyPrior
-    from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
-
-    if isinstance(prior, PolicyPrior):
-        return ["ppo"]
-    if isinstance(prior, SquashedGaussianPrior):
-        return ["sac"]
-    if isinstance(prior, BoltzmannQPrior):
-        return ["dqn", "mcts"]
-    return []
 
 
 def _task_check(prior: Any, task_name: str) -> dict[str, Any]:
