@@ -214,3 +214,56 @@ def test_lm_customize_out_defaults_to_a_new_run_directory(capsys, monkeypatch, t
     assert code == 0
     assert seen["out"].startswith("runs/lm-max-length_5/residual-2-")
     assert out.splitlines()[0] == f"run directory: {seen['out']}"
+
+
+# ---- tailor plot RUN [RUN ...] ------------------------------------------------------------------
+
+SWEEP = "results/sweeps/paper/hopper-jump"
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """Two run directories as `tailor train` leaves them (metrics.csv), one of them evaluated
+    by a sweep (result.json)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / SWEEP
+    a, b = tmp_path / "a" / "residual-0", tmp_path / "b" / "full-0"
+    for src, dst in (
+        (root / "residual-5M-from-hopper-seed4", a),
+        (root / "full-global-5M-seed2", b),
+    ):
+        dst.mkdir(parents=True)
+        shutil.copy(src / "metrics.csv", dst)
+    shutil.copy(root / "residual-5M-from-hopper-seed4" / "result.json", a)
+    return a, b
+
+
+def test_plot_runs(capsys, runs, tmp_path, monkeypatch) -> None:
+    from tailor.experiments.plots import run_evaluation
+
+    a, b = runs
+    assert set(run_evaluation(a)) >= {"basic", "addon"} and run_evaluation(b) is None
+    code, out, _ = run_cli(capsys, "plot", str(a))
+    assert code == 0 and out == f"wrote {a / 'plot.png'}\n"
+    assert (a / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # never replaced without --overwrite
+    code, _, err = run_cli(capsys, "plot", str(a))
+    assert code == 2 and "exists; pass --overwrite" in err
+    assert run_cli(capsys, "plot", str(a), "--overwrite")[0] == 0
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "plot", str(a), str(b))
+    assert code == 0 and out == "wrote plot.png\n" and (tmp_path / "plot.png").is_file()
+    code, out, _ = run_cli(capsys, "plot", str(a), str(b), "--out", "figs/two.png")
+    assert code == 0 and (tmp_path / "figs" / "two.png").is_file()
+
+
+def test_plot_refuses_what_is_no_run(capsys, runs, tmp_path) -> None:
+    a, _ = runs
+    code, _, err = run_cli(capsys, "plot", str(a), str(tmp_path))
+    assert code == 2 and f"not: {tmp_path}" in err and "PRESET DIR" in err
+    code, _, err = run_cli(capsys, "plot", "table1", str(a))
+    assert code == 2 and f"plot it with `tailor plot {a}`" in err
+    code, _, err = run_cli(capsys, "plot", "table1", str(tmp_path))
+    assert code == 2 and "no finished table1 jobs" in err
