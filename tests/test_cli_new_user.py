@@ -267,3 +267,32 @@ def test_plot_refuses_what_is_no_run(capsys, runs, tmp_path) -> None:
     assert code == 2 and f"plot it with `tailor plot {a}`" in err
     code, _, err = run_cli(capsys, "plot", "table1", str(tmp_path))
     assert code == 2 and "no finished table1 jobs" in err
+
+
+# ---- the slow-path notice -----------------------------------------------------------------------
+
+
+def test_slow_path_notice_once_per_ppo_run(capsys, tmp_path) -> None:
+    from tailor.envs import get_task
+    from tailor.envs.backends import has_fast_path
+
+    tasks = tmp_path / "walker.py"
+    tasks.write_text(
+        "from tailor.envs import Task, register_task\n"
+        "register_task(Task(name='walker-upright-notice', env_id='Walker2d-v5',\n"
+        "    addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[2]),\n"
+        "    statistic=lambda env, action, info: abs(env.unwrapped.data.qpos[2])))\n"
+    )
+    fast = ["--num-envs", "2", "--num-steps", "16", "--no-progress", "--method", "soft"]
+    argv = ["train", "--tasks-file", str(tasks), "--task", "walker-upright-notice", *fast]
+    code, _, err = run_cli(capsys, *argv, "--steps", "32", "--out", str(tmp_path / "w"))
+    assert code == 0
+    assert err.count("no fast path") == 1 and "--resume of this run will not" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not has_fast_path(get_task("walker-upright-notice"))
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "w"), "--steps", "64")
+    assert code == 0 and err.count("no fast path") == 1, err
+    assert has_fast_path(get_task("pointmass"))
+    argv = ["train", "--task", "pointmass", *fast, "--steps", "32", "--out", str(tmp_path / "p")]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0 and "no fast path" not in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -434,6 +435,7 @@ def _resume(args: argparse.Namespace, customization: bool, given: set[str]) -> i
     changes = _resume_changes(args, given, run_dir, info)
     every = args.checkpoint_every if "checkpoint_every" in given else None
     steps = args.steps if args.steps is not None else info["config"].total_steps
+    _slow_path_notice(info["task"])
     run.resume(run_dir, steps, checkpoint_every=every, progress=not args.no_progress, **changes)
     return 0
 
@@ -482,6 +484,8 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
                 )
             raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")
         _default_out(args, "residual" if args.algo == "mcts" else method)
+        if ppo:
+            _slow_path_notice(args.task)
         out = run.customize(
             args.task,
             args.algo,
@@ -500,6 +504,8 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
         )
     else:
         _default_out(args, args.method or "soft")
+        if ppo:
+            _slow_path_notice(args.task)
         out = run.train_prior(
             args.task,
             args.algo,
@@ -531,6 +537,16 @@ def _algo_from_prior(args: argparse.Namespace) -> str:
         return "ppo"
     print(f"--algo {algo} (from the prior's kind; pass --algo to choose)")
     return algo
+
+
+def _slow_path_notice(task_name: str) -> None:
+    """One line on stderr when a PPO run's task has no fast path (the gymnasium loop)."""
+    from tailor.envs import get_task
+    from tailor.envs.backends import SLOW_PATH_NOTICE, has_fast_path
+
+    task = get_task(task_name)
+    if not has_fast_path(task):
+        print(SLOW_PATH_NOTICE.format(task=task.name), file=sys.stderr)
 
 
 def _default_out(args: argparse.Namespace, method: str) -> None:
