@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -226,7 +227,6 @@ def runs(tmp_path):
     """Two run directories as `tailor train` leaves them (metrics.csv), one of them evaluated
     by a sweep (result.json)."""
     import shutil
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[1] / SWEEP
     a, b = tmp_path / "a" / "residual-0", tmp_path / "b" / "full-0"
@@ -296,3 +296,54 @@ def test_slow_path_notice_once_per_ppo_run(capsys, tmp_path) -> None:
     argv = ["train", "--task", "pointmass", *fast, "--steps", "32", "--out", str(tmp_path / "p")]
     code, _, err = run_cli(capsys, *argv)
     assert code == 0 and "no fast path" not in err
+
+
+# ---- the shipped priors in an installed package -------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_find_prior_redirects_only_missing_shipped_paths(tmp_path, monkeypatch) -> None:
+    from tailor.shipped import REPOSITORY_PRIORS, find_prior
+
+    monkeypatch.chdir(ROOT)
+    assert find_prior("priors/hopper") == Path("priors/hopper")  # the repository's, as given
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    assert find_prior("priors/hopper") == REPOSITORY_PRIORS / "hopper"
+    assert (find_prior("priors/hopper") / "policy.safetensors").is_file()
+    assert find_prior("priors/hopper/policy.safetensors").is_file()
+    for other in ("priors/nope", "mine/hopper", str(tmp_path / "priors" / "hopper")):
+        assert str(find_prior(other)) == other  # the caller's "does not exist"
+    (tmp_path / "priors" / "hopper").mkdir(parents=True)  # a priors/ of your own wins
+    assert find_prior("priors/hopper").resolve() == (tmp_path / "priors" / "hopper")
+    from tailor.cli.args import prior_path
+
+    assert prior_path("priors/ant") == str(REPOSITORY_PRIORS / "ant")
+
+
+def test_build_copies_the_priors_into_the_package(tmp_path) -> None:
+    import importlib.util
+
+    from setuptools.dist import Distribution
+
+    spec = importlib.util.spec_from_file_location("tailor_setup", ROOT / "setup.py")
+    setup = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup)  # defines the hook; setup() runs only as __main__
+    cmd = setup.BuildPyWithPriors(Distribution({"name": "tailor-rl", "packages": []}))
+    cmd.initialize_options()
+    cmd.build_lib = str(tmp_path)
+    cmd.finalize_options()
+    cmd.run()
+    shipped = tmp_path / "tailor" / "shipped_priors"
+    for name in ("ant", "halfcheetah", "hopper"):
+        assert (shipped / name / "policy.safetensors").is_file()
+    assert (shipped / "lm-names" / "model.safetensors").is_file()
+    assert "graft priors" in (ROOT / "MANIFEST.in").read_text().split("\n")  # in the sdist too
+
+
+def test_demo_hint_names_the_task(capsys, tmp_path) -> None:
+    missing = tmp_path / "nope"
+    argv = ["demo", "--task", "hopper-jump", "--prior", str(missing), "--no-verify", "--no-video"]
+    code, _, err = run_cli(capsys, *argv, "--out", str(tmp_path / "d"))
+    assert code == 2
+    assert f"tailor train --task hopper-jump --method soft --steps 5000000 --out {missing}" in err

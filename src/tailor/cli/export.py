@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tailor.cli.args import prior_path
+
 __all__ = ["register"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
@@ -25,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="export a policy's deterministic action (normalizer baked in) to ONNX/TorchScript",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    p.add_argument("policy", metavar="POLICY", help="a run directory, policy file or prior file")
+    p.add_argument(
+        "policy",
+        metavar="POLICY",
+        type=prior_path,
+        help="a run directory, policy file or prior file",
+    )
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="export_format")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
     add_prior_arguments(p)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from tailor.cli.args import prior_path
+
 __all__ = ["describe", "register"]
 
 
@@ -22,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="describe a prior file (tailor, SB3, rsl-rl, CleanRL, skrl); check it against a task",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    p.add_argument("prior", metavar="PRIOR", help="the prior file or tailor run directory")
+    p.add_argument(
+        "prior", metavar="PRIOR", type=prior_path, help="the prior file or tailor run directory"
+    )
     p.add_argument("--task", help="check the prior's sizes against this task (`tailor tasks`)")
     p.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
     p.add_argument(

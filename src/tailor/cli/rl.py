@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="task name (see `tailor tasks`)")
     p.add_argument(
         "--prior",
+        type=argtypes.prior_path,
         help="the prior: a run directory or its policy.safetensors, or a policy from another "
         "library (SB3 .zip, rsl-rl, CleanRL or skrl .pt; see `tailor inspect`)",
     )
@@ -106,7 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_customize)
 
     p = subparsers.add_parser("evaluate", help="evaluate a policy: total, basic, add-on, statistic")
-    p.add_argument("--policy", required=True, help="a run directory or its policy.safetensors")
+    p.add_argument(
+        "--policy",
+        required=True,
+        type=argtypes.prior_path,
+        help="a run directory or its policy.safetensors",
+    )
     p.add_argument("--task", help="task name (default: the task the policy was trained on)")
     p.add_argument(
         "--episodes", type=argtypes.count, default=10, help="number of episodes (default 10)"
