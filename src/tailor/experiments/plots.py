@@ -87,13 +87,7 @@ def plot_learning_curve(
         a.set_ylabel(ylabel)
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, title, out)
 
 
 def _seed_band(runs: list[Path], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -291,10 +285,19 @@ def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(title or ", ".join(_run_labels(paths)), fontsize=10)
-    fig.tight_layout()
+    return _save(fig, title or ", ".join(_run_labels(paths)), out)
+
+
+def _save(fig: Any, title: str, out: str | Path) -> Path:
+    """Title, lay out and write ``fig`` to ``out`` (parents made); close it, written or not."""
+    import matplotlib.pyplot as plt
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    finally:
+        plt.close(fig)
     return out
