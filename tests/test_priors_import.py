@@ -599,9 +599,9 @@ def test_cli_errors_exit_2(
     assert main(["inspect", str(tmp_path / "missing.zip")]) == 2
     assert "missing.zip' does not exist" in capsys.readouterr().err
     rc = main(
-        ["customize", "--task", "mountaincar-noleft", "--prior", str(sac_zip), "--method",
-         "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]
-    )  # fmt: skip
+        ["customize", "--algo", "ppo", "--task", "mountaincar-noleft", "--prior", str(sac_zip),
+         "--method", "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]
+    )  # fmt: skip (without --algo the SAC prior would choose --algo sac)
     assert rc == 2
     assert "Gaussian actor" in capsys.readouterr().err
 
