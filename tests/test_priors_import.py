@@ -658,9 +658,10 @@ def test_cli_errors_exit_2(
 ) -> None:
     assert main(["inspect", str(tmp_path / "missing.zip")]) == 2
     assert "missing.zip' does not exist" in capsys.readouterr().err
+    # An explicit --algo that does not fit (without it the SAC prior would choose --algo sac).
     rc = main(
-        ["customize", "--task", "mountaincar-noleft", "--prior", str(sac_zip), "--method",
-         "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]
+        ["customize", "--algo", "ppo", "--task", "mountaincar-noleft", "--prior", str(sac_zip),
+         "--method", "residual", "--steps", "8", "--out", str(tmp_path / "x"), "--no-progress"]
     )  # fmt: skip
     assert rc == 2
     assert "Gaussian actor" in capsys.readouterr().err

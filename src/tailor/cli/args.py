@@ -20,6 +20,7 @@ __all__ = [
     "natural",
     "nonnegative",
     "positive",
+    "prior_path",
     "seed",
     "seeds",
 ]
@@ -103,6 +104,17 @@ def nonnegative(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
+
+
+def prior_path(text: str) -> str:
+    """A policy or prior path; ``priors/<name>`` also finds the shipped prior outside the
+    repository (an installed package's copy, :func:`tailor.shipped.find_prior`)."""
+    from pathlib import Path
+
+    from tailor.shipped import find_prior
+
+    found = find_prior(text)
+    return text if found == Path(text) else str(found)
 
 
 def fraction(text: str) -> float:

@@ -79,15 +79,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "plot",
-        help="learning curves and trade-off plots of a preset from a sweep directory",
-        description="Learning curves (mean and spread over seeds, basic and add-on returns) "
-        "per task, and for customization presets the basic-vs-add-on trade-off of every "
-        "method. Reads results only; never trains.",
+        help="plot runs' learning curves (tailor plot RUN [RUN ...]), or a preset's figures "
+        "from a sweep directory (tailor plot PRESET DIR)",
+        description="tailor plot RUN [RUN ...]: the learning curves of one or a few run "
+        "directories (basic and add-on returns of the training episodes from their "
+        "metrics.csv) in one figure, plus evaluation add-on vs basic where the runs were "
+        "evaluated by a sweep. tailor plot PRESET DIR: learning curves (mean and spread over "
+        "seeds, basic and add-on returns) per task, and for customization presets the "
+        "basic-vs-add-on trade-off of every method. Reads results only; never trains. "
+        f"Presets: {', '.join(PRESETS)}.",
     )
-    p.add_argument("preset", choices=tuple(PRESETS))
-    p.add_argument("dir", help="the sweep directory")
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
-    p.add_argument("--out", help="directory for the PNGs (default: DIR/plots)")
+    p.add_argument(
+        "targets", nargs="+", metavar="RUN|PRESET", help="run directories, or PRESET DIR"
+    )
+    p.add_argument(
+        "--budget", choices=tuple(BUDGETS), default="local", help="PRESET DIR: default local"
+    )
+    p.add_argument(
+        "--out",
+        help="PRESET DIR: directory for the PNGs (default: DIR/plots); runs: the PNG file "
+        "(default: RUN/plot.png for one run, plot.png for several)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="runs: replace the PNG if it exists")
     p.set_defaults(func=cmd_plot)
 
 
@@ -159,6 +172,35 @@ def cmd_table(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from tailor.experiments.plots import plot_preset
 
-    for path in plot_preset(args.preset, args.dir, args.budget, args.out):
+    targets = [Path(t) for t in args.targets]
+    if all((t / "metrics.csv").is_file() for t in targets):
+        return _plot_runs(args, targets)
+    if len(targets) != 2 or args.targets[0] not in PRESETS:
+        missing = [str(t) for t in targets if not (t / "metrics.csv").is_file()]
+        raise TailorError(
+            f"tailor plot takes run directories (each with a metrics.csv; not: "
+            f"{', '.join(missing)}) or PRESET DIR with PRESET one of {', '.join(PRESETS)}"
+        )
+    if (targets[1] / "metrics.csv").is_file():
+        raise TailorError(
+            f"{args.targets[1]!r} is a run directory, not a sweep directory: plot it with "
+            f"`tailor plot {args.targets[1]}`"
+        )
+    for path in plot_preset(args.targets[0], args.targets[1], args.budget, args.out):
         print(f"wrote {path}")
+    return 0
+
+
+def _plot_runs(args: argparse.Namespace, runs: list[Path]) -> int:
+    from tailor.experiments.plots import plot_runs
+    from tailor.paths import check_output_file
+
+    if args.out:
+        out = Path(args.out)
+    else:  # one run: beside its metrics.csv; several: here
+        out = runs[0] / "plot.png" if len(runs) == 1 else Path("plot.png")
+    if out.exists() and not args.overwrite:
+        raise TailorError(f"{str(out)!r} exists; pass --overwrite to replace it, or --out FILE")
+    check_output_file(out, what="--out")
+    print(f"wrote {plot_runs(runs, out)}")
     return 0

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
-import torch
+from tailor.cli.args import prior_path
 
 __all__ = ["describe", "register"]
 
@@ -25,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="describe a prior file (tailor, SB3, rsl-rl, CleanRL, skrl); check it against a task",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    p.add_argument("prior", metavar="PRIOR", help="the prior file or tailor run directory")
+    p.add_argument(
+        "prior", metavar="PRIOR", type=prior_path, help="the prior file or tailor run directory"
+    )
     p.add_argument("--task", help="check the prior's sizes against this task (`tailor tasks`)")
     p.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
     p.add_argument(
@@ -59,6 +60,7 @@ def _normalizer(obs_norm: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 def describe(prior: Any) -> dict[str, Any]:
     """A JSON-able description of a loaded prior (see the module docstring)."""
+    from tailor.experiments.algo_choice import customize_algos
     from tailor.priors import PolicyPrior, prior_temperature
 
     meta = dict(getattr(prior, "meta", {}) or {})
@@ -96,28 +98,16 @@ def describe(prior: Any) -> dict[str, Any]:
     out["normalizer"] = _normalizer(prior.obs_norm, meta)
     if meta.get("action_low") is not None:
         out["action_low"], out["action_high"] = meta["action_low"], meta.get("action_high")
-    out["customize_with"] = _customize_with(prior)
+    out["customize_with"] = customize_algos(prior)
     found = prior_temperature(meta)
     out["temperature"] = {"value": found[0], "source": found[1]} if found else None
     return out
 
 
-def _customize_with(prior: Any) -> list[str]:
-    """The ``--algo`` values that customize ``prior`` (what its class supports)."""
-    from tailor.priors import PolicyPrior
-    from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
-
-    if isinstance(prior, PolicyPrior):
-        return ["ppo"]
-    if isinstance(prior, SquashedGaussianPrior):
-        return ["sac"]
-    if isinstance(prior, BoltzmannQPrior):
-        return ["dqn", "mcts"]
-    return []
-
-
 def _task_check(prior: Any, task_name: str) -> dict[str, Any]:
     import gymnasium as gym
+    import numpy as np
+    import torch
 
     from tailor.envs import get_task
 

@@ -98,7 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="prompt to customize on (repeatable; default: the empty prompt)",
     )
-    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument(
+        "--out",
+        help="output model directory (default: a new "
+        "runs/lm-<reward>/<method>-<seed>-<YYYYmmdd-HHMMSS>)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -281,6 +285,12 @@ def cmd_customize(args: argparse.Namespace) -> int:
             raise TailorError(
                 f"{args.method} needs --reward (to rank prior samples) or --preferences FILE.jsonl"
             )
+    if not args.out:
+        from tailor.cli.defaults import new_run_dir
+
+        about = args.reward if args.reward else Path(args.preferences).stem
+        args.out = str(new_run_dir(f"lm-{about}", args.method, args.seed))
+        print(f"run directory: {args.out}")
     _threads()
     meta = lm_customize(
         args.prior,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from tailor.cli import args as argtypes
+from tailor.cli.defaults import default_steps, steps_help
 from tailor.errors import TailorError
 from tailor.methods import CUSTOMIZATION_METHODS, METHODS, TRAINING_METHODS
 
@@ -49,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="entropy coefficient (default: the task's paper coefficient; for a task without "
         "one, tailor's default temperature 0.01)",
     )
-    _common_train(p)
+    _common_train(p, "train")
     p.set_defaults(func=cmd_train)
 
     p = subparsers.add_parser(
@@ -63,12 +65,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", help="task name (see `tailor tasks`)")
     p.add_argument(
         "--prior",
+        type=argtypes.prior_path,
         help="the prior: a run directory or its policy.safetensors, or a policy from another "
         "library (SB3 .zip, rsl-rl, CleanRL or skrl .pt; see `tailor inspect`)",
     )
     add_prior_arguments(p)
     p.add_argument(
-        "--algo", choices=("ppo", "dqn", "sac", "mcts"), default="ppo", help="default ppo"
+        "--algo",
+        choices=("ppo", "dqn", "sac", "mcts"),
+        help="default: from the prior's kind (ppo for a Gaussian policy, sac for a "
+        "tanh-squashed one such as SB3 SAC/TQC, dqn for a Q-network or categorical one)",
     )
     p.add_argument(
         "--method", metavar="{" + ",".join(CUSTOMIZATION_METHODS) + "}", help="customization method"
@@ -97,11 +103,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=argtypes.fraction,
         help="fraction of the steps that fit the fresh critic alone (default 0.05)",
     )
-    _common_train(p)
+    _common_train(p, "customize")
     p.set_defaults(func=cmd_customize)
 
     p = subparsers.add_parser("evaluate", help="evaluate a policy: total, basic, add-on, statistic")
-    p.add_argument("--policy", required=True, help="a run directory or its policy.safetensors")
+    p.add_argument(
+        "--policy",
+        required=True,
+        type=argtypes.prior_path,
+        help="a run directory or its policy.safetensors",
+    )
     p.add_argument("--task", help="task name (default: the task the policy was trained on)")
     p.add_argument(
         "--episodes", type=argtypes.count, default=10, help="number of episodes (default 10)"
@@ -125,9 +136,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     """The ``--prior-*`` options of :func:`tailor.priors.load_prior` (imported priors)."""
-    from tailor.priors.detect import FORMATS
-
-    p.add_argument("--prior-format", choices=FORMATS, help="skip format detection")
+    p.add_argument("--prior-format", choices=prior_formats(), help="skip format detection")
     p.add_argument(
         "--prior-normalizer",
         metavar="PATH",
@@ -154,6 +163,22 @@ def add_prior_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def prior_formats() -> tuple[str, ...]:
+    """:data:`tailor.priors.detect.FORMATS`, read from that module's source: importing it
+    imports torch, which building the parser (``tailor --help``) should not."""
+    import ast
+
+    import tailor
+
+    source = (Path(tailor.__file__).parent / "priors" / "detect.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "FORMATS" for t in node.targets
+        ):
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("tailor.priors.detect defines no FORMATS")  # pragma: no cover
+
+
 def prior_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``--prior-*`` values as :func:`tailor.priors.load_prior` keyword arguments."""
     return {
@@ -173,11 +198,19 @@ def _tasks_file(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--steps", type=argtypes.count, help="environment steps in total (required)")
+def _common_train(p: argparse.ArgumentParser, command: str) -> None:
+    p.add_argument("--steps", type=argtypes.count, help=steps_help(command))
     p.add_argument("--seed", type=argtypes.seed, help="random seed (default 0)")
-    p.add_argument("--out", help="run directory to write (policy, metrics.csv, checkpoints)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --steps")
+    p.add_argument(
+        "--out",
+        help="run directory to write (policy, metrics.csv, checkpoints; default: a new "
+        "runs/<task>/<method>-<seed>-<YYYYmmdd-HHMMSS>)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="DIR",
+        help="continue the run in DIR up to --steps (default: the run's own total)",
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -311,7 +344,9 @@ def _config_settings(args: argparse.Namespace, base: dict[str, Any]) -> dict[str
         argv.append("--help")
     if not argv:
         return base
-    seeded = {"total_steps": args.steps or 1, "seed": args.seed, **base}
+    # The defaults shown are the ones --steps and --seed give: never one that is then refused.
+    steps = args.steps if args.steps is not None else default_steps(args.command, args.algo)
+    seeded = {"total_steps": steps, "seed": args.seed, **base}
     prog = f"tailor {args.command} --algo {args.algo}"
     return {**base, **config_flags(args.algo, argv, seeded, prog=prog)}
 
@@ -405,9 +440,9 @@ def _resume(args: argparse.Namespace, customization: bool, given: set[str]) -> i
         )
     changes = _resume_changes(args, given, run_dir, info)
     every = args.checkpoint_every if "checkpoint_every" in given else None
-    run.resume(
-        run_dir, args.steps, checkpoint_every=every, progress=not args.no_progress, **changes
-    )
+    steps = args.steps if args.steps is not None else info["config"].total_steps
+    _slow_path_notice(info["task"])
+    run.resume(run_dir, steps, checkpoint_every=every, progress=not args.no_progress, **changes)
     return 0
 
 
@@ -416,10 +451,10 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     from tailor.experiments import run
 
     given = _given_flags(args)
+    if args.algo is None:  # `customize` without --algo: the prior's kind says
+        args.algo = _algo_from_prior(args)
     if args.help_config:
         _config_settings(args, {})  # prints every config field and exits
-    if args.steps is None:
-        raise TailorError("--steps is required: environment steps in total")
     _load_tasks(args)
     ppo = args.algo == "ppo"
     if ppo and args.set:
@@ -433,12 +468,10 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
         if args.overwrite:
             raise TailorError("--resume continues a run and --overwrite replaces it: pass one")
         return _resume(args, customization, given)
-    if not ppo and (not args.task or not args.out):
-        raise TailorError("--task and --out are required")
     if not args.task:
         raise TailorError("--task is required (see `tailor tasks`)")
-    if not args.out:
-        raise TailorError("--out DIR is required: where to write the run")
+    if args.steps is None:
+        args.steps = default_steps(args.command, args.algo)
     settings = _config_settings(args, _ppo_settings(args) if ppo else _settings(args.set))
     for field, flag in (("total_steps", "--steps"), ("seed", "--seed")):
         if field in settings:
@@ -456,6 +489,9 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
                     "--prior RUN_DIR (or its policy.safetensors)"
                 )
             raise TailorError(f"--algo {args.algo} customizes a prior: pass --prior RUN_DIR")
+        _default_out(args, "residual" if args.algo == "mcts" else method)
+        if ppo:
+            _slow_path_notice(args.task)
         out = run.customize(
             args.task,
             args.algo,
@@ -473,6 +509,9 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
             **settings,
         )
     else:
+        _default_out(args, args.method or "soft")
+        if ppo:
+            _slow_path_notice(args.task)
         out = run.train_prior(
             args.task,
             args.algo,
@@ -488,6 +527,44 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
     if not ppo:
         print(f"saved {out}")
     return 0
+
+
+def _algo_from_prior(args: argparse.Namespace) -> str:
+    """``--algo`` for a ``customize`` without one: the prior's kind, said in one line; ``ppo``
+    (the default before) for a ``--resume``, without a ``--prior`` or when the prior cannot be
+    read: the run then reports that as it did, after the cheaper checks of the other flags."""
+    if args.resume or not args.prior:
+        return "ppo"
+    from tailor.experiments.algo_choice import algo_for_prior
+
+    try:
+        algo = algo_for_prior(args.prior, prior_options(args))
+    except TailorError:
+        return "ppo"
+    print(f"--algo {algo} (from the prior's kind; pass --algo to choose)")
+    return algo
+
+
+def _slow_path_notice(task_name: str) -> None:
+    """One line on stderr when a PPO run's task has no fast path (the gymnasium loop)."""
+    from tailor.envs import get_task
+    from tailor.envs.backends import SLOW_PATH_NOTICE, has_fast_path
+
+    task = get_task(task_name)
+    if not has_fast_path(task):
+        print(SLOW_PATH_NOTICE.format(task=task.name), file=sys.stderr)
+
+
+def _default_out(args: argparse.Namespace, method: str) -> None:
+    """Without ``--out``: a new runs/<task>/<method>-<seed>-<time> (``<algo>-<method>`` for
+    DQN/SAC/MCTS), never an existing directory, said in one line."""
+    if args.out:
+        return
+    from tailor.cli.defaults import new_run_dir
+
+    name = method if args.algo == "ppo" else f"{args.algo}-{method}"
+    args.out = str(new_run_dir(args.task, name, args.seed))
+    print(f"run directory: {args.out}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="extend",
         nargs="+",
         required=True,
+        type=argtypes.prior_path,
         metavar="P",
         help="run directories or policy.safetensors files, one panel each, left to right "
         "(give several, or repeat --policy)",

@@ -33,6 +33,7 @@ from tailor.envs.wrappers import TaskInfoWrapper, make_env
 from tailor.errors import TailorError
 
 __all__ = [
+    "SLOW_PATH_NOTICE",
     "AntBackend",
     "Backend",
     "EnvState",
@@ -41,6 +42,7 @@ __all__ = [
     "HopperBackend",
     "MujocoBackend",
     "PointMassBackend",
+    "has_fast_path",
     "make_backend",
 ]
 
@@ -530,14 +532,39 @@ _FAST: dict[type, type] = {
 }
 
 
+def _fast_backend(env: gym.Env) -> type | None:
+    """The fast backend class for ``env`` (a task's gymnasium instance), or ``None``."""
+    fast = _FAST.get(type(env.unwrapped))
+    # Extra wrappers of the registration would change what the env does: play safe.
+    wrapped = env.spec is not None and bool(env.spec.additional_wrappers)
+    return None if wrapped else fast
+
+
 def make_backend(task: Task, num_envs: int, seed: int) -> Backend:
     """The fast backend when the task has ``vector_terms`` and a supported env, else the loop."""
     if task.vector_terms is not None:
         env = _gym_instance(task)
-        fast = _FAST.get(type(env.unwrapped))
-        # Extra wrappers of the registration would change what the env does: play safe.
-        wrapped = env.spec is not None and bool(env.spec.additional_wrappers)
-        if fast is not None and not wrapped:
+        fast = _fast_backend(env)
+        if fast is not None:
             return fast(env, task, num_envs, seed)
         env.close()
     return GymBackend(task, num_envs, seed)
+
+
+def has_fast_path(task: Task) -> bool:
+    """Whether :func:`make_backend` runs ``task`` on a fast path (batched numpy / MuJoCo, exact
+    ``--resume``) rather than the gymnasium loop (:class:`GymBackend`)."""
+    if task.vector_terms is None:
+        return False
+    env = _gym_instance(task)
+    try:
+        return _fast_backend(env) is not None
+    finally:
+        env.close()
+
+
+# What `tailor train/customize` prints (stderr) for a PPO run of a task without a fast path.
+SLOW_PATH_NOTICE = (
+    "note: task {task!r} has no fast path (vector_terms on a supported env): PPO runs it on the "
+    "gymnasium loop, about 2.4x slower, and a --resume of this run will not continue it exactly"
+)

@@ -169,20 +169,22 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from tailor.experiments import run
     from tailor.experiments.plots import plot_learning_curve, read_metrics
     from tailor.priors import load_prior
+    from tailor.shipped import find_prior
 
     t_demo = time.perf_counter()
     task = get_task(cfg.task)
     preset = DEMO_TASKS.get(task.name)
-    prior_path = Path(cfg.prior) if cfg.prior is not None else None
+    prior_path = find_prior(cfg.prior) if cfg.prior is not None else None
     if prior_path is None:
         if preset is None:
             raise TailorError(f"task {task.name!r} has no shipped prior: pass --prior RUN_DIR")
-        prior_path = Path(preset.prior)
+        prior_path = find_prior(preset.prior)
     if not prior_path.exists():
+        where = cfg.prior if cfg.prior is not None else preset.prior
         raise TailorError(
-            f"no prior at {str(prior_path)!r}. Run the demo from the repository root (the shipped "
-            "priors are in priors/), or train one: tailor train --task halfcheetah-hindleg "
-            "--method soft --steps 5000000 --out priors/halfcheetah"
+            f"no prior at {str(prior_path)!r}. The shipped priors are in the repository's "
+            f"priors/ (and in an installed package); or train one: tailor train --task "
+            f"{task.name} --method soft --steps 5000000 --out {where}"
         )
     load_prior(prior_path)  # a clear error for an unreadable prior, before any work
     steps = cfg.steps if cfg.steps is not None else (preset.steps if preset else 300_000)

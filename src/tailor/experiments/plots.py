@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 
 from tailor.errors import TailorError
 
-__all__ = ["plot_learning_curve", "plot_preset", "read_metrics"]
+__all__ = ["plot_learning_curve", "plot_preset", "plot_runs", "read_metrics", "run_evaluation"]
 
 
 def read_metrics(path: str | Path) -> dict[str, np.ndarray]:
@@ -86,13 +87,7 @@ def plot_learning_curve(
         a.set_ylabel(ylabel)
         a.grid(alpha=0.3)
         a.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, title, out)
 
 
 def _seed_band(runs: list[Path], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -233,3 +228,76 @@ def plot_preset(
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def run_evaluation(run: str | Path) -> dict[str, Any] | None:
+    """The evaluation a sweep recorded for the run in ``run`` (its ``result.json``'s ``eval``:
+    means of basic and add-on return over the episodes), or ``None`` when it has none."""
+    path = Path(run) / "result.json"
+    if not path.is_file():
+        return None
+    try:
+        evaluation = json.loads(path.read_text()).get("eval")
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    return evaluation if isinstance(evaluation, dict) and "addon" in evaluation else None
+
+
+def _run_labels(runs: list[Path]) -> list[str]:
+    """Short labels for runs: their directory names, or the whole paths if two names clash."""
+    names = [r.name or str(r) for r in runs]
+    return names if len(set(names)) == len(names) else [str(r) for r in runs]
+
+
+def plot_runs(runs: list[str | Path], out: str | Path, title: str | None = None) -> Path:
+    """One figure of a few runs (``tailor plot RUN [RUN ...]``): basic and add-on returns of the
+    training episodes over environment steps (``metrics.csv``), a line per run; and, when some
+    of the runs were evaluated (a sweep job's ``result.json``), a third panel with evaluation
+    add-on vs basic return, a marker per run. Returns the PNG path.
+
+    Raises:
+        TailorError: a run without a readable ``metrics.csv``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [Path(r) for r in runs]
+    metrics = [read_metrics(r) for r in paths]  # a missing or empty table fails before drawing
+    evaluations = [run_evaluation(r) for r in paths]
+    evaluated = any(e is not None for e in evaluations)
+    fig, axes = plt.subplots(1, 3 if evaluated else 2, figsize=(15 if evaluated else 10, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, m, ev) in enumerate(zip(_run_labels(paths), metrics, evaluations, strict=True)):
+        color = colors[i % len(colors)]
+        for ax, key in zip(axes[:2], ("return_basic", "return_addon"), strict=True):
+            ax.plot(m["steps"], m[key], color=color, lw=1.5, label=label)
+        if ev is not None:
+            axes[2].scatter(ev["basic"]["mean"], ev["addon"]["mean"], color=color, label=label)
+    for ax, name in zip(axes[:2], ("basic return", "add-on return"), strict=True):
+        ax.set_title(f"{name} (training episodes)", fontsize=9)
+        ax.set_xlabel("environment steps")
+    if evaluated:
+        axes[2].set_title("evaluation: add-on vs basic (mean over episodes)", fontsize=9)
+        axes[2].set_xlabel("basic return")
+        axes[2].set_ylabel("add-on return")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, title or ", ".join(_run_labels(paths)), out)
+
+
+def _save(fig: Any, title: str, out: str | Path) -> Path:
+    """Title, lay out and write ``fig`` to ``out`` (parents made); close it, written or not."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    try:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    finally:
+        plt.close(fig)
+    return out

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
+from tailor.shipped import find_prior
 
 __all__ = [
     "BUDGETS",
@@ -279,7 +280,7 @@ def expand(
             given = priors.get(task, DEFAULT_PRIORS.get(task))
             if given is None:
                 raise TailorError(f"{preset.name} needs a prior for task {task!r} (--prior)")
-            prior = str((Path(root) / given).resolve())
+            prior = str(find_prior(given, root).resolve())
         for seed in budget.seeds:
             common = {"task": task, "seed": seed, "episodes": budget.episodes}
             if preset.evaluate_prior:
