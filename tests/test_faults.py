@@ -134,10 +134,14 @@ def _metrics_rows(run: Path) -> list[dict[str, str]]:
         return []
 
 
-def test_cli_run_is_owned_and_ctrl_c_checkpoints_then_exits_130(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_cli_run_is_owned_and_a_stop_signal_checkpoints_then_exits(
+    tmp_path: Path, capsys, stop: signal.Signals, code: int
+) -> None:
     """A real `tailor train`: a second one on the same --out (or a --resume of it) is refused
-    with the holder's pid while it runs; Ctrl-C makes it finish the iteration, write a
-    checkpoint (none was due: --checkpoint-every is huge) and exit 130; the run resumes."""
+    with the holder's pid while it runs; Ctrl-C (or SIGTERM, what schedulers and `docker stop`
+    send) makes it finish the iteration, write a checkpoint (none was due: --checkpoint-every is
+    huge) and exit 130 (143); the run resumes."""
     from tailor.cli import main
 
     run = tmp_path / "run"
@@ -178,12 +182,12 @@ def test_cli_run_is_owned_and_ctrl_c_checkpoints_then_exits_130(tmp_path: Path, 
             assert main(argv) == 2
             err = capsys.readouterr().err
             assert f"in use by another tailor process (pid {proc.pid}" in err, err
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         _, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
         proc.wait()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "interrupted: checkpoint at step" in err and "Traceback" not in err, err
     ckpt = latest_checkpoint(run)
     rows = _metrics_rows(run)

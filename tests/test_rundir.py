@@ -317,6 +317,28 @@ def test_stop_on_interrupt_turns_the_first_ctrl_c_into_a_request(capsys) -> None
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.parametrize(("name", "code"), [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_sigterm_and_sighup_are_handled_like_ctrl_c(capsys, name: str, code: int) -> None:
+    signum = getattr(signal, name)
+    before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        with stop_on_interrupt("finishing") as interrupt:
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+            assert interrupt.requested and interrupt.signum == signum  # the loop decides
+            raise KeyboardInterrupt("checkpoint at step 8")  # what a loop raises after saving
+    assert stopped.value.exit_code == code and str(stopped.value) == "checkpoint at step 8"
+    assert capsys.readouterr().err == f"{name}: finishing\n"
+    assert signal.getsignal(signum) is before
+    with pytest.raises(KeyboardInterrupt) as second:  # the second signal stops at once
+        with stop_on_interrupt() as interrupt:
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+    assert second.value.exit_code == code
+
+
 # ---- metrics.csv -------------------------------------------------------------------------------
 
 FIELDS = ("iteration", "loss")

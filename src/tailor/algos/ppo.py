@@ -30,7 +30,6 @@ value loss, adaptive learning rate from the Gaussian KL, empirical observation n
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -161,32 +160,26 @@ def train(
     obs = run.env.reset() if run.obs is None else run.obs
     rows: list[dict[str, Any]] = []
     it = run.start_iter
-    stack = contextlib.ExitStack()  # the loop's Ctrl-C handler, removed in `finally`
-    interrupt = stack.enter_context(
-        stop_on_interrupt(
-            "interrupted: finishing this iteration and writing a checkpoint "
-            "(Ctrl-C again to stop at once)"
-        )
-    )
-    try:
-        for it in range(run.start_iter, run.n_iters):
-            obs, row = _iterate(run, it, obs)  # 1. rollout, 2. returns, 3. update
-            rows.append(row)  # 4. log
-            run.log.write(row, config.batch_size)
-            stop = callback is not None and bool(callback(row))  # 5. save
-            last = (it + 1) % config.checkpoint_every == 0 or it + 1 == run.n_iters or stop
-            if run_dir is not None and (last or interrupt.requested):
-                _save(run, it)
-            if interrupt.requested:  # Ctrl-C: stop after a whole iteration and its checkpoint
-                steps = (it + 1) * config.batch_size
-                saved_note = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
-                raise KeyboardInterrupt(saved_note)
-            if stop:
-                break
-    finally:
-        stack.close()
-        run.log.close()
-        run.env.close()
+    notice = "finishing this iteration and writing a checkpoint (Ctrl-C again to stop at once)"
+    with stop_on_interrupt(f"interrupted: {notice}") as interrupt:
+        try:
+            for it in range(run.start_iter, run.n_iters):
+                obs, row = _iterate(run, it, obs)  # 1. rollout, 2. returns, 3. update
+                rows.append(row)  # 4. log
+                run.log.write(row, config.batch_size)
+                stop = callback is not None and bool(callback(row))  # 5. save
+                last = (it + 1) % config.checkpoint_every == 0 or it + 1 == run.n_iters or stop
+                if run_dir is not None and (last or interrupt.requested):
+                    _save(run, it)
+                if interrupt.requested:  # a stop signal: after a whole iteration and its save
+                    steps = (it + 1) * config.batch_size
+                    saved = f"checkpoint at step {steps} in {str(run_dir)!r}" if run_dir else ""
+                    raise KeyboardInterrupt(saved)
+                if stop:
+                    break
+        finally:
+            run.log.close()
+            run.env.close()
     done_iters = it + 1 if rows else run.start_iter
     return TrainResult(
         run_dir,

@@ -9,8 +9,8 @@ takes the parsed namespace and returns an exit code. Bad input raises
 environment or files cause (``OSError`` such as a full disk or a permission problem,
 ``RecursionError`` / ``OverflowError`` / ``ValueError`` from malformed input) into
 ``error: ...`` and exit code 2, never a traceback (set ``TAILOR_TRACEBACK=1`` to see one).
-``KeyboardInterrupt`` exits with 130; a closed stdout pipe (``tailor tasks | head -1``) exits
-quietly.
+``KeyboardInterrupt`` exits with 130 (143 / 129 when SIGTERM / SIGHUP stopped a training
+loop); a closed stdout pipe (``tailor tasks | head -1``) exits quietly.
 """
 
 from __future__ import annotations
@@ -68,9 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TailorError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt as exc:
-        # A training loop stopped by Ctrl-C says where its final checkpoint is.
+        # A training loop stopped by Ctrl-C / SIGTERM / SIGHUP says where its final checkpoint
+        # is; the exit code is 128 + that signal (130, 143, 129), as for a killed process.
         print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
     except BrokenPipeError:
         return _broken_pipe()
     except OSError as exc:
