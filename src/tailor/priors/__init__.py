@@ -7,7 +7,8 @@ from a checkpoint written by ``tailor train``/``tailor customize``, or imports a
 with another library (format detected from the file's content, :mod:`tailor.priors.detect`):
 Stable-Baselines3 zips (:mod:`~tailor.priors.sb3`), CleanRL ``agent.state_dict()`` files
 (:mod:`~tailor.priors.cleanrl`), rsl-rl checkpoints (:mod:`~tailor.priors.rsl_rl`), skrl agent
-checkpoints (:mod:`~tailor.priors.skrl`). Imported
+checkpoints (:mod:`~tailor.priors.skrl`), TorchScript deploy exports read without running them
+(:mod:`~tailor.priors.torchscript`). Imported
 Gaussian policies become a :class:`PolicyPrior` (a :class:`tailor.nets.Actor` plus a normalizer
 with the source library's formula), so PPO customization starts from them as from a tailor policy.
 """
@@ -135,7 +136,8 @@ def load_prior(
         format: one of :data:`tailor.priors.detect.FORMATS` to skip detection.
         normalizer: a separate observation-statistics file (SB3 ``vecnormalize.pkl``, or a ``.npz``
             / safetensors file with ``mean`` and ``var``); imported priors only.
-        std: the Gaussian's standard deviation around a deterministic policy (SB3 TD3/DDPG).
+        std: the Gaussian's standard deviation around a deterministic policy (SB3 TD3/DDPG, a
+            TorchScript export).
         temperature: ``tau`` of ``softmax(Q / tau)`` for a Q-network prior (SB3 DQN).
         activation: the hidden activation when the file does not say (rsl-rl without
             ``params/agent.yaml``, a CleanRL agent that is not Tanh, a custom SB3 one).
@@ -175,6 +177,12 @@ def load_prior(
         from tailor.priors.sb3 import load_sb3
 
         prior = load_sb3(path, normalizer, std, temperature, activation)
+    elif fmt == "torchscript":
+        from tailor.priors.torchscript import load_torchscript
+
+        if temperature is not None:
+            raise TailorError("temperature only applies to SB3 DQN priors, not torchscript")
+        prior = load_torchscript(path, std, normalizer, activation)
     else:
         if std is not None or temperature is not None:
             raise TailorError(
