@@ -322,11 +322,11 @@ def _forward_chain(module: ScriptModule, code: dict[str, str], src: str) -> list
     if len(args) != 2:
         raise not_chain
     mods: dict[str, str] = {}
-    values: dict[str, list[str]] = {args[1]: []}
+    values: dict[str, list[str] | None] = {args[1]: []}
 
     def value(node: ast.expr) -> list[str]:
-        if isinstance(node, ast.Name) and node.id in values:
-            return values[node.id]
+        if isinstance(node, ast.Name) and values.get(node.id) is not None:
+            return values[node.id]  # type: ignore[return-value]
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -365,6 +365,14 @@ def _forward_chain(module: ScriptModule, code: dict[str, str], src: str) -> list
             and isinstance(rhs.args[1], ast.Constant)
         ):
             mods[target] = str(rhs.args[1].value)
+        elif (
+            isinstance(rhs, ast.Call)
+            and isinstance(rhs.func, ast.Attribute)
+            and isinstance(rhs.func.value, ast.Name)
+            and not rhs.args
+            and not rhs.keywords
+        ):
+            values[target] = None  # a traced Identity: called without input, result unused
         else:
             values[target] = value(rhs)
     raise not_chain
