@@ -587,14 +587,15 @@ def load_torchscript(
             "no std stored); pass the standard deviation of the Gaussian around its action: "
             "--prior-std SIGMA (std=SIGMA)"
         )
-    std_t = torch.as_tensor(std, dtype=torch.float64).reshape(-1)
-    if std_t.numel() == 1:
-        std_t = std_t.expand(act_dim)
-    if std_t.numel() != act_dim or not bool(torch.isfinite(std_t).all() and (std_t > 0).all()):
+    try:  # one std for all actions, or one per action
+        stds = torch.as_tensor(std, dtype=torch.float64).reshape(-1).broadcast_to((act_dim,))
+    except (RuntimeError, TypeError, ValueError):
+        stds = torch.full((act_dim,), math.nan, dtype=torch.float64)
+    if not bool((stds > 0).all() and torch.isfinite(stds).all()):
         raise TailorError(
             f"{src}: std must be one positive number or {act_dim} (one per action), got {std}"
         )
-    log_std = std_t.log().float()
+    log_std = stds.log().float()
     source = {
         "format": "torchscript",
         "library": {
