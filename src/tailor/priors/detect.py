@@ -3,6 +3,9 @@
 - ``tailor``: a run directory with ``policy.safetensors``, or a safetensors file (8-byte
   little-endian header length, then a JSON header starting with ``{``).
 - ``sb3``: a zip with the members ``data`` and ``policy.pth`` (``model.save`` of SB3 2.x).
+- ``torchscript``: a TorchScript archive (``torch.jit.script/trace(...).save``: a zip with
+  ``<root>/code/__torch__/...`` sources, or ``<root>/constants.pkl`` beside ``<root>/data.pkl``),
+  read without running it (:mod:`tailor.priors.torchscript`).
 - ``rsl_rl`` / ``cleanrl`` / ``skrl``: a ``torch.save`` file (zip with ``*/data.pkl``, or a
   legacy pickle), classified by its keys after a ``weights_only=True`` load
   (:func:`classify_torch`): ``model_state_dict`` / ``actor_state_dict`` (rsl-rl),
@@ -23,9 +26,16 @@ import torch
 from tailor.errors import TailorError
 from tailor.paths import check_input_path
 
-__all__ = ["FORMATS", "classify_torch", "detect_format", "is_safetensors", "torch_load"]
+__all__ = [
+    "FORMATS",
+    "classify_torch",
+    "detect_format",
+    "is_safetensors",
+    "is_torchscript",
+    "torch_load",
+]
 
-FORMATS = ("tailor", "sb3", "rsl_rl", "cleanrl", "skrl")
+FORMATS = ("tailor", "sb3", "rsl_rl", "cleanrl", "skrl", "torchscript")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -56,6 +66,17 @@ def zip_names(path: Path) -> list[str] | None:
     if not infos or min(i.header_offset for i in infos) != 0:
         return None
     return [i.filename for i in infos]
+
+
+def is_torchscript(names: list[str]) -> bool:
+    """A TorchScript archive's members: ``<root>/code/__torch__...`` sources, or
+    ``<root>/constants.pkl`` beside ``<root>/data.pkl`` (``torch.save`` files have neither)."""
+    roots = {n.split("/")[0] for n in names if n.count("/") == 1 and n.endswith("/data.pkl")}
+    return any(
+        n.split("/")[0] in roots
+        and (n.endswith("/constants.pkl") or n.split("/", 1)[1].startswith("code/__torch__"))
+        for n in names
+    )
 
 
 def detect_format(path: str | Path) -> str:
@@ -91,6 +112,8 @@ def detect_format(path: str | Path) -> str:
             )
         if "data" in names and "policy.pth" in names:
             return "sb3"
+        if is_torchscript(names):
+            return "torchscript"
         if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
             return classify_torch(torch_load(path), path)
         raise TailorError(
@@ -121,6 +144,11 @@ def torch_load(path: Path | bytes, source: str | None = None) -> Any:
             not a torch file.
     """
     src = source or repr(str(path))
+    if isinstance(path, Path) and is_torchscript(zip_names(path) or []):
+        raise TailorError(
+            f"{src} is a TorchScript export (torch.jit.script/trace), not a torch.save file; "
+            "tailor reads it as format 'torchscript' (leave out --prior-format)"
+        )
     buf = io.BytesIO(path) if isinstance(path, bytes) else path
     try:
         return torch.load(buf, map_location="cpu", weights_only=True)

@@ -2,7 +2,8 @@
 
 The format is told from the file's content (:mod:`tailor.priors.detect`); each importer is a
 module of its own (:mod:`~tailor.priors.sb3`, :mod:`~tailor.priors.cleanrl`,
-:mod:`~tailor.priors.rsl_rl`, :mod:`~tailor.priors.skrl`), imported only when its format is met.
+:mod:`~tailor.priors.rsl_rl`, :mod:`~tailor.priors.skrl`, :mod:`~tailor.priors.torchscript`),
+imported only when its format is met.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class PriorOptions(TypedDict, total=False):
         format: one of :data:`tailor.priors.detect.FORMATS` to skip detection.
         normalizer: a separate observation-statistics file (SB3 ``vecnormalize.pkl``, or a
             ``.npz`` / safetensors file with ``mean`` and ``var``); imported priors only.
-        std: the Gaussian's standard deviation around a deterministic policy (SB3 TD3/DDPG).
+        std: the Gaussian's standard deviation around a deterministic policy (SB3 TD3/DDPG, a
+            TorchScript deploy export).
         temperature: ``tau`` of ``softmax(Q / tau)`` for a Q-network prior (SB3 DQN).
         activation: the hidden activation when the file does not say (rsl-rl without
             ``params/agent.yaml``, a CleanRL agent that is not Tanh, a custom SB3 one).
@@ -67,14 +69,15 @@ def load_prior(
 
     Raises:
         TailorError: missing, truncated, foreign or unsupported file; an option the format does not
-            take; sizes that do not match the task.
-        TypeError: an option that is not one of :class:`PriorOptions`.
+            take, or an unknown option; sizes that do not match the task.
     """
     from tailor.priors.detect import FORMATS, detect_format
 
     for name in options:
         if name not in _OPTION_NAMES:
-            raise TypeError(f"load_prior() got an unexpected keyword argument {name!r}")
+            raise TailorError(
+                f"load_prior() got an unknown option {name!r}; options: {', '.join(_OPTION_NAMES)}"
+            )
     given: dict[str, Any] = {name: options.get(name) for name in _OPTION_NAMES}
     fmt = given.pop("format")
     if fmt is not None and fmt not in FORMATS:
@@ -105,6 +108,12 @@ def _import(fmt: str, path: str | Path, options: dict[str, Any]) -> Any:
         from tailor.priors.sb3 import load_sb3
 
         return load_sb3(path, normalizer, options["std"], options["temperature"], activation)
+    if fmt == "torchscript":
+        from tailor.priors.torchscript import load_torchscript
+
+        if options["temperature"] is not None:
+            raise TailorError("temperature only applies to SB3 DQN priors, not torchscript")
+        return load_torchscript(path, options["std"], normalizer, activation)
     if options["std"] is not None or options["temperature"] is not None:
         raise TailorError(
             f"std and temperature only apply to SB3 TD3/DDPG and DQN priors, not {fmt}"
