@@ -11,7 +11,7 @@ import pytest
 
 from tailor.cli import main
 from tailor.errors import TailorError
-from tailor.experiments import run
+from tailor.experiments import run, runners
 from tailor.experiments.presets import BUDGETS, Job, expand, select
 from tailor.experiments.sweep import (
     FAILED_FILE,
@@ -232,16 +232,16 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
         job = Job("customize", "pointmass", "residual", 0, steps=8 * 16 * 6, episodes=2,
                   prior=str(prior), ppo=TINY)  # fmt: skip
     straight = run_job(job, tmp_path / "straight")
-    real_train = run.train_ppo
+    real_train = runners.train_ppo
 
     def killed_after_two_iterations(*args, **kwargs):
         real_train(*args, **kwargs, callback=lambda row: row["iteration"] >= 2)
         raise RuntimeError("killed")  # the session ends with a checkpoint on disk
 
-    monkeypatch.setattr(run, "train_ppo", killed_after_two_iterations)
+    monkeypatch.setattr(runners, "train_ppo", killed_after_two_iterations)
     with pytest.raises(RuntimeError, match="killed"):
         run_job(job, tmp_path / "split")
-    monkeypatch.setattr(run, "train_ppo", real_train)
+    monkeypatch.setattr(runners, "train_ppo", real_train)
     job_dir = tmp_path / "split" / job.id
     assert len(_metrics(job_dir)) == 2 and _resumable(job, job_dir) == 2 * 8 * 16
     # Another job's directory is not continued (here: another seed), nor a finished one.

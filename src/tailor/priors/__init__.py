@@ -23,10 +23,10 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from tailor.checkpoint import load_policy
 from tailor.errors import TailorError
 from tailor.losses import prior_log_probs
 from tailor.nets import Actor, EmpiricalNormalization, gaussian_log_prob
+from tailor.policyfile import load_policy
 
 __all__ = ["PolicyPrior", "Prior", "QPrior", "check_spaces", "load_prior", "prior_temperature"]
 
