@@ -455,3 +455,40 @@ def test_reselect_best_replaces_a_recorded_prior_choice(tmp_path):
     assert new["best"]["step"] == max(rest, key=lambda s: s["total"])["step"]
     assert new["eval_best"]["episodes"] == 2  # evaluated anew
     assert not reselect_best(job, out)  # already annotated: nothing to do
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_customize_reads_the_prior_once(tmp_path, monkeypatch, algo):
+    """The entry point reads the prior (for the coefficient defaults) and hands the loaded prior
+    to the runner: its policy file is read once per run, not once per use."""
+    import tailor.policyfile
+
+    task = "pointmass" if algo == "ppo" else "cartpole-centered"
+    fast = (
+        {"num_envs": 8, "num_steps": 16, "tensorboard": False}
+        if algo == "ppo"
+        else {"learning_starts": 50, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
+    )
+    prior = run.train_prior(task, algo, 128 if algo == "ppo" else 60, 0, tmp_path / "p",
+                            log=None, **fast)  # fmt: skip
+    real = tailor.policyfile.load_tensors
+    reads: list[Path] = []
+
+    def counting(path, expect_format):
+        if Path(path).is_relative_to(prior):
+            reads.append(Path(path))
+        return real(path, expect_format)
+
+    monkeypatch.setattr(tailor.policyfile, "load_tensors", counting)
+    run.customize(task, algo, prior, 128 if algo == "ppo" else 60, 0, tmp_path / "c", log=None,
+                  **fast)  # fmt: skip
+    assert len(reads) == 1, reads
+
+
+def test_entry_points_name_an_unknown_option(tmp_path):
+    with pytest.raises(TailorError, match="unknown PPOConfig option"):
+        run.train_prior("pointmass", "ppo", 64, 0, tmp_path / "x", log=None, nmu_envs=8)
+    with pytest.raises(TailorError, match=r"lm_customize: unknown option\(s\) sed"):
+        run.lm_customize(tmp_path / "prior", "kl", tmp_path / "y", reward="x", sed=1)
+    with pytest.raises(TypeError, match="multiple values for argument 'omega_prime'"):
+        run.customize("pointmass", "ppo", tmp_path, 64, 0, tmp_path / "z", 0.1, omega_prime=0.2)
