@@ -16,14 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tailor.algos.mcts import (
-    BatchedResidualMCTS,
-    MCTSConfig,
-    ResidualMCTS,
-    TaskModel,
-    batch_model,
-    numpy_log_prior,
-)
+from tailor.algos import mcts
 from tailor.algos.ppo import read_run
 from tailor.checkpoint import POLICY_FILE
 from tailor.envs import Task, get_task
@@ -149,14 +142,14 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
         return act
     if algo == "mcts":
         qnet = acting_q_prior(meta, tensors).qnet
-        fields = {f.name for f in dataclasses.fields(MCTSConfig)}
-        cfg = MCTSConfig(**{k: v for k, v in meta["config"].items() if k in fields})
+        fields = {f.name for f in dataclasses.fields(mcts.MCTSConfig)}
+        cfg = mcts.MCTSConfig(**{k: v for k, v in meta["config"].items() if k in fields})
         cfg.seed = seed
-        log_prior = numpy_log_prior(qnet, float(meta["prior_alpha"]))
+        log_prior = mcts.numpy_log_prior(qnet, float(meta["prior_alpha"]))
         if cfg.batched:
-            return BatchedResidualMCTS(batch_model(task), log_prior, cfg).act
-        model = TaskModel(task)
-        search = ResidualMCTS(model, log_prior, cfg)
+            return mcts.BatchedResidualMCTS(mcts.batch_model(task), log_prior, cfg).act
+        model = mcts.TaskModel(task)
+        search = mcts.ResidualMCTS(model, log_prior, cfg)
 
         def act(obs, env):
             model.sync(env)

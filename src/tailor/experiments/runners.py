@@ -97,13 +97,15 @@ def _with_prior(r: RunRequest, meta: dict[str, Any]) -> dict[str, Any]:
     return {**meta, "prior": str(r.prior.path)}
 
 
-def _save_trained(
-    r: RunRequest, algo: str, group: str, net: torch.nn.Module, cfg: Any, stats: dict
-) -> Path:
-    """Save a policy trained from scratch (DQN's Q-network ``q.*``, SAC's actor ``actor.*``)."""
-    tensors = {f"{group}.{k}": v for k, v in net.state_dict().items()}
-    meta = rql_meta(r.task, algo, r.method, cfg, stats, r.steps, r.seed, has_prior=False)
-    return _commit(r.out, tensors, meta)
+def _from_scratch(r: RunRequest, algo: str, cls: type, train: Callable, group: str) -> Path:
+    """Train a DQN / SAC policy from scratch and save its network as ``<group>.*`` (DQN's
+    Q-network ``q.*``, SAC's actor ``actor.*``)."""
+    cfg = make_config(cls, r.steps, r.seed, r.config)
+    with _claim(r, algo), _saving_on_interrupt(r) as stop:
+        net, stats = train(r.task, r.method, cfg, log=r.log, interrupt=stop)
+        tensors = {f"{group}.{k}": v for k, v in net.state_dict().items()}
+        meta = rql_meta(r.task, algo, r.method, cfg, stats, r.steps, r.seed, has_prior=False)
+        return _commit(r.out, tensors, meta)
 
 
 def _run_ppo(r: RunRequest) -> Path:
@@ -159,10 +161,7 @@ def _saving_on_interrupt(r: RunRequest) -> Iterator[InterruptRequest]:
 
 def _run_dqn(r: RunRequest) -> Path:
     if r.prior is None:
-        cfg = make_config(SoftDQNConfig, r.steps, r.seed, r.config)
-        with _claim(r, "dqn"), _saving_on_interrupt(r) as stop:
-            qnet, stats = train_soft_dqn(r.task, r.method, cfg, log=r.log, interrupt=stop)
-            return _save_trained(r, "dqn", "q", qnet, cfg, stats)
+        return _from_scratch(r, "dqn", SoftDQNConfig, train_soft_dqn, "q")
     prior, prior_tensors, prior_meta = q_prior(r.prior, r.task, "dqn")
     # A residual run explores with the prior's own stochasticity and starts at Q_R = 0.
     defaults = {"epsilon_start": 0.0, "epsilon_end": 0.0, "zero_init": True}
@@ -180,10 +179,7 @@ def _run_dqn(r: RunRequest) -> Path:
 
 def _run_sac(r: RunRequest) -> Path:
     if r.prior is None:
-        cfg = make_config(SACConfig, r.steps, r.seed, r.config)
-        with _claim(r, "sac"), _saving_on_interrupt(r) as stop:
-            actor, stats = train_sac(r.task, r.method, cfg, log=r.log, interrupt=stop)
-            return _save_trained(r, "sac", "actor", actor, cfg, stats)
+        return _from_scratch(r, "sac", SACConfig, train_sac, "actor")
     prior, actor_init, info = sac_prior(r.prior, r.task)
     overrides = {"hidden": tuple(info.pop("hidden")), **r.config}
     cfg = make_config(SACConfig, r.steps, r.seed, overrides)
