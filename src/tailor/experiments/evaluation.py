@@ -24,7 +24,14 @@ from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
 from tailor.evaluate import evaluate_stepwise
 from tailor.experiments.prior_adapters import acting_q_prior
-from tailor.policyfile import check_task, load_rql_policy, policy_kind, qnet_from, sac_actor
+from tailor.policyfile import (
+    check_task,
+    load_rql_policy,
+    policy_kind,
+    qnet_from,
+    resolve_policy_path,
+    sac_actor,
+)
 from tailor.priors import load_prior
 from tailor.rundir import list_checkpoints
 
@@ -101,7 +108,10 @@ def same_as_prior(
     directories do not commit it), the policy file of ``prior``. False without either."""
     prior_file = Path(run_dir) / "prior" / POLICY_FILE
     if not prior_file.is_file() and prior is not None:
-        prior_file = Path(prior) / POLICY_FILE if Path(prior).is_dir() else Path(prior)
+        try:
+            prior_file = resolve_policy_path(prior)
+        except TailorError:  # the prior is gone too: nothing to compare with
+            return False
     if not prior_file.is_file():
         return False
     from safetensors.torch import load_file  # tensors only: no code, no header trust needed
