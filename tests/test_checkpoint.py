@@ -9,16 +9,12 @@ import torch
 from safetensors.torch import save_file
 
 from tailor.algos.ppo import PPOConfig, train
-from tailor.checkpoint import (
-    flatten_optimizer,
-    load_policy,
-    save_policy,
-    unflatten_optimizer,
-)
+from tailor.checkpoint import flatten_optimizer, unflatten_optimizer
 from tailor.errors import TailorError
 from tailor.evaluate import evaluate
 from tailor.methods import resolve
 from tailor.nets import Actor, EmpiricalNormalization
+from tailor.policyfile import load_policy, save_policy
 from tailor.priors import PolicyPrior, Prior, load_prior
 from tailor.rundir import latest_checkpoint
 

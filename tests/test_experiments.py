@@ -11,7 +11,7 @@ import pytest
 
 from tailor.cli import main
 from tailor.errors import TailorError
-from tailor.experiments import run
+from tailor.experiments import run, runners
 from tailor.experiments.presets import BUDGETS, Job, expand, select
 from tailor.experiments.sweep import (
     FAILED_FILE,
@@ -278,16 +278,16 @@ def test_a_killed_job_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_o
         job = Job("customize", "pointmass", "residual", 0, steps=8 * 16 * 6, episodes=2,
                   prior=str(prior), ppo=TINY)  # fmt: skip
     straight = run_job(job, tmp_path / "straight")
-    real_train = run.train_ppo
+    real_train = runners.train_ppo
 
     def killed_after_two_iterations(*args, **kwargs):
         real_train(*args, **kwargs, callback=lambda row: row["iteration"] >= 2)
         raise RuntimeError("killed")  # the session ends with a checkpoint on disk
 
-    monkeypatch.setattr(run, "train_ppo", killed_after_two_iterations)
+    monkeypatch.setattr(runners, "train_ppo", killed_after_two_iterations)
     with pytest.raises(RuntimeError, match="killed"):
         run_job(job, tmp_path / "split")
-    monkeypatch.setattr(run, "train_ppo", real_train)
+    monkeypatch.setattr(runners, "train_ppo", real_train)
     job_dir = tmp_path / "split" / job.id
     assert len(_metrics(job_dir)) == 2 and _resumable(job, tmp_path / "split") == 2 * 8 * 16
     # Another job's directory is not continued (here: another seed), nor a finished one.
@@ -501,3 +501,40 @@ def test_reselect_best_replaces_a_recorded_prior_choice(tmp_path):
     assert new["best"]["step"] == max(rest, key=lambda s: s["total"])["step"]
     assert new["eval_best"]["episodes"] == 2  # evaluated anew
     assert not reselect_best(job, out)  # already annotated: nothing to do
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_customize_reads_the_prior_once(tmp_path, monkeypatch, algo):
+    """The entry point reads the prior (for the coefficient defaults) and hands the loaded prior
+    to the runner: its policy file is read once per run, not once per use."""
+    import tailor.policyfile
+
+    task = "pointmass" if algo == "ppo" else "cartpole-centered"
+    fast = (
+        {"num_envs": 8, "num_steps": 16, "tensorboard": False}
+        if algo == "ppo"
+        else {"learning_starts": 50, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
+    )
+    prior = run.train_prior(task, algo, 128 if algo == "ppo" else 60, 0, tmp_path / "p",
+                            log=None, **fast)  # fmt: skip
+    real = tailor.policyfile.load_tensors
+    reads: list[Path] = []
+
+    def counting(path, expect_format):
+        if Path(path).is_relative_to(prior):
+            reads.append(Path(path))
+        return real(path, expect_format)
+
+    monkeypatch.setattr(tailor.policyfile, "load_tensors", counting)
+    run.customize(task, algo, prior, 128 if algo == "ppo" else 60, 0, tmp_path / "c", log=None,
+                  **fast)  # fmt: skip
+    assert len(reads) == 1, reads
+
+
+def test_entry_points_name_an_unknown_option(tmp_path):
+    with pytest.raises(TailorError, match="unknown PPOConfig option"):
+        run.train_prior("pointmass", "ppo", 64, 0, tmp_path / "x", log=None, nmu_envs=8)
+    with pytest.raises(TailorError, match=r"lm_customize: unknown option\(s\) sed"):
+        run.lm_customize(tmp_path / "prior", "kl", tmp_path / "y", reward="x", sed=1)
+    with pytest.raises(TypeError, match="multiple values for argument 'omega_prime'"):
+        run.customize("pointmass", "ppo", tmp_path, 64, 0, tmp_path / "z", 0.1, omega_prime=0.2)

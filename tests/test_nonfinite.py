@@ -16,11 +16,11 @@ from torch import nn
 from tailor.algos import ppo_learner
 from tailor.algos.finite import check_reward, check_trained
 from tailor.algos.ppo import PPOConfig, train
-from tailor.checkpoint import load_policy, save_policy
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.methods import resolve
 from tailor.nets import non_finite_state
+from tailor.policyfile import load_policy, save_policy
 from tailor.rundir import latest_checkpoint
 
 CONFIG = dict(

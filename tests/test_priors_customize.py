@@ -24,8 +24,10 @@ from sb3_models import tiny_sac
 from tailor.cli import main
 from tailor.envs import Task, get_task
 from tailor.errors import TailorError
-from tailor.experiments import run
+from tailor.experiments import run, runners
+from tailor.experiments.prior_adapters import acting_q_prior
 from tailor.methods import DEFAULT_TEMPERATURE, resolve
+from tailor.policyfile import sac_actor
 from tailor.priors import load_prior, prior_temperature
 
 sb3 = pytest.importorskip("stable_baselines3")
@@ -75,10 +77,10 @@ def _vecnorm(path: Path, env_id: str) -> VecNormalize:
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch, name: str, method: str) -> list[tuple]:
-    """Wrap ``run.<name>`` so that every ``prior.<method>(obs, ...)`` the loop makes is recorded
+    """Wrap ``runners.<name>`` so that every ``prior.<method>(obs, ...)`` the loop makes is recorded
     as ``(args, result)``; returns the record list."""
     calls: list[tuple] = []
-    real = getattr(run, name)
+    real = getattr(runners, name)
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         prior = kwargs["prior"]
@@ -92,7 +94,7 @@ def _spy(monkeypatch: pytest.MonkeyPatch, name: str, method: str) -> list[tuple]
         setattr(prior, method, recording)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run, name, wrapped)
+    monkeypatch.setattr(runners, name, wrapped)
     return calls
 
 
@@ -155,7 +157,7 @@ def test_sac_without_updates_saves_the_prior_itself(sac_zip: Path, tmp_path: Pat
         "mountaincar-noleft", "sac", sac_zip, 40, 0, tmp_path / "c", log=None, **fast
     )
     meta, tensors = run.load_policy(out)
-    actor = run._sac_actor(meta, tensors)
+    actor = sac_actor(meta, tensors)
     prior = load_prior(sac_zip)
     obs = torch.from_numpy((np.random.default_rng(1).normal(size=(64, 2)) * 0.5).astype(np.float32))
     with torch.no_grad():
@@ -222,7 +224,7 @@ def test_customize_sb3_dqn_with_residual_soft_dqn(
     assert meta["prior_alpha"] == 0.5 and meta["prior_net"]["normalizer"]["clip"] == 3.0
     # the saved policy acts with the same prior (network + normalizer + temperature)
     obs = calls[0][0]
-    assert torch.equal(run._acting_q_prior(meta, tensors).log_probs(obs), calls[0][1])
+    assert torch.equal(acting_q_prior(meta, tensors).log_probs(obs), calls[0][1])
     result = run.evaluate(out, episodes=2, max_steps=40)
     assert result["algo"] == "dqn" and result["episodes"] == 2
 
@@ -237,7 +239,7 @@ def test_mcts_with_an_sb3_dqn_prior(dqn_zip: Path, tmp_path: Path) -> None:
     meta, tensors = run.load_policy(out)
     assert meta["coefficients"] == {"omega_prime": 0.5, "alpha_hat": 0.5}
     obs = (np.random.default_rng(2).normal(size=(16, 4)) * 2.0).astype(np.float32)
-    q = run._acting_q_prior(meta, tensors)
+    q = acting_q_prior(meta, tensors)
     close(numpy_log_prior(q.qnet, q.alpha)(obs.astype(np.float64)), _sb3_log_probs(dqn_zip, obs))
     result = run.evaluate(out, episodes=1, max_steps=10)
     assert result["algo"] == "mcts"

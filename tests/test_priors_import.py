@@ -24,10 +24,10 @@ import torch
 from torch import nn
 
 from sb3_models import tiny_sac
-from tailor.checkpoint import load_policy, save_policy
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.nets import Actor, EmpiricalNormalization
+from tailor.policyfile import load_policy, save_policy
 from tailor.priors import PolicyPrior, Prior, load_prior
 from tailor.priors.detect import detect_format
 from tailor.priors.policies import (

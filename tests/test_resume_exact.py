@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from tailor.algos.ppo import PPOConfig, train
-from tailor.checkpoint import TRAINER_FILE, TRAINER_FORMAT, load_policy
+from tailor.checkpoint import TRAINER_FILE, TRAINER_FORMAT
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import resolve
+from tailor.policyfile import load_policy
 from tailor.rundir import latest_checkpoint
 
 TIMING = {"sps", "wall_s"}  # wall-clock columns: the only ones allowed to differ

@@ -26,13 +26,9 @@ import tailor.cli
 from tailor import rundir
 from tailor.checkpoint import (
     POLICY_FILE,
-    POLICY_FORMAT,
     TRAINER_FILE,
     TRAINER_FORMAT,
-    load_policy,
     load_tensors,
-    policy_tensors,
-    resolve_policy_path,
     save_tensors,
 )
 from tailor.errors import TailorError
@@ -45,6 +41,7 @@ from tailor.meta import (
     validate_meta,
 )
 from tailor.nets import Actor, EmpiricalNormalization
+from tailor.policyfile import POLICY_FORMAT, load_policy, policy_tensors, resolve_policy_path
 from tailor.rundir import (
     CHECKPOINTS_DIR,
     LOCK_PID_FILE,

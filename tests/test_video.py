@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from tailor.checkpoint import save_policy
 from tailor.envs import VecEnv
 from tailor.errors import TailorError
 from tailor.experiments.video import offscreen_backend, render_video
+from tailor.policyfile import save_policy
 from tailor.priors import load_prior
 
 PRIOR = "priors/halfcheetah"

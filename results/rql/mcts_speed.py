@@ -19,9 +19,10 @@ from tailor.algos.mcts import (
 )
 from tailor.envs import make_env
 from tailor.experiments import run
+from tailor.policyfile import qnet_from
 
 meta, tensors = run.load_policy("runs/rql/dqn/prior_s0")
-log_prior = numpy_log_prior(run._qnet_from(tensors, "q.", meta), 0.05)
+log_prior = numpy_log_prior(qnet_from(tensors, "q.", meta), 0.05)
 cfg = MCTSConfig(omega_prime=0.02, tau=0.05)
 env = make_env("cartpole-centered")
 model = TaskModel("cartpole-centered")

@@ -1,15 +1,10 @@
 """Checkpoints: safetensors for tensors, JSON for everything else. Never pickle.
 
-A run directory holds:
+The files of a run directory (the policy formats are :mod:`tailor.policyfile`'s):
 
-- ``policy.safetensors``: the policy (``actor.*`` parameters, ``obs_norm.*`` normalizer
-  statistics) with its JSON metadata stored in the safetensors header under the key ``"tailor"``,
-  so the single file is enough to use the policy as a prior or to evaluate it. Metadata keys:
-  ``format`` (``"tailor-policy"``), ``format_version``, ``tailor_version``, ``task``, ``env_id``,
-  ``obs_dim``, ``act_dim``, ``action_low``, ``action_high``, ``architecture`` (``hidden``,
-  ``activation``, ``std_type``), ``normalizer`` (``eps``, ``count``; ``mode`` and ``clip`` when
-  not the default formula: imported priors, :class:`tailor.nets.EmpiricalNormalization`),
-  ``method``, ``coefficients``, ``steps``, ``seed``.
+- ``policy.safetensors``: the policy, tensors with their JSON metadata stored in the safetensors
+  header under the key ``"tailor"`` (:data:`META_KEY`), so the single file is enough to use the
+  policy as a prior or to evaluate it.
 - ``policy.json``: a human-readable copy of that metadata (the header is authoritative).
 - ``trainer.safetensors``: what ``--resume`` needs besides the policy (critic, optimizer moments,
   random generator state) with its own JSON header (``format`` ``"tailor-trainer"``).
@@ -27,7 +22,6 @@ Headers are validated (:mod:`tailor.meta`) before any field is used.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import tempfile
@@ -40,20 +34,17 @@ from safetensors.torch import load_file, save_file
 
 from tailor.errors import TailorError
 from tailor.meta import parse_meta, schema_for, validate_meta
-from tailor.nets import Actor, EmpiricalNormalization
 from tailor.paths import check_input_path
 
 __all__ = [
+    "META_KEY",
     "POLICY_FILE",
-    "POLICY_FORMAT",
+    "POLICY_JSON",
     "TRAINER_FILE",
     "TRAINER_FORMAT",
     "flatten_optimizer",
-    "load_policy",
+    "fsync_path",
     "load_tensors",
-    "policy_tensors",
-    "resolve_policy_path",
-    "save_policy",
     "save_tensors",
     "unflatten_optimizer",
     "write_json",
@@ -62,10 +53,9 @@ __all__ = [
 POLICY_FILE = "policy.safetensors"
 POLICY_JSON = "policy.json"
 TRAINER_FILE = "trainer.safetensors"
-POLICY_FORMAT = "tailor-policy"
 TRAINER_FORMAT = "tailor-trainer"
 FORMAT_VERSION = 1
-_META_KEY = "tailor"
+META_KEY = "tailor"
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -103,7 +93,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        save_file(clean, tmp, metadata={_META_KEY: json.dumps(header)})
+        save_file(clean, tmp, metadata={META_KEY: json.dumps(header)})
         fsync_path(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -143,7 +133,7 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
         raise TailorError(f"checkpoint file {where} does not exist")
     try:
         with safe_open(str(path), "pt") as f:
-            raw = (f.metadata() or {}).get(_META_KEY)
+            raw = (f.metadata() or {}).get(META_KEY)
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError, OverflowError) as exc:
         raise TailorError(
@@ -179,36 +169,6 @@ def _check_finite(where: str, tensors: dict[str, torch.Tensor]) -> None:
             )
 
 
-def resolve_policy_path(path: str | Path) -> Path:
-    """A run directory or a ``policy.safetensors`` file -> the policy file's path.
-
-    Raises:
-        TailorError: the path does not exist, or is a directory without a policy file.
-    """
-    path = check_input_path(path, "policy")
-    if path.is_dir():
-        from tailor.rundir import latest_checkpoint  # lazy: rundir builds on this module
-
-        # The manifest's policy is the one consistent with the trainer state; the top-level
-        # copy may lag one checkpoint behind if a run was killed while refreshing it.
-        ckpt = latest_checkpoint(path)
-        if ckpt is not None and POLICY_FILE in ckpt.files:
-            return ckpt.files[POLICY_FILE]
-        candidate = path / POLICY_FILE
-        if not candidate.is_file():
-            raise TailorError(
-                f"{str(path)!r} is a directory without a {POLICY_FILE}; pass a run directory "
-                "written by `tailor train`/`tailor customize` or the policy file itself"
-            )
-        return candidate
-    if not path.exists():
-        raise TailorError(
-            f"policy {str(path)!r} does not exist (expected a run directory or a "
-            f"{POLICY_FILE} file)"
-        )
-    return path
-
-
 def flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     """``optimizer.state_dict()`` -> ``(tensors, json_obj)`` for safetensors + JSON.
 
@@ -236,108 +196,3 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], obj: dict) -> dict:
     for idx, values in obj.get("scalars", {}).items():
         state.setdefault(int(idx), {}).update(values)
     return {"state": state, "param_groups": obj["param_groups"]}
-
-
-def policy_tensors(
-    actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any]
-) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The ``(tensors, header)`` of a policy file, for :func:`save_tensors` or
-    :func:`tailor.rundir.commit_checkpoint`.
-
-    ``meta`` holds the run's description (task, spaces, method, coefficients, steps, seed, ...);
-    the architecture, normalizer and format fields are filled in here from the modules.
-    """
-    from tailor import __version__
-
-    full = {
-        "format": POLICY_FORMAT,
-        "tailor_version": __version__,
-        **meta,
-        "obs_dim": actor.obs_dim,
-        "act_dim": actor.act_dim,
-        "architecture": {
-            "hidden": list(actor.hidden),
-            "activation": actor.activation,
-            "std_type": actor.std_type,
-        },
-        "normalizer": {"eps": obs_norm.eps, "count": float(obs_norm.count)},
-    }
-    if obs_norm.mode != "std_eps" or obs_norm.clip is not None:  # an imported prior's formula
-        full["normalizer"].update(mode=obs_norm.mode, clip=obs_norm.clip)
-    tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
-    tensors.update({f"obs_norm.{k}": v for k, v in obs_norm.state_dict().items()})
-    return tensors, full
-
-
-def save_policy(
-    run_dir: str | Path, actor: Actor, obs_norm: EmpiricalNormalization, meta: dict[str, Any]
-) -> Path:
-    """Write ``policy.safetensors`` (+ ``policy.json``) into ``run_dir``; returns the file path.
-
-    A single standalone policy (a prior's copy under ``<run>/prior/``, an exported policy); the
-    checkpoints of a run go through :func:`tailor.rundir.commit_checkpoint` instead.
-    """
-    run_dir = Path(run_dir)
-    tensors, full = policy_tensors(actor, obs_norm, meta)
-    path = run_dir / POLICY_FILE
-    save_tensors(path, tensors, full)
-    write_json(run_dir / POLICY_JSON, {"format_version": FORMAT_VERSION, **full})
-    return path
-
-
-def load_policy(path: str | Path) -> tuple[Actor, EmpiricalNormalization, dict[str, Any]]:
-    """Load a policy from a run directory or its ``policy.safetensors``.
-
-    Returns ``(actor, obs_norm, meta)``; both modules are in eval mode (the normalizer frozen).
-
-    Raises:
-        TailorError: missing/truncated/foreign file, or tensors that do not match the architecture
-            the metadata describes.
-    """
-    file = resolve_policy_path(path)
-    tensors, meta = load_tensors(file, POLICY_FORMAT)
-    _check_size(file, tensors, meta)
-    try:
-        arch = meta["architecture"]
-        actor = Actor(
-            int(meta["obs_dim"]),
-            int(meta["act_dim"]),
-            [int(h) for h in arch["hidden"]],
-            activation=arch["activation"],
-            std_type=arch["std_type"],
-        )
-        norm = meta["normalizer"]
-        obs_norm = EmpiricalNormalization(
-            int(meta["obs_dim"]),
-            eps=float(norm["eps"]),
-            mode=norm.get("mode", "std_eps"),
-            clip=None if norm.get("clip") is None else float(norm["clip"]),
-        )
-        actor.load_state_dict(_strip(tensors, "actor."))
-        obs_norm.load_state_dict(_strip(tensors, "obs_norm."))
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise TailorError(
-            f"{str(file)!r}: the tensors do not match the architecture in its metadata ({exc})"
-        ) from None
-    return actor.eval(), obs_norm.eval(), meta
-
-
-def _check_size(file: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Refuse metadata whose architecture is far larger than the tensors stored with it.
-
-    Building the :class:`Actor` allocates what the header describes before the weights are
-    loaded, so a crafted header (``"hidden": [10**6, 10**6]``) must be caught here, not by
-    ``load_state_dict`` after gigabytes were allocated.
-    """
-    dims = [meta["obs_dim"], *meta["architecture"]["hidden"], meta["act_dim"]]
-    implied = sum((a + 1) * b for a, b in itertools.pairwise(dims))
-    stored = sum(v.numel() for k, v in tensors.items() if k.startswith("actor."))
-    if implied > stored:
-        raise TailorError(
-            f"{str(file)!r}: the metadata describes an actor of {implied} parameters but the "
-            f"file stores {stored} (corrupted or mismatched metadata)"
-        )
-
-
-def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -3,10 +3,10 @@
 The one evaluator of tailor, with one result schema for every policy kind (PPO's Gaussian
 policies through :func:`evaluate`, batched over a :class:`~tailor.envs.VecEnv`; soft DQN, SAC and
 MCTS policies through :func:`evaluate_stepwise`, one env stepped by an ``act(obs, env)``
-function; :func:`tailor.experiments.run.evaluate` picks one from a checkpoint's kind). For every
-episode: the basic return ``sum_t r_t``, the add-on return ``sum_t r_R,t``, their sum ``total``,
-the episode mean of the task's per-step statistic (e.g. mean ``|theta|``), the length and
-whether it succeeded (:func:`tailor.envs.classic.success`: the task's rule, else "not
+function; :func:`tailor.experiments.evaluation.evaluate` picks one from a policy file's kind).
+For every episode: the basic return ``sum_t r_t``, the add-on return ``sum_t r_R,t``, their sum
+``total``, the episode mean of the task's per-step statistic (e.g. mean ``|theta|``), the length
+and whether it succeeded (:func:`tailor.envs.classic.success`: the task's rule, else "not
 terminated"). The result (and the JSON of ``tailor evaluate --json``) is::
 
     {"total": {"mean": .., "std": ..}, "basic": {...}, "addon": {...}, "statistic": {...},

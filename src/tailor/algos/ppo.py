@@ -46,11 +46,11 @@ from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import EpisodeStats, Rollout
-from tailor.checkpoint import save_policy
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
 from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
+from tailor.policyfile import save_policy
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt

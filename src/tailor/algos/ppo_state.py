@@ -38,13 +38,12 @@ from tailor.checkpoint import (
     TRAINER_FILE,
     TRAINER_FORMAT,
     flatten_optimizer,
-    load_policy,
-    policy_tensors,
     unflatten_optimizer,
 )
 from tailor.envs import Task, VecEnv
 from tailor.errors import TailorError
 from tailor.methods import Method
+from tailor.policyfile import load_policy, policy_tensors
 from tailor.rundir import (
     Checkpoint,
     Retention,

@@ -162,31 +162,49 @@ def _coefficients(cfg: DemoConfig, method: str, main: bool) -> tuple[float | Non
     return (omega if method == "residual" else None), alpha
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run the demo; returns ``{"prior": eval, "customized": eval, <baseline>: eval, "curve":
-    path, "video": path or None, "run_dir": path, "accepted": bool, ...}``."""
-    from tailor.envs import get_task
-    from tailor.experiments import run
-    from tailor.experiments.plots import plot_learning_curve, read_metrics
+def _demo_prior(cfg: DemoConfig, task: str, preset: Any) -> Path:
+    """The prior the demo customizes (``--prior`` or the task's shipped one), checked readable
+    before any work."""
     from tailor.priors import load_prior
     from tailor.shipped import find_prior
 
-    t_demo = time.perf_counter()
-    task = get_task(cfg.task)
-    preset = DEMO_TASKS.get(task.name)
     prior_path = find_prior(cfg.prior) if cfg.prior is not None else None
     if prior_path is None:
         if preset is None:
-            raise TailorError(f"task {task.name!r} has no shipped prior: pass --prior RUN_DIR")
+            raise TailorError(f"task {task!r} has no shipped prior: pass --prior RUN_DIR")
         prior_path = find_prior(preset.prior)
     if not prior_path.exists():
         where = cfg.prior if cfg.prior is not None else preset.prior
         raise TailorError(
             f"no prior at {str(prior_path)!r}. The shipped priors are in the repository's "
             f"priors/ (and in an installed package); or train one: tailor train --task "
-            f"{task.name} --method soft --steps 5000000 --out {where}"
+            f"{task} --method soft --steps 5000000 --out {where}"
         )
     load_prior(prior_path)  # a clear error for an unreadable prior, before any work
+    return prior_path
+
+
+def _write_evals(out: Path, methods: list[str], results: dict[str, Any]) -> list[Path]:
+    """``eval-prior.json``, ``eval-customized.json`` (the main method) and ``eval-<baseline>.json``
+    in ``out``; returns their paths."""
+    paths = {"prior": out / "eval-prior.json", methods[0]: out / "eval-customized.json"}
+    paths.update({m: out / f"eval-{m}.json" for m in methods[1:]})
+    for name, path in paths.items():
+        path.write_text(json.dumps(results[name], indent=2))
+    return list(paths.values())
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run the demo; returns ``{"prior": eval, "customized": eval, <baseline>: eval, "curve":
+    path, "video": path or None, "run_dir": path, "accepted": bool, ...}``."""
+    from tailor.envs import get_task
+    from tailor.experiments import run
+    from tailor.experiments.plots import plot_learning_curve, read_metrics
+
+    t_demo = time.perf_counter()
+    task = get_task(cfg.task)
+    preset = DEMO_TASKS.get(task.name)
+    prior_path = _demo_prior(cfg, task.name, preset)
     steps = cfg.steps if cfg.steps is not None else (preset.steps if preset else 300_000)
     methods = [cfg.method] + ([cfg.baseline] if cfg.baseline and cfg.baseline != cfg.method else [])
     coefs = {m: _coefficients(cfg, m, main=i == 0) for i, m in enumerate(methods)}
@@ -270,10 +288,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         video_path = _video_result(video, video_out)
 
     ev_prior, ev_custom = results["prior"], results[cfg.method]
-    (out / "eval-prior.json").write_text(json.dumps(ev_prior, indent=2))
-    (out / "eval-customized.json").write_text(json.dumps(ev_custom, indent=2))
-    for m in methods[1:]:
-        (out / f"eval-{m}.json").write_text(json.dumps(results[m], indent=2))
+    written = _write_evals(out, methods, results)
     others = {f"{m} PPO": results[m] for m in methods}
     _say(comparison_table(ev_prior, others, task.statistic_name))
     verdict = acceptance(ev_prior, ev_custom)
@@ -285,9 +300,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         reference=ev_prior,
         statistic_name=task.statistic_name,
     )
-    written = [curve, out / "eval-prior.json", out / "eval-customized.json"]
-    written += [out / f"eval-{m}.json" for m in methods[1:]]
-    written += [video_path] if video_path else []
+    written = [curve, *written, *([video_path] if video_path else [])]
     _say("\nwrote " + ", ".join(str(p) for p in written) + f" and the runs in {out}")
     _say(f"demo: {time.perf_counter() - t_demo:.0f} s")
     return {

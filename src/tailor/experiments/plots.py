@@ -6,7 +6,7 @@ import csv
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -121,7 +121,6 @@ def plot_preset(
 
     from tailor.experiments.presets import expand, get_budget, get_preset
     from tailor.experiments.sweep import finished_results
-    from tailor.experiments.tables import METHOD_NAMES
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
     budget = get_budget(budget) if isinstance(budget, str) else budget
@@ -133,9 +132,37 @@ def plot_preset(
     groups: dict[tuple[str, str, str], list] = {}
     for job in jobs:
         groups.setdefault((job.task, job.method, job.std_type), []).append(job)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    sweep = _Sweep(preset, budget, groups, results, out)
+    figures = {"curves": _curves_figure(plt, sweep)}
+    if preset.customize_methods:
+        figures["tradeoff"] = _tradeoff_figure(plt, sweep)
     paths = []
+    for name, fig in figures.items():
+        path = dest / f"{preset.name}-{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths
 
+
+class _Sweep(NamedTuple):
+    """What the figures of :func:`plot_preset` show: the preset's jobs grouped by ``(task,
+    method, std type)``, the finished ones' results, and the sweep directory."""
+
+    preset: Any
+    budget: Any
+    groups: dict[tuple[str, str, str], list]
+    results: dict[str, Any]
+    out: Path
+
+
+def _curves_figure(plt: Any, sweep: _Sweep) -> Any:
+    """The figure ``<preset>-curves.png`` of :func:`plot_preset`."""
+    from tailor.experiments.tables import METHOD_NAMES
+
+    preset, budget, groups, results, out = sweep
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(len(preset.tasks), 2, figsize=(11, 3.2 * len(preset.tasks)), dpi=100)
     axes = np.atleast_2d(axes)
     for row, task in enumerate(preset.tasks):
@@ -176,58 +203,56 @@ def plot_preset(
         f"{preset.title} - budget {budget.name}: mean over seeds, band = min-max", fontsize=10
     )
     fig.tight_layout()
-    path = dest / f"{preset.name}-curves.png"
-    fig.savefig(path)
-    plt.close(fig)
-    paths.append(path)
+    return fig
 
-    if preset.customize_methods:
-        fig, axes1 = plt.subplots(
-            1, len(preset.tasks), figsize=(5 * len(preset.tasks), 4.2), dpi=100
-        )
-        for ax, task in zip(np.atleast_1d(axes1), preset.tasks, strict=True):
-            k = 0
-            for (t, method, _std), gjobs in groups.items():
-                if t != task:
-                    continue
-                rs = [results[j.id] for j in gjobs if j.id in results]
-                color = "black" if method == "prior" else colors[k % len(colors)]
-                k += method != "prior"
-                if not rs:
-                    continue
-                b = [r["eval"]["basic"]["mean"] for r in rs]
-                a = [r["eval"]["addon"]["mean"] for r in rs]
-                ax.scatter(b, a, color=color, s=14, alpha=0.6)
-                pb = np.concatenate([r["eval"]["per_episode"]["basic"] for r in rs])
-                pa = np.concatenate([r["eval"]["per_episode"]["addon"] for r in rs])
-                ax.errorbar(
-                    pb.mean(),
-                    pa.mean(),
-                    xerr=pb.std(),
-                    yerr=pa.std(),
-                    color=color,
-                    marker="o",
-                    ms=8,
-                    capsize=3,
-                    label=METHOD_NAMES.get(method, method),
-                )
-            ax.set_title(task, fontsize=9)
-            ax.set_xlabel("basic reward (evaluation)")
-            ax.set_ylabel("add-on reward (evaluation)")
-            ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
-        fig.suptitle(
-            f"{preset.title} - budget {budget.name}: basic vs add-on "
-            "(small: seeds; large: pooled mean ± std)",
-            fontsize=10,
-        )
-        fig.tight_layout()
-        path = dest / f"{preset.name}-tradeoff.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+
+def _tradeoff_figure(plt: Any, sweep: _Sweep) -> Any:
+    """The figure ``<preset>-tradeoff.png`` of :func:`plot_preset` (customization presets)."""
+    from tailor.experiments.tables import METHOD_NAMES
+
+    preset, budget, groups, results, _ = sweep
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes1 = plt.subplots(1, len(preset.tasks), figsize=(5 * len(preset.tasks), 4.2), dpi=100)
+    for ax, task in zip(np.atleast_1d(axes1), preset.tasks, strict=True):
+        k = 0
+        for (t, method, _std), gjobs in groups.items():
+            if t != task:
+                continue
+            rs = [results[j.id] for j in gjobs if j.id in results]
+            color = "black" if method == "prior" else colors[k % len(colors)]
+            k += method != "prior"
+            if not rs:
+                continue
+            b = [r["eval"]["basic"]["mean"] for r in rs]
+            a = [r["eval"]["addon"]["mean"] for r in rs]
+            ax.scatter(b, a, color=color, s=14, alpha=0.6)
+            pb = np.concatenate([r["eval"]["per_episode"]["basic"] for r in rs])
+            pa = np.concatenate([r["eval"]["per_episode"]["addon"] for r in rs])
+            ax.errorbar(
+                pb.mean(),
+                pa.mean(),
+                xerr=pb.std(),
+                yerr=pa.std(),
+                color=color,
+                marker="o",
+                ms=8,
+                capsize=3,
+                label=METHOD_NAMES.get(method, method),
+            )
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("basic reward (evaluation)")
+        ax.set_ylabel("add-on reward (evaluation)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(
+        f"{preset.title} - budget {budget.name}: basic vs add-on "
+        "(small: seeds; large: pooled mean ± std)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
 
 
 def run_evaluation(run: str | Path) -> dict[str, Any] | None:

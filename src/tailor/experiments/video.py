@@ -24,6 +24,7 @@ abort the process that tries it) and sets ``MUJOCO_GL`` to the first that render
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -36,9 +37,17 @@ import numpy as np
 import torch
 
 from tailor.errors import TailorError
+from tailor.experiments.configs import split_options
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 
-__all__ = ["QUALITIES", "VIDEO_FORMATS", "check_preset_gl", "offscreen_backend", "render_video"]
+__all__ = [
+    "QUALITIES",
+    "VIDEO_FORMATS",
+    "VideoSettings",
+    "check_preset_gl",
+    "offscreen_backend",
+    "render_video",
+]
 
 VIDEO_FORMATS = (".mp4", ".gif")
 QUALITIES = ("fast", "full")
@@ -108,21 +117,41 @@ def check_preset_gl() -> None:
         offscreen_backend()
 
 
+@dataclasses.dataclass(frozen=True)
+class VideoSettings:
+    """The options of :func:`render_video`.
+
+    Attributes:
+        episodes: episodes in a row; episode ``k`` resets every env with seed ``seed + k``.
+        seed: seed of the first episode.
+        max_steps: cut each episode after this many env steps (default: the env's time limit).
+        every: render every ``every``-th env step (default: about 30 frames per simulated second).
+        fps: frames per second of the video (default: real time, ``1 / (dt * every)``).
+        width: width of one panel in pixels (even, 16..4096).
+        height: height of one panel in pixels (even, 16..4096); the video is
+            ``[height, len(policies) * width]``.
+        labels: one label per policy (default: the run directory's name and its method).
+        quality: ``"fast"`` (default) renders MuJoCo without shadows and floor reflections, which
+            on a software GL (llvmpipe) is ~5-25x faster; ``"full"`` keeps them.
+        camera: a MuJoCo model camera's name; default: the model's ``"track"`` camera (the
+            gymnasium MuJoCo models' camera that follows the robot) if it has one, else
+            gymnasium's default free camera (which stays where the episode started).
+    """
+
+    episodes: int = 1
+    seed: int = 0
+    max_steps: int | None = None
+    every: int | None = None
+    fps: float | None = None
+    width: int = 320
+    height: int = 240
+    labels: list[str] | None = None
+    quality: str = "fast"
+    camera: str | None = None
+
+
 def render_video(
-    policies: list[str | Path],
-    task: str | None,
-    out: str | Path,
-    *,
-    episodes: int = 1,
-    seed: int = 0,
-    max_steps: int | None = None,
-    every: int | None = None,
-    fps: float | None = None,
-    width: int = 320,
-    height: int = 240,
-    labels: list[str] | None = None,
-    quality: str = "fast",
-    camera: str | None = None,
+    policies: list[str | Path], task: str | None, out: str | Path, **settings: Any
 ) -> dict[str, Any]:
     """Render ``episodes`` episodes of each policy on ``task``, side by side, into ``out``.
 
@@ -131,19 +160,8 @@ def render_video(
             one panel each, left to right.
         task: task name; ``None``: the task the first policy was trained on.
         out: the video file, ``.mp4`` or ``.gif`` (its folder is created).
-        episodes: episodes in a row; episode ``k`` resets every env with seed ``seed + k``.
-        seed: seed of the first episode.
-        max_steps: cut each episode after this many env steps (default: the env's time limit).
-        every: render every ``every``-th env step (default: about 30 frames per simulated second).
-        fps: frames per second of the video (default: real time, ``1 / (dt * every)``).
-        width, height: size of one panel in pixels (even, 16..4096); the video is
-            ``[height, len(policies) * width]``.
-        labels: one label per policy (default: the run directory's name and its method).
-        quality: ``"fast"`` (default) renders MuJoCo without shadows and floor reflections, which
-            on a software GL (llvmpipe) is ~5-25x faster; ``"full"`` keeps them.
-        camera: a MuJoCo model camera's name; default: the model's ``"track"`` camera (the
-            gymnasium MuJoCo models' camera that follows the robot) if it has one, else
-            gymnasium's default free camera (which stays where the episode started).
+        **settings: the fields of :class:`VideoSettings` (``episodes``, ``seed``, ``max_steps``,
+            ``every``, ``fps``, ``width``, ``height``, ``labels``, ``quality``, ``camera``).
 
     Returns:
         ``{"out", "task", "backend", "frames", "width", "height", "fps", "every", "quality",
@@ -154,48 +172,17 @@ def render_video(
         Each episode adds ``1 + ceil(L / every)`` frames, ``L`` its longest policy's length.
 
     Raises:
-        TailorError: unknown extension, missing writer package, bad sizes or counts, missing or
-            foreign policy file, a policy whose spaces do not match the task, an env that cannot
-            render, no offscreen GL.
+        TailorError: an unknown setting, unknown extension, missing writer package, bad sizes or
+            counts, missing or foreign policy file, a policy whose spaces do not match the task,
+            an env that cannot render, no offscreen GL.
     """
     t_start = time.perf_counter()
+    opts, _ = split_options(VideoSettings, settings, where="render_video", rest=False)
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in VIDEO_FORMATS:
-        raise TailorError(
-            f"cannot write video {str(out)!r}: unknown extension {out.suffix or '(none)'!r}; "
-            f"use one of {', '.join(VIDEO_FORMATS)}"
-        )
-    _check_writer(suffix)
-    if isinstance(policies, (str, Path)):  # one path, not a list of characters
-        policies = [policies]
-    policies = list(policies)
-    if not policies:
-        raise TailorError("give at least one policy")
-    if labels is not None and len(labels) != len(policies):
-        raise TailorError(f"got {len(labels)} labels for {len(policies)} policies; give one each")
-    _positive("episodes", episodes)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise TailorError(f"seed must be a non-negative integer, got {seed!r}")
-    if max_steps is not None:
-        _positive("max_steps", max_steps)
-    if every is not None:
-        _positive("every", every)
-    if quality not in QUALITIES:
-        raise TailorError(f"quality must be one of {', '.join(QUALITIES)}, got {quality!r}")
-    if fps is not None and (not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
-        raise TailorError(f"fps must be a number in (0, 1000], got {fps!r}")
-    for name, size in (("width", width), ("height", height)):
-        _positive(name, size)
-        if size % 2 or not 16 <= size <= 4096:
-            # Even: H.264's yuv420p halves both sizes for colour.
-            raise TailorError(f"{name} must be an even number of pixels in [16, 4096], got {size}")
-
+    policies = _check_inputs(policies, out, opts)
     loaded = [load_prior(p) for p in policies]
     check_preset_gl()
-    import gymnasium as gym
-
-    from tailor.envs import get_task, make_env
+    from tailor.envs import get_task
 
     task_name = task or loaded[0].meta.get("task")
     if not task_name:
@@ -204,36 +191,24 @@ def render_video(
         )
     task_obj = get_task(task_name)
     names = (
-        labels
-        if labels is not None
+        opts.labels
+        if opts.labels is not None
         else [_default_label(p, q) for p, q in zip(policies, loaded, strict=True)]
     )
 
     envs: list[Any] = []
     writer = None
-    partial = out.with_name(f".{out.stem}.partial{suffix}")
+    partial = out.with_name(f".{out.stem}.partial{out.suffix.lower()}")
     try:
-        for i, (path, policy) in enumerate(zip(policies, loaded, strict=True)):
-            env = make_env(task_obj, **_render_kwargs(task_obj, width, height))
-            envs.append(env)
-            if not isinstance(env.action_space, gym.spaces.Box):
-                raise TailorError(
-                    f"task {task_obj.name!r} has {type(env.action_space).__name__} actions; "
-                    "tailor video renders the Gaussian policies of tailor train/customize "
-                    "(continuous actions)"
-                )
-            obs_dim = int(np.prod(env.observation_space.shape))
-            act_dim = int(np.prod(env.action_space.shape))
-            what = f"policy {str(path)!r}" if len(policies) == 1 else f"policy {i + 1} ({path})"
-            check_spaces(policy, obs_dim, act_dim, task_obj.name, what=what)
-        backend = _setup_rendering(envs, task_obj.name, quality, camera)
+        _open_envs(envs, task_obj, policies, loaded, opts)
+        backend = _setup_rendering(envs, task_obj.name, opts.quality, opts.camera)
         dt = float(getattr(envs[0].unwrapped, "dt", 0.0) or 0.0)
         sim_fps = 1.0 / dt if dt > 0 else float(envs[0].metadata.get("render_fps") or 30)
-        every = every or max(1, round(sim_fps / 30))
-        fps = float(fps or sim_fps / every)
+        every = opts.every or max(1, round(sim_fps / 30))
+        opts = dataclasses.replace(opts, every=every, fps=float(opts.fps or sim_fps / every))
         out.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(partial, fps)
-        stats = _run(envs, loaded, names, writer, episodes, seed, max_steps, every, width, height)
+        writer = _Writer(partial, opts.fps)
+        stats = _run(envs, loaded, names, writer, opts)
         writer.close()
         writer = None
         os.replace(partial, out)
@@ -249,13 +224,13 @@ def render_video(
         "task": task_obj.name,
         "backend": backend,
         "frames": n_frames,
-        "width": width * len(policies),
-        "height": height,
-        "fps": fps,
-        "every": every,
-        "quality": quality,
-        "episodes": episodes,
-        "seed": seed,
+        "width": opts.width * len(policies),
+        "height": opts.height,
+        "fps": opts.fps,
+        "every": opts.every,
+        "quality": opts.quality,
+        "episodes": opts.episodes,
+        "seed": opts.seed,
         "render_s_per_frame": render_s / max(render_n, 1),
         "wall_s": time.perf_counter() - t_start,
         "policies": [
@@ -265,19 +240,82 @@ def render_video(
     }
 
 
+def _open_envs(
+    envs: list[Any], task: Any, policies: list[str | Path], loaded: list, opts: VideoSettings
+) -> None:
+    """Append one rendering env per policy to ``envs`` (the caller closes them, also when this
+    raises), checking that the task has continuous actions and each policy fits it."""
+    import gymnasium as gym
+
+    from tailor.envs import make_env
+
+    for i, (path, policy) in enumerate(zip(policies, loaded, strict=True)):
+        env = make_env(task, **_render_kwargs(task, opts.width, opts.height))
+        envs.append(env)
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise TailorError(
+                f"task {task.name!r} has {type(env.action_space).__name__} actions; "
+                "tailor video renders the Gaussian policies of tailor train/customize "
+                "(continuous actions)"
+            )
+        obs_dim = int(np.prod(env.observation_space.shape))
+        act_dim = int(np.prod(env.action_space.shape))
+        what = f"policy {str(path)!r}" if len(policies) == 1 else f"policy {i + 1} ({path})"
+        check_spaces(policy, obs_dim, act_dim, task.name, what=what)
+
+
+def _check_inputs(policies: Any, out: Path, opts: VideoSettings) -> list[str | Path]:
+    """The policies as a list, after every input of :func:`render_video` is checked (before
+    any file is read or written)."""
+    suffix = out.suffix.lower()
+    if suffix not in VIDEO_FORMATS:
+        raise TailorError(
+            f"cannot write video {str(out)!r}: unknown extension {out.suffix or '(none)'!r}; "
+            f"use one of {', '.join(VIDEO_FORMATS)}"
+        )
+    _check_writer(suffix)
+    if isinstance(policies, (str, Path)):  # one path, not a list of characters
+        policies = [policies]
+    policies = list(policies)
+    if not policies:
+        raise TailorError("give at least one policy")
+    if opts.labels is not None and len(opts.labels) != len(policies):
+        raise TailorError(
+            f"got {len(opts.labels)} labels for {len(policies)} policies; give one each"
+        )
+    _positive("episodes", opts.episodes)
+    if isinstance(opts.seed, bool) or not isinstance(opts.seed, int) or opts.seed < 0:
+        raise TailorError(f"seed must be a non-negative integer, got {opts.seed!r}")
+    if opts.max_steps is not None:
+        _positive("max_steps", opts.max_steps)
+    if opts.every is not None:
+        _positive("every", opts.every)
+    if opts.quality not in QUALITIES:
+        raise TailorError(f"quality must be one of {', '.join(QUALITIES)}, got {opts.quality!r}")
+    fps = opts.fps
+    if fps is not None and (not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
+        raise TailorError(f"fps must be a number in (0, 1000], got {opts.fps!r}")
+    for name, size in (("width", opts.width), ("height", opts.height)):
+        _positive(name, size)
+        if size % 2 or not 16 <= size <= 4096:
+            # Even: H.264's yuv420p halves both sizes for colour.
+            raise TailorError(f"{name} must be an even number of pixels in [16, 4096], got {size}")
+    return policies
+
+
 def _run(
     envs: list[Any],
     policies: list[PolicyPrior],
     labels: list[str],
     writer: _Writer,
-    episodes: int,
-    seed: int,
-    max_steps: int | None,
-    every: int,
-    width: int,
-    height: int,
+    opts: VideoSettings,
 ) -> tuple[int, float, int, list[dict[str, list]]]:
     """The lockstep loop; returns (frames, render seconds, panel renders, per-policy returns)."""
+    episodes, seed, max_steps, width, height = (
+        opts.episodes, opts.seed, opts.max_steps, opts.width, opts.height
+    )  # fmt: skip
+    every = opts.every
+    assert every is not None  # render_video resolved the default
     n = len(envs)
     per_policy: list[dict[str, list]] = [{"basic": [], "addon": [], "length": []} for _ in range(n)]
     n_frames, render_s, render_n = 0, 0.0, 0

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from tailor.checkpoint import load_policy
 from tailor.errors import TailorError
+from tailor.policyfile import load_policy
 from tailor.priors.prior import PolicyPrior, check_spaces
 
 if TYPE_CHECKING:

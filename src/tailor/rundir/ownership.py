@@ -225,17 +225,10 @@ def _saved_kind(run_dir: Path) -> str | None:
     if (run_dir / TRAINER_FILE).is_file():
         return "ppo"  # only PPO wrote trainer state before run.json existed
     if (run_dir / POLICY_FILE).is_file():
-        from safetensors import safe_open
+        # Imported here: tailor.policyfile builds on this package (it follows the manifest).
+        from tailor.policyfile import policy_kind
 
-        try:
-            with safe_open(str(run_dir / POLICY_FILE), "pt") as f:
-                meta = parse_meta((f.metadata() or {}).get("tailor", "{}"), POLICY_FILE)
-        except Exception:  # an unreadable policy has no known kind
-            return None
-        if meta.get("format") == "tailor-rql-policy" and meta.get("algo") in KINDS:
-            return meta["algo"]
-        if meta.get("format") == "tailor-policy":
-            return "ppo"
+        return policy_kind(run_dir / POLICY_FILE)
     return None
 
 

@@ -1,0 +1,172 @@
+"""Language-model runs: customize a causal LM with token-level PPO or the DPO family.
+
+The LM loops (:mod:`tailor.algos.lm_ppo`, :mod:`tailor.algos.dpo`) and :mod:`tailor.lm` need the
+``lm`` extra; they are imported on use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tailor.experiments.configs import split_options
+from tailor.methods import Method, resolve
+from tailor.rundir import claim_run_dir
+
+__all__ = ["LMOptions", "lm_customize", "lm_method"]
+
+
+def lm_method(name: str, **given: float | None) -> Method:
+    """Resolve an LM method (token-level PPO or the DPO family) with the character model's
+    default coefficients (:data:`tailor.lm.DEFAULT_COEFFICIENTS`) for what is not given."""
+    from tailor.lm import DEFAULT_COEFFICIENTS
+
+    return resolve(name, DEFAULT_COEFFICIENTS.get(name), flags=True, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class LMOptions:
+    """The named options of :func:`lm_customize`.
+
+    Attributes:
+        pairs: preference pairs for the offline methods.
+        prompts: prompts (default: the empty prompt).
+        seed: seed of the run.
+        max_new_tokens: longest completion (default: the config's).
+        overrides: fields of :class:`~tailor.algos.lm_ppo.LMPPOConfig` /
+            :class:`~tailor.algos.dpo.LMDPOConfig` to set.
+        progress: show a progress bar.
+        coefficients: ``omega_prime`` / ``alpha_hat`` / ``beta`` (``None``: the defaults).
+        record: extra keys for the saved metadata (e.g. the reward file).
+        overwrite: replace a run or model already in ``out`` (never the prior's directory).
+        allow_pickle_weights: also load a prior whose weights are a pickle
+            (``pytorch_model.bin``); by default only safetensors weights are read.
+    """
+
+    pairs: list | None = None
+    prompts: list[str] | None = None
+    seed: int = 0
+    max_new_tokens: int | None = None
+    overrides: Mapping[str, Any] | None = None
+    progress: bool = True
+    coefficients: Mapping[str, float | None] | None = None
+    record: Mapping[str, Any] | None = None
+    overwrite: bool = False
+    allow_pickle_weights: bool = False
+
+
+def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
+    vals = [h[key] for h in history[-n:] if not math.isnan(h[key])]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def lm_customize(
+    prior_dir: str | Path,
+    method: str,
+    out: str | Path,
+    *,
+    reward: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Customize a causal LM with token-level PPO (``residual``/``kl``/``greedy``) or the DPO
+    family (``dpo``/``ce-dpo``/``decoupled-dpo``) and save it to ``out``.
+
+    Args:
+        prior_dir: the prior model directory.
+        method: the method name.
+        out: output model directory.
+        reward: add-on reward name (PPO: required; DPO: ranks prior samples when no ``pairs``).
+        **options: the fields of :class:`LMOptions` (``pairs``, ``prompts``, ``seed``,
+            ``max_new_tokens``, ``overrides``, ``progress``, ``coefficients``, ``record``,
+            ``overwrite``, ``allow_pickle_weights``).
+
+    Returns:
+        The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
+        ``history``, ``wall_seconds``, ...).
+
+    Raises:
+        TailorError: an unknown option, a bad method, prior or config field.
+    """
+    from tailor.lm.model import load_model, load_tokenizer, save_model
+
+    opts, _ = split_options(LMOptions, options, where="lm_customize", rest=False)
+    m = lm_method(method, **dict(opts.coefficients or {}))
+    prior = load_model(prior_dir, what="prior", allow_pickle=opts.allow_pickle_weights)
+    tok = load_tokenizer(prior_dir, what="prior")
+    prompts = list(opts.prompts or [""])
+    base = {"seed": opts.seed} | (
+        {"max_new_tokens": opts.max_new_tokens} if opts.max_new_tokens else {}
+    )
+    settings = {**base, **dict(opts.overrides or {})}
+    if not m.offline:
+        from tailor.algos.lm_ppo import LMPPOConfig
+
+        config: Any = LMPPOConfig(**settings)
+    else:
+        from tailor.algos.dpo import LMDPOConfig
+
+        config = LMDPOConfig(**settings)
+    kind = "lm-dpo" if m.offline else "lm-ppo"
+    # Claimed once the prior and the config are known good, before the training: a refused --out
+    # costs nothing, and no directory is made for a run that cannot start.
+    with claim_run_dir(out, kind, overwrite=opts.overwrite, prior_path=prior_dir):
+        t0 = time.perf_counter()
+        policy, history, info, final = _train(prior, tok, m, config, reward, prompts, opts)
+        wall = time.perf_counter() - t0
+        meta = {
+            "kind": "customize",
+            "method": method,
+            "prior": str(prior_dir),
+            "reward": reward,
+            **dict(opts.record or {}),
+            "prompts": prompts,
+            "config": dataclasses.asdict(config),
+            "data": info,
+            "wall_seconds": round(wall, 1),
+            "final": final,
+            "history": history,
+        }
+        save_model(policy, tok, out, meta)
+        return meta
+
+
+def _train(
+    prior: Any,
+    tok: Any,
+    m: Method,
+    config: Any,
+    reward: str | None,
+    prompts: list[str],
+    opts: LMOptions,
+) -> tuple[Any, list[dict[str, float]], dict[str, Any], dict[str, float]]:
+    """Run the LM loop of ``m``: ``(policy, history, data info, final means)``."""
+    if not m.offline:
+        from tailor.algos.lm_ppo import customize_ppo
+
+        policy, history = customize_ppo(
+            prior, tok, reward, m, config, prompts, progress=opts.progress
+        )
+        info: dict[str, Any] = {
+            "coefficients": dict(m.coefficients),
+            "source": "on-policy samples",
+        }
+        final = {k: _mean_last(history, k) for k in ("addon", "success", "kl_to_prior")}
+        return policy, history, info, final
+    from tailor.algos.dpo import customize_offline
+
+    policy, history, info = customize_offline(
+        prior,
+        tok,
+        m,
+        config,
+        reward=reward,
+        pairs=opts.pairs,
+        prompts=prompts,
+        progress=opts.progress,
+    )
+    final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
+    return policy, history, info, final
