@@ -33,6 +33,7 @@ from tailor.priors import PolicyPrior, load_prior
 from tailor.rundir import (
     InterruptRequest,
     RunDir,
+    Stopped,
     claim_run_dir,
     commit_checkpoint,
     stop_on_interrupt,
@@ -149,14 +150,16 @@ def log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> Non
 
 @contextlib.contextmanager
 def _saving_on_interrupt(r: RunRequest) -> Iterator[InterruptRequest]:
-    """Ctrl-C in a DQN / SAC run: the loop stops after the step it is in, the runner saves what
-    was learnt (the policy's metadata says ``steps`` and ``interrupted_at_step``) and then
-    ``KeyboardInterrupt`` is raised (exit 130). A second Ctrl-C stops at once, saving nothing."""
+    """Ctrl-C (or SIGTERM / SIGHUP) in a DQN / SAC run: the loop stops after the step it is in,
+    the runner saves what was learnt (the policy's metadata says ``steps`` and
+    ``interrupted_at_step``) and then :class:`~tailor.rundir.Stopped` is raised (exit 130, 143
+    or 129). A second signal stops at once, saving nothing."""
     notice = "interrupted: saving what was learnt so far (Ctrl-C again to stop at once)"
     with stop_on_interrupt(notice) as interrupt:
         yield interrupt
     if interrupt.requested:
-        raise KeyboardInterrupt(f"saved the networks so far in {str(r.out)!r}")
+        code = 128 + int(interrupt.signum or 2)  # 2: SIGINT
+        raise Stopped(f"saved the networks so far in {str(r.out)!r}", exit_code=code)
 
 
 def _run_dqn(r: RunRequest) -> Path:

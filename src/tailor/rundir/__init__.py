@@ -11,7 +11,8 @@ is the way to use them:
 - :mod:`~tailor.rundir.ownership`: ``claim_run_dir`` / ``RunDir``, the --out / --resume /
   --overwrite rules, ``describe_contents``;
 - :mod:`~tailor.rundir.lock`: the run lock (``lock_holder``);
-- :mod:`~tailor.rundir.interrupt`: Ctrl-C as a request a loop polls (``stop_on_interrupt``);
+- :mod:`~tailor.rundir.interrupt`: Ctrl-C / SIGTERM / SIGHUP as a request a loop polls
+  (``stop_on_interrupt``; ``Stopped`` carries the exit code);
 - :mod:`~tailor.rundir.resume`: a resume's config changes (``config_diff``,
   ``config_change_error``);
 - :mod:`~tailor.rundir.faults`: the fault-injection points the kill tests use.
@@ -20,7 +21,7 @@ is the way to use them:
 from __future__ import annotations
 
 from tailor.paths import check_output_file
-from tailor.rundir.interrupt import InterruptRequest, stop_on_interrupt
+from tailor.rundir.interrupt import InterruptRequest, Stopped, stop_on_interrupt
 from tailor.rundir.layout import (
     CHECKPOINTS_DIR,
     KINDS,
@@ -57,6 +58,7 @@ __all__ = [
     "MetricsLog",
     "Retention",
     "RunDir",
+    "Stopped",
     "apply_retention",
     "check_output_file",
     "claim_run_dir",
