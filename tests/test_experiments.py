@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -151,6 +152,30 @@ def test_an_invalid_result_is_rerun_not_skipped(tmp_path):
     metrics.write_text(metrics.read_text().splitlines()[0] + "\n")
     state, detail = job_state(job, tmp_path)
     assert state == "invalid" and "metrics.csv' has no rows" in detail
+
+
+def test_a_job_another_sweep_runs_is_left_to_it(tmp_path):
+    """Two sweeps on one --out: a job whose lock another process holds is neither run nor
+    touched (its directory is not removed) nor recorded as failed; the lock is taken before
+    anything in the job's directory."""
+    from tailor.experiments.sweep import LOCKS_DIR
+    from tailor.rundir.lock import held
+
+    a, b = tiny_jobs()
+    (tmp_path / a.id).mkdir(parents=True)
+    (tmp_path / a.id / "marker").write_text("the other sweep's work")
+    with held(tmp_path / LOCKS_DIR / a.id, "held by this test"):
+        state, detail = job_state(a, tmp_path)
+        assert state == "running" and f"pid {os.getpid()}" in detail
+        lines: list[str] = []
+        report = run_sweep([a, b], tmp_path, log=lines.append)
+        assert report.done == [b.id] and report.failed == {} and list(report.busy) == [a.id]
+        assert (tmp_path / a.id / "marker").read_text() == "the other sweep's work"
+        assert not (tmp_path / a.id / FAILED_FILE).exists()
+        busy = f"skipped {a.id}: job {a.id} is being run by another process"
+        assert any(busy in line for line in lines)
+    report = run_sweep([a, b], tmp_path, log=None)  # released: this sweep runs it
+    assert report.done == [a.id] and report.skipped == [b.id]
 
 
 def test_a_job_whose_directory_is_replaced_mid_run_fails(tmp_path, monkeypatch):

@@ -7,6 +7,9 @@ Layout of a sweep directory ``DIR``::
                                       (RESULT_SCHEMA) and, for a trained job, metrics.csv has rows
     DIR/<task>/<job name>/failed.json the last failure (exception and traceback), if any
     DIR/sweeps.jsonl                  one line per sweep invocation: preset, budget, counts, wall
+    DIR/.locks/<task>/<job name>/     the job's lock, held while a sweep runs it (before its
+                                      directory is touched): two sweeps on one DIR share the
+                                      jobs instead of running one twice
 
 A job that raises is recorded in ``failed.json`` and the sweep goes on with the others; a rerun
 tries failed and unfinished jobs again and skips finished ones. An unfinished job whose run
@@ -60,6 +63,7 @@ RESULT_FILE = "result.json"
 SNAPSHOTS = 40  # policy snapshots kept per run, for the best-checkpoint evaluation
 FAILED_FILE = "failed.json"
 LOG_FILE = "sweeps.jsonl"
+LOCKS_DIR = ".locks"
 METRICS_FILE = "metrics.csv"
 
 _MEAN_STD = Field(
@@ -89,8 +93,24 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)  # atomic: a reader never sees half a result
 
 
+class JobBusy(TailorError):
+    """Another process (a second sweep on the same directory) is running this job."""
+
+
+def _job_lock(job: Job, out: str | Path) -> contextlib.AbstractContextManager[None]:
+    """The job's lock in ``<out>/.locks/<job.id>/``, outside the job directory so that it is
+    held before anything in there is touched (and survives starting the job over)."""
+    from tailor.rundir.lock import held
+
+    where = Path(out) / LOCKS_DIR / job.id
+    return held(where, f"job {job.id} is being run by another process", busy=JobBusy)
+
+
 def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     """Run one job in this process and write ``<out>/<job.id>/result.json``; return the result.
+
+    The job's lock is taken first (:class:`JobBusy` if another process holds it); a job that
+    another sweep finished meanwhile is not run again (its result is returned).
 
     ``train``: :func:`tailor.experiments.run.train_prior` (PPO) with the task's paper
     coefficients for the method; ``customize``: :func:`tailor.experiments.run.customize` from the
@@ -103,6 +123,13 @@ def run_job(job: Job, out: str | Path) -> dict[str, Any]:
     :func:`tailor.experiments.run.resume`, which ends with the uninterrupted run's numbers; an
     attempt without a checkpoint of this job is started over.
     """
+    with _job_lock(job, out):
+        if is_finished(job, out):  # by another sweep, since this one listed it
+            return _read_result(Path(out) / job.id / RESULT_FILE)
+        return _run_job_locked(job, out)
+
+
+def _run_job_locked(job: Job, out: str | Path) -> dict[str, Any]:
     from tailor.envs import get_task
     from tailor.experiments import run
 
@@ -276,6 +303,8 @@ def _run_job_safe(job_json: dict[str, Any], out: str) -> dict[str, Any]:
     try:
         record = run_job(job, out)
         return {"id": job.id, "ok": True, "wall_s": record["wall_s"]}
+    except JobBusy as exc:  # another sweep runs it: not a failure, nothing to record here
+        return {"id": job.id, "ok": False, "busy": True, "error": str(exc), "wall_s": 0.0}
     except Exception as exc:  # a failed job must not stop the sweep
         info = {
             "id": job.id,
@@ -303,6 +332,7 @@ class SweepReport:
         skipped: ids already finished before this call.
         done: ids finished by this call.
         failed: id -> error line, for jobs that failed in this call.
+        busy: id -> who runs it, for jobs another process (a second sweep) was running.
         wall_s: wall time of this call.
     """
 
@@ -310,6 +340,7 @@ class SweepReport:
     skipped: list[str] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    busy: dict[str, str] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
@@ -363,12 +394,13 @@ def job_state(job: Job, out: str | Path) -> tuple[str, str]:
     job_dir = Path(out) / job.id
     if is_finished(job, out):
         return "finished", ""
+    sweep_holder = lock_holder(Path(out) / LOCKS_DIR / job.id)
     problem = result_problem(job, out)
     if problem is not None:
         return "invalid", f"{problem}; the next sweep runs it again"
     step = _resumable(job, out)
     at = f"checkpoint at step {step:,} of {job.steps:,}" if step is not None else ""
-    holder = lock_holder(job_dir) if job_dir.is_dir() else None
+    holder = sweep_holder or (lock_holder(job_dir) if job_dir.is_dir() else None)
     if holder is not None:
         return "running", "; ".join(x for x in (holder, at) if x)
     if step is not None and step >= job.steps:  # the run releases its lock before evaluation
@@ -433,13 +465,17 @@ def run_sweep(
     t0 = time.perf_counter()
 
     def finished(info: dict[str, Any]) -> None:
+        if info.get("busy"):
+            report.busy[info["id"]] = info["error"]
+            say(f"skipped {info['id']}: {info['error']}")
+            return
         if info["ok"]:
             report.done.append(info["id"])
         else:
             report.failed[info["id"]] = info["error"]
         n = len(report.done) + len(report.failed)
         elapsed = time.perf_counter() - t0
-        eta = elapsed / n * (len(todo) - n)
+        eta = elapsed / n * (len(todo) - len(report.busy) - n)
         state = "done  " if info["ok"] else "FAILED"
         say(
             f"[{n}/{len(todo)}] {state} {info['id']} ({info['wall_s']:.0f} s)"
@@ -465,6 +501,7 @@ def run_sweep(
         "skipped": len(report.skipped),
         "done": len(report.done),
         "failed": sorted(report.failed),
+        "busy": sorted(report.busy),
         "wall_s": round(report.wall_s, 1),
         "command": " ".join(sys.argv),
     }
@@ -472,7 +509,8 @@ def run_sweep(
         f.write(json.dumps(entry) + "\n")
     say(
         f"sweep {label or out}: {len(report.done)} done, {len(report.failed)} failed, "
-        f"{len(report.skipped)} skipped in {report.wall_s / 60:.1f} min"
+        f"{len(report.skipped)} skipped, {len(report.busy)} run by another process "
+        f"in {report.wall_s / 60:.1f} min"
     )
     for job_id, error in report.failed.items():
         say(f"  failed: {job_id}: {error} (details in {out / job_id / FAILED_FILE})")

@@ -7,6 +7,8 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from tailor.checkpoint import write_json
 from tailor.errors import TailorError
 from tailor.rundir.layout import LOCK_FILE, LOCK_PID_FILE
 
-__all__ = ["lock_holder"]
+__all__ = ["held", "lock_holder"]
 
 
 # The lock: fcntl.flock rather than filelock.FileLock. flock is in the standard library, the
@@ -43,8 +45,10 @@ except ImportError:  # pragma: no cover - Windows
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
-def _lock(run_dir: Path) -> int:
-    """Take the run's exclusive lock, or raise TailorError naming the holder."""
+def _lock(run_dir: Path, in_use: str | None = None, busy: type[TailorError] = TailorError) -> int:
+    """Take the run's exclusive lock, or raise ``busy`` (a TailorError) naming the holder
+    (``in_use``: the message's start instead of "run directory ... is in use by another tailor
+    process")."""
     try:
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -56,10 +60,12 @@ def _lock(run_dir: Path) -> int:
     except OSError as exc:
         os.close(fd)
         if isinstance(exc, (BlockingIOError, PermissionError)):  # held (EWOULDBLOCK / EACCES)
+            holder = _holder_text(run_dir / LOCK_PID_FILE)
+            if in_use is not None:
+                raise busy(f"{in_use} ({holder})") from None
             raise TailorError(
                 f"run directory {str(run_dir)!r} is in use by another tailor process "
-                f"({_holder_text(run_dir / LOCK_PID_FILE)}); wait for it to finish or choose "
-                "another --out"
+                f"({holder}); wait for it to finish or choose another --out"
             ) from None
         raise TailorError(
             f"cannot lock {str(run_dir)!r} ({exc.strerror or exc}); the filesystem may not "
@@ -75,6 +81,23 @@ def _lock(run_dir: Path) -> int:
         },
     )
     return fd
+
+
+@contextmanager
+def held(
+    directory: str | Path, in_use: str, busy: type[TailorError] = TailorError
+) -> Iterator[None]:
+    """Hold ``directory``'s lock (made if missing) for the block: the same flock and pid sidecar
+    as a run's, for work that must not run twice at once (a sweep's job). Raises ``busy``
+    ``"<in_use> (pid ... on host ...)"`` if another process holds it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = _lock(directory, in_use, busy)
+    try:
+        yield
+    finally:
+        _unlock(fd)
+        os.close(fd)
 
 
 def lock_holder(run_dir: str | Path) -> str | None:
