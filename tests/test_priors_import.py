@@ -533,13 +533,15 @@ def test_malformed_space_shape_is_an_error(zoo: Path, tmp_path: Path, shape: obj
         load_prior(bad)
 
 
-def test_image_observations_are_refused(zoo: Path, tmp_path: Path) -> None:
+def test_image_observations_do_not_fit_an_mlp_of_another_size(zoo: Path, tmp_path: Path) -> None:
+    # An MlpPolicy flattens any Box (SB3's FlattenExtractor); 3x64x64 inputs do not fit a
+    # network that takes 2. (CNN policies are refused by their class and extractor weights.)
     def edit(data: dict) -> None:
         data["observation_space"]["_shape"] = [3, 64, 64]
 
     bad = tmp_path / "img.zip"
     _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
-    with pytest.raises(TailorError, match="not supported"):
+    with pytest.raises(TailorError, match="size 12288 but the network takes 2"):
         load_prior(bad)
 
 

@@ -23,11 +23,11 @@ def customize_algos(prior: Any) -> list[str]:
     """The ``--algo`` values that customize a loaded ``prior``, the default first (what its
     class supports; empty for a prior no loop takes)."""
     from tailor.priors import PolicyPrior
-    from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
+    from tailor.priors.policies import BoltzmannQPrior, GSDEPrior, SquashedGaussianPrior
 
     if isinstance(prior, PolicyPrior):
         return ["ppo"]
-    if isinstance(prior, SquashedGaussianPrior):
+    if isinstance(prior, SquashedGaussianPrior) or (isinstance(prior, GSDEPrior) and prior.squash):
         return ["sac"]
     if isinstance(prior, BoltzmannQPrior):
         return ["dqn", "mcts"]

@@ -32,7 +32,7 @@ from tailor.policyfile import (
     task_spaces,
 )
 from tailor.priors import PolicyPrior, QPrior, check_spaces, load_prior, prior_temperature
-from tailor.priors.policies import BoltzmannQPrior, SquashedGaussianPrior
+from tailor.priors.policies import BoltzmannQPrior, GSDEPrior, SquashedGaussianPrior
 
 __all__ = ["LoadedPrior", "acting_q_prior", "q_prior", "read_prior", "sac_prior"]
 
@@ -40,7 +40,9 @@ _Q_PRIORS = (
     "a Q-network or categorical prior: a tailor DQN run, an SB3 DQN with --prior-temperature "
     "TAU, an SB3 PPO/A2C on Discrete actions"
 )
-_SQUASHED_PRIORS = "a tanh-squashed Gaussian prior: a tailor SAC run, an SB3 SAC or TQC policy"
+_SQUASHED_PRIORS = (
+    "a tanh-squashed Gaussian prior: a tailor SAC run, an SB3 SAC or TQC policy (gSDE too)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +216,13 @@ def sac_prior(
             None,
             {"hidden": tuple(pmeta["hidden"]), "prior_alpha": alpha},
         )
-    p = _imported(prior, task, SquashedGaussianPrior, "sac", _SQUASHED_PRIORS)
+    squashed = (SquashedGaussianPrior, GSDEPrior)
+    p = _imported(prior, task, squashed, "sac", _SQUASHED_PRIORS)
+    if isinstance(p, GSDEPrior) and not p.squash:
+        raise TailorError(
+            f"--algo sac customizes {_SQUASHED_PRIORS}; {str(prior.path)!r} is a PPO/A2C gSDE "
+            "policy without squash_output (unbounded Gaussian), which no tailor loop customizes"
+        )
     sp = task_spaces(task)
     if not (
         np.allclose(p.low.numpy(), sp["action_low"])

@@ -7,6 +7,7 @@ network. ``B`` batch, ``D`` observation size, ``A`` action size, ``n`` discrete 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,7 +15,13 @@ from torch import nn
 
 from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, gaussian_log_prob
 
-__all__ = ["BoltzmannQPrior", "DeterministicGaussianPrior", "GSDEPrior", "SquashedGaussianPrior"]
+__all__ = [
+    "BoltzmannQPrior",
+    "DeterministicGaussianPrior",
+    "GSDEPrior",
+    "GSDESpec",
+    "SquashedGaussianPrior",
+]
 
 # SB3's constants: log-std clamp of the SAC actor, tanh-Jacobian epsilon, atanh clamp.
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -144,15 +151,33 @@ class SquashedGaussianPrior(_Frozen):
         return logp - torch.log((self.high - self.low) / 2.0).sum()
 
 
+@dataclass(frozen=True)
+class GSDESpec:
+    """How SB3's gSDE noise and squashing are set up (``policy_kwargs`` and the action space).
+
+    Attributes:
+        use_expln: ``expln`` instead of ``exp`` for the std weights (``use_expln``).
+        squash: ``tanh`` of the Gaussian, rescaled to ``bounds`` (PPO's ``squash_output``;
+            always for SAC/TQC).
+        bounds: the action bounds ``(low, high)``, ``[A]`` each (used with ``squash``).
+        clip_mean: SAC/TQC's ``Hardtanh(-clip_mean, clip_mean)`` on the mean, or ``None``.
+    """
+
+    use_expln: bool
+    squash: bool
+    bounds: tuple[torch.Tensor, torch.Tensor]
+    clip_mean: float | None = None
+
+
 class GSDEPrior(_Frozen):
-    """SB3 PPO/A2C with generalized state-dependent exploration (``use_sde=True``).
+    """SB3 PPO/A2C/SAC/TQC with generalized state-dependent exploration (``use_sde=True``).
 
     With ``h = latent_pi(norm(s))`` ``[B, L]`` and ``W = std(log_std)`` ``[L, A]`` (``exp``, or
     ``expln`` with ``use_expln``; a ``[L, 1]`` parameter is broadcast when ``full_std=False``),
-    the per-step distribution is SB3's ``N(mean(h), sqrt(h^2 @ W^2 + 1e-6))``. With
-    ``squash_output`` the action is ``tanh`` of that Gaussian rescaled to the bounds, and
-    :meth:`log_prob` subtracts SB3's correction ``log(1 - tanh(u)^2 + 1e-6)`` and the
-    rescaling's Jacobian ``sum_j log((high_j - low_j) / 2)`` (environment units, as
+    the per-step distribution is SB3's ``N(mean(h), sqrt(h^2 @ W^2 + 1e-6))`` (SAC/TQC clip the
+    mean to ``±clip_mean``). With ``squash`` the action is ``tanh`` of that Gaussian rescaled to
+    the bounds, and :meth:`log_prob` subtracts SB3's correction ``log(1 - tanh(u)^2 + 1e-6)``
+    and the rescaling's Jacobian ``sum_j log((high_j - low_j) / 2)`` (environment units, as
     :class:`SquashedGaussianPrior`).
     """
 
@@ -161,21 +186,41 @@ class GSDEPrior(_Frozen):
         latent: nn.Module,
         mean: nn.Linear,
         log_std: torch.Tensor,
-        use_expln: bool,
-        squash: bool,
-        bounds: tuple[torch.Tensor, torch.Tensor],
+        spec: GSDESpec,
         obs_norm: EmpiricalNormalization,
         meta: dict[str, Any],
     ) -> None:
-        """``bounds``: the action bounds ``(low, high)``, ``[A]`` each (used with ``squash``)."""
         super().__init__(obs_norm, obs_norm.mean.shape[0], mean.out_features, meta)
         self.latent, self.mean = (
             latent.eval().requires_grad_(False),
             mean.eval().requires_grad_(False),
         )
         self.log_std = log_std.detach().float()
-        self.use_expln, self.squash = bool(use_expln), bool(squash)
-        self.low, self.high = bounds[0].float(), bounds[1].float()
+        self.use_expln, self.squash = bool(spec.use_expln), bool(spec.squash)
+        self.low, self.high = spec.bounds[0].float(), spec.bounds[1].float()
+        self.clip_mean = spec.clip_mean
+
+    def to_actor(self) -> SquashedGaussianActor:
+        """A trainable SAC actor that starts from this (squashed: SAC/TQC) policy: its trunk and
+        mean head (:meth:`SquashedGaussianPrior.to_actor`), with a state-independent std, the
+        prior's std at the normalizer's mean observation (a SAC actor has no gSDE noise; the
+        residual reward's ``log pi_prior`` is still this prior's exact :meth:`log_prob`). The
+        mean's ``±clip_mean`` clip is not carried over (it only acts where ``|mean| >
+        clip_mean``, i.e. beyond ``tanh(clip_mean)`` of the action range)."""
+        if not self.squash:
+            raise ValueError("only a squashed (SAC/TQC) gSDE policy starts a SAC actor")
+        with torch.no_grad():
+            h0 = self.latent(torch.zeros(1, self.obs_dim))  # the normalized mean observation
+            std0 = torch.sqrt(torch.mm(h0**2, self._weights_std() ** 2) + _TANH_EPS)[0]
+        log_std = nn.Linear(self.mean.in_features, self.act_dim)
+        with torch.no_grad():
+            log_std.weight.zero_()
+            log_std.bias.copy_(std0.log())
+        bounds = (self.low, self.high)
+        start = SquashedGaussianPrior(
+            self.latent, self.mean, log_std, *bounds, self.obs_norm, self.meta
+        )
+        return start.to_actor()
 
     def _weights_std(self) -> torch.Tensor:
         log_std = self.log_std
@@ -191,7 +236,10 @@ class GSDEPrior(_Frozen):
         """Raw obs ``[B, D]`` -> (pre-squash) ``(mean [B, A], std [B, A])``."""
         h = self.latent(self.obs_norm(obs))
         variance = torch.mm(h**2, self._weights_std() ** 2)
-        return self.mean(h), torch.sqrt(variance + _TANH_EPS)
+        mean = self.mean(h)
+        if self.clip_mean is not None:
+            mean = mean.clamp(-self.clip_mean, self.clip_mean)  # SB3's Hardtanh
+        return mean, torch.sqrt(variance + _TANH_EPS)
 
     def act(
         self,

@@ -62,6 +62,7 @@ from tailor.priors.policies import (
     BoltzmannQPrior,
     DeterministicGaussianPrior,
     GSDEPrior,
+    GSDESpec,
     SquashedGaussianPrior,
 )
 
@@ -74,10 +75,21 @@ _POLICIES: dict[tuple[str, str], tuple[str, str]] = {
     ("sb3_contrib.tqc.policies", "TQCPolicy"): ("sac", "relu"),
     ("stable_baselines3.td3.policies", "TD3Policy"): ("td3", "relu"),
     ("stable_baselines3.dqn.policies", "DQNPolicy"): ("dqn", "relu"),
+    # The Residual Q-Learning authors' fork (chenran-li/RQL-release): SB3's QNetwork under
+    # another name, acting by softmax(Q) (temperature 1) -- their released "_Pretrained" priors.
+    ("stable_baselines3.dqn_ME.policies_ME", "DQNPolicy"): ("dqn", "relu"),
+    ("sb3_contrib.qrdqn.policies", "QRDQNPolicy"): ("qrdqn", "relu"),
+}
+# The policy classes whose Boltzmann temperature is part of the algorithm (no flag needed).
+_KNOWN_TEMPERATURE = {
+    "stable_baselines3.dqn_ME.policies_ME": (
+        1.0,
+        "the RQL authors' DQN_ME acts by softmax(Q), temperature 1",
+    ),
 }
 SUPPORTED = (
-    "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions, gSDE), SAC, TQC, TD3/DDPG (with std) and "
-    "DQN (with temperature), on flat Box observations"
+    "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions, gSDE), SAC and TQC (gSDE too), "
+    "TD3/DDPG (with std), DQN and QR-DQN (with temperature), on Box observations (flattened)"
 )
 
 
@@ -139,7 +151,9 @@ def _algorithm(kind: str, module: str, data: dict[str, Any]) -> str:
     if kind == "td3":
         ddpg = data.get("policy_delay") == 1 and data.get("target_noise_clip") == 0
         return "DDPG" if ddpg else "TD3"
-    return "DQN"
+    if kind == "qrdqn":
+        return "QR-DQN"
+    return "DQN_ME" if module.endswith("dqn_ME.policies_ME") else "DQN"
 
 
 def _space(data: dict[str, Any], key: str, src: str) -> dict[str, Any]:
@@ -316,18 +330,18 @@ def load_sb3(
         raise TailorError(
             f"{m.src}: std= is for deterministic (TD3/DDPG) priors, not {m.algorithm}"
         )
-    if m.kind != "dqn" and temperature is not None:
+    if m.kind not in ("dqn", "qrdqn") and temperature is not None:
         raise TailorError(f"{m.src}: temperature= is for Q-network (DQN) priors, not {m.algorithm}")
     if m.kind == "actor_critic":
         return _actor_critic_prior(m)
-    if m.kind == "dqn":
+    if m.kind in ("dqn", "qrdqn"):
         return _dqn_prior(m, temperature)
     if m.act_space["kind"] != "box":
         raise TailorError(f"{m.src}: {m.algorithm} needs Box actions, found {m.act_space['kind']}")
     low, high = _box_bounds(m.act_space, m.src, need_finite=True)
     m.meta.update(action_low=as_floats(low), action_high=as_floats(high))
     if m.kind == "sac":
-        return _sac_prior(m, low, high)
+        return _sac_gsde_prior(m, low, high) if m.data.get("use_sde") else _sac_prior(m, low, high)
     return _td3_prior(m, low, high, std)  # td3 / ddpg
 
 
@@ -362,6 +376,19 @@ class _Model:
     meta: dict[str, Any]
 
 
+def _why(cls: str, module: str) -> str:
+    """Why a policy class is refused, in a few words (empty when there is nothing to add)."""
+    if "Recurrent" in cls or "recurrent" in module:
+        return " (a recurrent policy: its action depends on a hidden state)"
+    if cls.startswith(("Cnn", "ActorCriticCnn")):
+        return " (a CNN policy on images)"
+    if cls.startswith(("MultiInput",)):
+        return " (a MultiInput policy on Dict observations, e.g. HER goals)"
+    if ".ars." in module:
+        return " (ARS: a deterministic policy without a distribution)"
+    return ""
+
+
 def _read_model(path: Path, normalizer: str | Path | None, activation: str | None) -> _Model:
     """Read the zip, refuse what is not supported, find the activation and the normalizer."""
     src = repr(str(path))
@@ -370,14 +397,12 @@ def _read_model(path: Path, normalizer: str | Path | None, activation: str | Non
     entry = _POLICIES.get((module, cls))
     obs_space = _space(data, "observation_space", src)
     act_space = _space(data, "action_space", src)
-    if entry is None or obs_space["kind"] != "box" or len(obs_space["shape"]) != 1:
+    if entry is None or obs_space["kind"] != "box" or not obs_space["shape"]:
         what = f"{module}.{cls}"
-        if obs_space["kind"] != "box" or len(obs_space.get("shape", [])) != 1:
+        if obs_space["kind"] != "box" or not obs_space.get("shape"):
             what += f" on {obs_space.get('type', 'Box')} observations {obs_space.get('shape', '')}"
-        raise TailorError(
-            f"{src}: SB3 policy {what} is not supported (CNN, MultiInput and recurrent policies "
-            f"are not); supported: {SUPPORTED}"
-        )
+        raise TailorError(f"{src}: SB3 policy {what} is not supported{_why(cls, module)}; "
+                          f"supported: {SUPPORTED}")  # fmt: skip
     extractor = [k for k in state if "features_extractor." in k]
     if extractor:
         raise TailorError(
@@ -386,13 +411,14 @@ def _read_model(path: Path, normalizer: str | Path | None, activation: str | Non
         )
     kind, default_act = entry
     algorithm = _algorithm(kind, module, data)
-    if data.get("use_sde") and kind != "actor_critic":
+    if data.get("use_sde") and kind not in ("actor_critic", "sac"):
         raise TailorError(
-            f"{src}: {algorithm} with gSDE (use_sde=True) is not supported (PPO/A2C with gSDE "
-            f"are); supported: {SUPPORTED}"
+            f"{src}: {algorithm} with gSDE (use_sde=True) is not supported (PPO/A2C/SAC/TQC with "
+            f"gSDE are); supported: {SUPPORTED}"
         )
     act_fn, act_src = _activation(data, default_act, activation, src)
-    obs_dim = obs_space["shape"][0]
+    # MlpPolicy's FlattenExtractor: a Box of any shape is its flattened vector (row-major).
+    obs_dim = int(np.prod(obs_space["shape"]))
     obs_norm, norm_info = _normalizer(path, normalizer, obs_dim)
     meta: dict[str, Any] = {
         "task": None,
@@ -407,6 +433,7 @@ def _read_model(path: Path, normalizer: str | Path | None, activation: str | Non
         "activation": act_fn,
         "activation_source": act_src,
         "obs_normalizer": norm_info,
+        "observation_shape": obs_space["shape"],
         "policy_kwargs": json_safe(
             {k: v for k, v in (data.get("policy_kwargs") or {}).items() if not k.startswith(":")}
         ),
@@ -447,16 +474,24 @@ def _actor_critic_prior(m: _Model) -> Any:
 
 
 def _dqn_prior(m: _Model, temperature: float | None) -> BoltzmannQPrior:
-    """DQN: the Boltzmann policy ``softmax(Q / temperature)`` of its Q-network."""
+    """DQN / QR-DQN: the Boltzmann policy ``softmax(Q / temperature)`` of its Q-network (QR-DQN:
+    ``Q(s, a)`` the mean of its quantiles, folded exactly into the last layer)."""
     src, meta = m.src, m.meta
     if m.act_space["kind"] != "discrete":
         raise TailorError(f"{src}: a DQN needs Discrete actions, found {m.act_space['kind']}")
+    source = "temperature given"
+    known = _KNOWN_TEMPERATURE.get(meta["source"]["policy_class"].rsplit(".", 1)[0])
+    if temperature is None and known is not None:
+        temperature, source = known
     if temperature is None:
         raise TailorError(
-            f"{src} is an SB3 DQN (a Q-network); pass temperature=TAU (--prior-temperature "
-            "TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
+            f"{src} is an SB3 {m.algorithm} (a Q-network); pass temperature=TAU "
+            "(--prior-temperature TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
         )
-    layers = layers_from_state(m.state, "q_net.q_net.", src)
+    if m.kind == "qrdqn":
+        layers = _quantile_mean(m, layers_from_state(m.state, "quantile_net.quantile_net.", src))
+    else:
+        layers = layers_from_state(m.state, "q_net.q_net.", src)
     _check_net_arch(m.data, "qf", [w.shape[0] for w, _ in layers[:-1]], src)
     meta["architecture"] = {
         "hidden": [w.shape[0] for w, _ in layers[:-1]],
@@ -467,7 +502,7 @@ def _dqn_prior(m: _Model, temperature: float | None) -> BoltzmannQPrior:
         "temperature": float(temperature),
         "n": m.act_space["n"],
     }
-    meta["temperature"] = {"value": float(temperature), "source": "temperature given"}
+    meta["temperature"] = {"value": float(temperature), "source": source}
     _check_in(layers, m.obs_dim, src)
     return BoltzmannQPrior(mlp_from_layers(layers, m.act_fn), float(temperature), m.obs_norm, meta)
 
@@ -494,6 +529,54 @@ def _sac_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> SquashedGaus
         meta["temperature"] = temperature
     body = _hidden_mlp(latent, m.act_fn)
     return SquashedGaussianPrior(body, _lin(mu), _lin(log_std), low, high, m.obs_norm, meta)
+
+
+def _quantile_mean(m: _Model, layers: Layers) -> Layers:
+    """QR-DQN's quantile network ``[B, N * A]`` (viewed ``[B, N, A]``, as sb3-contrib's
+    ``QuantileNetwork``) as a Q-network ``[B, A]``: the mean over the ``N`` quantiles of a linear
+    last layer is the linear layer with the quantiles' weights and biases averaged."""
+    n_actions = int(m.act_space["n"])
+    w, b = layers[-1]
+    if w.shape[0] % n_actions:
+        raise TailorError(
+            f"{m.src}: the quantile network has {w.shape[0]} outputs, not a multiple of the "
+            f"{n_actions} actions"
+        )
+    n_quantiles = w.shape[0] // n_actions
+    m.meta["quantiles"] = n_quantiles
+    w_mean = w.reshape(n_quantiles, n_actions, w.shape[1]).mean(0)
+    return [*layers[:-1], (w_mean, b.reshape(n_quantiles, n_actions).mean(0))]
+
+
+def _sac_gsde_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> GSDEPrior:
+    """SAC / TQC with gSDE: SB3's ``StateDependentNoiseDistribution`` (``learn_features``,
+    squashed) on ``latent_pi``; the mean head ``mu`` is clipped to ``±clip_mean``
+    (``policy_kwargs``, default 2.0, a ``Hardtanh`` saved as ``mu.0``)."""
+    src, state, meta = m.src, m.state, m.meta
+    kwargs = m.data.get("policy_kwargs") or {}
+    latent = layers_from_state(state, "actor.latent_pi.", src)
+    _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in latent], src)
+    clipped = "actor.mu.0.weight" in state
+    mu = _linear(state, "actor.mu.0" if clipped else "actor.mu", src)
+    clip_mean = float(kwargs.get("clip_mean", 2.0)) if clipped else None
+    _check_in(latent, m.obs_dim, src)
+    log_std = state.get("actor.log_std")
+    latent_dim = latent[-1][0].shape[0]
+    if log_std is None or log_std.ndim != 2 or log_std.shape[0] != latent_dim:
+        got = None if log_std is None else tuple(log_std.shape)
+        raise TailorError(f"{src}: gSDE actor.log_std is {got}, expected [{latent_dim}, A]")
+    expln = bool(kwargs.get("use_expln", False))
+    meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": m.act_fn}
+    meta["distribution"] = {
+        "kind": "tanh-squashed gaussian (gSDE, state-dependent std)",
+        "use_expln": expln,
+        "clip_mean": clip_mean,
+    }
+    temperature = _sac_temperature(m.path, m.data, src)
+    if temperature is not None:
+        meta["temperature"] = temperature
+    spec = GSDESpec(use_expln=expln, squash=True, bounds=(low, high), clip_mean=clip_mean)
+    return GSDEPrior(_hidden_mlp(latent, m.act_fn), _lin(mu), log_std, spec, m.obs_norm, meta)
 
 
 def _td3_prior(
@@ -576,8 +659,8 @@ def _gsde(m: _Model, layers: Layers, low: torch.Tensor, high: torch.Tensor) -> G
         "squash_output": squash,
     }
     latent = _hidden_mlp(layers[:-1], m.act_fn)
-    bounds = (low, high)
-    return GSDEPrior(latent, _lin(layers[-1]), log_std, expln, squash, bounds, m.obs_norm, meta)
+    spec = GSDESpec(use_expln=expln, squash=squash, bounds=(low, high))
+    return GSDEPrior(latent, _lin(layers[-1]), log_std, spec, m.obs_norm, meta)
 
 
 def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -> Layers:
