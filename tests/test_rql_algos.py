@@ -7,12 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from tailor.algos.mcts import numpy_log_prior
 from tailor.envs import get_task, make_env
 from tailor.envs.classic import THETA_MAX, success
 from tailor.errors import TailorError
 from tailor.experiments import run
-from tailor.nets import SquashedGaussianActor
+from tailor.nets import ACTIVATIONS, SquashedGaussianActor
 
 DQN_FAST = {"learning_starts": 100, "batch_size": 16, "hidden": (16, 16), "log_interval": 0}
 SAC_FAST = {
@@ -261,3 +263,16 @@ def test_sac_critic_zero_init_starts_at_zero():
     assert torch.equal(zero(obs, act), torch.zeros(2, 5))
     q = TwinCritic(3, 2, (8, 8), one, 0 * one)(obs, act)
     assert not torch.equal(q, torch.zeros(2, 5)) and not torch.equal(q[0], q[1])
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_numpy_log_prior_matches_torch_for_every_activation(name: str) -> None:
+    """MCTS evaluates the prior in numpy: every activation a prior may have (SB3's default
+    Tanh of a categorical PPO/A2C, rsl-rl's ELU, ...) gives torch's numbers."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), ACTIVATIONS[name](), nn.Linear(8, 4))
+    obs = 3 * torch.randn(16, 3, dtype=torch.float64)
+    with torch.no_grad():
+        want = torch.log_softmax(net.double()(obs) / 0.7, dim=-1).numpy()
+    got = numpy_log_prior(net, 0.7)(obs.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)

@@ -167,12 +167,63 @@ class TaskModel:
         return obs, float(self.task.addon(self.env, action, info)), bool(terminated)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+def _softplus(x: np.ndarray, beta: float = 1.0, threshold: float = 20.0) -> np.ndarray:
+    # torch's Softplus: linear above the threshold
+    bx = beta * x
+    return np.where(bx > threshold, x, np.log1p(np.exp(np.minimum(bx, threshold))) / beta)
+
+
+def _gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    if approximate == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])  # numpy has no erf; GELU priors are rare
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _numpy_activation(m: nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    """The numpy (float64) function of a torch activation module, with its own settings."""
+    if isinstance(m, nn.ReLU):
+        return lambda x: np.maximum(x, 0.0)
+    if isinstance(m, nn.Tanh):
+        return np.tanh
+    if isinstance(m, nn.ELU):
+        return lambda x: np.where(x > 0, x, m.alpha * np.expm1(np.minimum(x, 0.0)))
+    if isinstance(m, nn.SELU):
+        neg = lambda x: _SELU_ALPHA * np.expm1(np.minimum(x, 0.0))  # noqa: E731
+        return lambda x: _SELU_SCALE * np.where(x > 0, x, neg(x))
+    if isinstance(m, nn.CELU):
+        return lambda x: np.where(x > 0, x, m.alpha * np.expm1(np.minimum(x, 0.0) / m.alpha))
+    if isinstance(m, nn.LeakyReLU):
+        return lambda x: np.where(x >= 0, x, m.negative_slope * x)
+    if isinstance(m, nn.Sigmoid):
+        return _sigmoid
+    if isinstance(m, nn.Softplus):
+        return lambda x: _softplus(x, m.beta, m.threshold)
+    if isinstance(m, nn.GELU):
+        return lambda x: _gelu(x, m.approximate)
+    if isinstance(m, nn.SiLU):
+        return lambda x: x * _sigmoid(x)
+    if isinstance(m, nn.Mish):
+        return lambda x: x * np.tanh(_softplus(x))
+    if isinstance(m, nn.Identity):
+        return lambda x: x
+    raise TailorError(f"numpy_log_prior: unsupported layer {m} (Linear and activations only)")
+
+
 def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.ndarray]:
     """``obs [obs_dim] or [N, obs_dim] -> log softmax(Q_prior(obs) / alpha)`` ``[A]`` or
     ``[N, A]`` in numpy (float64).
 
-    A soft-DQN prior (an ``nn.Sequential`` of ``Linear``/``ReLU``, optionally behind a frozen
-    :class:`tailor.nets.EmpiricalNormalization`, as an imported SB3 DQN is) evaluated without
+    A soft-DQN prior (an ``nn.Sequential`` of ``Linear`` and any activation of
+    :data:`tailor.nets.ACTIVATIONS`, e.g. SB3's default ``Tanh`` of a categorical PPO/A2C,
+    optionally behind a frozen :class:`tailor.nets.EmpiricalNormalization`) evaluated without
     torch's per-call overhead: the search calls it at every new node and rollout step (the
     batched search once per tree level).
     """
@@ -189,20 +240,13 @@ def numpy_log_prior(qnet: nn.Module, alpha: float) -> Callable[[np.ndarray], np.
                     m.bias.detach().double().numpy().copy(),
                 )
             )
-        elif isinstance(m, nn.ReLU):
-            layers.append("relu")
         else:
-            raise TailorError(f"numpy_log_prior supports Linear/ReLU networks, got {m}")
+            layers.append(_numpy_activation(m))
 
     def log_prior(obs: np.ndarray) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float64)
         for layer in layers:
-            if isinstance(layer, str):
-                x = np.maximum(x, 0.0)
-            elif callable(layer):
-                x = layer(x)
-            else:
-                x = x @ layer[0] + layer[1]
+            x = layer(x) if callable(layer) else x @ layer[0] + layer[1]
         z = x / alpha
         m = z.max(axis=-1, keepdims=True)
         return z - (m + np.log(np.exp(z - m).sum(axis=-1, keepdims=True)))

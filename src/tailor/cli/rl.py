@@ -111,7 +111,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--policy",
         required=True,
         type=argtypes.prior_path,
-        help="a run directory or its policy.safetensors",
+        help="a run directory or its policy.safetensors, or a policy from another library (an "
+        "SB3 zip, an rsl-rl/CleanRL/skrl checkpoint, a TorchScript export; --prior-* options)",
     )
     p.add_argument("--task", help="task name (default: the task the policy was trained on)")
     p.add_argument(
@@ -130,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="PPO runs: also evaluate the best policy snapshot, chosen on 5 selection episodes "
         "of other seeds (the paper reports best checkpoints); the JSON gets 'best'",
     )
+    add_prior_arguments(p)
     _tasks_file(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -595,6 +597,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.episodes,
         args.seed,
         deterministic=not args.stochastic,
+        prior_options=prior_options(args),
     )
     rows = [
         ("total", "total (basic + add-on)"),
@@ -604,6 +607,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ]
     if kind in (None, "ppo"):
         mode = "stochastic" if args.stochastic else "deterministic (mean action)"
+        if result.get("algo") == "prior":  # an imported Q / categorical prior, Discrete actions
+            mode = "greedy (argmax action)"
         print(f"{args.policy} on {result['task']}: {result['episodes']} episodes, {mode}")
     else:
         print(

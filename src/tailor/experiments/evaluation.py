@@ -31,8 +31,9 @@ from tailor.policyfile import (
     qnet_from,
     resolve_policy_path,
     sac_actor,
+    task_spaces,
 )
-from tailor.priors import load_prior
+from tailor.priors import check_spaces, load_prior
 from tailor.rundir import list_checkpoints
 
 __all__ = [
@@ -169,6 +170,23 @@ def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
     raise TailorError(f"unknown algo {algo!r} in the policy's metadata")
 
 
+def _evaluate_discrete_prior(
+    prior: Any, task: Task, episodes: int, seed: int, max_steps: int | None, policy: str
+) -> dict[str, Any]:
+    """An imported prior on a Discrete-action task (SB3 DQN / QR-DQN / categorical PPO-A2C, the
+    RQL authors' DQN_ME): one env, the prior's greedy action (``argmax``) at every step."""
+    sp = task_spaces(task)
+    check_spaces(prior, sp["obs_dim"], sp["n_actions"], task.name)
+
+    def act(obs: np.ndarray, env: Any) -> int:
+        o = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+        with torch.no_grad():
+            return int(prior.act(o, deterministic=True).reshape(-1)[0])
+
+    return evaluate_stepwise(act, task, episodes, seed=seed, max_steps=max_steps, policy=policy,
+                             algo="prior")  # fmt: skip
+
+
 def evaluate(
     policy: str | Path,
     task: Task | str | None = None,
@@ -177,8 +195,11 @@ def evaluate(
     max_steps: int | None = None,
     *,
     deterministic: bool = True,
+    prior_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate any tailor policy checkpoint: the one result schema of :mod:`tailor.evaluate`.
+    """Evaluate any tailor policy checkpoint, or a policy from another library (read with
+    :func:`tailor.priors.load_prior` and ``prior_options``): the one result schema of
+    :mod:`tailor.evaluate`. A Q-network or categorical prior on a Discrete task acts greedily.
 
     PPO policies run batched episodes (:func:`tailor.evaluate.evaluate`, the Gaussian's mean
     unless ``deterministic=False``); DQN acts with ``argmax(Q_R + omega' log pi)`` (``argmax Q``
@@ -190,10 +211,14 @@ def evaluate(
     """
     kind = policy_kind(policy)
     if kind in (None, "ppo"):
-        prior = load_prior(policy)  # a clear error for anything unreadable
+        options = {k: v for k, v in (prior_options or {}).items() if v is not None}
+        prior = load_prior(policy, **options)  # a clear error for anything unreadable
         name = task if task is not None else prior.meta.get("task")
         if not name:
             raise TailorError("--task is required (the policy does not name its task)")
+        if "n_actions" in task_spaces(get_task(name)):  # an imported categorical / Q prior
+            return _evaluate_discrete_prior(prior, get_task(name), episodes, seed, max_steps,
+                                            policy=str(policy))  # fmt: skip
         result = evaluate_gaussian(
             prior, name, episodes, deterministic=deterministic, seed=seed,
             **({"max_steps": max_steps} if max_steps is not None else {}),
