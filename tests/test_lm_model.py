@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from tailor.errors import TailorError
 from tailor.lm.corpus import load_corpus
-from tailor.lm.evaluate import evaluate_model, success_rate
+from tailor.lm.evaluate import EvalSampling, evaluate_model, success_rate
 from tailor.lm.model import (
     PretrainConfig,
     build_char_tokenizer,
@@ -214,7 +214,8 @@ def test_success_rate_rule():
 
 def test_evaluate_prior_against_itself(tiny):
     _, model, tok = tiny
-    out = evaluate_model(model, model, tok, "ends-with-vowel", samples=64, seed=1, examples=3)
+    sampling = EvalSampling(samples=64, seed=1)
+    out = evaluate_model(model, model, tok, "ends-with-vowel", sampling, examples=3)
     assert set(out) >= {"addon", "success", "prior_logp_per_token", "kl_to_prior", "distinct"}
     assert abs(out["kl_to_prior"]) < 1e-4  # a model's KL to itself is 0
     assert out["prior_logp_per_token"] == pytest.approx(out["model_logp_per_token"], abs=1e-5)
@@ -222,7 +223,7 @@ def test_evaluate_prior_against_itself(tiny):
     assert len(out["samples"]) == 3
     first = out["samples"][0]
     assert first["reward"] == float(first["completion"][-1:] in set("aeiou"))
-    again = evaluate_model(model, model, tok, "ends-with-vowel", samples=64, seed=1, examples=3)
+    again = evaluate_model(model, model, tok, "ends-with-vowel", sampling, examples=3)
     assert again == out
 
 

@@ -11,7 +11,7 @@ from tailor.algos.dpo import LMDPOConfig, customize_offline, offline_coefficient
 from tailor.algos.lm_ppo import LMPPOConfig, customize_ppo, last_token_rewards, token_advantages
 from tailor.errors import TailorError
 from tailor.lm import PreferencePair, register_reward, unregister_reward
-from tailor.lm.evaluate import evaluate_model
+from tailor.lm.evaluate import EvalSampling, evaluate_model
 from tailor.lm.model import load_model, load_tokenizer
 from tailor.lm.sampling import encode_completions, encode_prompts, sequence_logprobs
 from test_lm_model import tiny_model_dir  # the session's tiny model, pretrained once
@@ -32,7 +32,7 @@ def tiny(tmp_path_factory):
 
 
 def _success(model, prior, tok, reward: str) -> float:
-    return evaluate_model(model, prior, tok, reward, samples=256, seed=123)["success"]
+    return evaluate_model(model, prior, tok, reward, EvalSampling(samples=256, seed=123))["success"]
 
 
 # --- pieces of the PPO update, known answers ----------------------------------------------------

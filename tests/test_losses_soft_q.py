@@ -10,6 +10,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.losses import (
+    SacNext,
     prior_log_probs,
     residual_logits,
     sac_actor_loss,
@@ -103,10 +104,10 @@ def test_sac_critic_target_known_answer(kind):
     r, done = both([1.0, 1.0])[kind], both([0.0, 1.0])[kind]
     q1, q2 = both([2.0, 2.0])[kind], both([3.0, 3.0])[kind]
     logp, lp = both([-1.0, -1.0])[kind], both([-2.0, -2.0])[kind]
-    y = sac_critic_target(r, done, 0.5, q1, q2, logp, lp, omega_prime=0.5, alpha_hat=0.1)
+    y = sac_critic_target(r, done, 0.5, SacNext(q1, q2, logp, lp), omega_prime=0.5, alpha_hat=0.1)
     # 1 + 0.5 * (min(2, 3) + 0.5 * (-2) - 0.1 * (-1)) = 1 + 0.5 * 1.1 ; terminal: 1
     np.testing.assert_allclose(np.asarray(y), [1.55, 1.0], atol=1e-12)
-    plain = sac_critic_target(r, done, 0.5, q1, q2, logp, None, 0.0, 0.1)
+    plain = sac_critic_target(r, done, 0.5, SacNext(q1, q2, logp), 0.0, 0.1)
     np.testing.assert_allclose(np.asarray(plain), [1.0 + 0.5 * 2.1, 1.0], atol=1e-12)
 
 

@@ -141,7 +141,11 @@ def test_mcts_customize_and_evaluate(dqn_prior, tmp_path):
 def test_squashed_gaussian_log_prob_matches_sample():
     torch.manual_seed(0)
     actor = SquashedGaussianActor(
-        2, 1, (8,), np.array([-2.0]), np.array([2.0]), np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+        2,
+        1,
+        (8,),
+        (np.array([-2.0]), np.array([2.0])),
+        (np.array([-1.0, -1.0]), np.array([1.0, 1.0])),
     )
     obs = torch.randn(64, 2)
     a, logp = actor.sample(obs, torch.Generator().manual_seed(1))

@@ -39,8 +39,9 @@ only call them. Three families:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Real
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from tailor.errors import TailorError
 from tailor.numerics import logsumexp as _np_logsumexp
 
 __all__ = [
+    "SacNext",
     "ce_dpo_loss",
     "clipped_surrogate_loss",
     "decoupled_dpo_loss",
@@ -269,14 +271,27 @@ def soft_q_target(
     return r + gamma * (1.0 - done) * v_next
 
 
+@dataclass(frozen=True)
+class SacNext(Generic[Array]):
+    """What the residual SAC critic target reads at ``(s', a')``, ``a' ~ pi_theta(.|s')``.
+
+    Attributes:
+        q1, q2: target critics at ``(s', a')`` ``[B]``.
+        logp: ``log pi_theta(a'|s')`` ``[B]``.
+        log_prior: ``log pi(a'|s')`` of the prior ``[B]`` (``None`` when ``omega' == 0``).
+    """
+
+    q1: Array
+    q2: Array
+    logp: Array
+    log_prior: Array | None = None
+
+
 def sac_critic_target(
     r: Array,
     done: Array,
     gamma: float,
-    q1_next: Array,
-    q2_next: Array,
-    logp_next: Array,
-    log_prior_next: Array | None = None,
+    next_: SacNext[Array],
     omega_prime: float = 0.0,
     alpha_hat: float = 1.0,
 ) -> Array:
@@ -289,9 +304,8 @@ def sac_critic_target(
     Args:
         r, done: ``[B]`` (``done`` 1.0 for a true termination only).
         gamma: discount.
-        q1_next, q2_next: target critics at ``(s', a')`` ``[B]``.
-        logp_next: ``log pi_theta(a'|s')`` ``[B]``.
-        log_prior_next: ``log pi(a'|s')`` of the prior ``[B]`` (``None`` when ``omega' == 0``).
+        next_: ``Q1'``, ``Q2'``, ``log pi_theta(a'|s')`` and ``log pi(a'|s')`` (or ``None``), each
+            ``[B]`` (:class:`SacNext`).
         omega_prime, alpha_hat: coefficients (``alpha_hat >= 0``).
 
     Returns:
@@ -300,17 +314,17 @@ def sac_critic_target(
     alpha_hat = _check_temperature("alpha_hat", alpha_hat)
     for name, x in (
         ("done", done),
-        ("q1_next", q1_next),
-        ("q2_next", q2_next),
-        ("logp_next", logp_next),
+        ("q1_next", next_.q1),
+        ("q2_next", next_.q2),
+        ("logp_next", next_.logp),
     ):
         _check_same(name, r, x)
     q_min = (
-        torch.minimum(q1_next, q2_next)
+        torch.minimum(next_.q1, next_.q2)
         if isinstance(r, torch.Tensor)
-        else np.minimum(q1_next, q2_next)
+        else np.minimum(next_.q1, next_.q2)
     )
-    soft = residual_logits(q_min, log_prior_next, omega_prime) - alpha_hat * logp_next
+    soft = residual_logits(q_min, next_.log_prior, omega_prime) - alpha_hat * next_.logp
     return r + gamma * (1.0 - done) * soft
 
 

@@ -290,11 +290,11 @@ class SquashedGaussianActor(nn.Module):
     Args:
         obs_dim, act_dim: sizes.
         hidden: hidden layer sizes of the shared trunk.
-        low, high: action bounds ``[act_dim]`` (finite).
-        obs_low, obs_high: observation bounds used to scale inputs to ``[-1, 1]`` where finite
-            (unbounded dimensions are passed through). The buffers ``obs_bias`` /
-            ``obs_scale`` may be overwritten (an imported prior's normalizer,
-            :meth:`tailor.priors.policies.SquashedGaussianPrior.to_actor`).
+        action_bounds: ``(low, high)``, each ``[act_dim]`` (finite).
+        obs_bounds: ``(obs_low, obs_high)``, each ``[obs_dim]``, used to scale inputs to
+            ``[-1, 1]`` where finite (unbounded dimensions are passed through); ``None``: no
+            scaling. The buffers ``obs_bias`` / ``obs_scale`` may be overwritten (an imported
+            prior's normalizer, :meth:`tailor.priors.policies.SquashedGaussianPrior.to_actor`).
         activation: hidden activation (a :data:`ACTIVATIONS` name; tailor's SAC: ``relu``).
         log_std_min: lower clamp of ``log sigma`` (tailor's SAC: -5; SB3's: -20).
         obs_clip: clip the scaled observations to ``[-obs_clip, obs_clip]`` (SB3
@@ -306,16 +306,16 @@ class SquashedGaussianActor(nn.Module):
         obs_dim: int,
         act_dim: int,
         hidden: Sequence[int],
-        low: np.ndarray,
-        high: np.ndarray,
-        obs_low: np.ndarray | None = None,
-        obs_high: np.ndarray | None = None,
+        action_bounds: tuple[np.ndarray, np.ndarray],
+        obs_bounds: tuple[np.ndarray, np.ndarray] | None = None,
         *,
         activation: str = "relu",
         log_std_min: float = _SAC_LOG_STD_MIN,
         obs_clip: float | None = None,
     ) -> None:
         super().__init__()
+        low, high = action_bounds
+        obs_low, obs_high = obs_bounds if obs_bounds is not None else (None, None)
         self.obs_dim, self.act_dim, self.hidden = obs_dim, act_dim, tuple(int(h) for h in hidden)
         self.activation, self.log_std_min, self.obs_clip = activation, float(log_std_min), obs_clip
         self.trunk = mlp([obs_dim, *self.hidden, 2 * act_dim], activation)

@@ -347,10 +347,8 @@ def sac_actor(meta: dict, tensors: dict, prefix: str = "actor.") -> SquashedGaus
         int(meta["obs_dim"]),
         int(meta["act_dim"]),
         meta.get("actor_hidden", meta["hidden"]),
-        np.asarray(meta["action_low"]),
-        np.asarray(meta["action_high"]),
-        np.asarray(meta["obs_low"]),
-        np.asarray(meta["obs_high"]),
+        (np.asarray(meta["action_low"]), np.asarray(meta["action_high"])),
+        (np.asarray(meta["obs_low"]), np.asarray(meta["obs_high"])),
         **meta.get("actor_options", {}),
     )
     actor.load_state_dict(prefixed(tensors, prefix))

@@ -37,7 +37,7 @@ from tailor.algos.replay import ReplayBuffer
 from tailor.algos.soft_dqn import _weighted
 from tailor.envs import Task, get_task, make_env
 from tailor.errors import TailorError
-from tailor.losses import sac_actor_loss, sac_critic_target
+from tailor.losses import SacNext, sac_actor_loss, sac_critic_target
 from tailor.methods import Method
 from tailor.nets import SquashedGaussianActor, mlp, obs_affine
 from tailor.rundir import InterruptRequest
@@ -359,17 +359,13 @@ class _Learner:
         with torch.no_grad():
             a2, logp2 = actor.sample(next_obs, gen)
             q_next = self.critic_t(next_obs, a2)
-            y = sac_critic_target(
-                b["rew"],
-                b["done"],
-                self.cfg.gamma,
+            nxt = SacNext(
                 q_next[0],
                 q_next[1],
                 logp2,
                 prior.log_prob(next_obs, a2) if prior is not None else None,
-                w,
-                self.alpha_hat,
             )
+            y = sac_critic_target(b["rew"], b["done"], self.cfg.gamma, nxt, w, self.alpha_hat)
         q = critic(obs, b["act"])
         # The sum of the two critics' mean squared errors.
         critic_loss = 2.0 * nn.functional.mse_loss(q, y.expand_as(q))
@@ -531,7 +527,7 @@ class _SACRun:
             actor = copy.deepcopy(start).requires_grad_(True)  # our copy trains
         else:
             actor = SquashedGaussianActor(
-                obs_dim, act_dim, cfg.hidden, low, high, ospace.low, ospace.high
+                obs_dim, act_dim, cfg.hidden, (low, high), (ospace.low, ospace.high)
             )
         if isinstance(prior, nn.Module):
             prior = copy.deepcopy(prior).eval().requires_grad_(False)

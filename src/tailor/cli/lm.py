@@ -331,7 +331,7 @@ def _overrides(args: argparse.Namespace, offline: bool) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tailor.lm.evaluate import evaluate_model
+    from tailor.lm.evaluate import EvalSampling, evaluate_model
     from tailor.lm.model import load_model, load_tokenizer
     from tailor.paths import check_output_file
 
@@ -344,17 +344,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
     prior = load_model(args.prior, what="prior", allow_pickle=args.allow_pickle_weights)
     tok = load_tokenizer(args.model)
-    result = evaluate_model(
-        model,
-        prior,
-        tok,
-        reward,
+    sampling = EvalSampling(
         samples=args.samples,
         prompts=args.prompt or [""],
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
-        examples=args.examples,
     )
+    result = evaluate_model(model, prior, tok, reward, sampling, examples=args.examples)
     result = {"model": str(args.model), "prior": str(args.prior), "reward": reward, **result}
     rows = [
         ("add-on reward (mean)", result["addon"]),

@@ -91,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_mdvi(args: argparse.Namespace) -> int:
-    from tailor.tabular.figures import mdvi_experiment, plot_mdvi, save_json
+    from tailor.tabular.figures import MdviSettings, mdvi_experiment, plot_mdvi, save_json
 
     try:
         lams = tuple(float(x) for x in args.lams.split(","))
@@ -100,17 +100,18 @@ def cmd_mdvi(args: argparse.Namespace) -> int:
     if args.out.suffix.lower() != ".png":
         raise TailorError(f"--out must be a .png file, got {args.out}")
     check_output_file(args.out, what="--out")
-    data = mdvi_experiment(
-        lams,
-        args.states,
-        args.actions,
-        min(3, args.states),
-        args.gamma,
-        args.noise,
-        args.iterations,
-        args.seeds,
-        args.seed,
+    settings = MdviSettings(
+        lams=lams,
+        n_states=args.states,
+        n_actions=args.actions,
+        branching=min(3, args.states),
+        gamma=args.gamma,
+        noise_std=args.noise,
+        iterations=args.iterations,
+        seeds=args.seeds,
+        seed=args.seed,
     )
+    data = mdvi_experiment(settings)
     data_path = save_json(data, args.out.with_suffix(".json"))
     plot_mdvi(json.loads(data_path.read_text()), args.out)
     for lam, run in data["mdvi"].items():

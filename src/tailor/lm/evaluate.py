@@ -17,6 +17,7 @@ distribution) given prompts ``x_i``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,7 @@ from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import sample, token_logprobs
 
-__all__ = ["evaluate_model", "success_rate"]
+__all__ = ["EvalSampling", "evaluate_model", "success_rate"]
 
 
 def success_rate(rewards: np.ndarray) -> float:
@@ -39,32 +40,57 @@ def success_rate(rewards: np.ndarray) -> float:
     return float((r > 0.0).mean())
 
 
+@dataclass(frozen=True)
+class EvalSampling:
+    """How :func:`evaluate_model` draws its completions (temperature 1).
+
+    Attributes:
+        samples: ``N``, completions drawn in all (an integer >= 1).
+        prompts: the prompts ``x_i``, cycled over the samples (empty: the empty prompt).
+        seed: seed of the sampling generator.
+        max_new_tokens: longest completion, eos included.
+        batch_size: completions sampled together in one batch.
+    """
+
+    samples: int = 512
+    prompts: Sequence[str] = ("",)
+    seed: int = 0
+    max_new_tokens: int = 16
+    batch_size: int = 256
+
+
 @torch.no_grad()
 def evaluate_model(
     model: torch.nn.Module,
     prior: torch.nn.Module,
     tokenizer: Any,
     reward: str | RewardFn,
-    samples: int = 512,
-    prompts: Sequence[str] = ("",),
-    seed: int = 0,
-    max_new_tokens: int = 16,
-    batch_size: int = 256,
+    sampling: EvalSampling | None = None,
     examples: int = 8,
 ) -> dict[str, Any]:
-    """Sample ``samples`` completions from ``model`` and measure them (module docstring).
+    """Sample ``sampling.samples`` completions from ``model`` and measure them (module
+    docstring).
+
+    Args:
+        model, prior: the customized model and its prior (causal LMs sharing ``tokenizer``).
+        tokenizer: their tokenizer.
+        reward: the add-on reward ``r_R`` (a built-in name or a function).
+        sampling: how to sample (:class:`EvalSampling`; ``None``: its defaults).
+        examples: how many ``{prompt, completion, reward}`` to return under ``samples``.
 
     Returns:
         A JSON-ready dict with the keys ``addon``, ``success``, ``prior_logp_per_token``,
         ``kl_to_prior``, ``distinct``, ``samples`` and, for context, ``n``, ``mean_length``
         (generated tokens, eos included) and ``model_logp_per_token``.
     """
+    cfg = sampling if sampling is not None else EvalSampling()
+    samples, batch_size = cfg.samples, cfg.batch_size
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise TailorError(f"samples must be an integer >= 1, got {samples!r}")
     model.eval()
     prior.eval()
-    prompts = list(prompts) or [""]
-    g = torch.Generator().manual_seed(seed)
+    prompts = list(cfg.prompts) or [""]
+    g = torch.Generator().manual_seed(cfg.seed)
     all_prompts: list[str] = []
     completions: list[str] = []
     model_lp: list[torch.Tensor] = []
@@ -74,7 +100,7 @@ def evaluate_model(
     while done < samples:
         k = min(batch_size, samples - done)
         ps = [prompts[(done + i) % len(prompts)] for i in range(k)]
-        s = sample(model, tokenizer, ps, max_new_tokens, generator=g)
+        s = sample(model, tokenizer, ps, cfg.max_new_tokens, generator=g)
         plp, _ = token_logprobs(prior, s.prompt_ids, s.prompt_mask, s.tokens, s.mask)
         all_prompts.extend(s.prompts)
         completions.extend(s.completions)

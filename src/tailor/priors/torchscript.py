@@ -470,6 +470,135 @@ def _mlp_layers(
     return layers, acts.pop() if acts else "elu", [m.qualname for m in mods]
 
 
+def _check_export(root: ScriptModule, src: str, normalizer: str | Path | None) -> str:
+    """Refuse a recurrent export, a ``normalizer=``, and a root holding tensors of its own;
+    returns the ``found`` summary (the first modules, by path) that later errors quote."""
+    refusal = _recurrent_refusal(root, src)
+    if refusal is not None:
+        raise refusal
+    if normalizer is not None:
+        raise TailorError(
+            f"{src}: a TorchScript export computes its own normalization (or none); drop "
+            "normalizer= (--prior-normalizer)"
+        )
+    found = "; ".join(f"{p or '<root>'}: {m.qualname}" for p, m in _walk(root)[:12])
+    if root.tensors():
+        raise TailorError(
+            f"{src}: the exported module {root.name} holds tensors of its own "
+            f"({', '.join(root.tensors())}) besides its sub-modules; not an MLP export. "
+            f"Found: {found}"
+        )
+    return found
+
+
+def _chain_role(name: str, m: ScriptModule | None, root: ScriptModule, src: str, found: str) -> str:
+    """The role (``identity``, ``normalizer`` or ``mlp``) of the module ``name`` that the root's
+    forward applies; anything else is refused."""
+    if m is None:
+        raise TailorError(f"{src}: {root.name}.forward calls {name!r}, which it does not hold")
+    if m.name in ("Identity", "_IdentityDeterministicOutput"):
+        return "identity"
+    if m.name == "EmpiricalNormalization":
+        return "normalizer"
+    if _is_mlp(m):
+        return "mlp"
+    hint = (
+        " (rsl-rl's state-dependent-std or Beta output: not supported)"
+        if m.name.endswith("DeterministicOutput")
+        else ""
+    )
+    raise TailorError(
+        f"{src}: a TorchScript export whose structure tailor does not read as an MLP "
+        f"policy: {root.name}.forward applies {m.qualname} ({name}){hint}. Found: "
+        f"{found}. tailor reads an MLP (Linear/activation modules) behind an optional "
+        "EmpiricalNormalization"
+    )
+
+
+def _locate_mlp(
+    root: ScriptModule, code: dict[str, str], src: str, found: str
+) -> tuple[str, ScriptModule | None]:
+    """``(path of the MLP, the EmpiricalNormalization before it or None)``: the root is the MLP
+    (path ``""``), or its forward applies ``[normalizer ->] MLP`` (identities skipped)."""
+    if _is_mlp(root):
+        return "", None
+    chain = _forward_chain(root, code, src)
+    kids = dict(root.children())
+    roles = {name: _chain_role(name, kids.get(name), root, src, found) for name in chain}
+    seq = [roles[n] for n in chain if roles[n] != "identity"]
+    if seq not in (["mlp"], ["normalizer", "mlp"]):
+        what = "tailor export's DeterministicPolicy" if root.name == "DeterministicPolicy" else ""
+        hint = f" (a {what}: pass its tailor run directory instead)" if what else ""
+        raise TailorError(
+            f"{src}: a TorchScript export that is not normalizer -> MLP: {root.name}.forward "
+            f"applies {' -> '.join(chain) or 'nothing'}{hint}. Found: {found}"
+        )
+    mlp_path = next(n for n in chain if roles[n] == "mlp")
+    norm_path = next((n for n in chain if roles[n] == "normalizer"), None)
+    return mlp_path, kids[norm_path] if norm_path else None
+
+
+def _export_normalizer(
+    norm_mod: ScriptModule | None, obs_dim: int, src: str
+) -> tuple[Any, dict[str, Any]]:
+    """``(observation normalizer [obs_dim], its meta)``: the identity without a normalizer, else
+    rsl-rl's ``(x - mean) / (std + eps)`` from the module's buffers."""
+    if norm_mod is None:
+        return identity_normalizer(obs_dim), {"kind": "none"}
+    t, eps = norm_mod.tensors(), norm_mod.state.get("eps")
+    if "_mean" not in t or "_std" not in t or not isinstance(eps, (int, float)):
+        raise TailorError(
+            f"{src}: the EmpiricalNormalization has no _mean/_std buffers or eps; found "
+            f"{sorted(norm_mod.state)}"
+        )
+    count = t.get("count")
+    obs_norm = std_eps_normalizer(
+        t["_mean"], t["_std"], float(eps), float(count) if count is not None else 0.0
+    )
+    return obs_norm, {
+        "kind": "rsl-rl EmpiricalNormalization",
+        "class": norm_mod.qualname,
+        "formula": "(x - mean) / (std + eps)",
+        "eps": float(eps),
+        "count": float(count) if count is not None else None,
+    }
+
+
+def _given_log_std(std: float | Sequence[float] | None, act_dim: int, src: str) -> torch.Tensor:
+    """``log std`` ``[act_dim]`` (float32) of the given std: one positive number, or one each."""
+    if std is None:
+        raise TailorError(
+            f"{src} is a TorchScript deploy export (a deterministic policy: {act_dim} actions, "
+            "no std stored); pass the standard deviation of the Gaussian around its action: "
+            "--prior-std SIGMA (std=SIGMA)"
+        )
+    try:  # one std for all actions, or one per action
+        stds = torch.as_tensor(std, dtype=torch.float64).reshape(-1).broadcast_to((act_dim,))
+    except (RuntimeError, TypeError, ValueError):
+        stds = torch.full((act_dim,), math.nan, dtype=torch.float64)
+    if not bool((stds > 0).all() and torch.isfinite(stds).all()):
+        raise TailorError(
+            f"{src}: std must be one positive number or {act_dim} (one per action), got {std}"
+        )
+    return stds.log().float()
+
+
+def _export_source(path: Path, root: ScriptModule, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``source`` meta of a TorchScript export (which library wrote it, its modules)."""
+    return {
+        "format": "torchscript",
+        "library": {
+            "_TorchPolicyExporter": "Isaac Lab export_policy_as_jit",
+            "_TorchMLPModel": "rsl-rl export_policy_to_jit",
+        }.get(root.name, f"TorchScript export of {root.name}"),
+        "version": f"archive v{info['version']}",
+        "algorithm": "unknown (deploy export)",
+        "path": str(path),
+        "root_class": root.qualname,
+        "modules": {p or "<root>": m.qualname for p, m in _walk(root)},
+    }
+
+
 def load_torchscript(
     path: str | Path,
     std: float | Sequence[float] | None = None,
@@ -492,66 +621,8 @@ def load_torchscript(
     path = Path(path)
     src = repr(str(path))
     root, code, info = read_torchscript(path)
-    refusal = _recurrent_refusal(root, src)
-    if refusal is not None:
-        raise refusal
-    if normalizer is not None:
-        raise TailorError(
-            f"{src}: a TorchScript export computes its own normalization (or none); drop "
-            "normalizer= (--prior-normalizer)"
-        )
-    found = "; ".join(f"{p or '<root>'}: {m.qualname}" for p, m in _walk(root)[:12])
-    if root.tensors():
-        raise TailorError(
-            f"{src}: the exported module {root.name} holds tensors of its own "
-            f"({', '.join(root.tensors())}) besides its sub-modules; not an MLP export. "
-            f"Found: {found}"
-        )
-    if _is_mlp(root):
-        roles = {"": "mlp"}
-        chain = [""]
-        mlp_path, norm_mod = "", None
-    else:
-        chain = _forward_chain(root, code, src)
-        kids = dict(root.children())
-        roles = {}
-        for name in chain:
-            m = kids.get(name)
-            if m is None:
-                raise TailorError(
-                    f"{src}: {root.name}.forward calls {name!r}, which it does not hold"
-                )
-            if m.name in ("Identity", "_IdentityDeterministicOutput"):
-                roles[name] = "identity"
-            elif m.name == "EmpiricalNormalization":
-                roles[name] = "normalizer"
-            elif _is_mlp(m):
-                roles[name] = "mlp"
-            else:
-                hint = (
-                    " (rsl-rl's state-dependent-std or Beta output: not supported)"
-                    if m.name.endswith("DeterministicOutput")
-                    else ""
-                )
-                raise TailorError(
-                    f"{src}: a TorchScript export whose structure tailor does not read as an MLP "
-                    f"policy: {root.name}.forward applies {m.qualname} ({name}){hint}. Found: "
-                    f"{found}. tailor reads an MLP (Linear/activation modules) behind an optional "
-                    "EmpiricalNormalization"
-                )
-        seq = [roles[n] for n in chain if roles[n] != "identity"]
-        if seq not in (["mlp"], ["normalizer", "mlp"]):
-            what = (
-                "tailor export's DeterministicPolicy" if root.name == "DeterministicPolicy" else ""
-            )
-            hint = f" (a {what}: pass its tailor run directory instead)" if what else ""
-            raise TailorError(
-                f"{src}: a TorchScript export that is not normalizer -> MLP: {root.name}.forward "
-                f"applies {' -> '.join(chain) or 'nothing'}{hint}. Found: {found}"
-            )
-        mlp_path = next(n for n in chain if roles[n] == "mlp")
-        norm_path = next((n for n in chain if roles[n] == "normalizer"), None)
-        norm_mod = kids[norm_path] if norm_path else None
+    found = _check_export(root, src, normalizer)
+    mlp_path, norm_mod = _locate_mlp(root, code, src, found)
     mlp = dict(_walk(root))[mlp_path]
     layers, act, classes = _mlp_layers(mlp, mlp_path or root.name, code, src)
     if activation is not None and check_activation(activation, src) != act and len(layers) > 1:
@@ -560,54 +631,9 @@ def load_torchscript(
             "activation= (--prior-activation): the archive says which"
         )
     obs_dim, act_dim = layers[0][0].shape[1], layers[-1][0].shape[0]
-    norm_info: dict[str, Any]
-    if norm_mod is None:
-        obs_norm, norm_info = identity_normalizer(obs_dim), {"kind": "none"}
-    else:
-        t, eps = norm_mod.tensors(), norm_mod.state.get("eps")
-        if "_mean" not in t or "_std" not in t or not isinstance(eps, (int, float)):
-            raise TailorError(
-                f"{src}: the EmpiricalNormalization has no _mean/_std buffers or eps; found "
-                f"{sorted(norm_mod.state)}"
-            )
-        count = t.get("count")
-        obs_norm = std_eps_normalizer(
-            t["_mean"], t["_std"], float(eps), float(count) if count is not None else 0.0
-        )
-        norm_info = {
-            "kind": "rsl-rl EmpiricalNormalization",
-            "class": norm_mod.qualname,
-            "formula": "(x - mean) / (std + eps)",
-            "eps": float(eps),
-            "count": float(count) if count is not None else None,
-        }
-    if std is None:
-        raise TailorError(
-            f"{src} is a TorchScript deploy export (a deterministic policy: {act_dim} actions, "
-            "no std stored); pass the standard deviation of the Gaussian around its action: "
-            "--prior-std SIGMA (std=SIGMA)"
-        )
-    try:  # one std for all actions, or one per action
-        stds = torch.as_tensor(std, dtype=torch.float64).reshape(-1).broadcast_to((act_dim,))
-    except (RuntimeError, TypeError, ValueError):
-        stds = torch.full((act_dim,), math.nan, dtype=torch.float64)
-    if not bool((stds > 0).all() and torch.isfinite(stds).all()):
-        raise TailorError(
-            f"{src}: std must be one positive number or {act_dim} (one per action), got {std}"
-        )
-    log_std = stds.log().float()
-    source = {
-        "format": "torchscript",
-        "library": {
-            "_TorchPolicyExporter": "Isaac Lab export_policy_as_jit",
-            "_TorchMLPModel": "rsl-rl export_policy_to_jit",
-        }.get(root.name, f"TorchScript export of {root.name}"),
-        "version": f"archive v{info['version']}",
-        "algorithm": "unknown (deploy export)",
-        "path": str(path),
-        "root_class": root.qualname,
-        "modules": {p or "<root>": m.qualname for p, m in _walk(root)},
-    }
+    obs_norm, norm_info = _export_normalizer(norm_mod, obs_dim, src)
+    log_std = _given_log_std(std, act_dim, src)
+    source = _export_source(path, root, info)
     meta = global_std_meta(
         layers, log_std, act, "the archive's activation modules", norm_info, source
     )

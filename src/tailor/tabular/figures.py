@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,51 +12,60 @@ from tailor.errors import TailorError
 from tailor.tabular.mdp import garnet
 from tailor.tabular.mdvi import approximate_vi, md_vi
 
-__all__ = ["mdvi_experiment", "plot_mdvi", "save_json"]
+__all__ = ["MdviSettings", "mdvi_experiment", "plot_mdvi", "save_json"]
 
 
-def mdvi_experiment(
-    lams: tuple[float, ...] = (0.1, 1.0, 10.0),
-    n_states: int = 30,
-    n_actions: int = 4,
-    branching: int = 3,
-    gamma: float = 0.9,
-    noise_std: float = 1.0,
-    iterations: int = 300,
-    seeds: int = 5,
-    seed: int = 0,
-) -> dict:
+@dataclass(frozen=True)
+class MdviSettings:
+    """The averaging experiment's settings (recorded as its output's ``"settings"``).
+
+    Attributes:
+        lams: MD-VI's KL coefficients, one curve each (positive).
+        n_states, n_actions, branching, gamma: the Garnet MDP (its seed is ``seed``).
+        noise_std: std of the i.i.d. Gaussian noise on every ``(s, a)`` at each iteration.
+        iterations: ``K``, iterations per scheme.
+        seeds: number of noise seeds, ``seed .. seed+seeds-1`` (>= 1).
+        seed: the Garnet's seed and the first noise seed.
+    """
+
+    lams: tuple[float, ...] = (0.1, 1.0, 10.0)
+    n_states: int = 30
+    n_actions: int = 4
+    branching: int = 3
+    gamma: float = 0.9
+    noise_std: float = 1.0
+    iterations: int = 300
+    seeds: int = 5
+    seed: int = 0
+
+
+def mdvi_experiment(settings: MdviSettings | None = None) -> dict:
     """``||q* - q_{pi_k}||_inf`` for approximate VI and MD-VI(lam, tau=0) on one Garnet.
 
     Every scheme sees the same noise draws for a given noise seed (``seed .. seed+seeds-1``).
+
+    Args:
+        settings: the experiment (:class:`MdviSettings`; ``None``: its defaults).
 
     Returns:
         A JSON-ready dict: the settings, ``"vi"`` errors ``[seeds][K+1]``, and for each lam
         ``"mdvi"[str(lam)] = {"errors": [seeds][K+1], "bound": [seeds][K+1]}``.
     """
-    if not lams or any(lam <= 0 for lam in lams):
-        raise TailorError(f"lams must be positive numbers, got {lams}")
-    if seeds < 1:
-        raise TailorError(f"seeds must be >= 1, got {seeds}")
-    mdp = garnet(n_states, n_actions, branching, gamma, seed=seed)
-    noise_seeds = range(seed, seed + seeds)
+    cfg = settings if settings is not None else MdviSettings()
+    if not cfg.lams or any(lam <= 0 for lam in cfg.lams):
+        raise TailorError(f"lams must be positive numbers, got {cfg.lams}")
+    if cfg.seeds < 1:
+        raise TailorError(f"seeds must be >= 1, got {cfg.seeds}")
+    mdp = garnet(cfg.n_states, cfg.n_actions, cfg.branching, cfg.gamma, seed=cfg.seed)
+    noise_seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    k, noise = cfg.iterations, cfg.noise_std
     out: dict = {
-        "settings": {
-            "lams": list(lams),
-            "n_states": n_states,
-            "n_actions": n_actions,
-            "branching": branching,
-            "gamma": gamma,
-            "noise_std": noise_std,
-            "iterations": iterations,
-            "seeds": seeds,
-            "seed": seed,
-        },
-        "vi": [approximate_vi(mdp, iterations, noise_std, s).errors.tolist() for s in noise_seeds],
+        "settings": {**asdict(cfg), "lams": list(cfg.lams)},
+        "vi": [approximate_vi(mdp, k, noise, s).errors.tolist() for s in noise_seeds],
         "mdvi": {},
     }
-    for lam in lams:
-        runs = [md_vi(mdp, lam, 0.0, iterations, noise_std, s) for s in noise_seeds]
+    for lam in cfg.lams:
+        runs = [md_vi(mdp, lam, 0.0, k, noise, s) for s in noise_seeds]
         out["mdvi"][str(lam)] = {
             "errors": [h.errors.tolist() for h in runs],
             # JSON has no NaN: the bound is undefined at k = 0, stored as null.
