@@ -2,9 +2,11 @@
 
 The exported graph maps raw observations ``obs [B, D]`` (float32) to the deterministic action
 ``action [B, A]`` (the Gaussian's mean, the squashed mean of a SAC actor, ``argmax Q`` as int64
-``[B]`` for a Q-network): the observation normalizer is baked in, so the file runs on what the
-environment returns. POLICY is anything ``tailor customize --prior`` takes (a tailor run, or an
-imported SB3 / rsl-rl / CleanRL policy with the same ``--prior-*`` options).
+``[B]`` for a Q-network; a residual DQN run: ``argmax Q_R + omega' log pi_prior``, as it is
+evaluated): the observation normalizer is baked in, so the file runs on what the environment
+returns. POLICY is a tailor run of any kind but MCTS (which searches at every step), or anything
+``tailor customize --prior`` takes (an imported SB3 / rsl-rl / CleanRL / skrl / TorchScript
+policy with the same ``--prior-*`` options).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 from typing import Any
 
 from tailor.cli.args import prior_path
+from tailor.errors import TailorError
 
 __all__ = ["register"]
 
@@ -52,9 +55,17 @@ def __getattr__(name: str) -> Any:
 def cmd_export(args: argparse.Namespace) -> int:
     from tailor.cli.exporter import export_policy
     from tailor.cli.rl import prior_options
+    from tailor.experiments.evaluation import policy_module
+    from tailor.policyfile import RQL_KINDS, policy_kind
     from tailor.priors import load_prior
 
-    prior = load_prior(args.policy, **prior_options(args))
+    if policy_kind(args.policy) in RQL_KINDS:  # a tailor DQN / SAC run: how it acts
+        given = [k for k, v in prior_options(args).items() if v is not None]
+        if given:
+            raise TailorError(f"--prior-{given[0]} only applies to priors from other libraries")
+        prior = policy_module(args.policy)
+    else:
+        prior = load_prior(args.policy, **prior_options(args))
     path = export_policy(prior, args.export_format, args.out)
     print(
         f"wrote {path} ({args.export_format}): obs [batch, {prior.obs_dim}] -> deterministic "

@@ -50,7 +50,9 @@ def export_policy(prior: Any, fmt: str, out: str | Path) -> Path:
         raise TailorError(f"unknown export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = DeterministicPolicy(prior).eval()
+    # A tailor DQN / SAC run's acting module already is one; a prior gets wrapped.
+    module = prior if isinstance(prior, nn.Module) else DeterministicPolicy(prior)
+    module.eval()
     example = torch.zeros(2, prior.obs_dim)
     try:
         # The TorchScript-based exporters are deprecated in favour of torch.export, which takes

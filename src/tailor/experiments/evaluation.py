@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from tailor.algos import mcts
 from tailor.algos.ppo import read_run
@@ -24,6 +25,7 @@ from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
 from tailor.evaluate import evaluate_stepwise
 from tailor.experiments.prior_adapters import acting_q_prior
+from tailor.losses import prior_log_probs
 from tailor.policyfile import (
     check_task,
     load_rql_policy,
@@ -33,13 +35,16 @@ from tailor.policyfile import (
     sac_actor,
     task_spaces,
 )
-from tailor.priors import check_spaces, load_prior
+from tailor.priors import QPrior, check_spaces, load_prior
 from tailor.rundir import list_checkpoints
 
 __all__ = [
     "SELECTION_SEED_OFFSET",
+    "GreedyQ",
+    "acting_module",
     "best_checkpoint",
     "evaluate",
+    "policy_module",
     "read_ppo_run",
     "same_as_prior",
 ]
@@ -126,29 +131,78 @@ def read_ppo_run(run_dir: str | Path) -> dict[str, Any]:
     return read_run(run_dir)
 
 
+class GreedyQ(nn.Module):
+    """A residual soft-DQN policy's action: ``argmax_a Q_R(s, a) + omega' log pi_prior(a|s)``
+    (``alpha_hat -> 0``; ``argmax Q`` for a DQN without a prior), obs ``[B, D]`` -> ``[B]``
+    int64. An ``nn.Module`` so that ``tailor export`` writes it as it is evaluated."""
+
+    def __init__(self, q: nn.Module, prior: QPrior | None, omega_prime: float) -> None:
+        super().__init__()
+        self.q = q.eval()
+        use_prior = prior is not None and omega_prime != 0.0
+        self.prior_q = prior.qnet.eval() if use_prior else None
+        self.alpha = float(prior.alpha) if use_prior else 1.0
+        self.omega_prime = float(omega_prime)
+        self.obs_dim = next(m for m in q.modules() if isinstance(m, nn.Linear)).in_features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = self.q(obs)
+        if self.prior_q is not None:
+            z = z + self.omega_prime * prior_log_probs(self.prior_q(obs), self.alpha)
+        return torch.argmax(z, dim=-1)
+
+
+class _MeanAction(nn.Module):
+    """A SAC actor's deterministic action ``squash(mu(s))``, obs ``[B, D]`` -> ``[B, A]``."""
+
+    def __init__(self, actor: nn.Module, obs_dim: int) -> None:
+        super().__init__()
+        self.actor, self.obs_dim = actor.eval(), obs_dim
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.mean_action(obs)
+
+
+def policy_module(policy: str | Path) -> nn.Module:
+    """:func:`acting_module` of the DQN / SAC policy file (or run directory) at ``policy``."""
+    meta, tensors = load_rql_policy(policy)
+    return acting_module(meta, tensors)
+
+
+def acting_module(meta: dict, tensors: dict) -> nn.Module:
+    """The deterministic acting rule of a DQN or SAC policy file as an ``nn.Module`` (what
+    ``tailor evaluate`` acts with, and ``tailor export`` writes); ``.obs_dim`` says its input.
+
+    Raises:
+        TailorError: an MCTS policy (it searches a model of the env at every step: export the
+            DQN prior it searches with instead), or an unknown algo.
+    """
+    algo = meta.get("algo")
+    if algo == "sac":
+        return _MeanAction(sac_actor(meta, tensors), int(meta["obs_dim"]))
+    if algo == "dqn":
+        q = qnet_from(tensors, "q.", meta)
+        prior = acting_q_prior(meta, tensors) if meta.get("has_prior") else None
+        return GreedyQ(q, prior, float(meta["coefficients"]["omega_prime"]))
+    if algo == "mcts":
+        raise TailorError(
+            "an MCTS policy acts by searching a model of the environment at every step, which "
+            "no single network holds; export the DQN prior it searches with instead "
+            f"({meta.get('prior', 'its prior')!r})"
+        )
+    raise TailorError(f"unknown algo {algo!r} in the policy's metadata")
+
+
 def _actor_fn(meta: dict, tensors: dict, task: Task, seed: int) -> Callable:
     """``act(obs, env) -> action`` for a loaded DQN / SAC / MCTS policy (greedy)."""
     algo = meta.get("algo")
-    if algo == "sac":
-        actor = sac_actor(meta, tensors)
+    if algo in ("sac", "dqn"):
+        module = acting_module(meta, tensors)
 
         def act(obs, env):
             with torch.no_grad():
-                return actor.mean_action(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
-
-        return act
-    if algo == "dqn":
-        q = qnet_from(tensors, "q.", meta)
-        omega = float(meta["coefficients"]["omega_prime"])
-        prior = acting_q_prior(meta, tensors) if meta.get("has_prior") else None
-
-        def act(obs, env):
-            o = torch.as_tensor(obs, dtype=torch.float32)[None]
-            with torch.no_grad():
-                z = q(o)[0]
-                if prior is not None and omega != 0.0:
-                    z = z + omega * prior.log_probs(o)[0]
-            return int(torch.argmax(z))  # greedy: alpha_hat = 0
+                a = module(torch.as_tensor(obs, dtype=torch.float32)[None])[0]
+            return int(a) if algo == "dqn" else a.numpy()
 
         return act
     if algo == "mcts":
