@@ -207,11 +207,27 @@ def test_sweep_rejects_bad_arguments(tmp_path):
 def test_ray_backend_end_to_end(tmp_path):
     pytest.importorskip("ray")
     bad = Job("train", "no-such-task", "soft", 0, steps=256, episodes=2, ppo=TINY)
-    report = run_sweep([*tiny_jobs(), bad], tmp_path, workers=2, backend="ray", log=None)
+    lines: list[str] = []
+    report = run_sweep([*tiny_jobs(), bad], tmp_path, workers=2, backend="ray", log=lines.append)
+    assert "ray: 2 CPU slot(s) on 1 node(s): up to 2 jobs at once" in lines
     assert sorted(report.done) == sorted(j.id for j in tiny_jobs())
     assert list(report.failed) == [bad.id]
     for job in tiny_jobs():
         assert json.loads((tmp_path / job.id / RESULT_FILE).read_text())["id"] == job.id
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (ConnectionError("InvalidAuthToken: missing token"), "RAY_AUTH_TOKEN=<token>"),
+        (ConnectionError("Unauthenticated: bad bearer"), "ray get-auth-token"),
+        (ConnectionError("GCS did not answer"), "cannot start on the Ray cluster at 'h:1'"),
+    ],
+)
+def test_ray_start_errors_say_what_to_do(error, words):
+    from tailor.experiments.sweep import _ray_start_error
+
+    assert words in str(_ray_start_error(error, "h:1"))
 
 
 # --- tables and plots from a fixture of result files ------------------------------------------

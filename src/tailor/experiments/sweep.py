@@ -460,7 +460,7 @@ def run_sweep(
             todo.append(job)
     say(
         f"sweep {label or out}: {len(jobs)} jobs, {len(report.skipped)} already finished, "
-        f"{len(todo)} to run on {backend} with {workers} worker(s)"
+        f"{len(todo)} to run on {_where(backend, workers, address)}"
     )
     t0 = time.perf_counter()
 
@@ -490,7 +490,7 @@ def run_sweep(
         if backend == "local":
             _run_local(todo, out, workers, finished)
         else:
-            _run_ray(todo, out, workers, address, finished)
+            _run_ray(todo, out, workers, address, finished, say)
     report.wall_s = time.perf_counter() - t0
     entry = {
         "label": label,
@@ -515,6 +515,13 @@ def run_sweep(
     for job_id, error in report.failed.items():
         say(f"  failed: {job_id}: {error} (details in {out / job_id / FAILED_FILE})")
     return report
+
+
+def _where(backend: str, workers: int, address: str | None) -> str:
+    """Where the jobs run, for the sweep's header (a cluster's slots are said once connected)."""
+    if backend == "ray" and address is not None:
+        return f"the Ray cluster at {address}"
+    return f"{backend} with {workers} worker(s)"
 
 
 def _run_local(
@@ -569,12 +576,40 @@ def _crashed(job: Job, out: Path, why: str) -> dict[str, Any]:
     return info
 
 
+# A Ray task whose worker or node dies is run again (up to this many times) elsewhere; the job
+# continues from its last checkpoint (run_job resumes), so a lost node costs little.
+RAY_RETRIES = 3
+_AUTH_WORDS = ("auth", "token", "unauthenticated")
+
+
+def _ray_start_error(exc: Exception, address: str | None) -> TailorError:
+    """What ``ray.init`` failing means, in words; token authentication (Ray >= 2.52, on by
+    default from 2.59/2.61) gets its own message, as Ray's says only ``ConnectionError``."""
+    where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
+    text = f"{type(exc).__name__}: {exc}"
+    if any(w in text.lower() for w in _AUTH_WORDS):
+        return TailorError(
+            f"cannot connect to {where}: it requires Ray's token authentication ({text}). Pass "
+            "the cluster's token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or "
+            "RAY_AUTH_TOKEN_PATH=<file>; `ray get-auth-token` on the head node prints it), the "
+            "same on every node"
+        )
+    return TailorError(f"cannot start on {where}: {text}")
+
+
+def _ray_slots(ray: Any) -> tuple[int, int]:
+    """``(CPU slots, alive nodes)`` of the connected Ray cluster: one job runs per CPU slot."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return int(ray.cluster_resources().get("CPU", 0)), len(nodes)
+
+
 def _run_ray(
     todo: list[Job],
     out: Path,
     workers: int,
     address: str | None,
     finished: Callable[[dict[str, Any]], None],
+    say: Callable[[str], None],
 ) -> None:
     try:
         import ray
@@ -592,10 +627,11 @@ def _run_ray(
         try:
             ray.init(address=address, **kwargs)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError of a bad address
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
-            raise TailorError(f"cannot start on {where}: {type(exc).__name__}: {exc}") from None
+            raise _ray_start_error(exc, address) from None
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(_run_job_safe)
+        slots, nodes = _ray_slots(ray)
+        say(f"ray: {slots} CPU slot(s) on {nodes} node(s): up to {slots} jobs at once")
+        remote = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(_run_job_safe)
         refs = {remote.remote(job.to_json(), str(out.resolve())): job for job in todo}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
@@ -603,8 +639,9 @@ def _run_ray(
                 job = refs.pop(ref)
                 try:
                     finished(ray.get(ref))
-                except Exception as exc:  # a lost worker is a failed job
-                    finished(_crashed(job, out, f"ray task failed: {type(exc).__name__}: {exc}"))
+                except Exception as exc:  # lost RAY_RETRIES + 1 times: a failed job
+                    why = f"ray task lost {RAY_RETRIES + 1} times: {type(exc).__name__}: {exc}"
+                    finished(_crashed(job, out, why))
     finally:
         if started_here:
             ray.shutdown()
