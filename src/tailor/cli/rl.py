@@ -77,7 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tanh-squashed one such as SB3 SAC/TQC, dqn for a Q-network or categorical one)",
     )
     p.add_argument(
-        "--method", metavar="{" + ",".join(CUSTOMIZATION_METHODS) + "}", help="customization method"
+        "--method",
+        metavar="{" + ",".join(CUSTOMIZATION_METHODS) + "}",
+        help="customization method (default residual)",
     )
     p.add_argument(
         "--omega-prime",
@@ -479,6 +481,8 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
         if field in settings:
             raise TailorError(f"set {field} with {flag}")
     progress = {"progress": not args.no_progress} if ppo else {}
+    if customization and args.method is None:
+        args.method = "residual"  # the method of the paper; --method kl / greedy are baselines
     if ppo:
         run.check_method_kind(args.method, customization)
     imported = {k: v for k, v in prior_options(args).items() if v is not None}

@@ -34,7 +34,14 @@ from tailor.policyfile import (
 from tailor.priors import PolicyPrior, QPrior, check_spaces, load_prior, prior_temperature
 from tailor.priors.policies import BoltzmannQPrior, GSDEPrior, SquashedGaussianPrior
 
-__all__ = ["LoadedPrior", "acting_q_prior", "q_prior", "read_prior", "sac_prior"]
+__all__ = [
+    "LoadedPrior",
+    "acting_q_prior",
+    "describe_import",
+    "q_prior",
+    "read_prior",
+    "sac_prior",
+]
 
 _Q_PRIORS = (
     "a Q-network or categorical prior: a tailor DQN run, an SB3 DQN with --prior-temperature "
@@ -73,6 +80,21 @@ def read_prior(path: str | Path, options: Mapping[str, Any]) -> LoadedPrior:
         return LoadedPrior(path, options, meta, tensors=tensors)
     policy = load_prior(path, **options)
     return LoadedPrior(path, options, dict(policy.meta), policy=policy)
+
+
+def describe_import(meta: Mapping[str, Any]) -> str | None:
+    """One line on an imported prior (``None`` for a tailor one): what it is and which
+    observation normalizer it uses (the file, or why none), so that a run always says it."""
+    source = meta.get("source")
+    if not isinstance(source, dict):
+        return None
+    norm = meta.get("obs_normalizer") or {}
+    if norm.get("file"):
+        used = f"{norm['file']} ({norm.get('kind', '?')})"
+    else:
+        used = "none" + (f" ({norm['note']})" if norm.get("note") else "")
+    what = f"{source.get('library', source.get('format', '?'))} {source.get('algorithm', '')}"
+    return f"prior: {what.strip()} from {source.get('path', '?')}; observation normalizer: {used}"
 
 
 def _tailor_rql(prior: LoadedPrior) -> bool:

@@ -70,7 +70,7 @@ from tailor.experiments.evaluation import (
     same_as_prior,
 )
 from tailor.experiments.lm_runs import lm_customize, lm_method
-from tailor.experiments.prior_adapters import read_prior
+from tailor.experiments.prior_adapters import describe_import, read_prior
 from tailor.experiments.runners import RUNNERS, RunRequest, log_ppo
 from tailor.methods import CUSTOMIZATION_METHODS, TRAINING_METHODS, check_coefficient_table, resolve
 from tailor.policyfile import RQL_FORMAT, is_rql_policy, policy_kind
@@ -237,6 +237,9 @@ def customize(
     layers = coefficient_layers(task, method, loaded.meta, opts.omega, mcts=algo == "mcts")
     m = resolve(method, layers, where=where, flags=True, **given)
     if opts.log is not None:
+        imported = describe_import(loaded.meta)
+        if imported is not None:
+            opts.log(imported)
         opts.log(f"{method} coefficients: {describe_coefficients(m)}")
     if algo != "ppo":
         torch.set_num_threads(1)
