@@ -128,6 +128,7 @@ TRAINER_SCHEMA: Schema = {
     "iteration": _count(required=True),
     "steps": _count(required=True),
     "learning_rate": Field(Number, required=True, min=0.0, max=1e6),
+    "kl_scale": Field(Number, min=0.0, max=1e12),
     "config": Field((dict,), required=True),
     "task": Field((str,), required=True),
     "method": Field((str,), required=True),

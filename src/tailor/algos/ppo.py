@@ -31,6 +31,7 @@ value loss, adaptive learning rate from the Gaussian KL, empirical observation n
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
+from tailor.algos.kl_control import adapt_scale
 from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
@@ -52,7 +54,7 @@ from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.policyfile import save_policy
 from tailor.priors import PolicyPrior, check_spaces, load_prior
-from tailor.reward import reformulate
+from tailor.reward import RewardSpec, reformulate
 from tailor.rundir import stop_on_interrupt
 
 __all__ = [
@@ -78,6 +80,8 @@ class TrainResult:
         actor: the trained actor (eval mode).
         obs_norm: its observation normalizer (eval mode).
         wall_s: seconds this call took.
+        kl_scale: the final multiplier of ``(omega', alpha_hat)`` of the adaptive KL controller
+            (``PPOConfig.kl_target``; 1 without one).
     """
 
     out_dir: Path | None
@@ -87,6 +91,7 @@ class TrainResult:
     actor: Actor | None = None
     obs_norm: EmpiricalNormalization | None = None
     wall_s: float = 0.0
+    kl_scale: float = 1.0
 
 
 def method_reward(
@@ -189,6 +194,7 @@ def train(
         run.learner.actor.eval(),
         run.learner.obs_norm.eval(),
         time.perf_counter() - t_start,
+        run.learner.kl_scale,
     )
 
 
@@ -301,10 +307,16 @@ def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[
         obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
 
     # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
+    method = _scaled(s.method, learner.kl_scale)
     rewards, advantages, returns, norm_obs = learner.returns(
-        buf, obs, config, lambda b: _rollout_reward(s.method, b)
+        buf, obs, config, lambda b: _rollout_reward(method, b)
     )
     _check_rewards(rewards, it, steps_before, run.last_ckpt)
+    if config.kl_target is not None and buf.logp_prior is not None and not warmup:
+        kl = float((buf.logp - buf.logp_prior).mean())  # per step, on the policy's own actions
+        learner.kl_scale = adapt_scale(
+            learner.kl_scale, kl, config.kl_target, config.batch_size, config.kl_horizon
+        )
 
     # ---- 3. update -----------------------------------------------------------------------------
     try:
@@ -372,6 +384,15 @@ def _collect(
         finished += episodes.add(step.basic, step.addon, step.statistic, done)
         obs = step.obs
     return obs, finished
+
+
+def _scaled(method: Method, scale: float) -> Method:
+    """``method`` with its reward's ``omega'`` and ``alpha_hat`` times ``scale`` (the adaptive
+    KL controller's; ``method`` itself at 1)."""
+    if scale == 1.0:
+        return method
+    spec = RewardSpec(method.spec.omega_prime * scale, method.spec.alpha_hat * scale)
+    return dataclasses.replace(method, spec=spec)
 
 
 def _rollout_reward(method: Method, buf: Rollout) -> torch.Tensor:

@@ -48,6 +48,18 @@ class PPOConfig:
             behaviour and the current Gaussian exceeds ``2 * desired_kl``, multiply by 1.5 when it
             is below ``desired_kl / 2``, within ``[lr_min, lr_max]``) or ``"fixed"``.
         desired_kl: target KL of the adaptive schedule (0.01, rsl-rl).
+        target_kl: stop an update's epochs at the first minibatch whose KL between the
+            rollout's policy and the current one exceeds ``1.5 * target_kl`` (SB3's
+            ``target_kl``), so that no update moves the policy far; ``None``: never. Set by the
+            safe-step rule for priors whose temperature is unknown (``tailor customize``).
+        kl_target: customization only: hold the per-step KL between the policy and the prior,
+            ``E[log pi_theta(a|s) - log pi_prior(a|s)]`` over each rollout, near this many nats
+            by scaling the reward's two coefficients ``omega'`` and ``alpha_hat`` together after
+            every iteration (RLHF's adaptive KL controller: :func:`tailor.algos.kl_control.
+            adapt_scale`); their ratio ``omega = omega' / alpha_hat`` is kept. ``None``: fixed
+            coefficients. Set by the rule for priors whose temperature is unknown.
+        kl_horizon: the controller's horizon in environment steps (10,000, as TRL's): the scale
+            changes by at most a factor ``1 +- 0.2 * batch_size / kl_horizon`` per iteration.
         lr_min: lower bound of the adaptive learning rate.
         lr_max: upper bound of the adaptive learning rate.
         max_grad_norm: global gradient-norm clip (1.0, rsl-rl).
@@ -95,6 +107,9 @@ class PPOConfig:
     learning_rate: float = 1e-3
     schedule: str = "adaptive"
     desired_kl: float = 0.01
+    target_kl: float | None = None
+    kl_target: float | None = None
+    kl_horizon: int = 10_000
     lr_min: float = 1e-5
     lr_max: float = 1e-2
     max_grad_norm: float = 1.0
@@ -174,6 +189,9 @@ class PPOConfig:
 
 
 _PPO_BOUNDS = {
+    "target_kl": POSITIVE,
+    "kl_target": POSITIVE,
+    "kl_horizon": COUNT,
     "value_loss_coef": NONNEGATIVE,
     "lr_min": POSITIVE,
     "lr_max": POSITIVE,

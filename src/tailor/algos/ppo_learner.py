@@ -56,6 +56,8 @@ class PPOLearner:
         optimizer: Adam over actor and critic.
         lr: the current learning rate (the adaptive schedule changes it per minibatch).
         gen: the generator of the action noise and the minibatch order.
+        kl_scale: the multiplier of the reward's ``(omega', alpha_hat)`` that the adaptive KL
+            controller (``PPOConfig.kl_target``) has reached; 1 without one.
     """
 
     actor: Actor
@@ -66,6 +68,7 @@ class PPOLearner:
     optimizer: torch.optim.Optimizer
     lr: float
     gen: torch.Generator
+    kl_scale: float = 1.0
 
     @classmethod
     def build(
@@ -199,7 +202,10 @@ class PPOLearner:
             "clip_fraction": 0.0,
         }
         n_updates = 0
+        stopped = False  # target_kl: the policy moved far enough for this rollout
         for _ in range(config.num_epochs):
+            if stopped:
+                break
             perm = torch.randperm(batch, generator=self.gen)
             for k in range(config.num_minibatches):
                 idx = perm[k * mb_size : (k + 1) * mb_size]
@@ -229,6 +235,9 @@ class PPOLearner:
                             kl_value = float(
                                 gaussian_kl(b_mean[idx], b_log_std[idx], mean, log_std).mean()
                             )
+                    if config.target_kl is not None and kl_value > 1.5 * config.target_kl:
+                        stopped = True
+                        break
                     ratio = torch.exp(
                         gaussian_log_prob(b_actions[idx], mean, log_std) - b_logp[idx]
                     )
@@ -256,7 +265,7 @@ class PPOLearner:
                 sums["value_loss"] += float(v_loss.detach())
                 sums["entropy"] += float(entropy.detach())
                 n_updates += 1
-        stats = {k: v / n_updates for k, v in sums.items()}
+        stats = {k: v / max(n_updates, 1) for k, v in sums.items()}
         if warmup:
             stats.update(policy_loss="", kl="", clip_fraction="")
         self.lr = lr

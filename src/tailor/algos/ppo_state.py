@@ -110,6 +110,7 @@ def save_checkpoint(
         "iteration": iteration,
         "steps": steps,
         "learning_rate": learner.lr,
+        "kl_scale": learner.kl_scale,
         "config": config_json,
         "task": task.name,
         "method": method.name,
@@ -274,6 +275,7 @@ def restore(
     if learner.obs_norm.eps > 0:  # a real normalizer keeps learning; the identity one stays frozen
         learner.obs_norm.train()
     learner.lr = float(meta["learning_rate"])
+    learner.kl_scale = float(meta.get("kl_scale", 1.0))  # absent in older checkpoints
     loop = meta.get("loop")
     if env is None or episodes is None or not isinstance(loop, dict):
         return None

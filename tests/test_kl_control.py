@@ -1,0 +1,63 @@
+"""The adaptive KL controller (hand-worked numbers) and the PPO loop that uses it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from tailor.algos.kl_control import adapt_scale
+
+
+@pytest.mark.parametrize(
+    ("kl", "want"),
+    [
+        (0.1, 1.0),  # on target: unchanged
+        (0.11, 1.0 + 0.1 * 4096 / 10_000),  # 10% above: e = 0.1
+        (1.0, 1.0 + 0.2 * 4096 / 10_000),  # far above: e clipped to 0.2
+        (0.0, 1.0 - 0.2 * 4096 / 10_000),  # far below: e clipped to -0.2
+        (0.09, 1.0 - 0.1 * 4096 / 10_000),
+        (math.nan, 1.0),  # a non-finite measurement leaves the scale
+    ],
+)
+def test_adapt_scale_by_hand(kl: float, want: float) -> None:
+    assert adapt_scale(1.0, kl, 0.1, 4096, 10_000) == pytest.approx(want, rel=1e-12)
+
+
+def test_adapt_scale_is_multiplicative() -> None:
+    # 0.5 * (1 + 0.2 * 0.4096) = 0.54096: the same relative change at any scale
+    assert adapt_scale(0.5, 3.0, 0.1, 4096, 10_000) == pytest.approx(0.54096, rel=1e-12)
+
+
+def test_the_loop_holds_the_kl_and_resumes_with_its_scale(tmp_path) -> None:
+    """A customization with ``kl_target``: the scale moves after every PPO iteration (not in
+    the critic warm-up), the rewards use it, and a run stopped and resumed ends with the
+    straight run's scale and policy."""
+    from tailor.algos.ppo import PPOConfig, train
+    from tailor.methods import resolve
+    from tailor.policyfile import load_policy
+    from tailor.priors import load_prior
+
+    base = dict(num_envs=8, num_steps=16, checkpoint_every=100, tensorboard=False, hidden=(16, 16))
+    train("pointmass", resolve("soft", alpha=0.01), PPOConfig(total_steps=512, **base),
+          tmp_path / "prior")  # fmt: skip
+    prior = load_prior(tmp_path / "prior")
+    method = resolve("kl", beta=0.05)
+    cfg = PPOConfig(total_steps=8 * 16 * 8, kl_target=1e-4, kl_horizon=1000,
+                    critic_warmup_fraction=0.25, **base)  # fmt: skip
+    straight = train("pointmass", method, cfg, tmp_path / "straight", prior=prior)
+    # 6 PPO iterations after 2 warm-up ones: the first one's rollout is still the prior's own
+    # (KL exactly 0: x 0.9744), the next five measure a KL far above 1e-4 (x 1.0256 each).
+    step = 0.2 * 128 / 1000
+    assert straight.kl_scale == pytest.approx((1 + step) ** 5 * (1 - step), rel=1e-12)
+    fixed_cfg = PPOConfig(total_steps=8 * 16 * 8, critic_warmup_fraction=0.25, **base)
+    fixed = train("pointmass", method, fixed_cfg, tmp_path / "fixed", prior=prior)
+    assert fixed.kl_scale == 1.0 and fixed.metrics[-1]["reward"] != straight.metrics[-1]["reward"]
+    split = tmp_path / "split"
+    train("pointmass", method, cfg, split, prior=prior, callback=lambda r: r["iteration"] >= 4)
+    resumed = train("pointmass", method, cfg, split, prior=prior, resume=True)
+    assert resumed.kl_scale == straight.kl_scale
+    a, b = load_policy(tmp_path / "straight")[0], load_policy(split)[0]
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    assert all(torch.equal(x, y) for x, y in pairs)
