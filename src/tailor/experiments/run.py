@@ -43,6 +43,7 @@ from tailor.algos.ppo import train as train_ppo
 from tailor.checkpoint import POLICY_FILE
 from tailor.envs import Task, get_task
 from tailor.errors import TailorError
+from tailor.experiments import unknown_temperature
 from tailor.experiments.coefficients import (
     check_method_kind,
     coefficient_layers,
@@ -235,11 +236,17 @@ def customize(
     # takes the loaded object.
     loaded = read_prior(prior, prior_options)
     layers = coefficient_layers(task, method, loaded.meta, opts.omega, mcts=algo == "mcts")
+    notes = [describe_import(loaded.meta)]
+    if opts.omega is None and unknown_temperature.applies(algo, method, loaded.meta, given):
+        layers.insert(0, unknown_temperature.coefficient_layer(method))
+        chosen, line = unknown_temperature.step_settings(loaded.policy, config)
+        config = {**config, **chosen}
+        notes.append(line)
     m = resolve(method, layers, where=where, flags=True, **given)
     if opts.log is not None:
-        imported = describe_import(loaded.meta)
-        if imported is not None:
-            opts.log(imported)
+        for line in notes:
+            if line is not None:
+                opts.log(line)
         opts.log(f"{method} coefficients: {describe_coefficients(m)}")
     if algo != "ppo":
         torch.set_num_threads(1)

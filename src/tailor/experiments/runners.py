@@ -145,6 +145,12 @@ def log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> Non
             f"{last['return_addon']:.1f}, total {last['return_total']:.1f}, "
             f"{task.statistic_name} {last['statistic']:.3f}"
         )
+    if getattr(result, "kl_scale", 1.0) != 1.0:
+        spec = method.spec
+        log(
+            f"  KL controller: omega'={spec.omega_prime * result.kl_scale:.4g}, "
+            f"alpha_hat={spec.alpha_hat * result.kl_scale:.4g} at the end (x{result.kl_scale:.4g})"
+        )
     log(f"  saved {out / POLICY_FILE} and {out / 'metrics.csv'}")
 
 

@@ -1,0 +1,81 @@
+"""Defaults for a prior whose temperature nobody knows, so that customizing it keeps its skill.
+
+Most real priors (SB3 PPO/A2C, rsl-rl, CleanRL, skrl, TorchScript exports) were not trained as
+max-entropy policies at a known temperature, so the residual reward's ``omega' = omega * alpha``
+has no ``alpha`` to start from, and a task's coefficient table (made for tailor's own Soft-PPO
+priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hopper
+(``results/import.md``): the task's table or a fixed weight wrecks the prior (Hopper at
+``omega' = alpha_hat = 0.1``: basic return 2439 -> 1197) and the default step (learning rate
+1e-3) moves a narrow prior (std 0.05-0.14) far in one update. So, unless coefficients are given:
+
+- **coefficients**: ``omega' = alpha_hat`` (a KL penalty to the prior), starting at 1 and
+  adapted during the run to hold the per-step KL to the prior at :data:`KL_PER_ACTION_DIM`
+  nats per action dimension (``PPOConfig.kl_target``, RLHF's adaptive KL controller): the
+  add-on reward's scale then sets how much the policy moves, not a guessed weight;
+- **step**: the learning rate (and its adaptive ceiling) scaled by the prior's action std
+  against the std the defaults are tuned for (:data:`REFERENCE_STD`, ``PPOConfig.init_std``),
+  and an update stops early once its KL passes ``1.5 * desired_kl`` (``target_kl``); the critic
+  warm-up is kept.
+
+Every choice is said in the run's output with the rule that made it; config fields the user set
+are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from tailor.priors import PolicyPrior, prior_temperature
+
+__all__ = ["KL_PER_ACTION_DIM", "REFERENCE_STD", "applies", "coefficient_layer", "step_settings"]
+
+KL_PER_ACTION_DIM = 0.05  # nats per step and action dimension (results/import.md)
+REFERENCE_STD = 0.5  # PPOConfig.init_std: the default learning rate is tuned for this std
+_RULE = "prior temperature unknown"
+
+
+def applies(algo: str, method: str, meta: Mapping[str, Any], given: Mapping[str, Any]) -> bool:
+    """The rule applies to PPO customizations (``residual``/``kl``) of an imported prior without
+    a known temperature, when no coefficient was given."""
+    return (
+        algo == "ppo"
+        and method in ("residual", "kl")
+        and isinstance(meta.get("source"), dict)
+        and prior_temperature(dict(meta)) is None
+        and all(v is None for v in given.values())
+    )
+
+
+def coefficient_layer(method: str) -> tuple[str, dict[str, float]]:
+    """The start of the coefficients (``omega' = alpha_hat = 1``) as a :func:`~tailor.methods.
+    resolve` layer, labelled with the rule."""
+    start = {"beta": 1.0} if method == "kl" else {"omega_prime": 1.0, "alpha_hat": 1.0}
+    return f"{_RULE}: start of the KL-held weight", start
+
+
+def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(PPOConfig fields, the line that says them)`` of the rule for ``prior``; fields already
+    in ``config`` (the user's) are left out."""
+    with torch.no_grad():  # [A] (global std) or [1, A] (state std, at the mean observation)
+        _, log_std = prior.actor(torch.zeros(1, prior.obs_dim))
+    std = math.exp(float(log_std.mean()))  # the geometric mean over action dimensions
+    ratio = min(1.0, std / REFERENCE_STD)
+    lr = max(1e-5, 1e-3 * ratio)
+    rule = {
+        "kl_target": round(KL_PER_ACTION_DIM * prior.act_dim, 6),
+        "learning_rate": lr,
+        "lr_max": 10.0 * lr,
+        "target_kl": 0.01,
+    }
+    chosen = {k: v for k, v in rule.items() if k not in config}
+    words = [f"{k}={v:g}" for k, v in chosen.items()]
+    line = (
+        f"{_RULE}: KL to the prior held at {KL_PER_ACTION_DIM:g} nats/step per action dimension, "
+        f"step scaled by the prior's std {std:.3g} (against {REFERENCE_STD:g}): "
+        + (", ".join(words) if words else "all set by you")
+    )
+    return chosen, line
