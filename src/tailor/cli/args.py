@@ -61,6 +61,11 @@ def seeds(text: str) -> list[int]:
     return [seed(part) for part in names(text)]
 
 
+def positives(text: str) -> list[float]:
+    """``"0.01,0.03,0.1"`` -> ``[0.01, 0.03, 0.1]``: a comma-separated list of numbers > 0."""
+    return [positive(part) for part in text.split(",") if part.strip()]
+
+
 def names(text: str) -> list[str]:
     """A comma-separated list of non-empty items, e.g. ``hopper-jump,ant-sideways``."""
     items = [part.strip() for part in text.split(",")]

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from tailor.cli import args as argtypes
@@ -64,6 +65,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(results of an older tailor); evaluates the new choice, trains nothing, runs no job",
     )
     p.set_defaults(func=cmd_sweep)
+
+    p = subparsers.add_parser(
+        "frontier",
+        help="the add-on vs basic trade-off of one prior: a few KL targets side by side, "
+        "plotted, with the knee named",
+        description="Customize PRIOR on TASK once per KL target (nats per step and action "
+        "dimension; the adaptive controller holds it), as one resumable sweep (local worker "
+        "processes or Ray), evaluate every run and the prior on the add-on and the basic "
+        "return, and plot add-on vs KL and vs basic: what each unit of the new requirement "
+        "costs in the old skill. The knee is the setting with the most add-on return that "
+        "keeps 90%% of the prior's basic return. Writes DIR/frontier.md and frontier.png.",
+    )
+    p.add_argument("--task", required=True)
+    p.add_argument(
+        "--prior",
+        required=True,
+        type=argtypes.prior_path,
+        help="any prior tailor "
+        "customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, TorchScript)",
+    )
+    p.add_argument(
+        "--kl",
+        type=argtypes.positives,
+        default=None,
+        metavar="K1,K2,...",
+        help="KL targets per action dimension (default 0.01,0.03,0.1,0.3)",
+    )
+    p.add_argument("--method", choices=("residual", "kl"), default="residual")
+    p.add_argument("--steps", type=argtypes.count, default=200_000, help="per run (200000)")
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--episodes", type=argtypes.count, default=10, help="evaluation episodes")
+    p.add_argument("--out", help="sweep directory (default frontier/<task>-<prior name>)")
+    p.add_argument("--workers", type=argtypes.count, default=1, help="parallel runs (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
+    p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
+    p.add_argument("--tasks-file", metavar="FILE.py", help="a Python file that registers tasks")
+    p.set_defaults(func=cmd_frontier)
 
     p = subparsers.add_parser(
         "table",
@@ -152,6 +190,42 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         address=args.address,
         label=f"{args.preset}/{args.budget}",
     )
+    return 1 if report.failed else 0
+
+
+def cmd_frontier(args: argparse.Namespace) -> int:
+    from tailor.experiments.frontier import (
+        DEFAULT_KL_PER_DIM,
+        frontier_jobs,
+        frontier_points,
+        frontier_table,
+        knee,
+        plot_frontier,
+    )
+    from tailor.experiments.presets import Job
+    from tailor.experiments.run import load_user_tasks
+    from tailor.experiments.sweep import run_sweep
+    from tailor.priors import load_prior
+    from tailor.shipped import find_prior
+
+    if args.tasks_file:
+        load_user_tasks(args.tasks_file)
+    prior = str(find_prior(args.prior))
+    act_dim = load_prior(prior).act_dim  # a clear error for an unreadable prior, before any run
+    tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
+    base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes)
+    jobs = frontier_jobs(args.task, prior, args.kl or DEFAULT_KL_PER_DIM, act_dim, base)
+    jobs = [dataclasses.replace(j, tasks_file=tasks_file) for j in jobs]
+    out = Path(args.out or Path("frontier") / f"{args.task}-{Path(prior).stem}")
+    report = run_sweep(jobs, out, workers=args.workers, backend=args.backend,
+                       address=args.address, label=f"frontier {args.task}")  # fmt: skip
+    points = frontier_points(jobs, out)
+    at, rule = knee(points)
+    text = frontier_table(points, at, rule)
+    (out / "frontier.md").write_text(f"# {args.task} from {prior}\n\n{text}")
+    png = plot_frontier(points, at, out / "frontier.png", f"{args.task}: add-on vs KL and basic")
+    print(text, end="")
+    print(f"wrote {out / 'frontier.md'} and {png}")
     return 1 if report.failed else 0
 
 

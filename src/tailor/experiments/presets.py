@@ -133,6 +133,8 @@ class Job:
         prior: path of the prior policy (``customize`` and ``prior`` jobs).
         ppo: extra :class:`tailor.algos.ppo.PPOConfig` fields as ``(name, value)`` pairs (tests
             use tiny batches); part of the job's identity.
+        tasks_file: a ``--tasks-file`` the worker loads before the job (a user's task); not part
+            of the job's identity.
     """
 
     kind: str
@@ -144,6 +146,7 @@ class Job:
     std_type: str = "global"
     prior: str | None = None
     ppo: tuple[tuple[str, Any], ...] = field(default=())
+    tasks_file: str | None = None
 
     @property
     def id(self) -> str:

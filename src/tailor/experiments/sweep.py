@@ -133,6 +133,8 @@ def _run_job_locked(job: Job, out: str | Path) -> dict[str, Any]:
     from tailor.envs import get_task
     from tailor.experiments import run
 
+    if job.tasks_file is not None:  # a worker process knows only the built-in tasks
+        run.load_user_tasks(job.tasks_file)
     job_dir = Path(out) / job.id
     task = get_task(job.task)
     t0 = time.perf_counter()
