@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tailor.cli import main
@@ -26,14 +26,9 @@ from tailor.errors import TailorError
 from tailor.experiments import run
 from tailor.priors import load_prior
 from tailor.priors import validate as validate_mod
+from test_cli_fuzz import FUZZ as CLI_FUZZ
 
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = settings(CLI_FUZZ, max_examples=150)
 OBS, HID, ACT = 3, 4, 2
 BOX = "<class 'gymnasium.spaces.box.Box'>"
 
@@ -54,15 +49,19 @@ def sb3_data() -> dict[str, Any]:
     }
 
 
-def sb3_state() -> dict[str, Any]:
-    g = torch.Generator().manual_seed(0)
+def mlp(hidden: str, head: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """An OBS -> HID -> ACT network's two Linear layers, named ``hidden`` and ``head``."""
+    g = torch.Generator().manual_seed(seed)
     return {
-        "mlp_extractor.policy_net.0.weight": torch.randn(HID, OBS, generator=g),
-        "mlp_extractor.policy_net.0.bias": torch.zeros(HID),
-        "action_net.weight": torch.randn(ACT, HID, generator=g),
-        "action_net.bias": torch.zeros(ACT),
-        "log_std": torch.zeros(ACT),
+        f"{hidden}.weight": torch.randn(HID, OBS, generator=g),
+        f"{hidden}.bias": torch.zeros(HID),
+        f"{head}.weight": torch.randn(ACT, HID, generator=g),
+        f"{head}.bias": torch.zeros(ACT),
     }
+
+
+def sb3_state() -> dict[str, Any]:
+    return {**mlp("mlp_extractor.policy_net.0", "action_net"), "log_std": torch.zeros(ACT)}
 
 
 def _saved(obj: Any) -> bytes:
@@ -80,13 +79,9 @@ def write_sb3(path: Path, data: Any, state: Any, raw_data: bytes | None = None) 
 
 
 def rsl_rl_ckpt() -> dict[str, Any]:
-    g = torch.Generator().manual_seed(1)
     return {
         "model_state_dict": {
-            "actor.0.weight": torch.randn(HID, OBS, generator=g),
-            "actor.0.bias": torch.zeros(HID),
-            "actor.2.weight": torch.randn(ACT, HID, generator=g),
-            "actor.2.bias": torch.zeros(ACT),
+            **mlp("actor.0", "actor.2", 1),
             "std": torch.ones(ACT),
             "actor_obs_normalizer._mean": torch.zeros(OBS),
             "actor_obs_normalizer._std": torch.ones(OBS),
@@ -97,24 +92,13 @@ def rsl_rl_ckpt() -> dict[str, Any]:
 
 
 def cleanrl_state() -> dict[str, Any]:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "actor_mean.0.weight": torch.randn(HID, OBS, generator=g),
-        "actor_mean.0.bias": torch.zeros(HID),
-        "actor_mean.2.weight": torch.randn(ACT, HID, generator=g),
-        "actor_mean.2.bias": torch.zeros(ACT),
-        "actor_logstd": torch.zeros(1, ACT),
-    }
+    return {**mlp("actor_mean.0", "actor_mean.2", 2), "actor_logstd": torch.zeros(1, ACT)}
 
 
 def skrl_ckpt() -> dict[str, Any]:
-    g = torch.Generator().manual_seed(3)
     return {
         "policy": {
-            "net_container.0.weight": torch.randn(HID, OBS, generator=g),
-            "net_container.0.bias": torch.zeros(HID),
-            "policy_layer.weight": torch.randn(ACT, HID, generator=g),
-            "policy_layer.bias": torch.zeros(ACT),
+            **mlp("net_container.0", "policy_layer", 3),
             "log_std_parameter": torch.zeros(ACT),
         },
         "state_preprocessor": {
@@ -326,14 +310,7 @@ def test_empty_log_ent_coef_is_an_error(tmp_path: Path) -> None:
         "__init__": "<function SACPolicy.__init__ at 0x1>",
     }
     data["ent_coef"] = "auto"
-    state = {
-        "actor.latent_pi.0.weight": torch.randn(HID, OBS),
-        "actor.latent_pi.0.bias": torch.zeros(HID),
-        "actor.mu.weight": torch.randn(ACT, HID),
-        "actor.mu.bias": torch.zeros(ACT),
-        "actor.log_std.weight": torch.randn(ACT, HID),
-        "actor.log_std.bias": torch.zeros(ACT),
-    }
+    state = {**mlp("actor.latent_pi.0", "actor.mu"), **mlp("actor.latent_pi.0", "actor.log_std")}
     path = write_sb3(tmp_path / "sac.zip", data, state)
     assert _load(path).act_dim == ACT  # no pytorch_variables.pth: no temperature, still a prior
     with zipfile.ZipFile(path, "a") as z:
