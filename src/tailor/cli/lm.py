@@ -235,7 +235,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _positive("--max-new-tokens", args.max_new_tokens)
     _threads()
     model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
-    tok = load_tokenizer(args.model)
+    tok = load_tokenizer(args.model, model=model)
     g = torch.Generator().manual_seed(args.seed)
     s = sample(model, tok, [args.prompt] * args.n, args.max_new_tokens, g, args.temperature)
     for c in s.completions:
@@ -343,7 +343,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _threads()
     model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
     prior = load_model(args.prior, what="prior", allow_pickle=args.allow_pickle_weights)
-    tok = load_tokenizer(args.model)
+    tok = load_tokenizer(args.model, model=model)
     sampling = EvalSampling(
         samples=args.samples,
         prompts=args.prompt or [""],

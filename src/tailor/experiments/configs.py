@@ -9,6 +9,7 @@ collected into :class:`TrainOptions` / :class:`CustomizeOptions` by :func:`split
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -17,6 +18,7 @@ from tailor.algos.ppo import PPOConfig
 from tailor.algos.sac import SACConfig
 from tailor.algos.soft_dqn import SoftDQNConfig
 from tailor.errors import TailorError
+from tailor.priors.load import check_options
 
 __all__ = [
     "CONFIGS",
@@ -26,6 +28,7 @@ __all__ = [
     "CustomizeOptions",
     "TrainOptions",
     "check_algo",
+    "check_run_arguments",
     "check_steps",
     "config_flags",
     "make_config",
@@ -180,6 +183,26 @@ def check_algo(algo: str, allowed: tuple[str, ...]) -> None:
         raise TailorError(
             f"--algo {algo!r} is not available here; choose one of {', '.join(allowed)}"
         )
+
+
+def check_run_arguments(
+    where: str, seed: Any, prior: Any = None, prior_options: Any = None
+) -> None:
+    """The Python API's arguments that the command line checks in argparse: ``seed`` an int,
+    ``prior`` (when given) a path, ``prior_options`` a mapping of known options.
+
+    Raises:
+        TailorError: naming ``where`` and the argument.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TailorError(f"{where}: seed must be an integer, got {seed!r}")
+    if prior is not None and not isinstance(prior, (str, os.PathLike)):
+        raise TailorError(
+            f"{where}: prior must be a run directory or a policy file (str or Path), "
+            f"got {type(prior).__name__} {prior!r}"[:200]
+        )
+    if prior_options is not None:
+        check_options(prior_options, f"{where}: prior_options")
 
 
 def check_steps(steps: int) -> int:

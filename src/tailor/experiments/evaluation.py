@@ -24,6 +24,7 @@ from tailor.envs import Task, get_task
 from tailor.errors import TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
 from tailor.evaluate import evaluate_stepwise
+from tailor.experiments.configs import check_run_arguments
 from tailor.experiments.prior_adapters import acting_q_prior
 from tailor.losses import prior_log_probs
 from tailor.policyfile import (
@@ -263,6 +264,9 @@ def evaluate(
     Raises:
         TailorError: bad ``episodes``, unreadable policy, a policy trained for another env.
     """
+    if policy is None:
+        raise TailorError("evaluate: policy is required (a run directory or a policy file)")
+    check_run_arguments("evaluate", seed, policy, prior_options)
     kind = policy_kind(policy)
     if kind in (None, "ppo"):
         options = {k: v for k, v in (prior_options or {}).items() if v is not None}

@@ -96,7 +96,7 @@ def lm_customize(
     opts, _ = split_options(LMOptions, options, where="lm_customize", rest=False)
     m = lm_method(method, **dict(opts.coefficients or {}))
     prior = load_model(prior_dir, what="prior", allow_pickle=opts.allow_pickle_weights)
-    tok = load_tokenizer(prior_dir, what="prior")
+    tok = load_tokenizer(prior_dir, what="prior", model=prior)
     prompts = list(opts.prompts or [""])
     base = {"seed": opts.seed} | (
         {"max_new_tokens": opts.max_new_tokens} if opts.max_new_tokens else {}

@@ -59,6 +59,7 @@ from tailor.experiments.configs import (
     CustomizeOptions,
     TrainOptions,
     check_algo,
+    check_run_arguments,
     check_steps,
     config_flags,
     split_options,
@@ -147,6 +148,7 @@ def train_prior(
             :func:`tailor.rundir.claim_run_dir`).
     """
     opts, config = split_options(TrainOptions, options, where="train_prior")
+    check_run_arguments("train_prior", seed)
     task = get_task(task)
     check_algo(algo, TRAIN_ALGOS)
     allowed = TRAINING_METHODS if algo == "ppo" else RQL_TRAIN_METHODS
@@ -216,6 +218,9 @@ def customize(
     """
     options = _positional_coefficients(coefficients, options)
     opts, config = split_options(CustomizeOptions, options, where="customize")
+    if prior is None:
+        raise TailorError("customize: prior is required (a run directory or a policy file)")
+    check_run_arguments("customize", seed, prior, opts.prior_options)
     task = get_task(task)
     check_algo(algo, CUSTOMIZE_ALGOS)
     if method not in CUSTOMIZATION_METHODS:

@@ -31,6 +31,7 @@ from tailor.paths import check_input_path
 __all__ = [
     "PretrainConfig",
     "build_char_tokenizer",
+    "check_token_ids",
     "encode_sequences",
     "import_transformers",
     "load_model",
@@ -146,14 +147,19 @@ def load_model(
     return model
 
 
-def load_tokenizer(path: str | Path, what: str = "model") -> Any:
+def load_tokenizer(
+    path: str | Path, what: str = "model", model: torch.nn.Module | None = None
+) -> Any:
     """Load the tokenizer saved next to a model; it must have an end-of-sequence token.
 
     A tokenizer without a padding token gets its eos token as padding (as is usual for GPT-2);
-    padded positions are always masked, so the choice does not matter.
+    padded positions are always masked, so the choice does not matter. Its special tokens must
+    be rows of the model's embedding (``model``'s, else the ``vocab_size`` of the directory's
+    ``config.json``; :func:`check_token_ids`).
 
     Raises:
-        TailorError: no loadable tokenizer in the directory, or it has no eos token.
+        TailorError: no loadable tokenizer in the directory, it has no eos token, or a special
+            token's id is outside the model's vocabulary.
     """
     p = _check_dir(path, what)
     tf = import_transformers()
@@ -168,7 +174,38 @@ def load_tokenizer(path: str | Path, what: str = "model") -> Any:
         raise TailorError(f"{what} {str(path)!r}: the tokenizer has no eos token")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    if model is not None:
+        check_token_ids(tok, model, f"{what} {str(path)!r}")
+    else:
+        try:
+            size = tf.AutoConfig.from_pretrained(p, local_files_only=True).vocab_size
+        except Exception:  # no or unreadable config.json: load_model says so
+            size = None
+        if isinstance(size, int) and not isinstance(size, bool):
+            _check_ids(tok, size, f"{what} {str(path)!r}")
     return tok
+
+
+def check_token_ids(tokenizer: Any, model: torch.nn.Module, where: str) -> None:
+    """Raise unless the tokenizer's pad / eos / bos ids are rows of ``model``'s input embedding
+    (an id outside it would be an ``IndexError`` deep inside the forward pass)."""
+    emb = model.get_input_embeddings()
+    size = getattr(emb, "num_embeddings", None)
+    if size is None:
+        size = int(emb.weight.shape[0])
+    _check_ids(tokenizer, int(size), where)
+
+
+def _check_ids(tokenizer: Any, size: int, where: str) -> None:
+    for name in ("pad", "eos", "bos"):
+        tid = getattr(tokenizer, f"{name}_token_id", None)
+        if tid is not None and not (isinstance(tid, int) and 0 <= tid < size):
+            raise TailorError(
+                f"{where}: the tokenizer's {name} token "
+                f"{getattr(tokenizer, f'{name}_token', None)!r} has id {tid}, outside the "
+                f"model's vocabulary of {size} embeddings; use the tokenizer the model was "
+                "trained with (or set a pad token the model knows)"
+            )
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, out: str | Path, meta: dict | None = None):

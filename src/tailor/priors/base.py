@@ -20,6 +20,7 @@ from tailor.errors import TailorError
 from tailor.nets import ACTIVATIONS, Actor, EmpiricalNormalization
 from tailor.paths import check_input_path
 from tailor.priors.prior import PolicyPrior
+from tailor.priors.validate import check_chain, linear
 
 __all__ = [
     "Layers",
@@ -104,24 +105,19 @@ def layers_from_state(state: dict[str, torch.Tensor], prefix: str, source: str) 
         {
             int(k[len(prefix) :].split(".")[0])
             for k in state
-            if k.startswith(prefix)
+            if isinstance(k, str)
+            and k.startswith(prefix)
             and k.endswith(".weight")
             and k[len(prefix) :].split(".")[0].isdigit()
+            and len(k[len(prefix) :].split(".")[0]) < 9
         }
     )
     layers: Layers = []
     for i in idx:
-        w, b = state[f"{prefix}{i}.weight"], state.get(f"{prefix}{i}.bias")
-        if b is None or w.ndim != 2 or b.shape != (w.shape[0],):
-            raise TailorError(
-                f"{source}: {prefix}{i} is not a Linear layer (weight {tuple(w.shape)})"
-            )
-        if layers and layers[-1][0].shape[0] != w.shape[1]:
-            raise TailorError(
-                f"{source}: layer {prefix}{i} takes {w.shape[1]} inputs but the previous layer "
-                f"gives {layers[-1][0].shape[0]}"
-            )
-        layers.append((w.float(), b.float()))
+        if f"{prefix}{i}.weight" not in state or f"{prefix}{i}.bias" not in state:
+            raise TailorError(f"{source}: {prefix}{i} is not a Linear layer (no weight and bias)")
+        layers.append(linear(state, f"{prefix}{i}", source))
+    check_chain(layers, f"{source} ({prefix}*)")
     if not layers:
         raise TailorError(f"{source}: no Linear layers under {prefix!r}")
     return layers

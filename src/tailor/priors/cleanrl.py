@@ -29,6 +29,7 @@ from tailor.priors.base import (
     warn_no_normalizer,
 )
 from tailor.priors.detect import torch_load
+from tailor.priors.validate import log_std_vector, state_dict, weight
 
 __all__ = ["load_cleanrl"]
 
@@ -48,6 +49,7 @@ def load_cleanrl(
         raise TailorError(
             f"{src} is not a CleanRL ppo_continuous_action agent.state_dict() (no actor_logstd)"
         )
+    state = state_dict(state, src, "agent.state_dict()")
     layers = layers_from_state(state, "actor_mean.", src)
     act = check_activation(activation or "tanh", src)
     obs_dim = layers[0][0].shape[1]
@@ -64,7 +66,7 @@ def load_cleanrl(
             "eps": obs_norm.eps,
             "clip": obs_norm.clip,
         }
-    log_std = state["actor_logstd"]
+    log_std = log_std_vector(weight(state, "actor_logstd", src), layers[-1][0].shape[0], src)
     source = {
         "format": "cleanrl",
         "library": "CleanRL",

@@ -25,6 +25,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.paths import check_input_path
+from tailor.priors.validate import check_zip
 
 __all__ = [
     "FORMATS",
@@ -57,14 +58,19 @@ def zip_names(path: Path) -> list[str] | None:
     A truncated SB3 zip can still *look* valid: its stored ``policy.pth`` is a zip too, and
     ``zipfile`` finds that inner archive's directory (treating the bytes before it as a prefix).
     A real SB3 or ``torch.save`` file has its first member at offset 0.
+
+    Raises:
+        TailorError: the zip's directory promises too many or too large members
+            (:func:`tailor.priors.validate.check_zip`), checked before anything is inflated.
     """
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-    except (zipfile.BadZipFile, OSError, EOFError):
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return None
     if not infos or min(i.header_offset for i in infos) != 0:
         return None
+    check_zip(infos, repr(str(path)))
     return [i.filename for i in infos]
 
 
@@ -139,11 +145,21 @@ def detect_format(path: str | Path) -> str:
 def torch_load(path: Path | bytes, source: str | None = None) -> Any:
     """``torch.load(..., weights_only=True)``: tensors and plain containers only, no code.
 
+    A zip (a file, or the bytes of a member) is checked by
+    :func:`tailor.priors.validate.check_zip` first: ``torch.load`` never inflates an oversized
+    member.
+
     Raises:
-        TailorError: the file needs more than tensors and containers (a pickled class), or is
-            not a torch file.
+        TailorError: the file needs more than tensors and containers (a pickled class), is not
+            a torch file, or is a zip whose members are too large.
     """
     src = source or repr(str(path))
+    if isinstance(path, bytes) and path[:2] == b"PK":  # a member of a checked zip: check its own
+        try:
+            with zipfile.ZipFile(io.BytesIO(path)) as z:
+                check_zip(z.infolist(), src)
+        except (zipfile.BadZipFile, EOFError, ValueError):
+            pass  # torch.load says what is wrong with it
     if isinstance(path, Path) and is_torchscript(zip_names(path) or []):
         raise TailorError(
             f"{src} is a TorchScript export (torch.jit.script/trace), not a torch.save file; "

@@ -8,9 +8,13 @@ imported only when its format is met.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
+
+import numpy as np
 
 from tailor.errors import TailorError
 from tailor.policyfile import load_policy
@@ -19,7 +23,7 @@ from tailor.priors.prior import PolicyPrior, check_spaces
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["PriorOptions", "load_prior"]
+__all__ = ["PriorOptions", "check_options", "load_prior"]
 
 
 class PriorOptions(TypedDict, total=False):
@@ -72,21 +76,83 @@ def load_prior(
             take, or an unknown option; sizes that do not match the task.
     """
     from tailor.priors.detect import FORMATS, detect_format
+    from tailor.priors.validate import check_finite
 
-    for name in options:
-        if name not in _OPTION_NAMES:
-            raise TailorError(
-                f"load_prior() got an unknown option {name!r}; options: {', '.join(_OPTION_NAMES)}"
-            )
-    given: dict[str, Any] = {name: options.get(name) for name in _OPTION_NAMES}
+    given = check_options(options)
+    check_arguments(path, obs_dim, act_dim, task)
     fmt = given.pop("format")
     if fmt is not None and fmt not in FORMATS:
         raise TailorError(f"unknown prior format {fmt!r}; known: {', '.join(FORMATS)}")
     fmt = fmt or detect_format(path)
     prior = _load_tailor(path, given) if fmt == "tailor" else _import(fmt, path, given)
+    check_finite(prior, repr(str(path)))
     if obs_dim is not None and act_dim is not None:
         check_spaces(prior, obs_dim, act_dim, task or "?")
     return prior
+
+
+def check_options(options: Any, where: str = "load_prior()") -> dict[str, Any]:
+    """All of :class:`PriorOptions` (``None`` where not given) from ``options``, a mapping of
+    known options with values of the right types.
+
+    Raises:
+        TailorError: naming ``where`` and the option: not a mapping, an unknown option, a value
+            of the wrong type (``temperature`` and ``std`` must be finite numbers > 0).
+    """
+    if not isinstance(options, Mapping):
+        raise TailorError(
+            f"{where}: the prior options must be a mapping (e.g. {{'temperature': 0.1}}), "
+            f"got {type(options).__name__}"
+        )
+    for name in options:
+        if name not in _OPTION_NAMES:
+            raise TailorError(
+                f"{where} got an unknown prior option {name!r}; options: {', '.join(_OPTION_NAMES)}"
+            )
+    given: dict[str, Any] = {name: options.get(name) for name in _OPTION_NAMES}
+    for name in ("format", "activation"):
+        if given[name] is not None and not isinstance(given[name], str):
+            raise TailorError(f"{where}: prior option {name} must be a string, got {given[name]!r}")
+    if given["normalizer"] is not None and not isinstance(given["normalizer"], (str, os.PathLike)):
+        raise TailorError(
+            f"{where}: prior option normalizer must be a file path, got {given['normalizer']!r}"
+        )
+    for name, numbers in (("temperature", [given["temperature"]]), ("std", _numbers(given["std"]))):
+        if given[name] is not None and not all(_positive(v) for v in numbers):
+            what = "a number > 0" + (" or one per action dimension" if name == "std" else "")
+            raise TailorError(f"{where}: prior option {name} must be {what}, got {given[name]!r}")
+    return given
+
+
+def _numbers(value: Any) -> list[Any]:
+    """A number, or the numbers of a sequence / array (``[value]`` when it is neither)."""
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        return [value]
+    try:
+        return [float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1)] or [None]
+    except (TypeError, ValueError):
+        return [value]
+
+
+def _positive(value: Any) -> bool:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ok and math.isfinite(value) and value > 0
+
+
+def check_arguments(path: Any, obs_dim: Any, act_dim: Any, task: Any) -> None:
+    """:func:`load_prior`'s ``path`` is a file path, ``obs_dim`` / ``act_dim`` positive ints."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TailorError(
+            f"load_prior(): path must be a file or directory path (str or Path), got "
+            f"{type(path).__name__} {path!r}"[:200]
+        )
+    for name, value in (("obs_dim", obs_dim), ("act_dim", act_dim)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise TailorError(f"load_prior(): {name} must be a positive integer, got {value!r}")
+    if task is not None and not isinstance(task, str):
+        raise TailorError(f"load_prior(): task must be a task name (a string), got {task!r}")
 
 
 def _load_tailor(path: str | Path, options: dict[str, Any]) -> PolicyPrior:

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.meta import validate_meta
 from tailor.priors.base import (
     check_activation,
     gaussian_prior,
@@ -40,6 +41,14 @@ from tailor.priors.base import (
     std_eps_normalizer,
 )
 from tailor.priors.detect import torch_load
+from tailor.priors.validate import (
+    RSL_RL_ACTOR_SCHEMA,
+    log_std_vector,
+    normalizer_halves,
+    scalar,
+    state_dict,
+    weight,
+)
 
 __all__ = ["find_agent_yaml", "load_rsl_rl", "read_agent_yaml"]
 
@@ -62,6 +71,9 @@ def read_agent_yaml(path: Path) -> dict[str, Any]:
         raise TailorError(f"{str(path)!r} is not an rsl-rl agent config (not a mapping)")
     actor = cfg.get("actor") if isinstance(cfg.get("actor"), dict) else None
     policy = cfg.get("policy") if isinstance(cfg.get("policy"), dict) else None
+    for key, section in (("actor", actor), ("policy", policy)):
+        if section is not None:
+            validate_meta(section, RSL_RL_ACTOR_SCHEMA, f"{str(path)!r} ({key})")
     out: dict[str, Any] = {"activation": None, "hidden": None, "std_range": None}
     if actor is not None:
         out["activation"] = actor.get("activation")
@@ -81,15 +93,20 @@ def _log_std_v4(
     """``(log_std [A], std_type)`` of an ``actor_state_dict``: rsl-rl 5's distribution
     parameters (clamped to ``std_range``), or rsl-rl 4's ``std``/``log_std``."""
     if "std" in state:  # rsl-rl 4 (stochastic MLPModel, noise_std_type "scalar")
-        return state["std"].float().log(), "scalar"
+        return weight(state, "std", src).log(), "scalar"
     if "log_std" in state:  # rsl-rl 4, noise_std_type "log"
-        return state["log_std"].float(), "log"
-    lo, hi = (float(v) for v in (std_range or _STD_RANGE))
-    lo = max(lo, 1e-6)  # rsl-rl raises the lower bound to 1e-6 too
+        return weight(state, "log_std", src), "log"
+    std_range = std_range or _STD_RANGE
+    if len(std_range) != 2 or not 0 <= std_range[0] <= std_range[1]:
+        raise TailorError(
+            f"{src}: std_range {std_range!r} is not [low, high] with 0 <= low <= high"
+        )
+    lo, hi = max(float(std_range[0]), 1e-6), float(std_range[1])  # rsl-rl raises low to 1e-6 too
     if "distribution.std_param" in state:
-        return state["distribution.std_param"].float().clamp(lo, hi).log(), "scalar"
+        return weight(state, "distribution.std_param", src).clamp(lo, hi).log(), "scalar"
     if "distribution.log_std_param" in state:
-        return state["distribution.log_std_param"].float().clamp(math.log(lo), math.log(hi)), "log"
+        log_std = weight(state, "distribution.log_std_param", src)
+        return log_std.clamp(math.log(lo), math.log(hi)), "log"
     raise TailorError(
         f"{src}: the rsl-rl actor has no distribution.std_param / log_std_param; only the "
         "GaussianDistribution with a state-independent std is supported (not the heteroscedastic "
@@ -97,12 +114,11 @@ def _log_std_v4(
     )
 
 
-def _normalizer_from(state: dict[str, torch.Tensor], prefix: str, obs_dim: int) -> Any:
-    if f"{prefix}_mean" not in state:
+def _normalizer_from(state: dict[str, torch.Tensor], prefix: str, obs_dim: int, src: str) -> Any:
+    halves = normalizer_halves(state, f"{prefix}_mean", f"{prefix}_std", obs_dim, src)
+    if halves is None:
         return None
-    return std_eps_normalizer(
-        state[f"{prefix}_mean"], state[f"{prefix}_std"], _EPS, float(state.get(f"{prefix}count", 0))
-    )
+    return std_eps_normalizer(*halves, _EPS, scalar(state, f"{prefix}count", src))
 
 
 def load_rsl_rl(
@@ -124,11 +140,15 @@ def load_rsl_rl(
     if not isinstance(ckpt, dict):
         raise TailorError(f"{src} is not an rsl-rl checkpoint (not a dict)")
     if isinstance(ckpt.get("actor_state_dict"), dict):
-        state, layout = ckpt["actor_state_dict"], "rsl-rl >= 4 (actor_state_dict)"
+        state, layout = (
+            state_dict(ckpt["actor_state_dict"], src, "actor_state_dict"),
+            "rsl-rl >= 4 (actor_state_dict)",
+        )
         mlp_prefix, norm_prefix = "mlp.", "obs_normalizer."
         bad = [k for k in state if k.startswith(("rnn.", "cnns.", "cnn."))]
     elif isinstance(ckpt.get("model_state_dict"), dict):
-        state, layout = ckpt["model_state_dict"], "rsl-rl 1-3 (model_state_dict)"
+        state = state_dict(ckpt["model_state_dict"], src, "model_state_dict")
+        layout = "rsl-rl 1-3 (model_state_dict)"
         mlp_prefix, norm_prefix = "actor.", "actor_obs_normalizer."
         bad = [
             k for k in state if k.startswith(("memory_a.", "memory_c.", "student.", "actor_cnn"))
@@ -151,10 +171,7 @@ def load_rsl_rl(
         else {"activation": None, "hidden": None, "std_range": None}
     )
     obs_in = layers[0][0].shape[1]  # rsl-rl's MLP reads a hidden size of -1 as the input size
-    if (
-        cfg["hidden"] is not None
-        and [obs_in if int(h) == -1 else int(h) for h in cfg["hidden"]] != hidden
-    ):
+    if cfg["hidden"] is not None and [obs_in if h == -1 else h for h in cfg["hidden"]] != hidden:
         raise TailorError(
             f"{str(yaml_path)!r} says hidden sizes {list(cfg['hidden'])} but the weights in {src} "
             f"have {hidden}"
@@ -173,15 +190,17 @@ def load_rsl_rl(
     if layout.startswith("rsl-rl >= 4"):
         log_std, std_type = _log_std_v4(state, cfg["std_range"], src)
     elif "std" in state:
-        log_std, std_type = state["std"].float().log(), "scalar"
+        log_std, std_type = weight(state, "std", src).log(), "scalar"
     elif "log_std" in state:
-        log_std, std_type = state["log_std"].float(), "log"
+        log_std, std_type = weight(state, "log_std", src), "log"
     else:
         raise TailorError(f"{src}: the rsl-rl ActorCritic has no std / log_std parameter")
+    log_std = log_std_vector(log_std, layers[-1][0].shape[0], src)
     obs_dim = layers[0][0].shape[1]
-    obs_norm = _normalizer_from(state, norm_prefix, obs_dim)
+    obs_norm = _normalizer_from(state, norm_prefix, obs_dim, src)
     if obs_norm is None and isinstance(ckpt.get("obs_norm_state_dict"), dict):
-        obs_norm = _normalizer_from(ckpt["obs_norm_state_dict"], "", obs_dim)
+        norm_state = state_dict(ckpt["obs_norm_state_dict"], src, "obs_norm_state_dict")
+        obs_norm = _normalizer_from(norm_state, "", obs_dim, src)
     norm_info: dict[str, Any]
     if obs_norm is None:
         obs_norm, norm_info = identity_normalizer(obs_dim), {"kind": "none"}

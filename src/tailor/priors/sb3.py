@@ -32,7 +32,7 @@ Observation normalization: an SB3 ``VecNormalize`` pickle (``normalizer=PATH``, 
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import zipfile
 from collections.abc import Sequence
@@ -64,6 +64,18 @@ from tailor.priors.policies import (
     GSDEPrior,
     GSDESpec,
     SquashedGaussianPrior,
+)
+from tailor.priors.validate import (
+    MAX_DIM,
+    check_chain,
+    count,
+    linear,
+    log_std_vector,
+    parse_sb3_data,
+    read_member,
+    scalar,
+    state_dict,
+    weight,
 )
 
 __all__ = ["SUPPORTED", "find_vecnormalize", "load_sb3", "read_sb3_zip"]
@@ -110,10 +122,12 @@ def read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], s
                 raise TailorError(
                     f"{src} is a zip but not an SB3 model: no {' or '.join(missing)} member"
                 )
-            raw_data = z.read("data")
-            raw_policy = z.read("policy.pth")
+            raw_data = read_member(z, "data", src)
+            raw_policy = read_member(z, "policy.pth", src)
             version = (
-                z.read("_stable_baselines3_version").decode("utf-8", "replace").strip()
+                read_member(z, "_stable_baselines3_version", src)
+                .decode("utf-8", "replace")
+                .strip()[:64]
                 if "_stable_baselines3_version" in names
                 else "unknown"
             )
@@ -121,13 +135,8 @@ def read_sb3_zip(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], s
         raise TailorError(
             f"{src} is not a valid zip file (truncated or corrupted?): {exc}"
         ) from None
-    try:
-        data = json.loads(raw_data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TailorError(f"{src}: the SB3 'data' member is not valid JSON ({exc})") from None
-    state = torch_load(raw_policy, f"{src} (policy.pth)")
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise TailorError(f"{src}: policy.pth is not a state dict of tensors")
+    data = parse_sb3_data(raw_data, f"{src}: the SB3 'data' member")
+    state = state_dict(torch_load(raw_policy, f"{src} (policy.pth)"), f"{src} (policy.pth)")
     return data, state, version
 
 
@@ -167,17 +176,12 @@ def _space(data: dict[str, Any], key: str, src: str) -> dict[str, Any]:
         low, high = _array_repr(sp.get("low"), shape), _array_repr(sp.get("high"), shape)
         return {"kind": "box", "shape": shape, "low": low, "high": high}
     if typ.endswith(".Discrete'>"):
-        start = int(sp.get("start", 0))
+        start = count(sp.get("start", 0), f"{key}.start", src, lo=-MAX_DIM)
         if start != 0:
             raise TailorError(f"{src}: Discrete {key} with start={start} is not supported")
-        return {"kind": "discrete", "n": int(sp["n"])}
+        return {"kind": "discrete", "n": count(sp.get("n"), f"{key}.n", src)}
     name = re.sub(r"^<class '(.*)'>$", r"\1", typ) or "unknown"
     return {"kind": name.rsplit(".", 1)[-1].lower(), "type": name}
-
-
-# The largest dimension we accept before allocating anything for a space (a corrupted or hostile
-# header could claim 1e12 and make numpy try to allocate terabytes).
-_MAX_DIM = 1 << 24
 
 
 def _shape(space: dict[str, Any], key: str, src: str) -> list[int]:
@@ -187,12 +191,12 @@ def _shape(space: dict[str, Any], key: str, src: str) -> list[int]:
     if raw is None:
         return []
     ok = isinstance(raw, list) and all(
-        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= _MAX_DIM for d in raw
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in raw
     )
     if not ok:
         raise TailorError(
             f"{src}: the SB3 data's {key} has shape {raw!r}, not a list of sizes "
-            f"(non-negative integers up to {_MAX_DIM})"
+            f"(non-negative integers up to {MAX_DIM})"
         )
     return list(raw)
 
@@ -332,6 +336,13 @@ def load_sb3(
         )
     if m.kind not in ("dqn", "qrdqn") and temperature is not None:
         raise TailorError(f"{m.src}: temperature= is for Q-network (DQN) priors, not {m.algorithm}")
+    prior = _prior(m, std, temperature)
+    _check_actions(m, prior.act_dim)
+    return prior
+
+
+def _prior(m: _Model, std: float | Sequence[float] | None, temperature: float | None) -> Any:
+    """The prior of the model's kind (options already checked)."""
     if m.kind == "actor_critic":
         return _actor_critic_prior(m)
     if m.kind in ("dqn", "qrdqn"):
@@ -448,6 +459,7 @@ def _actor_critic_prior(m: _Model) -> Any:
     src, state, meta = m.src, m.state, m.meta
     layers = _concat(state, ("mlp_extractor.shared_net.", "mlp_extractor.policy_net."), src)
     layers.append(_linear(state, "action_net", src))
+    check_chain(layers, src)
     hidden = [w.shape[0] for w, _ in layers[:-1]]
     _check_net_arch(m.data, "pi", hidden, src)
     meta["architecture"] = {"hidden": hidden, "activation": m.act_fn}
@@ -463,7 +475,7 @@ def _actor_critic_prior(m: _Model) -> Any:
     meta.update(action_low=as_floats(low), action_high=as_floats(high))
     if m.data.get("use_sde"):
         return _gsde(m, layers, low, high)
-    log_std = state["log_std"]
+    log_std = log_std_vector(weight(state, "log_std", src), layers[-1][0].shape[0], src)
     meta["distribution"] = {
         "kind": "gaussian",
         "std": "global (state-independent)",
@@ -517,6 +529,10 @@ def _sac_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> SquashedGaus
     )
     _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in latent], src)
     mu, log_std = _linear(state, "actor.mu", src), _linear(state, "actor.log_std", src)
+    check_chain([*latent, mu], src)
+    check_chain([*latent, log_std], src)
+    if mu[0].shape != log_std[0].shape:
+        raise TailorError(f"{src}: actor.mu and actor.log_std differ in shape")
     meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": m.act_fn}
     meta["distribution"] = {
         "kind": "tanh-squashed gaussian",
@@ -558,13 +574,17 @@ def _sac_gsde_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> GSDEPri
     _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in latent], src)
     clipped = "actor.mu.0.weight" in state
     mu = _linear(state, "actor.mu.0" if clipped else "actor.mu", src)
+    check_chain([*latent, mu], src)
     clip_mean = float(kwargs.get("clip_mean", 2.0)) if clipped else None
     _check_in(latent, m.obs_dim, src)
     log_std = state.get("actor.log_std")
     latent_dim = latent[-1][0].shape[0]
-    if log_std is None or log_std.ndim != 2 or log_std.shape[0] != latent_dim:
+    if log_std is None or log_std.shape not in ((latent_dim, mu[0].shape[0]), (latent_dim, 1)):
         got = None if log_std is None else tuple(log_std.shape)
-        raise TailorError(f"{src}: gSDE actor.log_std is {got}, expected [{latent_dim}, A]")
+        raise TailorError(
+            f"{src}: gSDE actor.log_std is {got}, expected [{latent_dim}, {mu[0].shape[0]}]"
+        )
+    log_std = weight(state, "actor.log_std", src)
     expln = bool(kwargs.get("use_expln", False))
     meta["architecture"] = {"hidden": [w.shape[0] for w, _ in latent], "activation": m.act_fn}
     meta["distribution"] = {
@@ -622,17 +642,18 @@ def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, An
         with zipfile.ZipFile(path) as z:
             if "pytorch_variables.pth" not in z.namelist():
                 return None
-            raw = z.read("pytorch_variables.pth")
+            raw = read_member(z, "pytorch_variables.pth", src)
     except (zipfile.BadZipFile, OSError, EOFError):
         return None
-    variables = torch_load(raw, f"{src} (pytorch_variables.pth)")
+    where = f"{src} (pytorch_variables.pth)"
+    variables = torch_load(raw, where)
     if not isinstance(variables, dict):
         return None
     if torch.is_tensor(variables.get("log_ent_coef")):
-        value = float(variables["log_ent_coef"].detach().exp().reshape(-1)[0])
+        value = math.exp(min(scalar(variables, "log_ent_coef", where), 700.0))
         source = f"SB3 log_ent_coef (learned, ent_coef={ent!r})"
     elif torch.is_tensor(variables.get("ent_coef_tensor")):
-        value = float(variables["ent_coef_tensor"].reshape(-1)[0])
+        value = scalar(variables, "ent_coef_tensor", where)
         source = "SB3 ent_coef_tensor (fixed)"
     else:
         return None
@@ -643,9 +664,9 @@ def _gsde(m: _Model, layers: Layers, low: torch.Tensor, high: torch.Tensor) -> G
     """PPO/A2C with gSDE: ``log_std`` is ``[latent, A]`` (``full_std``) or ``[latent, 1]``."""
     src, meta = m.src, m.meta
     kwargs = m.data.get("policy_kwargs") or {}  # learn_features changes gradients only
-    log_std = m.state["log_std"]
-    latent_dim = layers[-1][0].shape[1]
-    if log_std.ndim != 2 or log_std.shape[0] != latent_dim:
+    log_std = weight(m.state, "log_std", src)
+    latent_dim, act_dim = layers[-1][0].shape[1], layers[-1][0].shape[0]
+    if log_std.shape not in ((latent_dim, act_dim), (latent_dim, 1)):
         raise TailorError(
             f"{src}: gSDE log_std has shape {tuple(log_std.shape)}, expected [{latent_dim}, A]"
         )
@@ -674,10 +695,9 @@ def _concat(state: dict[str, torch.Tensor], prefixes: Sequence[str], src: str) -
 def _linear(
     state: dict[str, torch.Tensor], name: str, src: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    w, b = state.get(f"{name}.weight"), state.get(f"{name}.bias")
-    if w is None or b is None:
+    if f"{name}.weight" not in state or f"{name}.bias" not in state:
         raise TailorError(f"{src}: policy.pth has no {name}.weight/.bias; supported: {SUPPORTED}")
-    return w.float(), b.float()
+    return linear(state, name, f"{src} (policy.pth)")
 
 
 def _lin(layer: tuple[torch.Tensor, torch.Tensor]) -> torch.nn.Linear:
@@ -689,6 +709,16 @@ def _hidden_mlp(layers: Layers, activation: str) -> torch.nn.Module:
     if not layers:
         return torch.nn.Identity()
     return mlp_from_layers(layers, activation, out_activation=activation)
+
+
+def _check_actions(m: _Model, act_dim: int) -> None:
+    """The network's action size is the action space's (``n`` of a Discrete, a Box's size)."""
+    space = m.act_space
+    want = space["n"] if space["kind"] == "discrete" else int(np.prod(space["shape"]))
+    if act_dim != want:
+        raise TailorError(
+            f"{m.src}: the network gives {act_dim} actions but the action space has {want}"
+        )
 
 
 def _check_in(layers: Layers, obs_dim: int, src: str) -> None:

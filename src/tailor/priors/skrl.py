@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.meta import validate_meta
 from tailor.nets import EmpiricalNormalization
 from tailor.priors.base import (
     check_activation,
@@ -36,6 +37,16 @@ from tailor.priors.base import (
     load_yaml,
 )
 from tailor.priors.detect import torch_load
+from tailor.priors.validate import (
+    SKRL_POLICY_SCHEMA,
+    check_chain,
+    linear,
+    log_std_vector,
+    normalizer_halves,
+    scalar,
+    state_dict,
+    weight,
+)
 
 __all__ = ["load_skrl"]
 
@@ -62,19 +73,15 @@ def _policy_cfg(cfg: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _scaler(state: dict[str, torch.Tensor], obs_dim: int, src: str) -> EmpiricalNormalization:
-    try:
-        mean, var = state["running_mean"], state["running_variance"]
-    except KeyError:
+    halves = normalizer_halves(state, "running_mean", "running_variance", obs_dim, src)
+    if halves is None:
         raise TailorError(
             f"{src}: state_preprocessor has no running_mean/running_variance (only skrl's "
             "RunningStandardScaler is supported)"
-        ) from None
-    if mean.shape != (obs_dim,):
-        raise TailorError(
-            f"{src}: the scaler has size {tuple(mean.shape)}, the policy takes {obs_dim}"
         )
+    mean, var = halves
     norm = EmpiricalNormalization(obs_dim, eps=_SCALER_EPS, clip=_SCALER_CLIP)
-    count = float(state.get("current_count", torch.tensor(0.0)))
+    count = scalar(state, "current_count", src)
     # skrl computes with running_mean.float() and sqrt(running_variance.float()): same here.
     norm.load_state_dict(
         {
@@ -105,6 +112,7 @@ def load_skrl(
     policy = ckpt.get("policy") if isinstance(ckpt, dict) else None
     if not isinstance(policy, dict):
         raise TailorError(f"{src} is not an skrl agent checkpoint (no 'policy' state dict)")
+    policy = state_dict(policy, src, "policy")
     if "log_std_parameter" not in policy:
         raise TailorError(
             f"{src}: the skrl policy has no log_std_parameter; only GaussianMixin policies with a "
@@ -116,10 +124,8 @@ def load_skrl(
             if any(k.startswith("net_container.") for k in policy)
             else []
         )
-        layers = [
-            *hidden,
-            (policy["policy_layer.weight"].float(), policy["policy_layer.bias"].float()),
-        ]
+        layers = [*hidden, linear(policy, "policy_layer", src)]
+        check_chain(layers, src)
         layout = "model instantiator (net_container + policy_layer)"
     elif any(k.startswith("net.") for k in policy):
         layers, layout = layers_from_state(policy, "net.", src), "hand-written (net)"
@@ -130,7 +136,7 @@ def load_skrl(
             "policy_layer.* (skrl's model instantiators) or net.* (the documentation's models)"
         )
     cfg = _agent_yaml(path)
-    pcfg = _policy_cfg(cfg)
+    pcfg = validate_meta(_policy_cfg(cfg), SKRL_POLICY_SCHEMA, f"{(cfg or {}).get('file')!r}")
     output = pcfg.get("output", "ACTIONS")
     if str(output).strip() != "ACTIONS":
         raise TailorError(
@@ -156,7 +162,8 @@ def load_skrl(
             f"params/agent.yaml was found beside it or above its checkpoints/ folder; pass it: "
             "activation='elu' (--prior-activation elu)"
         )
-    log_std = policy["log_std_parameter"].float().reshape(-1)
+    log_std = weight(policy, "log_std_parameter", src)
+    log_std = log_std_vector(log_std, layers[-1][0].shape[0], src)
     if pcfg.get("clip_log_std", True):
         lo = float(pcfg.get("min_log_std", _LOG_STD_RANGE[0]))
         hi = float(pcfg.get("max_log_std", _LOG_STD_RANGE[1]))
@@ -164,7 +171,7 @@ def load_skrl(
     obs_dim = layers[0][0].shape[1]
     pre = ckpt.get("state_preprocessor")
     if isinstance(pre, dict) and pre:
-        obs_norm = _scaler(pre, obs_dim, src)
+        obs_norm = _scaler(state_dict(pre, src, "state_preprocessor"), obs_dim, src)
         norm_info: dict[str, Any] = {
             "kind": "skrl RunningStandardScaler",
             "formula": "clip((x - mean) / (sqrt(var) + eps), -clip, clip)",
