@@ -66,42 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_sweep)
 
-    p = subparsers.add_parser(
-        "frontier",
-        help="the add-on vs basic trade-off of one prior: a few KL targets side by side, "
-        "plotted, with the knee named",
-        description="Customize PRIOR on TASK once per KL target (nats per step and action "
-        "dimension; the adaptive controller holds it), as one resumable sweep (local worker "
-        "processes or Ray), evaluate every run and the prior on the add-on and the basic "
-        "return, and plot add-on vs KL and vs basic: what each unit of the new requirement "
-        "costs in the old skill. The knee is the setting with the most add-on return that "
-        "keeps 90%% of the prior's basic return. Writes DIR/frontier.md and frontier.png.",
-    )
-    p.add_argument("--task", required=True)
-    p.add_argument(
-        "--prior",
-        required=True,
-        type=argtypes.prior_path,
-        help="any prior tailor "
-        "customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, TorchScript)",
-    )
-    p.add_argument(
-        "--kl",
-        type=argtypes.positives,
-        default=None,
-        metavar="K1,K2,...",
-        help="KL targets per action dimension (default 0.01,0.03,0.1,0.3)",
-    )
-    p.add_argument("--method", choices=("residual", "kl"), default="residual")
-    p.add_argument("--steps", type=argtypes.count, default=200_000, help="per run (200000)")
-    p.add_argument("--seed", type=argtypes.seed, default=0)
-    p.add_argument("--episodes", type=argtypes.count, default=10, help="evaluation episodes")
-    p.add_argument("--out", help="sweep directory (default frontier/<task>-<prior name>)")
-    p.add_argument("--workers", type=argtypes.count, default=1, help="parallel runs (default 1)")
-    p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
-    p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
-    p.add_argument("--tasks-file", metavar="FILE.py", help="a Python file that registers tasks")
-    p.set_defaults(func=cmd_frontier)
+    _register_frontier(subparsers)
 
     p = subparsers.add_parser(
         "table",
@@ -191,6 +156,45 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         label=f"{args.preset}/{args.budget}",
     )
     return 1 if report.failed else 0
+
+
+def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "frontier",
+        help="the add-on vs basic trade-off of one prior: a few KL targets side by side, "
+        "plotted, with the knee named",
+        description="Customize PRIOR on TASK once per KL target (nats per step and action "
+        "dimension; the adaptive controller holds it), as one resumable sweep (local worker "
+        "processes or Ray), evaluate every run and the prior on the add-on and the basic "
+        "return, and plot add-on vs KL and vs basic: what each unit of the new requirement "
+        "costs in the old skill. The knee is the setting with the most add-on return that "
+        "keeps 90%% of the prior's basic return. Writes DIR/frontier.md and frontier.png.",
+    )
+    p.add_argument("--task", required=True)
+    p.add_argument(
+        "--prior",
+        required=True,
+        type=argtypes.prior_path,
+        help="any prior tailor "
+        "customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, TorchScript)",
+    )
+    p.add_argument(
+        "--kl",
+        type=argtypes.positives,
+        default=None,
+        metavar="K1,K2,...",
+        help="KL targets per action dimension (default 0.01,0.03,0.1,0.3)",
+    )
+    p.add_argument("--method", choices=("residual", "kl"), default="residual")
+    p.add_argument("--steps", type=argtypes.count, default=200_000, help="per run (200000)")
+    p.add_argument("--seed", type=argtypes.seed, default=0)
+    p.add_argument("--episodes", type=argtypes.count, default=10, help="evaluation episodes")
+    p.add_argument("--out", help="sweep directory (default frontier/<task>-<prior name>)")
+    p.add_argument("--workers", type=argtypes.count, default=1, help="parallel runs (default 1)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
+    p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
+    p.add_argument("--tasks-file", metavar="FILE.py", help="a Python file that registers tasks")
+    p.set_defaults(func=cmd_frontier)
 
 
 def cmd_frontier(args: argparse.Namespace) -> int:
