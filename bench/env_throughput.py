@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/env_throughput.py [--task halfcheetah-hindleg] [--steps 40000]
         [--num-envs 1,8,32] [--repeats 3]
+    .venv/bin/python bench/env_throughput.py --all [--steps 8000] [--num-envs 8]
+
+``--all``: one table over every gymnasium MuJoCo v5 robot, each with a README-style user task
+(add-on ``-|qpos[1]|`` as a scalar ``addon`` only, and the same as ``vector_terms``): gymnasium
+single env, VecEnv on the gymnasium loop (what a task without a fast path gets: a loop over
+``make_env`` envs), VecEnv with ``vector_terms``, VecEnv with the scalar add-on (the README's
+form). The speedups are against the gymnasium loop.
 
 Measures env-steps per second (wall clock, and per second of this process's CPU time) with
 uniformly random actions (drawn before timing), no policy:
@@ -32,7 +39,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from tailor.envs import VecEnv, get_task
+from tailor.envs import Task, VecEnv, get_task
+from tailor.envs.backends import GymBackend
+from tailor.envs.robots import ROBOTS
 
 
 def best_rates(runs: list[Callable[[], int]], repeats: int) -> list[tuple[float, float]]:
@@ -96,8 +105,14 @@ def gymnasium_single(env_id: str, env_kwargs: dict, steps: int, seed: int) -> Ca
     return run
 
 
-def vec_env(task_name: str, num_envs: int, steps: int, seed: int) -> tuple[Callable[[], int], str]:
+def vec_env(
+    task_name: str | Task, num_envs: int, steps: int, seed: int, loop: bool = False
+) -> tuple[Callable[[], int], str]:
     venv = VecEnv(task_name, num_envs, seed)
+    if loop:  # the gymnasium-loop fallback, as a task without a fast path gets it
+        venv._backend.close()
+        venv._backend = GymBackend(venv.task, num_envs, seed)
+        venv.backend = venv._backend.name
     # At least one full episode per env: physics cost depends on the state (contacts), so a
     # batch of only early-episode states would not be comparable with the other loops.
     n_iter = max(1, steps // num_envs, venv.max_episode_steps or 1)
@@ -116,6 +131,61 @@ def vec_env(task_name: str, num_envs: int, steps: int, seed: int) -> tuple[Calla
     return run, venv.backend
 
 
+def robot_tasks(env_id: str) -> tuple[Task, Task]:
+    """A README-style task on ``env_id``: (scalar add-on only, the same with vector_terms)."""
+
+    def terms(b: object) -> tuple[np.ndarray, np.ndarray]:
+        z = np.abs(b.qpos[:, 1])  # type: ignore[attr-defined]
+        return -z, z
+
+    scalar = Task(
+        name=f"{env_id}-bench",
+        env_id=env_id,
+        addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[1]),
+        statistic=lambda env, action, info: abs(env.unwrapped.data.qpos[1]),
+    )
+    vector = Task(
+        name=f"{env_id}-bench-vector",
+        env_id=env_id,
+        addon=scalar.addon,
+        statistic=scalar.statistic,
+        vector_terms=terms,
+    )
+    return scalar, vector
+
+
+def all_robots(steps: int, num_envs: int, repeats: int, seed: int) -> None:
+    """Print a markdown table: each robot's env-steps/s, gymnasium vs the two fast paths."""
+    print(
+        f"1 thread, >= {steps} env-steps per run (VecEnv: >= one episode per env), "
+        f"best of {repeats}, random actions; VecEnv N={num_envs}\n"
+    )
+    print(
+        "| env | gymnasium 1 env | VecEnv gymnasium loop | VecEnv fast, vector_terms "
+        "| speedup | VecEnv fast, scalar addon | speedup |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for cls in ROBOTS:
+        env_id = next(k for k, v in gym.registry.items() if _is_v5(v, cls))
+        scalar, vector = robot_tasks(env_id)
+        run_v, backend_v = vec_env(vector, num_envs, steps, seed)
+        run_s, backend_s = vec_env(scalar, num_envs, steps, seed)
+        assert backend_v == backend_s == "mujoco", (backend_v, backend_s)
+        run_loop, _ = vec_env(scalar, num_envs, steps, seed, loop=True)
+        gym_run = gymnasium_single(env_id, {}, steps, seed)
+        rates = best_rates([gym_run, run_loop, run_v, run_s], repeats)
+        (g, _), (lo, _), (v, _), (sc, _) = rates
+        print(
+            f"| {env_id} | {g:,.0f} | {lo:,.0f} | {v:,.0f} | {v / lo:.1f}x | {sc:,.0f} "
+            f"| {sc / lo:.1f}x |"
+        )
+
+
+def _is_v5(spec: gym.envs.registration.EnvSpec, cls: type) -> bool:
+    entry = spec.entry_point
+    return isinstance(entry, str) and entry.endswith(f":{cls.__name__}") and spec.version == 5
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="halfcheetah-hindleg", help="a tailor task name")
@@ -123,7 +193,11 @@ def main() -> None:
     parser.add_argument("--num-envs", default="1,8,32", help="comma-separated VecEnv sizes")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--all", action="store_true", help="every MuJoCo robot, one table")
     args = parser.parse_args()
+    if args.all:
+        all_robots(args.steps, int(args.num_envs.split(",")[0]), args.repeats, args.seed)
+        return
     task = get_task(args.task)
     sizes = [int(s) for s in args.num_envs.split(",")]
 

@@ -276,20 +276,20 @@ def test_slow_path_notice_once_per_ppo_run(capsys, tmp_path) -> None:
     from tailor.envs import get_task
     from tailor.envs.backends import has_fast_path
 
-    tasks = tmp_path / "walker.py"
+    tasks = tmp_path / "pendulum.py"
     tasks.write_text(
         "from tailor.envs import Task, register_task\n"
-        "register_task(Task(name='walker-upright-notice', env_id='Walker2d-v5',\n"
-        "    addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[2]),\n"
-        "    statistic=lambda env, action, info: abs(env.unwrapped.data.qpos[2])))\n"
+        "register_task(Task(name='pendulum-still-notice', env_id='Pendulum-v1',\n"
+        "    addon=lambda env, action, info: -abs(env.unwrapped.state[1]),\n"
+        "    statistic=lambda env, action, info: abs(env.unwrapped.state[1])))\n"
     )
     fast = ["--num-envs", "2", "--num-steps", "16", "--no-progress", "--method", "soft"]
-    argv = ["train", "--tasks-file", str(tasks), "--task", "walker-upright-notice", *fast]
+    argv = ["train", "--tasks-file", str(tasks), "--task", "pendulum-still-notice", *fast]
     code, _, err = run_cli(capsys, *argv, "--steps", "32", "--out", str(tmp_path / "w"))
     assert code == 0
     assert err.count("no fast path") == 1 and "--resume of this run will not" in err, err
     assert len(err.strip().splitlines()) == 1
-    assert not has_fast_path(get_task("walker-upright-notice"))
+    assert not has_fast_path(get_task("pendulum-still-notice"))
     code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "w"), "--steps", "64")
     assert code == 0 and err.count("no fast path") == 1, err
     assert has_fast_path(get_task("pointmass"))

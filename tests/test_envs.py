@@ -186,12 +186,16 @@ def _short(task: Task, steps: int) -> Task:
     )
 
 
-def _assert_matches_gymnasium(task: Task, backend: str, num_envs=3, seed=7, steps=300):
+def _assert_matches_gymnasium(
+    task: Task, backend: str, num_envs=3, seed=7, steps=300, infos: list | None = None
+):
     """Step VecEnv and independent gymnasium envs (seeded seed + i) with the same actions.
 
-    Actions are drawn in [-1.5, 1.5] so clipping matters. Observations must be identical (float32),
-    rewards and the two task terms equal to 1e-9, and the done flags, final observations and
-    auto-resets identical.
+    Actions are drawn in [-1.5, 1.5] so clipping matters. Observations must be identical (float32;
+    on the MuJoCo path also the backend's float64 ones), rewards and the two task terms equal to
+    1e-9, and the done flags, final observations and auto-resets identical. ``infos``: the
+    ``BatchState.info`` the task's vector_terms saw at each step, compared key by key with
+    gymnasium's ``info`` (same keys, values to 1e-12).
     """
     venv = VecEnv(task, num_envs, seed)
     assert venv.backend == backend
@@ -205,9 +209,14 @@ def _assert_matches_gymnasium(task: Task, backend: str, num_envs=3, seed=7, step
     for t in range(steps):
         actions = rng.uniform(-1.5, 1.5, size=(num_envs, venv.act_dim)).astype(np.float32)
         res = venv.step(actions)
+        obs64 = venv._backend._obs() if backend == "mujoco" else None  # reset rows: new episode
         for i, env in enumerate(refs):
             o, r, term, trunc, info = env.step(actions[i])
             where = f"{task.name} step {t} env {i}"
+            if obs64 is not None and not res.done[i]:
+                np.testing.assert_array_equal(obs64[i], o, err_msg=where)
+            if infos is not None:
+                _assert_same_info(infos[t], i, info, where)
             assert abs(res.basic[i] - r) <= 1e-9, where
             assert abs(res.addon[i] - info["addon_reward"]) <= 1e-9, where
             assert abs(res.statistic[i] - info["statistic"]) <= 1e-9, where
@@ -220,6 +229,84 @@ def _assert_matches_gymnasium(task: Task, backend: str, num_envs=3, seed=7, step
             np.testing.assert_array_equal(res.obs[i], np.float32(o), err_msg=where)
     venv.close()
     return counts
+
+
+def _assert_same_info(batch_info: dict, i: int, info: dict, where: str) -> None:
+    """Env ``i``'s entries of a ``BatchState.info`` equal gymnasium's ``info`` (to 1e-12)."""
+    keys = set(info) - {"basic_reward", "addon_reward", "statistic"}
+    assert set(batch_info) == keys, where
+    for key in keys:
+        np.testing.assert_allclose(batch_info[key][i], info[key], rtol=0, atol=1e-12, err_msg=where)
+
+
+# The robots of tailor.envs.robots: (env id, time limit of the test, steps; Humanoid is slower)
+ROBOTS = [
+    ("HalfCheetah-v5", 60, 150),
+    ("Hopper-v5", 60, 150),
+    ("Ant-v5", 40, 120),
+    ("Walker2d-v5", 60, 300),
+    ("Swimmer-v5", 60, 300),
+    ("InvertedPendulum-v5", 60, 300),
+    ("InvertedDoublePendulum-v5", 60, 300),
+    ("Reacher-v5", 40, 200),
+    ("Pusher-v5", 40, 200),
+    ("Humanoid-v5", 40, 120),
+    ("HumanoidStandup-v5", 40, 120),
+]
+
+
+@pytest.mark.parametrize(("env_id", "limit", "steps"), ROBOTS)
+def test_robot_fast_path_matches_gymnasium_exactly(env_id, limit, steps):
+    """Every gymnasium MuJoCo v5 robot: obs, reward, every info term, terminated/truncated and
+    resets equal to gymnasium's, over episodes that terminate or hit the time limit."""
+    seen = []
+
+    def terms(b):
+        seen.append({k: np.array(v) for k, v in b.info.items()})
+        return -np.abs(b.qpos[:, 1]), b.qvel[:, 0].copy()
+
+    task = Task(
+        name=f"{env_id}-terms",
+        env_id=env_id,
+        addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[1]),
+        statistic=lambda env, action, info: env.unwrapped.data.qvel[0],
+        env_kwargs={"max_episode_steps": limit},
+        vector_terms=terms,
+    )
+    counts = _assert_matches_gymnasium(task, "mujoco", steps=steps, infos=seen)
+    assert counts["terminated"] + counts["truncated"] >= 3
+
+
+def test_user_task_without_vector_terms_runs_fast_and_exact(tmp_path, clean_registry):
+    """The README's user task (scalar addon/statistic only) is on the fast path and equal to
+    gymnasium; so is one whose terms read contact forces, body positions and ``info``."""
+    from tailor.envs.backends import has_fast_path
+
+    path = tmp_path / "my_tasks.py"
+    path.write_text(USER_TASKS)
+    (walker,) = load_tasks_file(path)
+    assert walker.vector_terms is None and has_fast_path(walker)
+    _assert_matches_gymnasium(_short(walker, 50), "mujoco", steps=150)
+
+    def addon(env, action, info):
+        u = env.unwrapped
+        head = u.get_body_com("torso")[2] + 1e-3 * np.square(u.data.cfrc_ext).sum()
+        return head + info["x_velocity"] - 0.1 * float(np.sum(np.abs(action)))
+
+    rich = Task(
+        name="humanoid-rich",
+        env_id="Humanoid-v5",
+        addon=addon,
+        statistic=lambda env, action, info: info["addon_reward"] - info["basic_reward"],
+        env_kwargs={"max_episode_steps": 30},
+    )
+    _assert_matches_gymnasium(rich, "mujoco", steps=60)
+    # A built-in task's scalar terms alone agree too; the point mass needs vector_terms.
+    plain = dataclasses.replace(get_task("hopper-jump"), name="hop-plain", vector_terms=None)
+    assert has_fast_path(plain)
+    _assert_matches_gymnasium(plain, "mujoco", steps=100)
+    plain = dataclasses.replace(get_task("pointmass"), name="pm-plain", vector_terms=None)
+    assert not has_fast_path(plain) and VecEnv(plain, 1).backend == "gymnasium"
 
 
 @pytest.mark.parametrize(

@@ -86,15 +86,16 @@ def test_checkpoint_carries_the_loop_state(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "task", ["halfcheetah-hindleg", "hopper-jump", "ant-sideways", "pointmass"]
 )
-def test_vecenv_state_round_trips(task: str) -> None:
+def test_vecenv_state_round_trips(task: str | Task, steps: int = 120) -> None:
     """A VecEnv restored from another's state steps identically, resets included."""
     rng = np.random.default_rng(0)
     a = VecEnv(task, 3, seed=5)
     a.reset()
-    actions = [rng.uniform(-1, 1, (3, a.act_dim)) for _ in range(120)]
+    actions = [rng.uniform(-1, 1, (3, a.act_dim)) for _ in range(steps)]
     for x in actions[:40]:
         a.step(x)
     b = VecEnv(task, 3, seed=99)  # other seeds: everything must come from the state
+    assert a.backend == b.backend != "gymnasium"
     obs = b.set_state(*a.get_state())
     assert np.array_equal(obs, a._obs)
     assert b.num_steps == a.num_steps
@@ -102,6 +103,48 @@ def test_vecenv_state_round_trips(task: str) -> None:
         ra, rb = a.step(x), b.step(x)
         for name in ("obs", "basic", "addon", "statistic", "terminated", "truncated"):
             assert np.array_equal(getattr(ra, name), getattr(rb, name)), name
+
+
+# A user task (scalar add-on only) on each gymnasium MuJoCo robot: the fast path, exact resume.
+ROBOT_IDS = [
+    "Walker2d-v5",
+    "Swimmer-v5",
+    "InvertedPendulum-v5",
+    "InvertedDoublePendulum-v5",
+    "Reacher-v5",
+    "Pusher-v5",
+    "Humanoid-v5",
+    "HumanoidStandup-v5",
+]
+
+
+def _robot_task(env_id: str, limit: int = 30) -> Task:
+    return Task(
+        name=f"{env_id}-upright",
+        env_id=env_id,
+        addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[1]),
+        statistic=lambda env, action, info: abs(env.unwrapped.data.qvel[0]),
+        env_kwargs={"max_episode_steps": limit},
+    )
+
+
+@pytest.mark.parametrize("env_id", ROBOT_IDS)
+def test_robot_vecenv_state_round_trips(env_id: str) -> None:
+    """Mid-episode state into a fresh VecEnv: the same steps, terminations and resets follow."""
+    test_vecenv_state_round_trips(_robot_task(env_id), steps=90)
+
+
+def test_readme_walker_task_resumes_exactly(tmp_path: Path) -> None:
+    """PPO on the README's Walker2d task (no vector_terms) stopped and resumed == straight."""
+    task = _robot_task("Walker2d-v5", limit=1000)
+    method = resolve("soft", alpha=0.01)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    config = _config(total_steps=8 * 16 * 4)
+    train(task, method, config, straight)
+    train(task, method, config, split, callback=lambda row: row["iteration"] >= 2)
+    train(task, method, config, split, resume=True)
+    assert _rows(split) == _rows(straight)
+    assert _same_policy(straight, split)
 
 
 def test_vecenv_state_of_other_envs_is_refused() -> None:

@@ -1,14 +1,19 @@
 """Backends of :class:`tailor.envs.VecEnv`: how a batch of envs is stepped.
 
-* :class:`MujocoBackend` (HalfCheetah-v5, Hopper-v5, Ant-v5): steps one ``MjData`` per env on a
-  shared ``MjModel`` with ``mujoco.mj_step(model, data, nstep=frame_skip)`` and computes
-  observations, rewards and terminations with batched numpy, exactly as gymnasium's ``*_v5.py``
-  do (same float32 control cost, same strict/non-strict healthy bounds, same reset-noise draws
-  from a ``np.random.default_rng(seed + i)`` per env, which is what ``env.reset(seed=seed + i)``
-  seeds). Every parameter (weights, ranges, noise scale, frame skip, model) is read from a
-  gymnasium instance built with the task's ``env_kwargs``, so they are honoured too.
-  The Python per-env loop does only ``ctrl`` + ``mj_step`` + two/four array copies; the rest is
-  batched, which keeps the loop within a few percent of raw physics (``bench/env_throughput.py``).
+* :class:`MujocoBackend`: every gymnasium MuJoCo v5 robot (HalfCheetah, Hopper, Ant, Walker2d,
+  Swimmer, InvertedPendulum, InvertedDoublePendulum, Reacher, Pusher, Humanoid, HumanoidStandup;
+  their formulas in :mod:`tailor.envs.robots`). It steps one ``MjData`` per env on a shared
+  ``MjModel`` with ``mujoco.mj_step(model, data, nstep=frame_skip)`` and computes observations,
+  rewards, terminations and every ``info`` term with batched numpy, exactly as gymnasium's
+  ``*_v5.py`` do (same float32 control cost, same strict/non-strict healthy bounds, same
+  reset-noise draws from a ``np.random.default_rng(seed + i)`` per env, which is what
+  ``env.reset(seed=seed + i)`` seeds). Every parameter (weights, ranges, noise scale, frame
+  skip, model) is read from a gymnasium instance built with the task's ``env_kwargs``, so they
+  are honoured too. The Python per-env loop does only ``ctrl`` + ``mj_step`` + a few array
+  copies; the rest is batched, which keeps the loop close to raw physics
+  (``bench/env_throughput.py``). A task runs here with its ``vector_terms`` or, without them,
+  with its scalar ``addon``/``statistic`` called per env on the gymnasium env object whose
+  ``unwrapped.data`` is that env's ``MjData`` (see :meth:`MujocoBackend._terms`).
 * :class:`PointMassBackend`: the point mass, fully batched.
 * :class:`GymBackend`: the fallback for any other task, a loop over :func:`make_env` envs.
 
@@ -18,28 +23,25 @@ A backend does physics, observation, basic reward, termination and the task's ad
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium.envs.mujoco.ant_v5 import AntEnv
-from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
-from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 
 from tailor.envs import pointmass
+from tailor.envs.robots import ROBOTS, RobotSpec
 from tailor.envs.tasks import BatchState, Task
 from tailor.envs.wrappers import TaskInfoWrapper, make_env
 from tailor.errors import TailorError
 
 __all__ = [
     "SLOW_PATH_NOTICE",
-    "AntBackend",
     "Backend",
     "EnvState",
     "GymBackend",
-    "HalfCheetahBackend",
-    "HopperBackend",
     "MujocoBackend",
     "PointMassBackend",
     "has_fast_path",
@@ -181,245 +183,144 @@ def _box_bounds(space: gym.Space, task: Task) -> tuple[np.ndarray, np.ndarray]:
 
 
 class MujocoBackend(Backend):
-    """Shared part of the MuJoCo fast path; subclasses define obs, reward and reset noise."""
+    """The MuJoCo fast path of any robot of :data:`tailor.envs.robots.ROBOTS`: one ``MjData``
+    per env on the shared ``MjModel``, the formulas from the robot's
+    :class:`~tailor.envs.robots.RobotSpec`.
+
+    Batch arrays ``self.b[name]`` ``[N, *shape]`` hold ``qpos``, ``qvel`` and the spec's
+    ``fields`` of every env after its last step or reset (saved by :meth:`get_state`).
+
+    A task without ``vector_terms`` runs here too (see :meth:`_terms`); then every step also
+    runs ``mj_rnePostConstraint``, as gymnasium does, so its add-on reads the same ``MjData``.
+    """
 
     name = "mujoco"
 
-    def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int) -> None:
+    def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int, spec: RobotSpec) -> None:
         u = env.unwrapped
         self.env = u  # kept for its parameters; never stepped
+        self.gym_env = env  # what a task's scalar add-on receives
         self.task = task
-        self.vector_terms = task.vector_terms
+        self.spec = spec
         self.model = u.model
         self.frame_skip = int(u.frame_skip)
-        self.dt = u.dt
         self.num_envs = num_envs
         self.obs_dim = int(u.observation_space.shape[0])
         self.action_low, self.action_high = _box_bounds(u.action_space, task)
         self.act_dim = self.action_low.shape[0]
         self.max_episode_steps = env.spec.max_episode_steps if env.spec is not None else None
-        self.init_qpos = u.init_qpos.copy()
-        self.init_qvel = u.init_qvel.copy()
-        self.noise_scale = u._reset_noise_scale
-        self.exclude = bool(u._exclude_current_positions_from_observation)
+        self.rne_post = spec.rne_post or task.vector_terms is None
         self.datas = [mujoco.MjData(self.model) for _ in range(num_envs)]
         self.rngs = [np.random.default_rng(seed + i) for i in range(num_envs)]
-        # Views into each MjData, fetched once: attribute access costs more than the copy.
-        self._views = [(d, d.ctrl, d.qpos, d.qvel) for d in self.datas]
-        self.qpos = np.zeros((num_envs, self.model.nq))
-        self.qvel = np.zeros((num_envs, self.model.nv))
+        self.b: dict[str, np.ndarray] = {
+            "qpos": np.zeros((num_envs, self.model.nq)),
+            "qvel": np.zeros((num_envs, self.model.nv)),
+        }
+        for name in spec.fields:
+            self.b[name] = np.zeros((num_envs, *getattr(self.datas[0], name).shape))
+        self.qpos, self.qvel = self.b["qpos"], self.b["qvel"]
+        # Per env: its MjData, ctrl, and (MjData array, batch row) pairs, fetched once: attribute
+        # access costs more than the copy.
+        self._views = [
+            (d, d.ctrl, [(getattr(d, name), buf[i]) for name, buf in self.b.items()])
+            for i, d in enumerate(self.datas)
+        ]
 
     # -- state (exact resume) -------------------------------------------------------------------
     _STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 
-    def _buffers(self) -> dict[str, np.ndarray]:
-        """The batch buffers the next step reads (subclasses add theirs)."""
-        return {"qpos": self.qpos, "qvel": self.qvel}
-
     def get_state(self) -> EnvState:
         """Each env's full integration state (``mj_getState(mjSTATE_INTEGRATION)``: time, qpos,
-        qvel, act, warm start, ctrl, ...), the batch buffers and the reset generators."""
+        qvel, act, warm start, ctrl, ...), the batch arrays and the reset generators."""
         size = mujoco.mj_stateSize(self.model, self._STATE_SPEC)
         mj = np.zeros((self.num_envs, size))
         for i, d in enumerate(self.datas):
             mujoco.mj_getState(self.model, d, mj[i], self._STATE_SPEC)
-        arrays = {"mj": mj, **{k: v.copy() for k, v in self._buffers().items()}}
+        arrays = {"mj": mj, **{k: v.copy() for k, v in self.b.items()}}
         return arrays, {"backend": self.name, "rngs": _rngs_state(self.rngs)}
 
     def set_state(self, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
         size = mujoco.mj_stateSize(self.model, self._STATE_SPEC)
         mj = np.zeros((self.num_envs, size))
         _copy_into(mj, arrays, "mj")
-        for name, buf in self._buffers().items():
+        for name, buf in self.b.items():
             _copy_into(buf, arrays, name)
         _set_rngs(self.rngs, info.get("rngs"))
         for i, d in enumerate(self.datas):
             mujoco.mj_setState(self.model, d, mj[i], self._STATE_SPEC)
 
     # -- per-env work (the only Python loop) -------------------------------------------------
-    def _reset_noise(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``(qpos, qvel)`` of a reset: HalfCheetah/Ant draw uniform qpos and normal qvel."""
-        s = self.noise_scale
-        qpos = self.init_qpos + rng.uniform(low=-s, high=s, size=self.model.nq)
-        qvel = self.init_qvel + s * rng.standard_normal(self.model.nv)
-        return qpos, qvel
-
-    def _gather(self, i: int) -> None:
-        """Copy env ``i``'s state into the batch buffers (subclasses copy more)."""
-        _, _, qpos, qvel = self._views[i]
-        self.qpos[i] = qpos
-        self.qvel[i] = qvel
-
     def reset(self, rows: np.ndarray) -> np.ndarray:
         m = self.model
         for i in rows:
-            d = self.datas[i]
+            d, _, pairs = self._views[i]
             mujoco.mj_resetData(m, d)  # also clears warm-start, time and ctrl, as gymnasium does
-            qpos, qvel = self._reset_noise(self.rngs[i])
+            qpos, qvel = self.spec.reset(self.env, self.rngs[i])
             d.qpos[:] = qpos
             d.qvel[:] = qvel
             mujoco.mj_forward(m, d)
-            self._gather(i)
-        return self._obs()[rows]
+            for src, dst in pairs:
+                dst[...] = src
+        return self.spec.obs(self.env, self.b)[rows]
 
     def _simulate(self, action: np.ndarray) -> None:
-        """The per-env loop: set ``ctrl``, ``mj_step`` ``frame_skip`` times, copy the state."""
+        """The per-env loop: set ``ctrl``, ``mj_step`` ``frame_skip`` times (then, if needed,
+        ``mj_rnePostConstraint``, which fills ``cfrc_ext`` and changes no state), copy out."""
         m, fs, mj_step = self.model, self.frame_skip, mujoco.mj_step
-        qpos_buf, qvel_buf = self.qpos, self.qvel
-        for i, (d, ctrl, qpos, qvel) in enumerate(self._views):
+        rne_post = mujoco.mj_rnePostConstraint if self.rne_post else None
+        for i, (d, ctrl, pairs) in enumerate(self._views):
             ctrl[:] = action[i]
             mj_step(m, d, fs)
-            qpos_buf[i] = qpos
-            qvel_buf[i] = qvel
+            if rne_post is not None:
+                rne_post(m, d)
+            for src, dst in pairs:
+                dst[...] = src
 
     def step(self, action: np.ndarray) -> StepArrays:
-        before = self._before_step()
+        spec, u = self.spec, self.env
+        before = spec.before(u, self.b)
         self._simulate(action)
-        m = self.model
-        basic, terminated, info = self._reward(action, before)
-        addon, stat = _vector_terms(self.task, BatchState(m, self.qpos, self.qvel, action, info))
+        basic, terminated, info = spec.reward(u, self.b, action, before)
+        addon, stat = self._terms(action, basic, info)
         # Copies: the terms may be views of the buffers, which an auto-reset overwrites.
-        return self._obs(), basic, np.array(addon, float), np.array(stat, float), terminated, None
-
-    # -- batched formulas (subclasses) -------------------------------------------------------
-    def _before_step(self) -> Any:
-        """What the reward needs from before the step: the x position [N]."""
-        return self.qpos[:, 0].copy()
-
-    def _ctrl_cost(self, action: np.ndarray) -> np.ndarray:
-        # float32 action, as in gymnasium: the weight times a float32 sum stays float32.
-        return self.env._ctrl_cost_weight * np.add.reduce(np.square(action), axis=1)
+        obs = spec.obs(u, self.b)
+        return obs, basic, np.array(addon, float), np.array(stat, float), terminated, None
 
     def _obs(self) -> np.ndarray:
-        raise NotImplementedError
+        """The current observations ``[N, obs_dim]`` float64 (rows reset since: their first)."""
+        return self.spec.obs(self.env, self.b)
 
-    def _reward(self, action: np.ndarray, before: Any) -> tuple[np.ndarray, np.ndarray, dict]:
-        """``(basic [N], terminated [N] bool, info {name: [N]})``."""
-        raise NotImplementedError
+    def _terms(self, action: np.ndarray, basic: np.ndarray, info: dict) -> tuple[Any, Any]:
+        """The task's ``(addon [N], statistic [N])``: its ``vector_terms`` on the batch, or
+        without them its scalar ``addon``/``statistic`` called per env as
+        :class:`~tailor.envs.wrappers.TaskInfoWrapper` calls them: with the gymnasium env (whose
+        ``unwrapped.data`` is, for the call, env ``i``'s ``MjData``), the executed action
+        ``[act_dim]`` float32 and the step's ``info`` (every key gymnasium gives, plus
+        ``basic_reward``, and ``addon_reward`` for the statistic)."""
+        if self.task.vector_terms is not None:
+            batch = BatchState(self.model, self.qpos, self.qvel, action, info)
+            return _vector_terms(self.task, batch)
+        n, u = self.num_envs, self.env
+        addon, stat = np.zeros(n), np.zeros(n)
+        own = u.data
+        try:
+            for i, d in enumerate(self.datas):
+                u.data = d
+                step_info = {k: v[i] for k, v in info.items()}
+                step_info["basic_reward"] = float(basic[i])
+                addon[i] = step_info["addon_reward"] = self._scalar("addon", action[i], step_info)
+                stat[i] = self._scalar("statistic", action[i], step_info)
+        finally:
+            u.data = own
+        return addon, stat
 
-
-class HalfCheetahBackend(MujocoBackend):
-    """HalfCheetah-v5: obs ``(qpos[1:], qvel)``; reward ``w_f * v_x - w_c * |a|^2``; no end."""
-
-    def _obs(self) -> np.ndarray:
-        pos = self.qpos[:, 1:] if self.exclude else self.qpos
-        return np.concatenate([pos, self.qvel], axis=1)
-
-    def _reward(self, action: np.ndarray, x_before: np.ndarray) -> tuple:
-        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
-        reward = self.env._forward_reward_weight * x_velocity - self._ctrl_cost(action)
-        return reward, np.zeros(self.num_envs, dtype=bool), {"x_velocity": x_velocity}
-
-
-class HopperBackend(MujocoBackend):
-    """Hopper-v5: obs ``(qpos[1:], clip(qvel, -10, 10))``; reward ``w_f v_x + healthy - cost``.
-
-    Healthy (all strict): ``qpos[2:]`` and ``qvel`` inside the state range, ``z = qpos[1]`` inside
-    the z range, ``angle = qpos[2]`` inside the angle range; unhealthy terminates.
-    """
-
-    def _reset_noise(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        s = self.noise_scale  # Hopper draws both uniformly
-        qpos = self.init_qpos + rng.uniform(low=-s, high=s, size=self.model.nq)
-        qvel = self.init_qvel + rng.uniform(low=-s, high=s, size=self.model.nv)
-        return qpos, qvel
-
-    def _obs(self) -> np.ndarray:
-        pos = self.qpos[:, 1:] if self.exclude else self.qpos
-        return np.concatenate([pos, np.clip(self.qvel, -10, 10)], axis=1)
-
-    def _healthy(self) -> np.ndarray:
-        u = self.env
-        state = np.concatenate([self.qpos[:, 2:], self.qvel], axis=1)
-        lo, hi = u._healthy_state_range
-        zlo, zhi = u._healthy_z_range
-        alo, ahi = u._healthy_angle_range
-        z, angle = self.qpos[:, 1], self.qpos[:, 2]
-        return (
-            np.all((lo < state) & (state < hi), axis=1)
-            & (zlo < z)
-            & (z < zhi)
-            & (alo < angle)
-            & (angle < ahi)
-        )
-
-    def _reward(self, action: np.ndarray, x_before: np.ndarray) -> tuple:
-        u = self.env
-        x_velocity = (self.qpos[:, 0] - x_before) / self.dt
-        healthy = self._healthy()
-        rewards = u._forward_reward_weight * x_velocity + healthy * u._healthy_reward
-        reward = rewards - self._ctrl_cost(action)
-        terminated = ~healthy if u._terminate_when_unhealthy else np.zeros_like(healthy)
-        return reward, terminated, {"x_velocity": x_velocity}
-
-
-class AntBackend(MujocoBackend):
-    """Ant-v5: obs ``(qpos[2:], qvel, clip(cfrc_ext[1:]))``; reward
-    ``w_f v_x + healthy - w_c |a|^2 - w_contact |clip(cfrc_ext)|^2``; velocity from the main
-    body's ``xpos``; healthy: finite state and ``z_lo <= qpos[2] <= z_hi``.
-    """
-
-    def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int) -> None:
-        super().__init__(env, task, num_envs, seed)
-        u = self.env
-        self.body = int(self.model.body(u._main_body).id)
-        self.cfrc = np.zeros((num_envs, self.model.nbody, 6))
-        self.xy = np.zeros((num_envs, 2))
-        self._extra = [(d.cfrc_ext, d.xpos[self.body, :2]) for d in self.datas]
-
-    def _buffers(self) -> dict[str, np.ndarray]:
-        return {**super()._buffers(), "cfrc": self.cfrc, "xy": self.xy}
-
-    def _gather(self, i: int) -> None:
-        super()._gather(i)
-        cfrc, xy = self._extra[i]
-        self.cfrc[i] = cfrc
-        self.xy[i] = xy
-
-    def _simulate(self, action: np.ndarray) -> None:
-        # As gymnasium: mj_rnePostConstraint after the step fills cfrc_ext (contact forces) for
-        # the obs and contact cost. It changes no state, so HalfCheetah/Hopper skip it (their
-        # exactness tests check that nothing else differs).
-        m, fs = self.model, self.frame_skip
-        mj_step, rne_post = mujoco.mj_step, mujoco.mj_rnePostConstraint
-        for i, (d, ctrl, _, _) in enumerate(self._views):
-            ctrl[:] = action[i]
-            mj_step(m, d, fs)
-            rne_post(m, d)
-            self._gather(i)
-
-    def _before_step(self) -> np.ndarray:
-        return self.xy.copy()
-
-    def _contact_forces(self) -> np.ndarray:
-        lo, hi = self.env._contact_force_range
-        return np.clip(self.cfrc, lo, hi)
-
-    def _obs(self) -> np.ndarray:
-        parts = [self.qpos[:, 2:] if self.exclude else self.qpos, self.qvel]
-        if self.env._include_cfrc_ext_in_observation:
-            parts.append(self._contact_forces()[:, 1:].reshape(self.num_envs, -1))
-        return np.concatenate(parts, axis=1)
-
-    def _reward(self, action: np.ndarray, xy_before: np.ndarray) -> tuple:
-        u = self.env
-        xy_velocity = (self.xy - xy_before) / self.dt
-        x_velocity, y_velocity = xy_velocity[:, 0], xy_velocity[:, 1]
-        zlo, zhi = u._healthy_z_range
-        z = self.qpos[:, 2]
-        healthy = (
-            np.isfinite(self.qpos).all(axis=1)
-            & np.isfinite(self.qvel).all(axis=1)
-            & (zlo <= z)
-            & (z <= zhi)
-        )
-        contact = self._contact_forces().reshape(self.num_envs, -1)
-        contact_cost = u._contact_cost_weight * np.sum(np.square(contact), axis=1)
-        rewards = x_velocity * u._forward_reward_weight + healthy * u._healthy_reward
-        costs = self._ctrl_cost(action) + contact_cost
-        reward = rewards - costs
-        terminated = ~healthy if u._terminate_when_unhealthy else np.zeros_like(healthy)
-        return reward, terminated, {"x_velocity": x_velocity, "y_velocity": y_velocity}
+    def _scalar(self, part: str, action: np.ndarray, info: dict) -> float:
+        try:
+            return float(getattr(self.task, part)(self.gym_env, action, info))
+        except Exception as exc:  # user code: name the task, no traceback
+            raise TailorError(
+                f"task {self.task.name!r}: its {part} function failed: {type(exc).__name__}: {exc}"
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,27 +425,40 @@ class GymBackend(Backend):
             env.close()
 
 
-_FAST: dict[type, type] = {
-    HalfCheetahEnv: HalfCheetahBackend,
-    HopperEnv: HopperBackend,
-    AntEnv: AntBackend,
+BackendFactory = Callable[[gym.Env, Task, int, int], Backend]
+
+_FAST: dict[type, BackendFactory] = {
     pointmass.PointMassEnv: PointMassBackend,
+    **{cls: partial(MujocoBackend, spec=spec) for cls, spec in ROBOTS.items()},
 }
 
 
-def _fast_backend(env: gym.Env) -> type | None:
-    """The fast backend class for ``env`` (a task's gymnasium instance), or ``None``."""
-    fast = _FAST.get(type(env.unwrapped))
+def _fast_backend(env: gym.Env, task: Task) -> BackendFactory | None:
+    """The fast backend for ``task`` on ``env`` (its gymnasium instance), or ``None``: the
+    :data:`~tailor.envs.robots.ROBOTS` with or without ``vector_terms``, the point mass with."""
+    cls = type(env.unwrapped)
+    if task.vector_terms is None and cls not in ROBOTS:
+        return None
     # Extra wrappers of the registration would change what the env does: play safe.
     wrapped = env.spec is not None and bool(env.spec.additional_wrappers)
-    return None if wrapped else fast
+    return None if wrapped else _FAST.get(cls)
+
+
+def _may_be_fast(task: Task) -> bool:
+    """Cheap test before building a gymnasium instance: a task with ``vector_terms``, or one
+    whose id gymnasium registers to a class of :data:`~tailor.envs.robots.ROBOTS`."""
+    if task.vector_terms is not None:
+        return True
+    entry = getattr(gym.registry.get(task.env_id), "entry_point", None)
+    return isinstance(entry, str) and entry.rpartition(":")[2] in {c.__name__ for c in ROBOTS}
 
 
 def make_backend(task: Task, num_envs: int, seed: int) -> Backend:
-    """The fast backend when the task has ``vector_terms`` and a supported env, else the loop."""
-    if task.vector_terms is not None:
+    """The fast backend when the task's env has one (see :func:`_fast_backend`), else the
+    gymnasium loop."""
+    if _may_be_fast(task):
         env = _gym_instance(task)
-        fast = _fast_backend(env)
+        fast = _fast_backend(env, task)
         if fast is not None:
             return fast(env, task, num_envs, seed)
         env.close()
@@ -554,17 +468,18 @@ def make_backend(task: Task, num_envs: int, seed: int) -> Backend:
 def has_fast_path(task: Task) -> bool:
     """Whether :func:`make_backend` runs ``task`` on a fast path (batched numpy / MuJoCo, exact
     ``--resume``) rather than the gymnasium loop (:class:`GymBackend`)."""
-    if task.vector_terms is None:
+    if not _may_be_fast(task):
         return False
     env = _gym_instance(task)
     try:
-        return _fast_backend(env) is not None
+        return _fast_backend(env, task) is not None
     finally:
         env.close()
 
 
 # What `tailor train/customize` prints (stderr) for a PPO run of a task without a fast path.
 SLOW_PATH_NOTICE = (
-    "note: task {task!r} has no fast path (vector_terms on a supported env): PPO runs it on the "
-    "gymnasium loop, about 2.4x slower, and a --resume of this run will not continue it exactly"
+    "note: task {task!r} has no fast path (see `A task` in docs/ARCHITECTURE.md): PPO runs "
+    "it on the gymnasium loop, about 2.4x slower, and a --resume of this run will not continue "
+    "it exactly"
 )

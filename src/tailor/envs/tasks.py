@@ -70,8 +70,9 @@ class BatchState:
         qpos: generalized positions after the step ``[N, nq]`` (point mass: position ``[N, 2]``).
         qvel: generalized velocities after the step ``[N, nv]`` (point mass: ``[N, 2]``).
         action: the executed (clipped) action ``[N, act_dim]`` float32.
-        info: per-env quantities of the env's ``info`` dict as ``[N]`` arrays, e.g.
-            ``x_velocity`` (all MuJoCo tasks) and ``y_velocity`` (Ant).
+        info: every key of the env's ``info`` dict, per env: ``[N]`` arrays (``[N, k]`` for
+            Humanoid's ``tendon_length``/``tendon_velocity``), e.g. ``x_velocity`` and
+            ``y_velocity`` (Ant), ``reward_ctrl``; empty for the point mass.
     """
 
     model: Any
@@ -114,10 +115,12 @@ class Task:
         addon_formula: the add-on reward as text for ``tailor tasks`` (optional; see
             :meth:`addon_text`).
         vector_terms: optional ``vector_terms(batch: BatchState) -> (addon [N], statistic [N])``,
-            the same two terms for a whole batch. With it, a task on a supported env
-            (HalfCheetah/Hopper/Ant v5, the point mass) runs on :class:`VecEnv`'s fast path;
-            without it, :class:`VecEnv` falls back to a loop over gymnasium envs. It must agree
-            with ``addon``/``statistic`` (tested for the built-in tasks).
+            the same two terms for a whole batch. A task on a gymnasium MuJoCo v5 robot
+            (:data:`tailor.envs.robots.ROBOTS`) runs on :class:`VecEnv`'s fast path with or
+            without it (without: ``addon``/``statistic`` per env, on the gymnasium env whose
+            ``unwrapped.data`` is that env's ``MjData``); on the point mass only with it; any
+            other env runs on a loop over gymnasium envs. It must agree with
+            ``addon``/``statistic`` (tested for the built-in tasks).
         relabel_goal: goal-conditioned tasks only, for hindsight experience replay
             (``SACConfig.her_k``): ``relabel_goal(obs [N, D], next_obs [N, D], goal_from [N, D],
             infos) -> (obs [N, D], next_obs [N, D], basic [N], terminated [N])`` rewrites N
