@@ -255,3 +255,41 @@ def test_bad_preferences_methods_and_options(tmp_path, capsys, prior):
         ["lm", "pretrain", "--corpus", str(tmp_path / "none.txt"), "--out", str(out)],
         "neither a built-in corpus",
     )
+
+
+class _RequestedAfter:
+    """An InterruptRequest whose ``requested`` turns true after ``n`` polls (SIGTERM mid-run)."""
+
+    def __init__(self, n: int, signum: int) -> None:
+        self.n, self.signum = n, signum
+
+    @property
+    def requested(self) -> bool:
+        self.n -= 1
+        return self.n < 0
+
+
+@pytest.mark.parametrize(("method", "signum", "code"), [("residual", 15, 143), ("dpo", 1, 129)])
+def test_a_stop_signal_saves_the_lm_learnt_so_far(
+    tmp_path, capsys, monkeypatch, prior, method, signum, code
+):
+    """SIGTERM / SIGHUP in `tailor lm customize` (PPO or DPO): the loop stops before its next
+    step, the model of the steps done is saved (loadable, `interrupted_at_step` in its
+    metadata) and the command exits 128 + signal."""
+    import contextlib
+
+    from tailor.experiments import lm_runs
+
+    @contextlib.contextmanager
+    def stopping(notice=None):
+        yield _RequestedAfter(2, signum)
+
+    monkeypatch.setattr(lm_runs, "stop_on_interrupt", stopping)
+    out = tmp_path / method
+    args = ["lm", "customize", "--prior", prior, "--reward", "ends-with-vowel", "--method",
+            method, "--steps", "5", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == code
+    assert "interrupted: saved the model after 2 steps" in capsys.readouterr().err
+    meta = json.loads((out / "tailor.json").read_text())
+    assert meta["interrupted_at_step"] == 2 and len(meta["history"]) == 2
+    assert main(["lm", "sample", "--model", str(out), "-n", "2"]) == 0

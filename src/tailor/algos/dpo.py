@@ -33,6 +33,7 @@ import torch
 
 from tailor.algos.configs import check_config
 from tailor.algos.finite import check_trained
+from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
 from tailor.lm import DEFAULT_COEFFICIENTS
 from tailor.lm.preferences import PreferencePair, pairs_from_samples
@@ -261,7 +262,7 @@ def customize_offline(
     reward: str | RewardFn | None = None,
     pairs: Sequence[PreferencePair] | None = None,
     prompts: Sequence[str] = ("",),
-    progress: bool = False,
+    control: LoopControl | None = None,
     **coefficients: float | None,
 ) -> tuple[torch.nn.Module, list[dict[str, float]], dict[str, Any]]:
     """Customize ``prior`` with ``dpo``, ``ce-dpo`` or ``decoupled-dpo``.
@@ -274,7 +275,8 @@ def customize_offline(
         reward: add-on reward used to rank/label prior samples (needed when ``pairs`` is None).
         pairs: preference pairs (e.g. :func:`tailor.lm.load_preferences`); None samples the prior.
         prompts: prompts to sample the prior with (when ``pairs`` is None).
-        progress: show a tqdm bar.
+        control: progress bar and the stop request polled before every iteration (a stopped
+            run returns the model and history so far).
         coefficients: ``beta`` (dpo, ce-dpo) or ``omega_prime``/``alpha_hat`` (decoupled-dpo);
             missing ones take :data:`tailor.lm.DEFAULT_COEFFICIENTS`.
 
@@ -325,13 +327,16 @@ def customize_offline(
     for p in policy.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
+    control = control or LoopControl()
     bar = None
-    if progress:
+    if control.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=c.steps, desc=method, unit="step", dynamic_ncols=True)
     history: list[dict[str, float]] = []
     for _ in range(c.steps):
+        if control.stop():
+            break
         idx = torch.randint(0, n, (min(c.batch_size, n),), generator=g)
         if method == "ce-dpo":
             logp = data.take(idx).seq_logp(policy)

@@ -33,6 +33,7 @@ import torch
 
 from tailor.algos.configs import COUNT, check_config
 from tailor.algos.finite import check_trained
+from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import Samples, sample, token_logprobs
@@ -180,7 +181,7 @@ def customize_ppo(
     method: Method | str,
     config: LMPPOConfig = LMPPOConfig(),  # frozen dataclass: an immutable default
     prompts: Sequence[str] = ("",),
-    progress: bool = False,
+    control: LoopControl | None = None,
     **coefficients: float,
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """Customize ``prior`` to the add-on ``reward`` with token-level PPO.
@@ -194,7 +195,8 @@ def customize_ppo(
             then ``coefficients`` go to :func:`tailor.methods.resolve`).
         config: PPO settings.
         prompts: prompts cycled over the batch (default: the empty prompt, i.e. just bos).
-        progress: show a tqdm bar.
+        control: progress bar and the stop request polled before every iteration (a stopped
+            run returns the model and history so far).
 
     Returns:
         ``(policy, history)``: the customized model (eval mode) and one dict of metrics per
@@ -228,13 +230,16 @@ def customize_ppo(
     warmup_iters = math.ceil(c.critic_warmup * c.steps)
     batch_prompts = _prompt_batch(prompts, c.batch_size)
 
+    control = control or LoopControl()
     bar = None
-    if progress:
+    if control.progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=c.steps, desc=f"ppo {method.name}", unit="it", dynamic_ncols=True)
     history: list[dict[str, float]] = []
     for it in range(c.steps):
+        if control.stop():
+            break
         batch = sample(policy, tokenizer, batch_prompts, c.max_new_tokens, generator=g)
         r_seq = _float32_rewards(evaluate_reward(reward, batch.prompts, batch.completions), it)
         with torch.no_grad():

@@ -15,11 +15,12 @@ import torch
 
 from tailor.algos.rollout import Rollout
 from tailor.methods import Method
-from tailor.rundir import METRICS_FILE, MetricsLog
+from tailor.rundir import METRICS_FILE, InterruptRequest, MetricsLog
 
 __all__ = [
     "METRIC_FIELDS",
     "IterationStats",
+    "LoopControl",
     "RunLog",
     "episode_summary",
     "log_line",
@@ -50,6 +51,24 @@ METRIC_FIELDS = (
     "sps",  # environment steps per second of this iteration (wall clock)
     "wall_s",  # seconds since the start of this training session
 )
+
+
+@dataclass(frozen=True)
+class LoopControl:
+    """How a caller watches and stops a language-model loop (which has no run directory).
+
+    Attributes:
+        progress: show a tqdm bar.
+        interrupt: polled before every iteration: once ``requested`` (Ctrl-C, SIGTERM, SIGHUP:
+            :func:`tailor.rundir.stop_on_interrupt`) the loop returns what it has learnt so far.
+    """
+
+    progress: bool = False
+    interrupt: InterruptRequest | None = None
+
+    def stop(self) -> bool:
+        """Whether the loop should stop before its next iteration."""
+        return self.interrupt is not None and self.interrupt.requested
 
 
 @dataclass(frozen=True)

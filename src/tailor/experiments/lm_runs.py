@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tailor.algos.logs import LoopControl
 from tailor.experiments.configs import split_options
 from tailor.methods import Method, resolve
-from tailor.rundir import claim_run_dir
+from tailor.rundir import Stopped, claim_run_dir, stop_on_interrupt
 
 __all__ = ["LMOptions", "lm_customize", "lm_method"]
 
@@ -113,9 +114,15 @@ def lm_customize(
     kind = "lm-dpo" if m.offline else "lm-ppo"
     # Claimed once the prior and the config are known good, before the training: a refused --out
     # costs nothing, and no directory is made for a run that cannot start.
-    with claim_run_dir(out, kind, overwrite=opts.overwrite, prior_path=prior_dir):
+    notice = "interrupted: saving the model learnt so far (Ctrl-C again to stop at once)"
+    with (
+        claim_run_dir(out, kind, overwrite=opts.overwrite, prior_path=prior_dir),
+        stop_on_interrupt(notice) as interrupt,
+    ):
         t0 = time.perf_counter()
-        policy, history, info, final = _train(prior, tok, m, config, reward, prompts, opts)
+        control = LoopControl(progress=opts.progress, interrupt=interrupt)
+        policy, history, info, final = _train(prior, tok, m, config, reward, prompts, control,
+                                              opts.pairs)  # fmt: skip
         wall = time.perf_counter() - t0
         meta = {
             "kind": "customize",
@@ -130,8 +137,14 @@ def lm_customize(
             "final": final,
             "history": history,
         }
+        if interrupt.requested:  # a stop signal: the steps done so far are saved, then exit
+            meta["interrupted_at_step"] = len(history)
         save_model(policy, tok, out, meta)
-        return meta
+    if interrupt.requested:
+        code = 128 + int(interrupt.signum or 2)  # 2: SIGINT
+        raise Stopped(f"saved the model after {len(history)} steps in {str(out)!r}",
+                      exit_code=code)  # fmt: skip
+    return meta
 
 
 def _train(
@@ -141,15 +154,14 @@ def _train(
     config: Any,
     reward: str | None,
     prompts: list[str],
-    opts: LMOptions,
+    control: LoopControl,
+    pairs: list | None,
 ) -> tuple[Any, list[dict[str, float]], dict[str, Any], dict[str, float]]:
     """Run the LM loop of ``m``: ``(policy, history, data info, final means)``."""
     if not m.offline:
         from tailor.algos.lm_ppo import customize_ppo
 
-        policy, history = customize_ppo(
-            prior, tok, reward, m, config, prompts, progress=opts.progress
-        )
+        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, control)
         info: dict[str, Any] = {
             "coefficients": dict(m.coefficients),
             "source": "on-policy samples",
@@ -164,9 +176,9 @@ def _train(
         m,
         config,
         reward=reward,
-        pairs=opts.pairs,
+        pairs=pairs,
         prompts=prompts,
-        progress=opts.progress,
+        control=control,
     )
     final = {k: _mean_last(history, k) for k in ("loss", "accuracy")}
     return policy, history, info, final
