@@ -137,9 +137,9 @@ def plot_preset(
     jobs = expand(preset, budget)
     names = ["curves", "tradeoff"] if preset.customize_methods else ["curves"]
     paths = [dest / f"{preset.name}-{name}.png" for name in names]
+    results = finished_results(jobs, out, preset.name, budget.name)  # DIR checked first
     for path in paths if check is not None else ():
         check(path)
-    results = finished_results(jobs, out, preset.name, budget.name)
     groups: dict[tuple[str, str, str], list] = {}
     for job in jobs:
         groups.setdefault((job.task, job.method, job.std_type), []).append(job)
