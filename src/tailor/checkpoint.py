@@ -9,8 +9,9 @@ The files of a run directory (the policy formats are :mod:`tailor.policyfile`'s)
 - ``trainer.safetensors``: what ``--resume`` needs besides the policy (critic, optimizer moments,
   random generator state) with its own JSON header (``format`` ``"tailor-trainer"``).
 
-Every file is written atomically: to a temporary file in the same directory, fsynced, then
-``os.replace`` onto the final name, so a crash mid-write never leaves a truncated checkpoint behind.
+Every file is written atomically by :mod:`tailor.output` (``fsync_path`` and ``write_json`` are
+its, re-exported here): to a temporary file in the same directory, fsynced, then ``os.replace``
+onto the final name, so a crash or a full disk mid-write never leaves a truncated checkpoint.
 A checkpoint made of several files (policy + trainer) is committed as one unit by
 :func:`tailor.rundir.commit_checkpoint`: the files go to ``checkpoints/step-<N>/`` and the
 manifest ``checkpoint.json`` names the consistent set; the top-level ``policy.safetensors`` is a
@@ -23,8 +24,6 @@ Headers are validated (:mod:`tailor.meta`) before any field is used.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from tailor.errors import TailorError
 from tailor.meta import parse_meta, schema_for, validate_meta
+from tailor.output import fsync_path, publishing, write_json
 from tailor.paths import check_input_path
 
 __all__ = [
@@ -58,63 +58,16 @@ FORMAT_VERSION = 1
 META_KEY = "tailor"
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-
-
-def fsync_path(path: str | Path) -> None:
-    """Flush a file's (or directory's) data to disk.
-
-    ``os.replace`` alone survives a killed process but not a power cut: without fsync the rename
-    can reach the disk before the data, leaving an empty file under the final name.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if Path(path).is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except (IsADirectoryError, PermissionError):  # platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some filesystems (and directories on some OSes) do not support fsync
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write ``tensors`` and the JSON-able ``meta`` to a safetensors file, atomically.
+    """Write ``tensors`` and the JSON-able ``meta`` to a safetensors file, atomically
+    (:func:`tailor.output.publishing`; a full disk is a :class:`TailorError`).
 
     ``meta`` must contain ``format``; ``format_version`` is added.
     """
-    path = Path(path)
     header = {"format_version": FORMAT_VERSION, **meta}
     clean = {k: v.detach().contiguous().clone() for k, v in tensors.items()}
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
-        save_file(clean, tmp, metadata={META_KEY: json.dumps(header)})
-        fsync_path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    path = Path(path)
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with publishing(path) as tmp:
+        save_file(clean, str(tmp), metadata={META_KEY: json.dumps(header)})
 
 
 def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.Tensor], dict]:

@@ -328,11 +328,7 @@ def customize_offline(
         p.requires_grad_(True)
     opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
     control = control or LoopControl()
-    bar = None
-    if control.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=c.steps, desc=method, unit="step", dynamic_ncols=True)
+    bar = control.bar(c.steps, method, "step")
     history: list[dict[str, float]] = []
     for _ in range(c.steps):
         if control.stop():

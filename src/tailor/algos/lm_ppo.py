@@ -231,11 +231,7 @@ def customize_ppo(
     batch_prompts = _prompt_batch(prompts, c.batch_size)
 
     control = control or LoopControl()
-    bar = None
-    if control.progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=c.steps, desc=f"ppo {method.name}", unit="it", dynamic_ncols=True)
+    bar = control.bar(c.steps, f"ppo {method.name}", "it")
     history: list[dict[str, float]] = []
     for it in range(c.steps):
         if control.stop():

@@ -70,6 +70,14 @@ class LoopControl:
         """Whether the loop should stop before its next iteration."""
         return self.interrupt is not None and self.interrupt.requested
 
+    def bar(self, total: int, desc: str, unit: str) -> Any:
+        """A tqdm bar over ``total`` iterations when ``progress``, else ``None``."""
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
 
 @dataclass(frozen=True)
 class IterationStats:

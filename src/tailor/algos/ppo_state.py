@@ -50,6 +50,7 @@ from tailor.rundir import (
     commit_checkpoint,
     config_change_error,
     config_diff,
+    failed_start,
     latest_checkpoint,
     lock_holder,
 )
@@ -135,6 +136,12 @@ def _resumable_checkpoint(run_dir: str | Path) -> Checkpoint:
         raise TailorError(
             f"cannot resume {str(run_dir)!r}: it is in use by another tailor process ({holder}) "
             "and has no checkpoint yet"
+        )
+    if ckpt is None and failed_start(run_dir):
+        raise TailorError(
+            f"cannot resume {str(run_dir)!r}: its run stopped before it wrote its first "
+            "checkpoint, so there is nothing to resume; start it afresh with the same --out "
+            "(no --overwrite needed)"
         )
     if ckpt is None:
         raise TailorError(

@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
+from typing import Any
 
 __all__ = [
+    "INPUT_OPTIONS",
     "MAX_SEED",
+    "add_overwrite",
+    "check_output_arg",
+    "check_output_dir_arg",
+    "command_inputs",
     "count",
     "finite",
     "fraction",
@@ -128,3 +135,56 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
     return value
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+
+# The options (argparse dests) whose values are paths a command reads: the writer refuses them,
+# and what tailor reads inside them, as outputs of the same command (tailor.output).
+INPUT_OPTIONS = (
+    "policy",
+    "prior",
+    "model",
+    "tasks_file",
+    "prior_normalizer",
+    "preferences",
+    "rewards_file",
+    "corpus",
+    "dir",
+    "targets",
+)
+
+
+def command_inputs(args: argparse.Namespace) -> list[str]:
+    """The paths the command of ``args`` reads (the values of :data:`INPUT_OPTIONS`)."""
+    found: list[str] = []
+    for name in INPUT_OPTIONS:
+        value: Any = getattr(args, name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        # Only what exists: a name that is not a path (``--corpus names``) is nothing to protect.
+        found.extend(str(v) for v in values if v is not None and str(v) and Path(v).exists())
+    return found
+
+
+def add_overwrite(p: argparse.ArgumentParser, what: str = "the output file") -> None:
+    """``--overwrite``: replace an existing output file (refused without it)."""
+    p.add_argument(
+        "--overwrite", action="store_true", help=f"replace {what} if it exists (else refused)"
+    )
+
+
+def check_output_arg(args: argparse.Namespace, path: str | Path, what: str = "--json") -> Path:
+    """:func:`tailor.output.check_output` of an output file named on the command line: not an
+    input of the command, not an existing file unless ``--overwrite``, writable."""
+    from tailor.output import check_output
+
+    overwrite = bool(getattr(args, "overwrite", False))
+    return check_output(path, inputs=command_inputs(args), overwrite=overwrite, what=what)
+
+
+def check_output_dir_arg(args: argparse.Namespace, path: str | Path, what: str = "--out") -> Path:
+    """:func:`tailor.output.check_output_tree` of an output directory named on the command line:
+    not an input of the command, not inside one, not holding one where the run writes."""
+    from tailor.output import check_output_tree
+
+    return check_output_tree(path, command_inputs(args), what)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 from pathlib import Path
 
 from tailor.cli import args as argtypes
@@ -78,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="the sweep directory")
     p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
     p.add_argument("--out", help="also write the Markdown to this file")
+    argtypes.add_overwrite(p, "the --out file")
     p.set_defaults(func=cmd_table)
 
     p = subparsers.add_parser(
@@ -103,7 +105,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="PRESET DIR: directory for the PNGs (default: DIR/plots); runs: the PNG file "
         "(default: RUN/plot.png for one run, plot.png for several)",
     )
-    p.add_argument("--overwrite", action="store_true", help="runs: replace the PNG if it exists")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the PNG(s) if they exist (else refused)",
+    )
     p.set_defaults(func=cmd_plot)
 
 
@@ -235,15 +241,14 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     from tailor.experiments.tables import preset_table
-    from tailor.paths import check_output_file
+    from tailor.output import write_text
 
     if args.out:
-        check_output_file(args.out, what="--out")
+        argtypes.check_output_arg(args, args.out, what="--out")  # not a result file of DIR
     text = preset_table(args.preset, args.dir, args.budget)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+        write_text(args.out, text + "\n")
     return 0
 
 
@@ -264,21 +269,19 @@ def cmd_plot(args: argparse.Namespace) -> int:
             f"{args.targets[1]!r} is a run directory, not a sweep directory: plot it with "
             f"`tailor plot {args.targets[1]}`"
         )
-    for path in plot_preset(args.targets[0], args.targets[1], args.budget, args.out):
+    check = functools.partial(argtypes.check_output_arg, args, what="--out")
+    for path in plot_preset(args.targets[0], args.targets[1], args.budget, args.out, check):
         print(f"wrote {path}")
     return 0
 
 
 def _plot_runs(args: argparse.Namespace, runs: list[Path]) -> int:
     from tailor.experiments.plots import plot_runs
-    from tailor.paths import check_output_file
 
     if args.out:
         out = Path(args.out)
     else:  # one run: beside its metrics.csv; several: here
         out = runs[0] / "plot.png" if len(runs) == 1 else Path("plot.png")
-    if out.exists() and not args.overwrite:
-        raise TailorError(f"{str(out)!r} exists; pass --overwrite to replace it, or --out FILE")
-    check_output_file(out, what="--out")
+    argtypes.check_output_arg(args, out, what="--out")  # not a run's own file, not existing
     print(f"wrote {plot_runs(runs, out)}")
     return 0

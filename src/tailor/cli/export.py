@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tailor.cli.args import prior_path
+from tailor.cli.args import add_overwrite, check_output_arg, prior_path
 from tailor.errors import TailorError
 
 __all__ = ["register"]
@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="export_format")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
+    add_overwrite(p, "the --out file")
     add_prior_arguments(p)
     p.set_defaults(func=cmd_export)
 
@@ -59,6 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tailor.policyfile import RQL_KINDS, policy_kind
     from tailor.priors import load_prior
 
+    check_output_arg(args, args.out, what="--out")  # not the policy itself, nor an existing file
     if policy_kind(args.policy) in RQL_KINDS:  # a tailor DQN / SAC run: how it acts
         given = [k for k, v in prior_options(args).items() if v is not None]
         if given:

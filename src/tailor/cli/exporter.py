@@ -5,6 +5,7 @@ Kept apart from :mod:`tailor.cli.export` so that registering the command imports
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torch import nn
 
 from tailor.cli.export import EXPORT_FORMATS
 from tailor.errors import TailorError
+from tailor.output import write_bytes
 
 __all__ = ["DeterministicPolicy", "export_policy"]
 
@@ -43,13 +45,15 @@ def export_policy(prior: Any, fmt: str, out: str | Path) -> Path:
     TorchScript: ``torch.jit.trace`` of :class:`DeterministicPolicy` (load with
     ``torch.jit.load``).
 
+    The file is made in memory and written by :func:`tailor.output.write_bytes` (atomically: a
+    full disk leaves the old file as it was, and is an error, not libtorch's abort).
+
     Raises:
-        TailorError: unknown format, or the exporter failed.
+        TailorError: unknown format, the exporter failed, or no space left on the disk.
     """
     if fmt not in EXPORT_FORMATS:
         raise TailorError(f"unknown export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # A tailor DQN / SAC run's acting module already is one; a prior gets wrapped.
     module = prior if isinstance(prior, nn.Module) else DeterministicPolicy(prior)
     module.eval()
@@ -61,17 +65,19 @@ def export_policy(prior: Any, fmt: str, out: str | Path) -> Path:
             warnings.simplefilter("ignore", DeprecationWarning)
             if fmt == "torchscript":
                 traced = torch.jit.trace(module, (example,), check_trace=False)
-                traced.save(str(out))
+                data = traced.save_to_buffer()
             else:
+                buf = io.BytesIO()
                 torch.onnx.export(
                     module,
                     (example,),
-                    str(out),
+                    buf,
                     input_names=["obs"],
                     output_names=["action"],
                     dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}},
                     dynamo=False,
                 )
+                data = buf.getvalue()
     except (RuntimeError, ValueError, TypeError) as exc:
         raise TailorError(f"exporting to {fmt} failed: {exc}") from None
-    return out
+    return write_bytes(out, data)

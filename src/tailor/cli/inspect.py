@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from tailor.cli.args import prior_path
+from tailor.cli.args import add_overwrite, check_output_arg, prior_path
 
 __all__ = ["describe", "register"]
 
@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", help="check the prior's sizes against this task (`tailor tasks`)")
     p.add_argument("--json", metavar="FILE", help="also write the description as JSON to FILE")
+    add_overwrite(p, "the --json file")
     p.add_argument(
         "--tasks-file",
         metavar="FILE.py",
@@ -144,11 +145,13 @@ def _fmt_list(xs: Any, n: int = 6) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from tailor.checkpoint import write_json
     from tailor.cli.rl import prior_options
     from tailor.envs import load_tasks_file
+    from tailor.output import write_json
     from tailor.priors import load_prior
 
+    if args.json:
+        check_output_arg(args, args.json)  # not the prior itself, nor an existing file
     if args.tasks_file:
         load_tasks_file(args.tasks_file)
     prior = load_prior(args.prior, **prior_options(args))

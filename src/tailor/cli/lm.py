@@ -9,7 +9,6 @@ happen inside the handlers, so ``tailor --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -128,11 +127,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", action="append", default=None, help="prompt (repeatable)")
     p.add_argument("--examples", type=argtypes.natural, default=8, help="examples listed")
     p.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    argtypes.add_overwrite(p, "the --json file")
     _allow_pickle(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = lm_sub.add_parser("bridge", help="exactness bridge on the enumerable toy (table)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    argtypes.add_overwrite(p, "the --json file")
     p.set_defaults(func=cmd_bridge)
 
 
@@ -210,6 +211,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
     )
+    argtypes.check_output_dir_arg(args, args.out)  # not the corpus's directory
     with claim_run_dir(args.out, "lm-model", overwrite=args.overwrite):
         t0 = time.perf_counter()
         model, tokenizer, losses = pretrain(lines, config, progress=not args.quiet)
@@ -291,6 +293,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         about = args.reward if args.reward else Path(args.preferences).stem
         args.out = str(new_run_dir(f"lm-{about}", args.method, args.seed))
         print(f"run directory: {args.out}")
+    argtypes.check_output_dir_arg(args, args.out)  # not the prior, nor holding an input
     _threads()
     meta = lm_customize(
         args.prior,
@@ -333,13 +336,13 @@ def _overrides(args: argparse.Namespace, offline: bool) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tailor.lm.evaluate import EvalSampling, evaluate_model
     from tailor.lm.model import load_model, load_tokenizer
-    from tailor.paths import check_output_file
+    from tailor.output import write_json
 
     _positive("--samples", args.samples)
     _positive("--max-new-tokens", args.max_new_tokens)
     reward = _resolve_reward(args)
     if args.json:
-        check_output_file(args.json)  # before the sampling, not after
+        argtypes.check_output_arg(args, args.json)  # before the sampling; not a model's file
     _threads()
     model = load_model(args.model, allow_pickle=args.allow_pickle_weights)
     prior = load_model(args.prior, what="prior", allow_pickle=args.allow_pickle_weights)
@@ -367,17 +370,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "  examples: " + ", ".join(repr(s["prompt"] + s["completion"]) for s in result["samples"])
     )
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0
 
 
 def cmd_bridge(args: argparse.Namespace) -> int:
     from tailor.lm.toy import BridgeConfig, bridge_report
-    from tailor.paths import check_output_file
+    from tailor.output import write_json
 
     if args.json:
-        check_output_file(args.json)
+        argtypes.check_output_arg(args, args.json)
     _threads()
     c = BridgeConfig()
     t0 = time.perf_counter()
@@ -391,5 +393,5 @@ def cmd_bridge(args: argparse.Namespace) -> int:
     for key, value in report.items():
         print(f"  {key:<34} {value:12.3e}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0

@@ -127,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample actions instead of taking the Gaussian's mean",
     )
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON to FILE")
+    argtypes.add_overwrite(p, "the --json file")
     p.add_argument(
         "--best",
         action="store_true",
@@ -585,15 +586,14 @@ def cmd_customize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tailor.checkpoint import write_json
     from tailor.experiments import run
-    from tailor.paths import check_output_file
+    from tailor.output import write_json
 
     _load_tasks(args)
     if args.episodes < 1:
         raise TailorError(f"--episodes must be >= 1, got {args.episodes}")
     if args.json:
-        check_output_file(args.json)  # before the episodes, not after
+        argtypes.check_output_arg(args, args.json)  # before the episodes; not in the run
     kind = run.policy_kind(args.policy)
     result = run.evaluate(
         args.policy,

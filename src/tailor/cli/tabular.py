@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tailor.cli import args as argtypes
 from tailor.errors import TailorError
-from tailor.paths import check_output_file
+from tailor.output import write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="multiply every check's number of cases (default 1)",
     )
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
+    argtypes.add_overwrite(p, "the --json file")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser(
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "under the same Gaussian noise, with the MD-VI bound. Writes FILE.png and FILE.json.",
     )
     p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    argtypes.add_overwrite(p, "FILE.png and FILE.json")
     p.add_argument("--lams", type=str, default="0.1,1,10", help="comma-separated lam values")
     p.add_argument("--states", type=argtypes.count, default=30)
     p.add_argument("--actions", type=argtypes.count, default=4)
@@ -71,7 +73,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.cases_scale > 0:
         raise TailorError(f"--cases-scale must be > 0, got {args.cases_scale}")
     if args.json is not None:
-        check_output_file(args.json)  # before the checks run, not after
+        argtypes.check_output_arg(args, args.json)  # before the checks run, not after
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"tailor verify: seed {seed} (rerun with --seed {seed})", file=sys.stderr)
     start = time.perf_counter()
@@ -83,10 +85,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - start:.1f} s, seed {seed})"
     )
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(
-            json.dumps({"seed": seed, "results": [r.__dict__ for r in results]}, indent=2)
-        )
+        write_json(args.json, {"seed": seed, "results": [r.__dict__ for r in results]})
     return 1 if failed else 0
 
 
@@ -99,7 +98,8 @@ def cmd_mdvi(args: argparse.Namespace) -> int:
         raise TailorError(f"--lams must be comma-separated numbers, got {args.lams!r}") from None
     if args.out.suffix.lower() != ".png":
         raise TailorError(f"--out must be a .png file, got {args.out}")
-    check_output_file(args.out, what="--out")
+    argtypes.check_output_arg(args, args.out, what="--out")
+    argtypes.check_output_arg(args, args.out.with_suffix(".json"), what="--out's JSON")
     settings = MdviSettings(
         lams=lams,
         n_states=args.states,

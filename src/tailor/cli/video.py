@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", help="task name (default: the task the first policy was trained on)")
     p.add_argument("--out", required=True, metavar="FILE", help="the video to write: .mp4 or .gif")
+    argtypes.add_overwrite(p, "the --out file")
     p.add_argument(
         "--episodes", type=argtypes.count, default=1, help="episodes in a row (default 1)"
     )
@@ -93,9 +94,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         from tailor.envs import load_tasks_file
 
         load_tasks_file(args.tasks_file)
-    from tailor.paths import check_output_file
-
-    check_output_file(args.out, what="--out")  # before the episodes are rendered
+    # Before the episodes are rendered; not a policy file, nor an existing video.
+    argtypes.check_output_arg(args, args.out, what="--out")
     if args.label is not None and len(args.label) != len(args.policy):
         raise TailorError(
             f"got {len(args.label)} --label for {len(args.policy)} policies; give one per policy"

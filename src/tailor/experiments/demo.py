@@ -14,7 +14,6 @@ work too. Every run goes through :mod:`tailor.experiments.run`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
+from tailor.output import check_output_tree, write_json
 
 __all__ = ["DEMO_TASKS", "DemoConfig", "acceptance", "comparison_table", "run_demo", "side_by_side"]
 
@@ -190,7 +190,7 @@ def _write_evals(out: Path, methods: list[str], results: dict[str, Any]) -> list
     paths = {"prior": out / "eval-prior.json", methods[0]: out / "eval-customized.json"}
     paths.update({m: out / f"eval-{m}.json" for m in methods[1:]})
     for name, path in paths.items():
-        path.write_text(json.dumps(results[name], indent=2))
+        write_json(path, results[name])  # the demo's own files: replaced on a rerun
     return list(paths.values())
 
 
@@ -214,6 +214,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     run_dirs = {m: out / f"{m}-{task.name}" for m in methods}
+    for d in run_dirs.values():
+        check_output_tree(d, [prior_path], what="the demo's run directory")
     for d in run_dirs.values():
         if d.exists():  # the demo's own previous run: start afresh, same seed, same numbers
             shutil.rmtree(d)

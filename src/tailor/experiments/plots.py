@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from tailor.errors import TailorError
+from tailor.output import write_figure
 
 __all__ = ["plot_learning_curve", "plot_preset", "plot_runs", "read_metrics", "run_evaluation"]
 
@@ -104,9 +106,15 @@ def _seed_band(runs: list[Path], key: str) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def plot_preset(
-    preset: Any, out: str | Path, budget: Any = "local", dest: str | Path | None = None
+    preset: Any,
+    out: str | Path,
+    budget: Any = "local",
+    dest: str | Path | None = None,
+    check: Callable[[Path], Any] | None = None,
 ) -> list[Path]:
-    """Figures of a preset from a sweep directory; returns the PNG paths.
+    """Figures of a preset from a sweep directory; returns the PNG paths (each written by
+    :func:`tailor.output.write_figure`; ``check(path)`` is called on each before any drawing,
+    e.g. the command line's refusal of an existing file).
 
     - ``<preset>-curves.png``: one row per task, basic and add-on training-episode returns over
       environment steps; a line per method (and std type) is the mean over seeds, the band the
@@ -127,8 +135,11 @@ def plot_preset(
     out = Path(out)
     dest = Path(dest) if dest is not None else out / "plots"
     jobs = expand(preset, budget)
-    results = finished_results(jobs, out, preset.name, budget.name)
-    dest.mkdir(parents=True, exist_ok=True)
+    names = ["curves", "tradeoff"] if preset.customize_methods else ["curves"]
+    paths = [dest / f"{preset.name}-{name}.png" for name in names]
+    results = finished_results(jobs, out, preset.name, budget.name)  # DIR checked first
+    for path in paths if check is not None else ():
+        check(path)
     groups: dict[tuple[str, str, str], list] = {}
     for job in jobs:
         groups.setdefault((job.task, job.method, job.std_type), []).append(job)
@@ -136,12 +147,11 @@ def plot_preset(
     figures = {"curves": _curves_figure(plt, sweep)}
     if preset.customize_methods:
         figures["tradeoff"] = _tradeoff_figure(plt, sweep)
-    paths = []
-    for name, fig in figures.items():
-        path = dest / f"{preset.name}-{name}.png"
-        fig.savefig(path)
-        plt.close(fig)
-        paths.append(path)
+    for path, fig in zip(paths, figures.values(), strict=True):
+        try:
+            write_figure(fig, path)
+        finally:
+            plt.close(fig)
     return paths
 
 
@@ -321,8 +331,7 @@ def _save(fig: Any, title: str, out: str | Path) -> Path:
     try:
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
+        write_figure(fig, out)
     finally:
         plt.close(fig)
     return out

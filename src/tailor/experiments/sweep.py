@@ -47,6 +47,7 @@ from tailor.checkpoint import POLICY_FILE
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
 from tailor.meta import Field, Schema, validate_meta
+from tailor.output import write_json
 
 __all__ = [
     "RESULT_FILE",
@@ -88,9 +89,7 @@ RESULT_SCHEMA: Schema = {
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)  # atomic: a reader never sees half a result
+    write_json(path, obj, indent=1)  # atomic: a reader never sees half a result
 
 
 class JobBusy(TailorError):

@@ -38,6 +38,7 @@ import torch
 
 from tailor.errors import TailorError
 from tailor.experiments.configs import split_options
+from tailor.output import publishing
 from tailor.priors import PolicyPrior, check_spaces, load_prior
 
 __all__ = [
@@ -197,8 +198,6 @@ def render_video(
     )
 
     envs: list[Any] = []
-    writer = None
-    partial = out.with_name(f".{out.stem}.partial{out.suffix.lower()}")
     try:
         _open_envs(envs, task_obj, policies, loaded, opts)
         backend = _setup_rendering(envs, task_obj.name, opts.quality, opts.camera)
@@ -206,16 +205,17 @@ def render_video(
         sim_fps = 1.0 / dt if dt > 0 else float(envs[0].metadata.get("render_fps") or 30)
         every = opts.every or max(1, round(sim_fps / 30))
         opts = dataclasses.replace(opts, every=every, fps=float(opts.fps or sim_fps / every))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        writer = _Writer(partial, opts.fps)
-        stats = _run(envs, loaded, names, writer, opts)
-        writer.close()
-        writer = None
-        os.replace(partial, out)
+        # The one writer: a temporary file beside ``out`` (named .mp4/.gif, which ffmpeg and
+        # Pillow go by), renamed onto it only once complete; a full disk is an error.
+        with publishing(out, keep_suffix=True) as partial:
+            writer = _Writer(partial, opts.fps)
+            try:
+                stats = _run(envs, loaded, names, writer, opts)
+                writer.close()
+            except BaseException:
+                writer.abort()
+                raise
     finally:
-        if writer is not None:
-            writer.abort()
-        partial.unlink(missing_ok=True)
         for env in envs:
             env.close()
     n_frames, render_s, render_n, per_policy = stats

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from tailor.errors import TailorError
+from tailor.output import write_json
 from tailor.paths import check_input_path
 
 __all__ = [
@@ -225,9 +226,9 @@ def save_model(model: torch.nn.Module, tokenizer: Any, out: str | Path, meta: di
             # transformers 5 names its generic fast tokenizer "TokenizersBackend"; the older
             # name loads in 4.x and 5.x alike.
             cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-            cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+            write_json(cfg_path, cfg, sort_keys=True)
     if meta is not None:
-        (out / "tailor.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_json(out / "tailor.json", meta, sort_keys=True)
     return out
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
+from tailor.output import write_text
 from tailor.paths import check_input_path
 
 __all__ = ["PreferencePair", "load_preferences", "pairs_from_samples", "save_preferences"]
@@ -86,10 +87,9 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
 
 
 def save_preferences(path: str | Path, pairs: Iterable[PreferencePair]) -> None:
-    """Write pairs as JSONL, one ``{"prompt", "chosen", "rejected"}`` object per line."""
-    with Path(path).open("w", encoding="utf-8") as f:
-        for pair in pairs:
-            f.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
+    """Write pairs as JSONL, one ``{"prompt", "chosen", "rejected"}`` object per line
+    (atomically, :func:`tailor.output.write_text`)."""
+    write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in pairs))
 
 
 def pairs_from_samples(

@@ -33,7 +33,7 @@ from tailor.rundir.layout import (
 )
 from tailor.rundir.lock import lock_holder
 from tailor.rundir.metrics import MetricsLog
-from tailor.rundir.ownership import RunDir, claim_run_dir, describe_contents
+from tailor.rundir.ownership import RunDir, claim_run_dir, describe_contents, failed_start
 from tailor.rundir.resume import config_change_error, config_diff
 from tailor.rundir.store import (
     Checkpoint,
@@ -67,6 +67,7 @@ __all__ = [
     "config_change_error",
     "config_diff",
     "describe_contents",
+    "failed_start",
     "latest_checkpoint",
     "list_checkpoints",
     "lock_holder",

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tailor.checkpoint import fsync_path
 from tailor.errors import TailorError
+from tailor.output import publishing
 from tailor.rundir.faults import fault
 
 __all__ = ["MetricsLog"]
@@ -63,23 +61,12 @@ class MetricsLog:
         return kept
 
     def _replace_with(self, rows: list[dict[str, str]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with publishing(self.path) as tmp:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
                 writer = csv.DictWriter(f, fieldnames=self.fields, restval="")
                 writer.writeheader()
                 writer.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
             fault("metrics-staged")
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_path(self.path.parent)
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Append one row (unknown keys are an error, missing ones are left empty) and flush it,

@@ -37,7 +37,7 @@ from tailor.rundir.layout import (
 from tailor.rundir.lock import _lock, _read_holder, _unlock
 from tailor.rundir.store import Checkpoint, collect_garbage, latest_checkpoint
 
-__all__ = ["RunDir", "claim_run_dir", "describe_contents"]
+__all__ = ["RunDir", "claim_run_dir", "describe_contents", "failed_start"]
 
 
 @dataclass
@@ -80,7 +80,7 @@ class RunDir:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        failed = exc_type is not None and self.created and _failed_start(self.path)
+        failed = exc_type is not None and self.created and failed_start(self.path)
         if failed:
             _clear_owned(self.path)  # while still holding the lock
         self.release()
@@ -167,7 +167,7 @@ def _take_over(claimed: RunDir, overwrite: bool) -> None:
         if not (run_dir / RUN_MARKER).is_file():
             _write_marker(run_dir, kind)
         return
-    if contents and not overwrite and not _failed_start(run_dir):
+    if contents and not overwrite and not failed_start(run_dir):
         what = f"a {saved_kind!r} run" if saved_kind else "; ".join(contents)
         raise TailorError(
             f"--out {str(run_dir)!r} already holds a run or model ({what}); continue it with "
@@ -179,13 +179,15 @@ def _take_over(claimed: RunDir, overwrite: bool) -> None:
     _write_marker(run_dir, kind)
 
 
-def _failed_start(run_dir: Path) -> bool:
+def failed_start(run_dir: str | Path) -> bool:
     """A run tailor started here (``run.json``) that never wrote a checkpoint or model: it failed
-    or was killed early, holds nothing worth keeping, and a new run may take its place without
-    ``--overwrite`` (its metrics.csv and prior copy go)."""
+    or was killed early (e.g. the disk was full at its first checkpoint), holds nothing worth
+    keeping, and a new run may take its place without ``--overwrite`` (its metrics.csv and prior
+    copy go). A ``checkpoints/`` directory without the manifest holds only the leftovers of
+    uncommitted checkpoints (:func:`collect_garbage` removes them), not a result."""
+    run_dir = Path(run_dir)
     results = (
         MANIFEST_FILE,
-        CHECKPOINTS_DIR,
         POLICY_FILE,
         TRAINER_FILE,
         "config.json",

@@ -34,6 +34,7 @@ from tailor.checkpoint import (
 )
 from tailor.errors import TailorError
 from tailor.meta import MANIFEST_SCHEMA, parse_meta, validate_meta
+from tailor.output import copy_file
 from tailor.rundir.faults import fault
 from tailor.rundir.layout import (
     _MANIFEST_DIR,
@@ -257,20 +258,7 @@ def _publish(run_dir: Path, ckpt: Checkpoint, name: str) -> None:
     """
     for file in (name, _json_name(name)):
         if file in ckpt.files:
-            _atomic_copy(ckpt.files[file], run_dir / file)
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            copy_file(ckpt.files[file], run_dir / file)
 
 
 def _drop_stale_top_level(run_dir: Path, files: Mapping[str, Any], publish: Sequence[str]) -> None:

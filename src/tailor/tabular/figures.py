@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tailor.errors import TailorError
+from tailor.output import write_figure, write_json
 from tailor.tabular.mdp import garnet
 from tailor.tabular.mdvi import approximate_vi, md_vi
 
@@ -108,15 +108,11 @@ def plot_mdvi(data: dict, out: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    try:
+        return write_figure(fig, out)
+    finally:
+        plt.close(fig)
 
 
 def save_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
-    return path
+    return write_json(path, data, indent=None)
