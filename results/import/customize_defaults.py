@@ -46,6 +46,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200_000)
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--table", type=Path)
+    ap.add_argument(
+        "--agents", nargs="+", help="only these agents' zips (e.g. ppo/Hopper-v3_1/Hopper-v3.zip)"
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "commands.log"
@@ -55,6 +58,8 @@ def main() -> int:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, rel, task in AGENTS:
+        if args.agents and rel not in args.agents:
+            continue
         prior = str(args.zoo / rel)
         name = rel.split("/")[0] + "-" + task
         p = evaluation(prior, task, args.episodes, args.out / f"{name}-prior.json", log)

@@ -12,8 +12,9 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   adapted during the run to hold the per-step KL to the prior at :data:`KL_PER_ACTION_DIM`
   nats per action dimension (``PPOConfig.kl_target``, RLHF's adaptive KL controller): the
   add-on reward's scale then sets how much the policy moves, not a guessed weight;
-- **step**: the learning rate (and its adaptive ceiling) scaled by the prior's action std
-  against the std the defaults are tuned for (:data:`REFERENCE_STD`, ``PPOConfig.init_std``),
+- **step**: the learning rate (and its adaptive ceiling) scaled by the square root of the
+  prior's action std against the std the defaults are tuned for (:data:`REFERENCE_STD`,
+  ``PPOConfig.init_std``),
   and an update stops early once its KL passes ``1.5 * desired_kl`` (``target_kl``); the critic
   warm-up is kept.
 
@@ -31,10 +32,20 @@ import torch
 
 from tailor.priors import PolicyPrior, prior_temperature
 
-__all__ = ["KL_PER_ACTION_DIM", "REFERENCE_STD", "applies", "coefficient_layer", "step_settings"]
+__all__ = [
+    "KL_HORIZON",
+    "KL_PER_ACTION_DIM",
+    "REFERENCE_STD",
+    "applies",
+    "coefficient_layer",
+    "step_settings",
+]
 
 KL_PER_ACTION_DIM = 0.05  # nats per step and action dimension (results/import.md)
 REFERENCE_STD = 0.5  # PPOConfig.init_std: the default learning rate is tuned for this std
+# The controller's horizon: one default batch (64 x 64 steps), so the weight can move by up to
+# 20% per iteration and reaches the KL target within the first quarter of a 200k-step run.
+KL_HORIZON = 4096
 _RULE = "prior temperature unknown"
 
 
@@ -63,10 +74,13 @@ def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[s
     with torch.no_grad():  # [A] (global std) or [1, A] (state std, at the mean observation)
         _, log_std = prior.actor(torch.zeros(1, prior.obs_dim))
     std = math.exp(float(log_std.mean()))  # the geometric mean over action dimensions
-    ratio = min(1.0, std / REFERENCE_STD)
-    lr = max(1e-5, 1e-3 * ratio)
+    # Adam's step moves the mean about in proportion to the learning rate, and a mean shift
+    # costs KL in proportion to (shift / std)^2: the square root keeps narrow priors movable
+    # within the KL budget (a linear scaling left them all but frozen in 200k steps).
+    lr = max(1e-5, 1e-3 * math.sqrt(min(1.0, std / REFERENCE_STD)))
     rule = {
         "kl_target": round(KL_PER_ACTION_DIM * prior.act_dim, 6),
+        "kl_horizon": KL_HORIZON,
         "learning_rate": lr,
         "lr_max": 10.0 * lr,
         "target_kl": 0.01,
