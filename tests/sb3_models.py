@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,3 +33,17 @@ def tiny_sac(root: Path, env_id: str, steps: int, **normalize: float) -> Path:
     model.save(root / "sac.zip")
     env.save(str(root / "vecnormalize.pkl"))
     return root / "sac.zip"
+
+
+def rewrite_data(src: Path, dst: Path, edit: Callable[[dict], None]) -> Path:
+    """``src`` (an SB3 zip) written to ``dst`` with its ``data`` JSON passed through ``edit``;
+    every other member byte for byte."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            raw = zin.read(name)
+            if name == "data":
+                data = json.loads(raw)
+                edit(data)
+                raw = json.dumps(data).encode()
+            zout.writestr(name, raw)
+    return dst

@@ -23,7 +23,7 @@ import pytest
 import torch
 from torch import nn
 
-from sb3_models import tiny_sac
+from sb3_models import rewrite_data, tiny_sac
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.nets import Actor, EmpiricalNormalization
@@ -442,17 +442,6 @@ def test_wrong_sizes_name_both_and_the_task(zoo: Path) -> None:
         )
 
 
-def _rewrite_data(src: Path, dst: Path, edit) -> None:
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for name in zin.namelist():
-            raw = zin.read(name)
-            if name == "data":
-                data = json.loads(raw)
-                edit(data)
-                raw = json.dumps(data).encode()
-            zout.writestr(name, raw)
-
-
 @pytest.mark.parametrize(
     ("module", "cls"),
     [
@@ -469,7 +458,7 @@ def test_unsupported_sb3_policy_lists_supported(
         data["policy_class"]["__init__"] = f"<function {cls}.__init__ at 0x7f>"
 
     bad = tmp_path / "bad.zip"
-    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
     with pytest.raises(TailorError, match=f"{cls} is not supported.*supported: MlpPolicy of PPO"):
         load_prior(bad)
 
@@ -507,7 +496,7 @@ def test_normalizer_is_found_only_in_the_documented_layouts(zoo: Path, tmp_path:
 
 def test_gym_era_sb3_zip_matches_sb3(zoo: Path, tmp_path: Path) -> None:
     old = tmp_path / "MountainCarContinuous-v0.zip"
-    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", old, _gym_era)
+    rewrite_data(zoo / "MountainCarContinuous-v0.zip", old, _gym_era)
     data = json.loads(zipfile.ZipFile(old).read("data"))
     assert "_shape" not in data["observation_space"] and data["observation_space"]["shape"] == [2]
     prior = load_prior(old, normalizer=zoo / "MountainCarContinuous-v0" / "vecnormalize.pkl")
@@ -528,7 +517,7 @@ def test_malformed_space_shape_is_an_error(zoo: Path, tmp_path: Path, shape: obj
         data["observation_space"]["_shape"] = shape
 
     bad = tmp_path / "bad-shape.zip"
-    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
     with pytest.raises(TailorError, match=r"observation_space has shape .* not a list of sizes"):
         load_prior(bad)
 
@@ -540,7 +529,7 @@ def test_image_observations_do_not_fit_an_mlp_of_another_size(zoo: Path, tmp_pat
         data["observation_space"]["_shape"] = [3, 64, 64]
 
     bad = tmp_path / "img.zip"
-    _rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
+    rewrite_data(zoo / "MountainCarContinuous-v0.zip", bad, edit)
     with pytest.raises(TailorError, match="size 12288 but the network takes 2"):
         load_prior(bad)
 

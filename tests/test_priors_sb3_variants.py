@@ -5,13 +5,13 @@ file is. Each prior is checked against the library's own policy on the same inpu
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from sb3_models import rewrite_data
 from tailor.errors import TailorError
 from tailor.priors import load_prior
 from tailor.priors.policies import BoltzmannQPrior, GSDEPrior
@@ -22,19 +22,6 @@ sb3_contrib = pytest.importorskip("sb3_contrib")
 
 def _obs(dim: int, n: int = 64, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32))
-
-
-def _rewrite(src: Path, dst: Path, edit) -> Path:
-    """``src`` with its ``data`` JSON passed through ``edit`` (everything else byte for byte)."""
-    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
-        for name in zin.namelist():
-            raw = zin.read(name)
-            if name == "data":
-                data = json.loads(raw)
-                edit(data)
-                raw = json.dumps(data).encode()
-            zout.writestr(name, raw)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +105,7 @@ def test_rql_authors_dqn_fork_acts_at_temperature_1(tmp_path: Path) -> None:
     def fork(data: dict) -> None:
         data["policy_class"]["__module__"] = "stable_baselines3.dqn_ME.policies_ME"
 
-    zip_ = _rewrite(tmp_path / "dqn.zip", tmp_path / "CartPole-modifed-v1_Pretrained.zip", fork)
+    zip_ = rewrite_data(tmp_path / "dqn.zip", tmp_path / "CartPole-modifed-v1_Pretrained.zip", fork)
     prior = load_prior(zip_)
     assert prior.temperature == 1.0 and prior.meta["source"]["algorithm"] == "DQN_ME"
     assert "temperature 1" in prior.meta["temperature"]["source"]
@@ -138,7 +125,7 @@ def test_a_multidimensional_box_is_flattened_as_sb3_does(tmp_path: Path) -> None
     def two_by_two(data: dict) -> None:
         data["observation_space"]["_shape"] = [2, 2]
 
-    prior = load_prior(_rewrite(tmp_path / "dqn.zip", tmp_path / "m.zip", two_by_two),
+    prior = load_prior(rewrite_data(tmp_path / "dqn.zip", tmp_path / "m.zip", two_by_two),
                        temperature=1.0)  # fmt: skip
     assert prior.obs_dim == 4 and prior.meta["observation_shape"] == [2, 2]
 
@@ -146,7 +133,7 @@ def test_a_multidimensional_box_is_flattened_as_sb3_does(tmp_path: Path) -> None
         data["observation_space"]["_shape"] = [3, 3]
 
     with pytest.raises(TailorError, match="9"):  # 9 inputs claimed, the network takes 4
-        load_prior(_rewrite(tmp_path / "dqn.zip", tmp_path / "b.zip", three_by_three),
+        load_prior(rewrite_data(tmp_path / "dqn.zip", tmp_path / "b.zip", three_by_three),
                    temperature=1.0)  # fmt: skip
 
 
@@ -169,4 +156,4 @@ def test_a_refusal_says_what_the_policy_is(tmp_path: Path, module: str, cls: str
         data["policy_class"]["__init__"] = f"<function {cls}.__init__ at 0x7f>"
 
     with pytest.raises(TailorError, match=f"{cls} is not supported \\(.*{why}.*supported: Mlp"):
-        load_prior(_rewrite(tmp_path / "dqn.zip", tmp_path / "x.zip", other))
+        load_prior(rewrite_data(tmp_path / "dqn.zip", tmp_path / "x.zip", other))
