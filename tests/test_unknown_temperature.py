@@ -70,3 +70,13 @@ def test_a_customization_says_the_rule_and_uses_it(tmp_path) -> None:
 
     trainer = json.loads((out / "checkpoint.json").read_text())
     assert trainer  # the run finished and committed a checkpoint
+
+
+def test_a_config_flag_typed_at_its_default_is_the_users() -> None:
+    """`--kl-horizon 10000` (PPOConfig's default) must reach the run as the user's choice, so
+    that the rule for priors of unknown temperature (which sets 4096) does not replace it."""
+    from tailor.experiments.configs import config_flags
+
+    assert config_flags("ppo", ["--kl-horizon", "10000"]) == {"kl_horizon": 10_000}
+    assert config_flags("ppo", ["--num-epochs=5"]) == {"num_epochs": 5}
+    assert config_flags("ppo", ["--num-epochs", "3"]) == {"num_epochs": 3}

@@ -392,6 +392,8 @@ def _resume_changes(
         if value is not None:
             changed.append(f"{flag} (the run continues from its copy of the prior)")
     flags = run.config_flags("ppo", list(args.extra), config.to_json()) if args.extra else {}
+    # A flag typed with the run's own value changes nothing.
+    flags = {k: v for k, v in flags.items() if v != getattr(config, k)}
     mutable = {k: v for k, v in flags.items() if k == "tensorboard"}
     changed.extend(
         f"--{k.replace('_', '-')} {_shown(v)} (the run has {_shown(getattr(config, k))})"

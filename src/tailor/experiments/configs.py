@@ -123,7 +123,10 @@ def config_flags(
     (they are the defaults shown); ``--help`` prints every field and exits.
 
     Returns:
-        Only the fields whose value differs from ``base`` / the dataclass default.
+        The fields given on the command line (even at their default value: a value the user
+        typed is theirs, and defaults that tailor derives later, e.g. for a prior of unknown
+        temperature, must not replace it) and those whose value differs from ``base`` / the
+        dataclass default.
     """
     import tyro
 
@@ -141,10 +144,11 @@ def config_flags(
         start["hidden"] = tuple(int(h) for h in start["hidden"])
     default = cls(**start)
     parsed = tyro.cli(cls, args=list(argv), default=default, prog=prog)
+    typed = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
     return {
         f.name: getattr(parsed, f.name)
         for f in dataclasses.fields(cls)
-        if getattr(parsed, f.name) != getattr(default, f.name)
+        if f.name in typed or getattr(parsed, f.name) != getattr(default, f.name)
     }
 
 
