@@ -20,6 +20,8 @@ from pathlib import Path
 AGENTS = [  # (label, zip inside the zoo, task)
     ("PPO HalfCheetah", "ppo/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg"),
     ("PPO Hopper", "ppo/Hopper-v3_1/Hopper-v3.zip", "hopper-jump"),
+    ("SAC HalfCheetah", "sac/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg"),
+    ("TQC Hopper", "tqc/Hopper-v3_1/Hopper-v3.zip", "hopper-jump"),
 ]
 TAILOR = str(Path(sys.executable).with_name("tailor"))
 
