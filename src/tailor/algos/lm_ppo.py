@@ -43,7 +43,9 @@ alpha_hat) E[log pi_prior]``; the two estimators put the KL part in different pl
 * ``k3-loss``: the reward keeps ``r_R + (omega' - alpha_hat) log pi_prior`` and the loss adds
   ``alpha_hat * k3`` per token, ``k3 = exp(d) - d - 1`` with ``d = log pi_prior - log pi_theta``
   (:func:`tailor.losses.k3_kl`), as TRL's ``GRPOTrainer`` and verl (``use_kl_loss``,
-  ``low_var_kl``) do.
+  ``low_var_kl``) do. k3's value is unbiased for the KL, but its gradient is in expectation that
+  of ``KL(pi_prior || pi_theta)`` at each state, so the run settles away from the closed-form
+  target that ``k1-reward`` reaches (measured on the enumerable toy, tests/test_lm_toy.py).
 
 Side by side with TRL: TRL's ``beta`` is the coefficient of that per-token k3 loss, so TRL's
 GRPO objective ``E[r] - beta KL(pi || pi_ref)`` is the method ``kl`` with ``beta``, i.e.
