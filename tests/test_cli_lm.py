@@ -293,3 +293,31 @@ def test_a_stop_signal_saves_the_lm_learnt_so_far(
     meta = json.loads((out / "tailor.json").read_text())
     assert meta["interrupted_at_step"] == 2 and len(meta["history"]) == 2
     assert main(["lm", "sample", "--model", str(out), "-n", "2"]) == 0
+
+
+def test_prompts_file_and_group_estimator_flags(tmp_path, capsys, prior):
+    pf = tmp_path / "prompts.jsonl"
+    pf.write_text('{"prompt": "ja"}\n{"prompt": "mi"}\n{"prompt": "lu"}\n')
+    out = tmp_path / "g"
+    args = _customize(prior, out, "--method", "residual", "--reward", "ends-with-vowel")
+    args += ["--prompts-file", str(pf), "--prompt", "", "--steps", "2", "--batch-size", "8"]
+    assert main([*args, "--advantage", "grpo", "--group-size", "4"]) == 0
+    meta = json.loads((out / "tailor.json").read_text())
+    assert meta["prompts"] == ["", "ja", "mi", "lu"] and meta["prompts_file"] == str(pf)
+    assert meta["config"]["advantage"] == "grpo" and meta["config"]["group_size"] == 4
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:  # a config error: tyro's usage error, exit 2
+        main([*args, "--overwrite", "--advantage", "grpo", "--group-size", "3"])
+    assert exc.value.code == 2  # tyro boxes and wraps the message:
+    assert "multipleofgroup_size" in "".join(capsys.readouterr().err.replace("│", "").split())
+    chat = tmp_path / "chat.jsonl"
+    chat.write_text('{"prompt": [{"role": "user", "content": "hi"}]}\n')
+    args = _customize(prior, tmp_path / "c", "--method", "kl", "--reward", "ends-with-vowel")
+    _fails(capsys, [*args, "--prompts-file", str(chat)], "chat template")
+    assert not (tmp_path / "c").exists()  # refused before the run directory is made
+    for text, needle in (("", "holds no prompts"), ("{\n", "chat.jsonl:1: invalid JSON"),
+                         ('{"p": 1}\n', "missing key 'prompt'")):  # fmt: skip
+        chat.write_text(text)
+        _fails(capsys, [*args, "--prompts-file", str(chat)], needle)
+    chat.write_bytes(b"\xff\n")
+    _fails(capsys, [*args, "--prompts-file", str(chat)], "not UTF-8")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -95,6 +98,88 @@ def test_kl_equals_residual_with_equal_coefficients(tiny):
         prior, tok, "ends-with-vowel", "residual", cfg, omega_prime=1.0, alpha_hat=0.3
     )
     assert not torch.equal(other.lm_head.weight, kl.lm_head.weight)
+
+
+@pytest.mark.parametrize("advantage", ["grpo", "rloo"])
+def test_group_estimators_increase_the_addon_reward(tiny, advantage):
+    prior, tok = tiny
+    before = _success(prior, prior, tok, "ends-with-vowel")
+    cfg = LMPPOConfig(
+        steps=8, batch_size=32, minibatch_size=16, max_new_tokens=10, lr=1e-3,
+        advantage=advantage, group_size=4,
+    )  # fmt: skip
+    up, hist = customize_ppo(prior, tok, "ends-with-vowel", "kl", cfg, beta=0.02)
+    assert _success(up, prior, tok, "ends-with-vowel") > before + 0.15
+    assert all(math.isnan(h["value_loss"]) for h in hist)  # no value head is trained
+    assert not math.isnan(hist[0]["policy_loss"])  # no critic warm-up either
+
+
+@pytest.mark.parametrize("method", ["residual", "kl", "greedy"])
+@pytest.mark.parametrize("kl_estimator", ["k1-reward", "k3-loss"])
+def test_every_method_runs_with_each_estimator(tiny, method, kl_estimator):
+    prior, tok = tiny
+    for advantage in ("gae", "grpo", "rloo"):
+        cfg = LMPPOConfig(
+            steps=2, batch_size=8, minibatch_size=4, max_new_tokens=6, critic_warmup=0,
+            advantage=advantage, group_size=2, kl_estimator=kl_estimator,
+        )  # fmt: skip
+        _, hist = customize_ppo(
+            prior, tok, "ends-with-vowel", method, cfg, ["", "ja", "mi"], **COEF[method]
+        )
+        assert len(hist) == 2 and math.isfinite(hist[-1]["policy_loss"]), advantage
+
+
+COEF = {
+    "residual": {"omega_prime": 0.3, "alpha_hat": 0.1},
+    "kl": {"beta": 0.1},
+    "greedy": {"alpha_hat": 0.1},
+}
+
+
+def test_k3_loss_moves_the_kl_out_of_the_reward(tiny):
+    """``k3-loss`` for ``kl``: the reward is ``r_R`` alone (TRL's GRPO with beta); for residual
+    it keeps ``(omega' - alpha_hat) log pi_prior``, which at the first iteration (policy = prior)
+    is all that k1's ``omega' log pi_prior - alpha_hat log pi`` is."""
+    prior, tok = tiny
+    cfg = LMPPOConfig(
+        steps=1, batch_size=8, minibatch_size=8, max_new_tokens=6, advantage="rloo",
+        group_size=2, kl_estimator="k3-loss",
+    )  # fmt: skip
+    _, hist = customize_ppo(prior, tok, "ends-with-vowel", "kl", cfg, beta=0.5)
+    assert hist[0]["return"] == pytest.approx(hist[0]["addon"])
+    coef = {"omega_prime": 0.5, "alpha_hat": 0.1}
+    _, k3 = customize_ppo(prior, tok, "ends-with-vowel", "residual", cfg, **coef)
+    k1_cfg = replace(cfg, kl_estimator="k1-reward")
+    _, k1 = customize_ppo(prior, tok, "ends-with-vowel", "residual", k1_cfg, **coef)
+    assert k1[0]["addon"] == k3[0]["addon"]  # the same samples
+    assert k3[0]["return"] == pytest.approx(k1[0]["return"], rel=1e-5)
+    assert k3[0]["return"] < k3[0]["addon"] - 0.1  # 0.4 log pi_prior < 0 is in the reward
+
+
+def test_long_prompt_lists_are_all_used(tiny):
+    prior, tok = tiny
+    seen: list[str] = []
+    register_reward("test-seen", lambda p, c: seen.append(p) or 0.0, True)
+    prompts = [f"{a}{b}" for a in "abcdefghij" for b in "aeiou"]  # 50 distinct prompts
+    cfg = LMPPOConfig(steps=3, batch_size=40, minibatch_size=40, max_new_tokens=2, epochs=1,
+                      advantage="grpo", group_size=2)  # fmt: skip
+    try:
+        customize_ppo(prior, tok, "test-seen", "greedy", cfg, prompts, alpha_hat=0.1)
+    finally:
+        unregister_reward("test-seen")
+    assert len(seen) == 120 and set(seen) == set(prompts)  # 60 slots: every prompt in 50
+
+
+def test_group_settings_are_checked():
+    with pytest.raises(TailorError, match="advantage must be one of gae, grpo, rloo"):
+        LMPPOConfig(advantage="ppo")
+    with pytest.raises(TailorError, match="kl_estimator must be one of"):
+        LMPPOConfig(kl_estimator="k2")
+    with pytest.raises(TailorError, match="group_size must be >= 2 for grpo"):
+        LMPPOConfig(advantage="grpo", group_size=1)
+    with pytest.raises(TailorError, match="multiple of group_size"):
+        LMPPOConfig(advantage="rloo", batch_size=10, group_size=4)
+    LMPPOConfig(batch_size=10, group_size=4)  # gae ignores group_size
 
 
 def test_ppo_rejects_offline_methods(tiny):

@@ -3,10 +3,14 @@
 Each function states its formula and tensor shapes; the training loops in :mod:`tailor.algos`
 only call them. Three families:
 
-* **PPO** (MuJoCo PPO and token-level PPO call the same two functions)::
+* **PPO** (MuJoCo PPO and token-level PPO call the same two functions), and the group-relative
+  advantages and k3 KL of token-level GRPO / RLOO::
 
       policy loss  max(-A * rho, -A * clip(rho, 1 - eps, 1 + eps))       rho = pi_theta / pi_old
       value loss   max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
+      GRPO         A_i = (R_i - mean_group R) / (std_group R + eps)
+      RLOO         A_i = R_i - mean_{j != i in the group} R_j
+      k3           exp(d) - d - 1,  d = log pi_prior - log pi_theta
 
 * **Residual Q-Learning** (reference section 4). The prior ``pi`` is fixed; the customized
   policy never sees the basic reward, only ``r_R`` and ``log pi``. With ``omega' = omega * alpha``::
@@ -56,8 +60,11 @@ __all__ = [
     "clipped_surrogate_loss",
     "decoupled_dpo_loss",
     "dpo_loss",
+    "grpo_advantages",
+    "k3_kl",
     "prior_log_probs",
     "residual_logits",
+    "rloo_advantages",
     "sac_actor_loss",
     "sac_critic_target",
     "soft_policy",
@@ -107,6 +114,72 @@ def value_loss(
         raise TailorError("value_loss: a clipped value loss needs clip")
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return torch.max((values - returns).square(), (clipped - returns).square())
+
+
+def _groups(fn: str, returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``returns [B]`` as ``[B / k, k]``: consecutive rows are one group."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
+        raise TailorError(f"{fn}: group_size must be an integer >= 2, got {group_size!r}")
+    if not isinstance(returns, torch.Tensor) or returns.ndim != 1:
+        raise TailorError(f"{fn}: returns must be a torch tensor of shape [B]")
+    if returns.shape[0] % group_size:
+        raise TailorError(
+            f"{fn}: {returns.shape[0]} returns do not split into groups of {group_size}"
+        )
+    return returns.reshape(-1, group_size)
+
+
+def grpo_advantages(returns: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """GRPO's group-relative advantage of each completion (DeepSeekMath; TRL's ``GRPOTrainer``)::
+
+        A_i = (R_i - mean_j R_j) / (std_j R_j + eps)      j over the group of i
+
+    with the unbiased (``k - 1``) standard deviation, as TRL computes it.
+
+    Args:
+        returns: ``R``, one return per completion, ``[B]``; the ``k`` completions of one prompt
+            are consecutive (``B = G * k``).
+        group_size: ``k >= 2``.
+        eps: added to the std (a group of equal returns gets advantage 0, not NaN).
+
+    Returns:
+        ``[B]``.
+    """
+    r = _groups("grpo_advantages", returns, group_size)
+    centred = r - r.mean(1, keepdim=True)
+    return (centred / (r.std(1, keepdim=True) + eps)).reshape(-1)
+
+
+def rloo_advantages(returns: torch.Tensor, group_size: int) -> torch.Tensor:
+    """REINFORCE leave-one-out advantage (Kool et al. 2019; Ahmadian et al. 2024)::
+
+        A_i = R_i - mean_{j != i} R_j  =  k / (k - 1) * (R_i - mean_j R_j)
+
+    an unbiased baseline (it does not depend on ``R_i``), no division by a std.
+
+    Args:
+        returns: ``[B]``, the ``k`` completions of one prompt consecutive (``B = G * k``).
+        group_size: ``k >= 2``.
+
+    Returns:
+        ``[B]``.
+    """
+    r = _groups("rloo_advantages", returns, group_size)
+    others = (r.sum(1, keepdim=True) - r) / (group_size - 1)
+    return (r - others).reshape(-1)
+
+
+def k3_kl(logp: torch.Tensor, logp_prior: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of ``KL(pi_theta || pi_prior)`` (Schulman's "approximating KL"; the
+    KL loss of TRL's GRPO and verl's ``low_var_kl``), for tokens sampled from ``pi_theta``::
+
+        k3 = exp(d) - d - 1,    d = log pi_prior(y_t|s_t) - log pi_theta(y_t|s_t)
+
+    Non-negative, 0 where the two agree, unbiased for the KL in value. ``logp`` carries the
+    gradient; same shape ``[...]`` in and out.
+    """
+    d = logp_prior - logp
+    return d.exp() - d - 1.0
 
 
 # ---- Residual Q-Learning ------------------------------------------------------------------------

@@ -18,6 +18,43 @@ fitted alone for the first ``critic_warmup`` fraction of the iterations.
 
 Dropout is off (``eval()`` mode) for sampling and updates so that the PPO ratio is exactly 1 at
 the first epoch.
+
+Prompts (:class:`PromptSchedule`): a list no longer than the batch is cycled over every batch; a
+longer one is read in shuffled epochs (the run's generator), each iteration taking the next
+prompts, so every prompt is used.
+
+**Advantage estimators** (``LMPPOConfig.advantage``), all of the same token-level reward and the
+same clipped update:
+
+* ``gae`` (default): the value head and GAE above;
+* ``grpo`` / ``rloo``: ``group_size`` = k completions are sampled per prompt (``batch_size / k``
+  prompts per iteration). A completion's return is its reformulated reward summed over its
+  tokens, ``R = r_R + sum_t (omega' log pi_prior - alpha_hat log pi_old)``; its advantage, on
+  every one of its tokens, is ``(R - mean_group R) / (std_group R + eps)`` (GRPO) or ``R - mean
+  of the other k - 1`` (RLOO; :func:`tailor.losses.grpo_advantages`, ``rloo_advantages``). No
+  value head is trained (and there is no critic warm-up).
+
+**KL estimators** (``LMPPOConfig.kl_estimator``). Every method maximises ``E[r_R] + omega'
+E[log pi_prior] + alpha_hat H(pi)`` = ``E[r_R] - alpha_hat KL(pi || pi_prior) + (omega' -
+alpha_hat) E[log pi_prior]``; the two estimators put the KL part in different places:
+
+* ``k1-reward`` (default): all of it in the per-token reward, as above (the sampled log-ratio,
+  "k1", as a reward: classic RLHF PPO and this module's default);
+* ``k3-loss``: the reward keeps ``r_R + (omega' - alpha_hat) log pi_prior`` and the loss adds
+  ``alpha_hat * k3`` per token, ``k3 = exp(d) - d - 1`` with ``d = log pi_prior - log pi_theta``
+  (:func:`tailor.losses.k3_kl`), as TRL's ``GRPOTrainer`` and verl (``use_kl_loss``,
+  ``low_var_kl``) do. k3's value is unbiased for the KL, but its gradient is in expectation that
+  of ``KL(pi_prior || pi_theta)`` at each state, so the run settles away from the closed-form
+  target that ``k1-reward`` reaches (measured on the enumerable toy, tests/test_lm_toy.py).
+
+Side by side with TRL: TRL's ``beta`` is the coefficient of that per-token k3 loss, so TRL's
+GRPO objective ``E[r] - beta KL(pi || pi_ref)`` is the method ``kl`` with ``beta``, i.e.
+``omega' = alpha_hat = beta``, under ``advantage="grpo", kl_estimator="k3-loss"`` (the leftover
+``(omega' - alpha_hat) log pi_prior`` is 0). ``residual`` (``omega' != alpha_hat``) is TRL's
+``beta = alpha_hat`` plus ``(omega' - alpha_hat) log pi_prior`` in the reward (a prior
+sharpened by ``omega' / alpha_hat``), ``greedy`` is ``beta = alpha_hat`` with ``- alpha_hat log
+pi_prior`` in the reward (entropy regularisation alone). TRL's ``beta = 0`` (no KL term) is
+``omega' = alpha_hat = 0``: the add-on reward alone.
 """
 
 from __future__ import annotations
@@ -37,14 +74,23 @@ from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import Samples, sample, token_logprobs
-from tailor.losses import clipped_surrogate_loss, value_loss
+from tailor.losses import (
+    clipped_surrogate_loss,
+    grpo_advantages,
+    k3_kl,
+    rloo_advantages,
+    value_loss,
+)
 from tailor.methods import Method, resolve
 from tailor.returns import gae
-from tailor.reward import reformulate
+from tailor.reward import RewardSpec, reformulate
 
 __all__ = [
+    "ADVANTAGES",
+    "KL_ESTIMATORS",
     "PPO_METHODS",
     "LMPPOConfig",
+    "PromptSchedule",
     "ValueHead",
     "customize_ppo",
     "last_token_rewards",
@@ -53,6 +99,8 @@ __all__ = [
 ]
 
 PPO_METHODS = ("residual", "kl", "greedy")
+ADVANTAGES = ("gae", "grpo", "rloo")
+KL_ESTIMATORS = ("k1-reward", "k3-loss")
 
 
 @dataclass(frozen=True)
@@ -74,7 +122,17 @@ class LMPPOConfig:
         value_hidden: hidden width of the value head MLP.
         critic_warmup: fraction of the iterations (rounded up) in which only the value head is
             trained (the paper fits a fresh critic alone for the first 5%).
-        seed: seeds the sampler, the minibatch order and the value head.
+        advantage: ``"gae"`` (a value head and GAE), ``"grpo"`` (each completion's return minus
+            its group's mean, over the group's std) or ``"rloo"`` (minus the mean of the other
+            completions of its group); see the module docstring. ``grpo`` and ``rloo`` train no
+            value head and ignore ``gamma``, ``lam``, ``value_lr``, ``value_hidden`` and
+            ``critic_warmup``.
+        group_size: completions sampled per prompt by ``grpo`` and ``rloo`` (>= 2; ``batch_size``
+            must be a multiple of it); ``gae`` samples one per prompt slot and ignores it.
+        kl_estimator: ``"k1-reward"`` (the prior and entropy terms in the per-token reward) or
+            ``"k3-loss"`` (``alpha_hat`` times the k3 estimate of ``KL(pi_theta || pi_prior)`` per
+            token in the loss, as TRL and verl do; see the module docstring).
+        seed: seeds the sampler, the prompt order, the minibatch order and the value head.
     """
 
     steps: int = 60
@@ -90,11 +148,15 @@ class LMPPOConfig:
     max_grad_norm: float = 1.0
     value_hidden: int = 64
     critic_warmup: float = 0.05
+    advantage: str = "gae"
+    group_size: int = 4
+    kl_estimator: str = "k1-reward"
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_config(self, {"value_hidden": COUNT})  # types, seed; the ranges below
-        for name in ("steps", "batch_size", "max_new_tokens", "epochs", "minibatch_size"):
+        names = ("steps", "batch_size", "max_new_tokens", "epochs", "minibatch_size", "group_size")
+        for name in names:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TailorError(f"LMPPOConfig.{name} must be an integer >= 1, got {v!r}")
@@ -106,6 +168,28 @@ class LMPPOConfig:
             v = getattr(self, name)
             if not (0.0 <= v <= 1.0):
                 raise TailorError(f"LMPPOConfig.{name} must be in [0, 1], got {v!r}")
+        for name, allowed in (("advantage", ADVANTAGES), ("kl_estimator", KL_ESTIMATORS)):
+            if getattr(self, name) not in allowed:
+                raise TailorError(
+                    f"LMPPOConfig.{name} must be one of {', '.join(allowed)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if self.advantage != "gae":
+            if self.group_size < 2:
+                raise TailorError(
+                    f"LMPPOConfig.group_size must be >= 2 for {self.advantage} (its advantage "
+                    f"compares the completions of one prompt), got {self.group_size}"
+                )
+            if self.batch_size % self.group_size:
+                raise TailorError(
+                    f"LMPPOConfig.batch_size ({self.batch_size}) must be a multiple of "
+                    f"group_size ({self.group_size}) for {self.advantage}"
+                )
+
+    @property
+    def group(self) -> int:
+        """Completions per prompt: ``group_size`` for grpo / rloo, 1 for gae."""
+        return 1 if self.advantage == "gae" else self.group_size
 
 
 class ValueHead(torch.nn.Module):
@@ -169,9 +253,38 @@ def _freeze(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _prompt_batch(prompts: Sequence[str], n: int) -> list[str]:
-    prompts = list(prompts) or [""]
-    return [prompts[i % len(prompts)] for i in range(n)]
+class PromptSchedule:
+    """The prompts of each iteration: ``slots`` prompts, each repeated ``repeats`` times in a row
+    (a group of completions of one prompt is ``repeats`` consecutive rows of the batch).
+
+    A list of at most ``slots`` prompts is cycled from its start every iteration (every prompt is
+    in every batch). A longer list is read in shuffled epochs: a permutation drawn with
+    ``generator`` each time the list is used up, each iteration taking the next ``slots``
+    prompts (an iteration may take the end of one epoch and the start of the next), so every
+    prompt is used once per epoch and the order is fixed by the seed.
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        slots: int,
+        repeats: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.prompts = list(prompts) or [""]
+        self.slots, self.repeats, self.generator = slots, repeats, generator
+        self._queue: list[int] = []
+
+    def next(self) -> list[str]:
+        """The ``slots * repeats`` prompts of the next iteration."""
+        n = len(self.prompts)
+        if n <= self.slots:
+            idx = [i % n for i in range(self.slots)]
+        else:
+            while len(self._queue) < self.slots:
+                self._queue += torch.randperm(n, generator=self.generator).tolist()
+            idx, self._queue = self._queue[: self.slots], self._queue[self.slots :]
+        return [self.prompts[i] for i in idx for _ in range(self.repeats)]
 
 
 def customize_ppo(
@@ -194,7 +307,9 @@ def customize_ppo(
         method: ``residual``, ``kl`` or ``greedy`` (a :class:`~tailor.methods.Method` or a name,
             then ``coefficients`` go to :func:`tailor.methods.resolve`).
         config: PPO settings.
-        prompts: prompts cycled over the batch (default: the empty prompt, i.e. just bos).
+        prompts: prompts as text (default: the empty prompt, i.e. just bos); a list no longer
+            than the batch's prompt slots is cycled over every batch, a longer one read in
+            shuffled epochs (:class:`PromptSchedule`).
         control: progress bar and the stop request polled before every iteration (a stopped
             run returns the model and history so far).
 
@@ -226,9 +341,11 @@ def customize_ppo(
     value_head = ValueHead(policy.config.hidden_size, c.value_hidden)
     opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
     vopt = torch.optim.Adam(value_head.parameters(), lr=c.value_lr)
-    learner = _Learner(policy, value_head, opt, vopt, c, g)
-    warmup_iters = math.ceil(c.critic_warmup * c.steps)
-    batch_prompts = _prompt_batch(prompts, c.batch_size)
+    spec, kl_coef = _split_kl(method.spec, c.kl_estimator)
+    learner = _Learner(policy, value_head, opt, vopt, c, g, kl_coef)
+    gae_run = c.advantage == "gae"
+    warmup_iters = math.ceil(c.critic_warmup * c.steps) if gae_run else 0
+    schedule = PromptSchedule(prompts, c.batch_size // c.group, c.group, g)
 
     control = control or LoopControl()
     bar = control.bar(c.steps, f"ppo {method.name}", "it")
@@ -236,24 +353,20 @@ def customize_ppo(
     for it in range(c.steps):
         if control.stop():
             break
-        batch = sample(policy, tokenizer, batch_prompts, c.max_new_tokens, generator=g)
+        batch = sample(policy, tokenizer, schedule.next(), c.max_new_tokens, generator=g)
         r_seq = _float32_rewards(evaluate_reward(reward, batch.prompts, batch.completions), it)
         with torch.no_grad():
             prior_tok, _ = token_logprobs(
                 prior, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask
             )
-            _, hidden = token_logprobs(
-                policy, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask, True
-            )
-            values = value_head(hidden)
         r_tok = last_token_rewards(r_seq, batch.mask)
         # THE reward of every method (tailor.reward.reformulate), token by token.
-        rewards = reformulate(r_tok, prior_tok, batch.logp, method.spec)
+        rewards = reformulate(r_tok, prior_tok, batch.logp, spec)
         rewards = torch.where(batch.mask.bool(), rewards, torch.zeros_like(rewards))
-        adv, ret = token_advantages(rewards, values, batch.mask, c.gamma, c.lam)
-        m = batch.mask.bool()
-        adv_std = adv[m].std() if int(m.sum()) > 1 else torch.tensor(1.0)
-        adv = torch.where(m, (adv - adv[m].mean()) / (adv_std + 1e-8), torch.zeros_like(adv))
+        if gae_run:
+            adv, ret = _gae_advantages(learner, batch, rewards)
+        else:
+            adv, ret = _group_advantages(c, rewards, batch.mask), None
 
         train_policy = it >= warmup_iters
         if not bool(torch.isfinite(rewards).all()):
@@ -261,7 +374,7 @@ def customize_ppo(
                 f"LM PPO: the reformulated reward is not finite at iteration {it + 1} (the "
                 "log-probability terms overflowed); nothing was saved"
             )
-        stats = _update(learner, batch, adv, ret, train_policy)
+        stats = _update(learner, batch, adv, ret, prior_tok, train_policy)
         seq_kl = (batch.logp - prior_tok).sum(1)
         row = {
             "iteration": float(it),
@@ -279,7 +392,7 @@ def customize_ppo(
             bar.set_postfix(addon=f"{row['addon']:.2f}", kl=f"{row['kl_to_prior']:.2f}")
     if bar is not None:
         bar.close()
-    check_trained("LM PPO", {"policy": policy, "value_head": value_head})
+    check_trained("LM PPO", {"policy": policy, **({"value_head": value_head} if gae_run else {})})
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(False)
@@ -301,6 +414,43 @@ def _float32_rewards(values: np.ndarray, it: int) -> torch.Tensor:
     return torch.as_tensor(values, dtype=torch.float32)
 
 
+def _split_kl(spec: RewardSpec, estimator: str) -> tuple[RewardSpec, float]:
+    """``(reward spec, k3 loss coefficient)`` of a KL estimator (module docstring): ``k1-reward``
+    keeps the method's spec and no loss term; ``k3-loss`` moves ``alpha_hat KL(pi || prior)``
+    into the loss and leaves ``(omega' - alpha_hat) log pi_prior`` in the reward."""
+    if estimator == "k1-reward":
+        return spec, 0.0
+    return RewardSpec(spec.omega_prime - spec.alpha_hat, 0.0), spec.alpha_hat
+
+
+def _gae_advantages(
+    learner: _Learner, batch: Samples, rewards: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE advantages (normalised over the batch's tokens) and returns, ``[B, T]`` each, from the
+    value head on the policy's hidden states."""
+    c = learner.c
+    with torch.no_grad():
+        _, hidden = token_logprobs(
+            learner.policy, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask, True
+        )
+        values = learner.value_head(hidden)
+    adv, ret = token_advantages(rewards, values, batch.mask, c.gamma, c.lam)
+    m = batch.mask.bool()
+    adv_std = adv[m].std() if int(m.sum()) > 1 else torch.tensor(1.0)
+    adv = torch.where(m, (adv - adv[m].mean()) / (adv_std + 1e-8), torch.zeros_like(adv))
+    return adv, ret
+
+
+def _group_advantages(c: LMPPOConfig, rewards: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """GRPO / RLOO advantages ``[B, T]``: the sequence's advantage on each of its tokens."""
+    returns = rewards.sum(1)  # the reformulated return of each completion (padding is 0)
+    if c.advantage == "grpo":
+        seq_adv = grpo_advantages(returns, c.group_size)
+    else:
+        seq_adv = rloo_advantages(returns, c.group_size)
+    return seq_adv[:, None] * mask.to(seq_adv.dtype)
+
+
 def _check_loss(name: str, loss: torch.Tensor) -> None:
     if not bool(torch.isfinite(loss)):
         raise TailorError(
@@ -320,15 +470,21 @@ class _Learner:
     vopt: torch.optim.Optimizer
     c: LMPPOConfig
     g: torch.Generator
+    kl_coef: float = 0.0
 
 
 def _update(
-    learner: _Learner, batch: Samples, adv: torch.Tensor, ret: torch.Tensor, train_policy: bool
+    learner: _Learner,
+    batch: Samples,
+    adv: torch.Tensor,
+    ret: torch.Tensor | None,
+    prior_tok: torch.Tensor,
+    train_policy: bool,
 ) -> dict[str, float]:
-    """PPO epochs over one batch: clipped surrogate + value regression, token-level means.
-    ``adv`` and ``ret`` are ``[B, T]`` like the batch's tokens."""
-    policy, value_head, opt, vopt = learner.policy, learner.value_head, learner.opt, learner.vopt
-    c, g = learner.c, learner.g
+    """PPO epochs over one batch: clipped surrogate (+ ``kl_coef`` times the per-token k3 KL to
+    the prior) + value regression when there are returns, token-level means. ``adv``, ``ret``
+    (``None``: no value head to fit) and ``prior_tok`` are ``[B, T]`` like the batch's tokens."""
+    policy, opt, c, g = learner.policy, learner.opt, learner.c, learner.g
     n = len(batch)
     pl, vl, kls, clips = [], [], [], []
     for _ in range(c.epochs):
@@ -340,18 +496,16 @@ def _update(
             logp, hidden = token_logprobs(
                 policy, mb.prompt_ids, mb.prompt_mask, mb.tokens, mask, return_hidden=True
             )
-            values = value_head(hidden.detach())
-            v_loss = 0.5 * masked_mean(value_loss(values, ret[idx]), mask)
-            _check_loss("value loss", v_loss)
-            vopt.zero_grad()
-            v_loss.backward()
-            vopt.step()
-            vl.append(v_loss.item())
+            if ret is not None:
+                vl.append(_fit_value(learner, hidden, ret[idx], mask))
             if not train_policy:
                 continue
             log_ratio = logp - mb.logp
             ratio = log_ratio.exp()
-            policy_loss = masked_mean(clipped_surrogate_loss(ratio, adv[idx], c.clip), mask)
+            per_token = clipped_surrogate_loss(ratio, adv[idx], c.clip)
+            if learner.kl_coef:
+                per_token = per_token + learner.kl_coef * k3_kl(logp, prior_tok[idx])
+            policy_loss = masked_mean(per_token, mask)
             _check_loss("policy loss", policy_loss)
             opt.zero_grad()
             policy_loss.backward()
@@ -365,10 +519,23 @@ def _update(
     nan = float("nan")
     return {
         "policy_loss": float(np.mean(pl)) if pl else nan,
-        "value_loss": float(np.mean(vl)),
+        "value_loss": float(np.mean(vl)) if vl else nan,
         "approx_kl": float(np.mean(kls)) if kls else nan,
         "clip_frac": float(np.mean(clips)) if clips else nan,
     }
+
+
+def _fit_value(
+    learner: _Learner, hidden: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor
+) -> float:
+    """One value-head step on a minibatch (the hidden states detached); the loss."""
+    values = learner.value_head(hidden.detach())
+    v_loss = 0.5 * masked_mean(value_loss(values, ret), mask)
+    _check_loss("value loss", v_loss)
+    learner.vopt.zero_grad()
+    v_loss.backward()
+    learner.vopt.step()
+    return v_loss.item()
 
 
 def config_dict(config: LMPPOConfig) -> dict[str, Any]:

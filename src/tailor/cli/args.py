@@ -148,6 +148,7 @@ INPUT_OPTIONS = (
     "tasks_file",
     "prior_normalizer",
     "preferences",
+    "prompts_file",
     "rewards_file",
     "corpus",
     "dir",

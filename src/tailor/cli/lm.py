@@ -98,6 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="prompt to customize on (repeatable; default: the empty prompt)",
     )
     p.add_argument(
+        "--prompts-file",
+        default=None,
+        help="more prompts: FILE.txt (one per line) or FILE.jsonl (a 'prompt' per line, text or "
+        "a list of role/content messages rendered with the prior's chat template)",
+    )
+    p.add_argument(
         "--out",
         help="output model directory (default: a new "
         "runs/lm-<reward>/<method>-<seed>-<YYYYmmdd-HHMMSS>)",
@@ -269,6 +275,11 @@ def cmd_customize(args: argparse.Namespace) -> int:
         base = {"seed": args.seed, "max_new_tokens": args.max_new_tokens, **overrides}
         prog = f"tailor lm customize --method {args.method}"
         overrides = {**overrides, **config_flags(kind, argv, base, prog=prog)}
+    prompts = list(args.prompt or [])
+    if args.prompts_file is not None:
+        from tailor.lm.prompts import load_prompts
+
+        prompts += load_prompts(args.prompts_file)
     pairs = None
     if not method.offline:
         if args.preferences is not None:
@@ -301,13 +312,17 @@ def cmd_customize(args: argparse.Namespace) -> int:
         args.out,
         reward=reward,
         pairs=pairs,
-        prompts=args.prompt or [""],
+        prompts=prompts or [""],
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
         overrides=overrides,
         progress=not args.quiet,
         coefficients=given,
-        record={"rewards_file": args.rewards_file, "preferences": args.preferences},
+        record={
+            "rewards_file": args.rewards_file,
+            "preferences": args.preferences,
+            "prompts_file": args.prompts_file,
+        },
         overwrite=args.overwrite,
         allow_pickle_weights=args.allow_pickle_weights,
     )

@@ -34,8 +34,10 @@ class LMOptions:
     """The named options of :func:`lm_customize`.
 
     Attributes:
-        pairs: preference pairs for the offline methods.
-        prompts: prompts (default: the empty prompt).
+        pairs: preference pairs for the offline methods (conversational ones are rendered with
+            the prior's chat template, :func:`tailor.lm.preferences.render_pairs`).
+        prompts: prompts (default: the empty prompt); a conversation (a list of role/content
+            messages) is rendered with the prior's chat template.
         seed: seed of the run.
         max_new_tokens: longest completion (default: the config's).
         overrides: fields of :class:`~tailor.algos.lm_ppo.LMPPOConfig` /
@@ -49,7 +51,7 @@ class LMOptions:
     """
 
     pairs: list | None = None
-    prompts: list[str] | None = None
+    prompts: list | None = None
     seed: int = 0
     max_new_tokens: int | None = None
     overrides: Mapping[str, Any] | None = None
@@ -93,12 +95,15 @@ def lm_customize(
         TailorError: an unknown option, a bad method, prior or config field.
     """
     from tailor.lm.model import load_model, load_tokenizer, save_model
+    from tailor.lm.preferences import render_pairs
+    from tailor.lm.prompts import render_prompts
 
     opts, _ = split_options(LMOptions, options, where="lm_customize", rest=False)
     m = lm_method(method, **dict(opts.coefficients or {}))
     prior = load_model(prior_dir, what="prior", allow_pickle=opts.allow_pickle_weights)
     tok = load_tokenizer(prior_dir, what="prior", model=prior)
-    prompts = list(opts.prompts or [""])
+    prompts = render_prompts(list(opts.prompts or [""]), tok)  # conversations: chat template
+    pairs = render_pairs(opts.pairs, tok) if opts.pairs is not None else None
     base = {"seed": opts.seed} | (
         {"max_new_tokens": opts.max_new_tokens} if opts.max_new_tokens else {}
     )
@@ -122,7 +127,7 @@ def lm_customize(
         t0 = time.perf_counter()
         control = LoopControl(progress=opts.progress, interrupt=interrupt)
         policy, history, info, final = _train(prior, tok, m, config, reward, prompts, control,
-                                              opts.pairs)  # fmt: skip
+                                              pairs)  # fmt: skip
         wall = time.perf_counter() - t0
         meta = {
             "kind": "customize",

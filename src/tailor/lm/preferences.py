@@ -1,7 +1,9 @@
 """Preference pairs ``(prompt, chosen, rejected)`` for the offline (DPO) family.
 
 Two sources: a JSONL file with one object per line holding the strings ``prompt``, ``chosen`` and
-``rejected`` (other keys are ignored, blank lines skipped), or completions sampled from the prior
+``rejected`` (other keys are ignored, blank lines skipped; TRL's conversational format, where
+they are lists of ``{"role", "content"}`` messages, is rendered with the model's chat template by
+:func:`render_pairs`), or completions sampled from the prior
 and ranked with the add-on reward (:func:`pairs_from_samples`).
 """
 
@@ -11,13 +13,27 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tailor.errors import TailorError
+from tailor.lm.prompts import (
+    Conversation,
+    check_conversation,
+    is_conversation,
+    json_lines,
+    read_text_file,
+    render_completions,
+)
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.output import write_text
-from tailor.paths import check_input_path
 
-__all__ = ["PreferencePair", "load_preferences", "pairs_from_samples", "save_preferences"]
+__all__ = [
+    "PreferencePair",
+    "load_preferences",
+    "pairs_from_samples",
+    "render_pairs",
+    "save_preferences",
+]
 
 KEYS = ("prompt", "chosen", "rejected")
 
@@ -27,63 +43,71 @@ class PreferencePair:
     """One preference: for ``prompt``, the completion ``chosen`` is preferred to ``rejected``.
 
     Attributes:
-        prompt: the prompt (may be empty for unconditional generation).
-        chosen: the preferred completion.
-        rejected: the other completion.
+        prompt: the prompt (may be empty for unconditional generation); a list of messages in a
+            conversational pair read from a file (:func:`render_pairs` makes it text).
+        chosen: the preferred completion (conversational: the answer's messages).
+        rejected: the other completion (conversational: the answer's messages).
     """
 
-    prompt: str
-    chosen: str
-    rejected: str
+    prompt: str | Conversation
+    chosen: str | Conversation
+    rejected: str | Conversation
 
 
 def load_preferences(path: str | Path) -> list[PreferencePair]:
     """Read preference pairs from a JSONL file.
 
+    A line holds strings (TRL's "standard" format) or, in TRL's "conversational" format, a
+    ``prompt`` that is a list of ``{"role", "content"}`` messages and ``chosen`` / ``rejected``
+    that are lists of the answer's messages; such a pair keeps its message lists here and
+    :func:`render_pairs` turns it into text with the model's chat template.
+
     Raises:
         TailorError: the file is missing, unreadable or not UTF-8, holds no pairs, or a line is
-            not a JSON object with string values for ``prompt``, ``chosen`` and ``rejected``
-            (the message names the file and the line number).
+            not a JSON object with ``prompt``, ``chosen`` and ``rejected`` all strings or all
+            lists of messages (the message names the file and the line number).
     """
-    p = check_input_path(path, "preference file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TailorError(f"preference file {str(path)!r} does not exist") from None
-    except UnicodeDecodeError as exc:
-        raise TailorError(f"preference file {str(path)!r} is not UTF-8 text: {exc}") from None
-    except OSError as exc:
-        raise TailorError(f"cannot read preference file {str(path)!r}: {exc}") from None
+    text = read_text_file(path, "preference file")
+    shape = '{"prompt": ..., "chosen": ..., "rejected": ...}'
     pairs = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise TailorError(
-                f"{where}: invalid JSON ({exc.msg} at column {exc.colno}); each "
-                'line must be {"prompt": ..., "chosen": ..., "rejected": ...}'
-            ) from None
-        if not isinstance(obj, dict):
-            raise TailorError(
-                f"{where}: expected a JSON object with keys prompt, chosen, "
-                f"rejected, got {type(obj).__name__}"
-            )
+    for where, obj in json_lines(text, path, shape):
         for key in KEYS:
             if key not in obj:
                 raise TailorError(
                     f"{where}: missing key {key!r} (each line needs prompt, chosen and rejected)"
                 )
-            if not isinstance(obj[key], str):
-                raise TailorError(
-                    f"{where}: {key!r} must be a string, got {type(obj[key]).__name__} {obj[key]!r}"
-                )
-        pairs.append(PreferencePair(obj["prompt"], obj["chosen"], obj["rejected"]))
+        if is_conversation(obj["prompt"]):
+            values = [check_conversation(obj[key], f"{where}: {key!r}") for key in KEYS]
+        else:
+            for key in KEYS:
+                if not isinstance(obj[key], str):
+                    raise TailorError(
+                        f"{where}: {key!r} must be a string, got {type(obj[key]).__name__} "
+                        f"{obj[key]!r} (a conversational pair has lists of messages for all three)"
+                    )
+            values = [obj[key] for key in KEYS]
+        pairs.append(PreferencePair(*values))
     if not pairs:
         raise TailorError(f"preference file {str(path)!r} holds no preference pairs")
     return pairs
+
+
+def render_pairs(pairs: Sequence[PreferencePair], tokenizer: Any) -> list[PreferencePair]:
+    """The pairs as text: pairs of strings as they are, conversational pairs through the
+    tokenizer's chat template (:func:`tailor.lm.prompts.render_completions`).
+
+    Raises:
+        TailorError: a conversational pair and a tokenizer without a chat template.
+    """
+    out = []
+    for p in pairs:
+        if is_conversation(p.prompt):
+            head, (chosen, rejected) = render_completions(
+                tokenizer, p.prompt, [p.chosen, p.rejected]
+            )
+            p = PreferencePair(head, chosen, rejected)
+        out.append(p)
+    return out
 
 
 def save_preferences(path: str | Path, pairs: Iterable[PreferencePair]) -> None:
