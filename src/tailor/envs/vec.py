@@ -73,7 +73,7 @@ class VecEnv:
         task: a :class:`Task` or a registered task's name.
         num_envs: number of envs ``N >= 1``.
         seed: env ``i`` is seeded with ``seed + i``.
-        num_workers: threads that step the MuJoCo envs, each a contiguous slice of them (the
+        num_workers: threads that step the MuJoCo envs, taking chunks of them in turn (the
             calling thread and ``num_workers - 1`` worker threads, which :meth:`close` stops).
             The results do not depend on it. The point mass and the gymnasium fallback always
             step on the calling thread.
