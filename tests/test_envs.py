@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -544,6 +545,23 @@ def test_close_stops_the_worker_threads() -> None:
         venv.reset()
         venv.step(np.zeros((4, 2)))
         assert threading.active_count() == before
+
+
+def test_an_error_on_a_worker_thread_reaches_the_caller(monkeypatch) -> None:
+    with VecEnv("halfcheetah-hindleg", 4, num_workers=2) as venv:
+        venv.reset()
+        backend = venv._backend
+        own = backend._simulate_rows
+
+        def rows(action, lo, hi):
+            if threading.current_thread() is not threading.main_thread():
+                raise ValueError("boom")
+            time.sleep(0.05)  # leave the worker a chunk
+            own(action, lo, hi)
+
+        monkeypatch.setattr(backend, "_simulate_rows", rows)
+        with pytest.raises(ValueError, match="boom"):
+            venv.step(np.zeros((4, venv.act_dim)))
 
 
 def test_pointmass_registered_with_gymnasium():

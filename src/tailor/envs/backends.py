@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
 
@@ -341,8 +341,9 @@ class MujocoBackend(Backend):
         try:
             self._simulate_chunks(action, chunks)
         finally:
-            for future in pending:
-                future.result()  # waits; re-raises a worker's exception
+            wait(pending)  # every worker done before the batch arrays are read or reused
+        for future in pending:
+            future.result()  # re-raises a worker's exception
 
     def _simulate_chunks(self, action: np.ndarray, chunks: _Chunks) -> None:
         """Step the chunks not yet taken, one at a time, until none is left."""
