@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -467,8 +469,99 @@ def test_bad_actions_and_arguments():
         venv.step(np.array([[0.0, 0.0], [np.nan, 0.0]]))
     with pytest.raises(TailorError, match="num_envs"):
         VecEnv("pointmass", 0)
+    for bad in (0, True, 1.5):
+        with pytest.raises(TailorError, match="num_workers must be a positive integer"):
+            VecEnv("pointmass", 2, num_workers=bad)
     with pytest.raises(TailorError, match="unknown task"):
         VecEnv("nope", 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# num_workers: the MuJoCo envs stepped on several threads give the same numbers
+
+
+def _trajectory(task: str | Task, workers: int, num_envs: int = 7, steps: int = 150) -> list:
+    """Every array a VecEnv returns over ``steps`` random steps (resets included)."""
+    rng = np.random.default_rng(1)
+    with VecEnv(task, num_envs, seed=4, num_workers=workers) as venv:
+        out = [venv.reset()]
+        for _ in range(steps):
+            res = venv.step(rng.uniform(-1.5, 1.5, (num_envs, venv.act_dim)))
+            out += [getattr(res, f.name) for f in dataclasses.fields(res)]
+        out += list(venv.get_state()[0].values())
+    return out
+
+
+def _scalar_robot_task(env_id: str, limit: int) -> Task:
+    """A user task with only a scalar add-on (runs mj_rnePostConstraint, reads each MjData)."""
+    return Task(
+        name=f"{env_id}-scalar",
+        env_id=env_id,
+        addon=lambda env, action, info: -abs(env.unwrapped.data.qpos[1]),
+        statistic=lambda env, action, info: float(env.unwrapped.data.cfrc_ext.sum()),
+        env_kwargs={"max_episode_steps": limit},
+    )
+
+
+@pytest.mark.parametrize(
+    "task",
+    ["halfcheetah-hindleg", "pointmass", "hopper-jump", "ant-sideways", "Humanoid-v5"],
+)
+def test_workers_give_the_same_trajectories_bit_for_bit(task: str) -> None:
+    """1, 2 and 3 threads (7 envs: unequal chunks): the same bits, episode resets included
+    (Hopper and Humanoid end episodes mid-run; the scalar Humanoid task reads ``cfrc_ext``)."""
+    if task == "Humanoid-v5":
+        task = _scalar_robot_task(task, limit=40)
+    one = _trajectory(task, 1)
+    for workers in (2, 3):
+        other = _trajectory(task, workers)
+        assert len(other) == len(one)
+        for a, b in zip(one, other, strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+
+
+def _env_threads() -> int:
+    return sum(t.name.startswith("tailor-env") for t in threading.enumerate())
+
+
+def test_close_stops_the_worker_threads() -> None:
+    before = threading.active_count()
+    venv = VecEnv("halfcheetah-hindleg", 5, seed=0, num_workers=3)
+    assert venv._backend.num_workers == 3
+    venv.reset()
+    for _ in range(3):
+        venv.step(np.zeros((5, venv.act_dim)))
+    assert _env_threads() == 2  # the calling thread steps a share too
+    venv.close()
+    assert threading.active_count() == before and _env_threads() == 0
+    with pytest.raises(RuntimeError, match="closed"):
+        venv.step(np.zeros((5, venv.act_dim)))
+    with VecEnv("halfcheetah-hindleg", 2, num_workers=4) as venv:  # no more threads than envs
+        venv.reset()
+        venv.step(np.zeros((2, venv.act_dim)))
+        assert venv._backend.num_workers == 2 and _env_threads() == 1
+    assert threading.active_count() == before
+    with VecEnv("pointmass", 4, num_workers=2) as venv:  # batched numpy: no threads
+        venv.reset()
+        venv.step(np.zeros((4, 2)))
+        assert threading.active_count() == before
+
+
+def test_an_error_on_a_worker_thread_reaches_the_caller(monkeypatch) -> None:
+    with VecEnv("halfcheetah-hindleg", 4, num_workers=2) as venv:
+        venv.reset()
+        backend = venv._backend
+        own = backend._simulate_rows
+
+        def rows(action, lo, hi):
+            if threading.current_thread() is not threading.main_thread():
+                raise ValueError("boom")
+            time.sleep(0.05)  # leave the worker a chunk
+            own(action, lo, hi)
+
+        monkeypatch.setattr(backend, "_simulate_rows", rows)
+        with pytest.raises(ValueError, match="boom"):
+            venv.step(np.zeros((4, venv.act_dim)))
 
 
 def test_pointmass_registered_with_gymnasium():

@@ -69,6 +69,28 @@ def test_stopped_and_resumed_run_equals_the_straight_run(tmp_path: Path, task: s
     assert _same_policy(straight, split)
 
 
+@pytest.mark.parametrize("resumed_workers", [2, 1])
+def test_two_env_threads_resume_exactly_and_change_no_number(
+    tmp_path: Path, resumed_workers: int
+) -> None:
+    """``num_workers=2`` on HalfCheetah: the straight run equals the one-thread run, and a run
+    stopped and resumed with 2 threads, or with 1 (``num_workers`` may change on resume),
+    equals both."""
+    task, method = "halfcheetah-hindleg", resolve("soft", alpha=0.01)
+    one, two, split = tmp_path / "one", tmp_path / "two", tmp_path / "split"
+    config = _config(num_envs=5, total_steps=5 * 16 * 4)
+    train(task, method, config, one)
+    config.num_workers = 2
+    train(task, method, config, two)
+    assert _rows(two) == _rows(one)
+    assert _same_policy(one, two)
+    train(task, method, config, split, callback=lambda row: row["iteration"] >= 2)
+    config.num_workers = resumed_workers
+    train(task, method, config, split, resume=True)
+    assert _rows(split) == _rows(one)
+    assert _same_policy(one, split)
+
+
 def test_checkpoint_carries_the_loop_state(tmp_path: Path) -> None:
     train("pointmass", resolve("no-entropy"), _config(total_steps=8 * 16), tmp_path)
     tensors, meta = latest_checkpoint(tmp_path).load(TRAINER_FILE, TRAINER_FORMAT)

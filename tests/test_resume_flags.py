@@ -46,11 +46,13 @@ def test_changed_flags_on_resume_are_named(capsys, run: Path, flags, named) -> N
 def test_same_values_and_mutable_flags_resume(capsys, run: Path) -> None:
     same = ["--seed", "0", "--num-envs", "8", "--num-steps", "16", "--std-type", "global"]
     argv = ["train", "--resume", str(run), "--steps", "384", "--no-progress", *same]
-    assert main([*argv, "--no-tensorboard", "--checkpoint-every", "7"]) == 0, capsys.readouterr()
+    mutable = ["--no-tensorboard", "--checkpoint-every", "7", "--num-workers", "2"]
+    assert main([*argv, *mutable]) == 0, capsys.readouterr()
     from tailor.algos.ppo import read_run
 
     config = read_run(run)["config"]
-    assert (config.tensorboard, config.checkpoint_every, config.total_steps) == (False, 7, 384)
+    got = (config.tensorboard, config.checkpoint_every, config.total_steps, config.num_workers)
+    assert got == (False, 7, 384, 2)
 
 
 def test_customize_resume_refuses_prior_flags(capsys, run: Path, tmp_path: Path) -> None:

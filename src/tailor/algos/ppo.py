@@ -239,7 +239,12 @@ def _set_up(s: _Session) -> _Run:
     saved = _read_trainer(run_dir, config, method, task) if s.resume else None
     start_iter = saved["iteration"] if saved else 0
     # Fresh episodes on resume, with seeds that differ from the first session's.
-    env = VecEnv(task, config.num_envs, seed=config.seed + 1_000_003 * start_iter)
+    env = VecEnv(
+        task,
+        config.num_envs,
+        seed=config.seed + 1_000_003 * start_iter,
+        num_workers=config.num_workers,
+    )
     obs_dim, act_dim = env.obs_dim, env.act_dim
     if prior is not None:
         check_spaces(prior, obs_dim, act_dim, task.name)

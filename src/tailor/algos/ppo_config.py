@@ -91,6 +91,10 @@ class PPOConfig:
         seed: seed of the networks' initialization, action noise, minibatch order and envs.
         torch_threads: ``torch.set_num_threads`` for the run (process-wide). 1 is fastest for
             these small networks and makes runs reproducible; ``None`` leaves it alone.
+        num_workers: threads that step the MuJoCo envs during a rollout (they take chunks of
+            the ``num_envs`` in turn; see :class:`tailor.envs.VecEnv`). It changes the speed
+            only, never the numbers, so a resume may change it. At most the machine's idle
+            cores: on a busy machine the extra threads wait for the cores and slow the run.
         tensorboard: also write TensorBoard logs to ``<out>/tb`` when ``tensorboard`` is installed.
     """
 
@@ -125,6 +129,7 @@ class PPOConfig:
     episode_window: int = 10
     seed: int = 0
     torch_threads: int | None = 1
+    num_workers: int = 1
     tensorboard: bool = True
 
     @property
@@ -142,6 +147,7 @@ class PPOConfig:
             "num_minibatches",
             "checkpoint_every",
             "episode_window",
+            "num_workers",
         )
         for name in positive:
             value = getattr(self, name)

@@ -68,7 +68,7 @@ _LOOP = "loop."  # prefix of the loop-state tensors in trainer.safetensors
 _EPISODE_FIELDS = ("basic", "addon", "statistic", "length")
 
 # Config fields a resume may change; every other field must equal the saved one.
-MUTABLE_ON_RESUME = frozenset({"total_steps", "checkpoint_every", "tensorboard"})
+MUTABLE_ON_RESUME = frozenset({"total_steps", "checkpoint_every", "tensorboard", "num_workers"})
 
 
 @dataclass(frozen=True)

@@ -372,8 +372,9 @@ def _ppo_settings(args: argparse.Namespace) -> dict[str, Any]:
 def _resume_changes(
     args: argparse.Namespace, given: set[str], run_dir: Path, info: dict[str, Any]
 ) -> dict[str, Any]:
-    """The config changes a resume may make (``tensorboard`` through its config flag); raise
-    naming every flag the user gave that would change what the saved run trains."""
+    """The config changes a resume may make (``tensorboard`` and ``num_workers`` through their
+    config flags); raise naming every flag the user gave that would change what the saved run
+    trains."""
     from tailor.experiments import run
 
     config = info["config"]
@@ -394,7 +395,7 @@ def _resume_changes(
     flags = run.config_flags("ppo", list(args.extra), config.to_json()) if args.extra else {}
     # A flag typed with the run's own value changes nothing.
     flags = {k: v for k, v in flags.items() if v != getattr(config, k)}
-    mutable = {k: v for k, v in flags.items() if k == "tensorboard"}
+    mutable = {k: v for k, v in flags.items() if k in ("tensorboard", "num_workers")}
     changed.extend(
         f"--{k.replace('_', '-')} {_shown(v)} (the run has {_shown(getattr(config, k))})"
         for k, v in flags.items()
@@ -405,8 +406,8 @@ def _resume_changes(
             f"cannot resume {str(run_dir)!r} with another config: "
             + "; ".join(changed)
             + ". A resume continues the saved run as it was set up (only --steps, "
-            "--checkpoint-every and --tensorboard may change); start a new run with --out "
-            "to train with other settings"
+            "--checkpoint-every, --tensorboard and --num-workers may change); start a new run "
+            "with --out to train with other settings"
         )
     return mutable
 

@@ -14,6 +14,10 @@
   (``bench/env_throughput.py``). A task runs here with its ``vector_terms`` or, without them,
   with its scalar ``addon``/``statistic`` called per env on the gymnasium env object whose
   ``unwrapped.data`` is that env's ``MjData`` (see :meth:`MujocoBackend._terms`).
+  With ``num_workers > 1`` that per-env loop runs in ``num_workers`` contiguous slices of the
+  envs at once, one on the calling thread and the others on persistent worker threads
+  (``mujoco``'s functions release the GIL while they run): every env's arithmetic is the same
+  whatever the slicing, so the numbers do not depend on ``num_workers``.
 * :class:`PointMassBackend`: the point mass, fully batched.
 * :class:`GymBackend`: the fallback for any other task, a loop over :func:`make_env` envs.
 
@@ -23,7 +27,10 @@ A backend does physics, observation, basic reward, termination and the task's ad
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any
 
@@ -178,6 +185,32 @@ def _box_bounds(space: gym.Space, task: Task) -> tuple[np.ndarray, np.ndarray]:
     return space.low.astype(np.float32), space.high.astype(np.float32)
 
 
+# Chunks of envs per stepping thread (see MujocoBackend): more balance the threads' loads
+# better when a core is shared; each costs a little bookkeeping.
+CHUNKS_PER_WORKER = 4
+
+
+def _slices(num_envs: int, parts: int) -> list[tuple[int, int]]:
+    """``min(parts, num_envs)`` contiguous ``(lo, hi)`` ranges covering ``range(num_envs)``,
+    their sizes differing by at most one (the first ones the larger)."""
+    k = max(1, min(parts, num_envs))
+    size, extra = divmod(num_envs, k)
+    bounds = [i * size + min(i, extra) for i in range(k + 1)]
+    return list(itertools.pairwise(bounds))
+
+
+class _Chunks:
+    """The ``(lo, hi)`` chunks of one step, handed out once each to whichever thread asks."""
+
+    def __init__(self, chunks: list[tuple[int, int]]) -> None:
+        self._it = iter(chunks)
+        self._lock = threading.Lock()
+
+    def take(self) -> tuple[int, int] | None:
+        with self._lock:
+            return next(self._it, None)
+
+
 # ---------------------------------------------------------------------------------------------
 # MuJoCo
 
@@ -192,11 +225,30 @@ class MujocoBackend(Backend):
 
     A task without ``vector_terms`` runs here too (see :meth:`_terms`); then every step also
     runs ``mj_rnePostConstraint``, as gymnasium does, so its add-on reads the same ``MjData``.
+
+    ``num_workers`` (at most ``num_envs`` are used): the calling thread and ``num_workers - 1``
+    worker threads, which live until :meth:`close`, step the envs at once. The envs are cut
+    into :data:`CHUNKS_PER_WORKER` contiguous chunks per thread which the threads take in turn
+    until none is left, so that a thread slowed down (a core shared with another process) gets
+    fewer. A chunk's thread sets ``ctrl``, runs ``mj_step`` (and ``mj_rnePostConstraint``) and
+    copies its envs' rows into the batch arrays; the batched numpy formulas, the task's terms
+    and resets stay on the calling thread: they are a few dozen small array operations per step
+    whose cost is the interpreter's, which only one thread at a time can run. Each env's
+    computation is the same whichever thread runs it, so the results are bit for bit those of
+    one thread.
     """
 
     name = "mujoco"
 
-    def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int, spec: RobotSpec) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        task: Task,
+        num_envs: int,
+        seed: int,
+        spec: RobotSpec,
+        num_workers: int = 1,
+    ) -> None:
         u = env.unwrapped
         self.env = u  # kept for its parameters; never stepped
         self.gym_env = env  # what a task's scalar add-on receives
@@ -225,6 +277,17 @@ class MujocoBackend(Backend):
             (d, d.ctrl, [(getattr(d, name), buf[i]) for name, buf in self.b.items()])
             for i, d in enumerate(self.datas)
         ]
+        self.num_workers = max(1, min(num_workers, num_envs))
+        self._chunks = _slices(num_envs, self.num_workers * CHUNKS_PER_WORKER)
+        self._pool: ThreadPoolExecutor | None = None
+        if self.num_workers > 1:
+            self._pool = ThreadPoolExecutor(self.num_workers - 1, thread_name_prefix="tailor-env")
+
+    def close(self) -> None:
+        """Stop the worker threads (waits for them); the backend cannot step afterwards."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     # -- state (exact resume) -------------------------------------------------------------------
     _STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
@@ -264,12 +327,37 @@ class MujocoBackend(Backend):
         return self.spec.obs(self.env, self.b)[rows]
 
     def _simulate(self, action: np.ndarray) -> None:
-        """The per-env loop: set ``ctrl``, ``mj_step`` ``frame_skip`` times (then, if needed,
-        ``mj_rnePostConstraint``, which fills ``cfrc_ext`` and changes no state), copy out."""
+        """Step every env: the chunks of envs shared by this thread and the worker threads."""
+        if self._pool is None:
+            if self.num_workers > 1:
+                raise RuntimeError("the MuJoCo backend is closed")
+            self._simulate_rows(action, 0, self.num_envs)
+            return
+        chunks = _Chunks(self._chunks)
+        pending = [
+            self._pool.submit(self._simulate_chunks, action, chunks)
+            for _ in range(self.num_workers - 1)
+        ]
+        try:
+            self._simulate_chunks(action, chunks)
+        finally:
+            wait(pending)  # every worker done before the batch arrays are read or reused
+        for future in pending:
+            future.result()  # re-raises a worker's exception
+
+    def _simulate_chunks(self, action: np.ndarray, chunks: _Chunks) -> None:
+        """Step the chunks not yet taken, one at a time, until none is left."""
+        while (chunk := chunks.take()) is not None:
+            self._simulate_rows(action, *chunk)
+
+    def _simulate_rows(self, action: np.ndarray, lo: int, hi: int) -> None:
+        """The per-env loop over envs ``lo:hi``: set ``ctrl``, ``mj_step`` ``frame_skip`` times
+        (then, if needed, ``mj_rnePostConstraint``, which fills ``cfrc_ext`` and changes no
+        state), copy out into the envs' own rows of the batch arrays."""
         m, fs, mj_step = self.model, self.frame_skip, mujoco.mj_step
         rne_post = mujoco.mj_rnePostConstraint if self.rne_post else None
-        for i, (d, ctrl, pairs) in enumerate(self._views):
-            ctrl[:] = action[i]
+        for (d, ctrl, pairs), a in zip(self._views[lo:hi], action[lo:hi], strict=True):
+            ctrl[:] = a
             mj_step(m, d, fs)
             if rne_post is not None:
                 rne_post(m, d)
@@ -328,11 +416,14 @@ class MujocoBackend(Backend):
 
 
 class PointMassBackend(Backend):
-    """The point mass, all envs at once with :func:`tailor.envs.pointmass.pointmass_step`."""
+    """The point mass, all envs at once with :func:`tailor.envs.pointmass.pointmass_step`
+    (a few array operations per step, on the calling thread: ``num_workers`` is ignored)."""
 
     name = "numpy"
 
-    def __init__(self, env: gym.Env, task: Task, num_envs: int, seed: int) -> None:
+    def __init__(
+        self, env: gym.Env, task: Task, num_envs: int, seed: int, num_workers: int = 1
+    ) -> None:
         u = env.unwrapped
         self.task = task
         self.num_envs = num_envs
@@ -425,7 +516,8 @@ class GymBackend(Backend):
             env.close()
 
 
-BackendFactory = Callable[[gym.Env, Task, int, int], Backend]
+# (gymnasium instance, task, num_envs, seed, num_workers=...) -> backend
+BackendFactory = Callable[..., Backend]
 
 _FAST: dict[type, BackendFactory] = {
     pointmass.PointMassEnv: PointMassBackend,
@@ -453,14 +545,15 @@ def _may_be_fast(task: Task) -> bool:
     return isinstance(entry, str) and entry.rpartition(":")[2] in {c.__name__ for c in ROBOTS}
 
 
-def make_backend(task: Task, num_envs: int, seed: int) -> Backend:
+def make_backend(task: Task, num_envs: int, seed: int, num_workers: int = 1) -> Backend:
     """The fast backend when the task's env has one (see :func:`_fast_backend`), else the
-    gymnasium loop."""
+    gymnasium loop. ``num_workers``: threads that step the MuJoCo envs (the other backends run
+    on the calling thread)."""
     if _may_be_fast(task):
         env = _gym_instance(task)
         fast = _fast_backend(env, task)
         if fast is not None:
-            return fast(env, task, num_envs, seed)
+            return fast(env, task, num_envs, seed, num_workers=num_workers)
         env.close()
     return GymBackend(task, num_envs, seed)
 

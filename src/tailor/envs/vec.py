@@ -62,6 +62,10 @@ class StepResult:
         return self.terminated | self.truncated
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 class VecEnv:
     """``num_envs`` envs of ``task`` with auto-reset (see the module docstring).
 
@@ -69,6 +73,10 @@ class VecEnv:
         task: a :class:`Task` or a registered task's name.
         num_envs: number of envs ``N >= 1``.
         seed: env ``i`` is seeded with ``seed + i``.
+        num_workers: threads that step the MuJoCo envs, taking chunks of them in turn (the
+            calling thread and ``num_workers - 1`` worker threads, which :meth:`close` stops).
+            The results do not depend on it. The point mass and the gymnasium fallback always
+            step on the calling thread.
 
     Attributes:
         task, num_envs, obs_dim, act_dim: as named.
@@ -78,19 +86,18 @@ class VecEnv:
         num_steps: calls of :meth:`step` so far (vector steps; env-steps = ``num_steps * N``).
     """
 
-    def __init__(self, task: Task | str, num_envs: int, seed: int = 0) -> None:
+    def __init__(
+        self, task: Task | str, num_envs: int, seed: int = 0, num_workers: int = 1
+    ) -> None:
         self.task = get_task(task)
-        if (
-            isinstance(num_envs, bool)
-            or not isinstance(num_envs, (int, np.integer))
-            or num_envs < 1
-        ):
-            raise TailorError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise TailorError(f"seed must be a non-negative integer, got {seed!r}")
+        checks = (("num_envs", num_envs, 1), ("seed", seed, 0), ("num_workers", num_workers, 1))
+        for name, value, least in checks:
+            if not _is_int(value) or value < least:
+                kind = "positive" if least else "non-negative"
+                raise TailorError(f"{name} must be a {kind} integer, got {value!r}")
         self.num_envs = int(num_envs)
         self.seed = int(seed)
-        self._backend = make_backend(self.task, self.num_envs, self.seed)
+        self._backend = make_backend(self.task, self.num_envs, self.seed, int(num_workers))
         b = self._backend
         self.backend = b.name
         self.obs_dim = b.obs_dim
@@ -232,7 +239,7 @@ class VecEnv:
         return obs.copy()
 
     def close(self) -> None:
-        """Release the envs."""
+        """Release the envs and stop the worker threads (see ``num_workers``)."""
         self._backend.close()
 
     def __enter__(self) -> VecEnv:

@@ -287,11 +287,13 @@ def resume(
     log: Log = print,
     progress: bool = False,
     tensorboard: bool | None = None,
+    num_workers: int | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Continue the PPO run in ``run_dir`` until ``steps`` environment steps in total.
 
     The task, method, coefficients and config come from the run's trainer checkpoint; only the
-    step budget, the checkpoint interval and ``tensorboard`` may change. Returns ``(run_dir,
+    step budget, the checkpoint interval, ``tensorboard`` and ``num_workers`` (the env threads,
+    which change no number) may change. Returns ``(run_dir,
     saved)`` where ``saved`` is :func:`tailor.algos.ppo.read_run`'s description of the run.
     """
     run_dir = Path(run_dir)
@@ -305,6 +307,8 @@ def resume(
         config.checkpoint_every = checkpoint_every
     if tensorboard is not None:
         config.tensorboard = bool(tensorboard)
+    if num_workers is not None:
+        config.num_workers = num_workers
     # The lock makes a second `--resume` of a running run an error instead of a second writer;
     # the claim also collects what a killed session left half-written.
     with claim_run_dir(run_dir, "ppo", resume=True):
