@@ -37,6 +37,7 @@ from tailor.policyfile import (
     task_spaces,
 )
 from tailor.priors import QPrior, check_spaces, load_prior
+from tailor.priors.policies import BoltzmannQPrior
 from tailor.rundir import list_checkpoints
 
 __all__ = [
@@ -230,8 +231,8 @@ def _evaluate_discrete_prior(
 ) -> dict[str, Any]:
     """An imported prior on a Discrete-action task (SB3 DQN / QR-DQN / categorical PPO-A2C, the
     RQL authors' DQN_ME): one env, the prior's greedy action (``argmax``) at every step."""
-    sp = task_spaces(task)
-    check_spaces(prior, sp["obs_dim"], sp["n_actions"], task.name)
+    sp = task_spaces(task)  # a Box task's act_dim fails the check with the sizes named
+    check_spaces(prior, sp["obs_dim"], sp.get("n_actions", sp.get("act_dim", -1)), task.name)
 
     def act(obs: np.ndarray, env: Any) -> int:
         o = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
@@ -274,7 +275,7 @@ def evaluate(
         name = task if task is not None else prior.meta.get("task")
         if not name:
             raise TailorError("--task is required (the policy does not name its task)")
-        if "n_actions" in task_spaces(get_task(name)):  # an imported categorical / Q prior
+        if isinstance(prior, BoltzmannQPrior):  # an imported categorical / Q prior
             return _evaluate_discrete_prior(prior, get_task(name), episodes, seed, max_steps,
                                             policy=str(policy))  # fmt: skip
         result = evaluate_gaussian(
