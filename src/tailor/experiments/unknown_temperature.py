@@ -14,9 +14,8 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   add-on reward's scale then sets how much the policy moves, not a guessed weight;
 - **step**: the learning rate (and its adaptive ceiling) scaled by the square root of the
   prior's action std against the std the defaults are tuned for (:data:`REFERENCE_STD`,
-  ``PPOConfig.init_std``),
-  and an update stops early once its KL passes ``1.5 * desired_kl`` (``target_kl``); the critic
-  warm-up is kept.
+  ``PPOConfig.init_std``), and an update stops early once its KL passes ``1.5 * desired_kl``
+  (``target_kl``); the critic warm-up is kept.
 
 Every choice is said in the run's output with the rule that made it; config fields the user set
 are kept.
@@ -30,6 +29,7 @@ from typing import Any
 
 import torch
 
+from tailor.algos.ppo_config import PPOConfig
 from tailor.priors import PolicyPrior, prior_temperature
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 KL_PER_ACTION_DIM = 0.05  # nats per step and action dimension (results/import.md)
-REFERENCE_STD = 0.5  # PPOConfig.init_std: the default learning rate is tuned for this std
+REFERENCE_STD = PPOConfig.init_std  # the std the default learning rate is tuned for
 # The controller's horizon: one default batch (64 x 64 steps), so the weight can move by up to
 # 20% per iteration and reaches the KL target within the first quarter of a 200k-step run.
 KL_HORIZON = 4096
@@ -83,7 +83,7 @@ def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[s
         "kl_horizon": KL_HORIZON,
         "learning_rate": lr,
         "lr_max": 10.0 * lr,
-        "target_kl": 0.01,
+        "target_kl": config.get("desired_kl", PPOConfig.desired_kl),
     }
     chosen = {k: v for k, v in rule.items() if k not in config}
     words = [f"{k}={v:g}" for k, v in chosen.items()]
