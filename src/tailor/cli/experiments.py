@@ -215,6 +215,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     from tailor.experiments.presets import Job
     from tailor.experiments.run import load_user_tasks
     from tailor.experiments.sweep import run_sweep
+    from tailor.output import write_text
     from tailor.priors import load_prior
     from tailor.shipped import find_prior
 
@@ -232,7 +233,7 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     points = frontier_points(jobs, out)
     at, rule = knee(points)
     text = frontier_table(points, at, rule)
-    (out / "frontier.md").write_text(f"# {args.task} from {prior}\n\n{text}")
+    write_text(out / "frontier.md", f"# {args.task} from {prior}\n\n{text}")
     png = plot_frontier(points, at, out / "frontier.png", f"{args.task}: add-on vs KL and basic")
     print(text, end="")
     print(f"wrote {out / 'frontier.md'} and {png}")
