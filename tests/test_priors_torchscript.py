@@ -75,6 +75,21 @@ class ClampedExporter(nn.Module):
         return torch.clamp(self.actor(x), -0.5, 0.5)
 
 
+class ActorCriticMLP(nn.Module):
+    """legged_gym-style scripted actor-critic: ``actor(torch.detach(obs))``, a critic beside it,
+    and its own ``std`` parameter (``log_std=True``: stores ``log_std`` instead)."""
+
+    def __init__(self, actor: nn.Module, std: torch.Tensor, log_std: bool = False) -> None:
+        super().__init__()
+        self.actor = copy.deepcopy(actor)
+        self.critic = nn.Sequential(nn.Linear(7, 4), nn.ELU(), nn.Linear(4, 1))
+        name = "log_std" if log_std else "std"
+        self.register_parameter(name, nn.Parameter(std.log() if log_std else std.clone()))
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.actor(torch.detach(observations))
+
+
 def mlp(
     obs: int = 5, act: int = 3, activation: type[nn.Module] = nn.ELU, seed: int = 0
 ) -> nn.Module:
@@ -171,6 +186,27 @@ def test_plain_sequential_export(tmp_path: Path) -> None:
     assert prior.meta["obs_normalizer"]["kind"] == "none"
 
 
+@pytest.mark.parametrize("log_std", [False, True], ids=["std", "log_std"])
+def test_scripted_actor_critic_gives_its_stored_std(tmp_path: Path, log_std: bool) -> None:
+    std = torch.tensor([0.08, 0.2, 0.07])
+    path = script(ActorCriticMLP(mlp(), std, log_std), tmp_path / "model_4000_jit.pt")
+    prior = load_prior(path)  # no std given: the archive's own
+    assert_matches_forward(path, prior, 5)
+    torch.testing.assert_close(prior.actor.log_std.exp(), std, rtol=1e-6, atol=0)
+    assert "ActorCriticMLP" in prior.meta["distribution"]["std"]
+    given = load_prior(path, std=0.5)  # a given std overrides it, and the meta says so
+    torch.testing.assert_close(given.actor.log_std.exp(), torch.full((3,), 0.5))
+    assert "overrides" in given.meta["distribution"]["std"]
+    wrong = script(ActorCriticMLP(mlp(), torch.tensor([0.1, 0.2])), tmp_path / "wrong.pt")
+    with pytest.raises(TailorError, match=r"stored std has 2 entries.*3 actions"):
+        load_prior(wrong)
+    extra = ActorCriticMLP(mlp(), std)
+    extra.register_buffer("gain", torch.ones(3))  # a tensor the forward may use: not an MLP export
+    extra_path = script(extra, tmp_path / "extra.pt")
+    with pytest.raises(TailorError, match=r"holds tensors of its own \(std, gain\)"):
+        load_prior(extra_path)
+
+
 def test_missing_std_says_prior_std(tmp_path: Path) -> None:
     path = script(PolicyExporter(mlp()), tmp_path / "policy.pt")
     with pytest.raises(TailorError, match=r"TorchScript deploy export.*--prior-std SIGMA"):
@@ -241,7 +277,10 @@ def test_oversized_members_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_structure_not_mlp_names_modules(tmp_path: Path) -> None:
     path = script(ClampedExporter(mlp()), tmp_path / "clamped.pt")
-    with pytest.raises(TailorError, match="forward of ClampedExporter is not a chain"):
+    with pytest.raises(
+        TailorError,
+        match=r"forward of ClampedExporter is not a chain .*actor \(Sequential\).*What works",
+    ):
         load_prior(path, std=0.2)
     conv = PolicyExporter(nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(6, 2)))
     path = script(conv, tmp_path / "conv.pt")

@@ -24,7 +24,9 @@ The policy is recognized from the module tree and the TorchScript source of the 
 (``Linear -> act -> ... -> Linear``, one activation of :data:`tailor.priors.base.TORCH_ACTIVATIONS`
 with torch's default parameters) behind an optional rsl-rl/Isaac Lab ``EmpiricalNormalization``
 (``(x - _mean) / (_std + eps)``; an ``Identity`` is none). A deploy export holds no std, so
-the prior ``N(mlp(norm(s)), std^2)`` takes it from ``std=`` (``--prior-std SIGMA``). Recurrent
+the prior ``N(mlp(norm(s)), std^2)`` takes it from ``std=`` (``--prior-std SIGMA``); a scripted
+actor-critic (legged_gym's ``ActorCriticMLP``: ``actor(torch.detach(obs))``, a critic beside it and
+its own ``std`` parameter) gives its stored std instead. Recurrent
 exports (an ``LSTM``/``GRU`` inside, e.g. unitree_rl_gym's ``PolicyExporterLSTM``) and any other
 structure are refused with what the archive holds.
 """
@@ -311,9 +313,14 @@ def _forward_chain(module: ScriptModule, code: dict[str, str], src: str) -> list
                 tree = ast.parse(textwrap.dedent(match.group(0)))
             except SyntaxError:
                 tree = None
+    kids = ", ".join(f"{n} ({m.name})" for n, m in module.children()) or "none"
     not_chain = TailorError(
-        f"{src}: the forward of {module.name} is not a chain of its sub-modules (it computes "
-        "something else around them); tailor reads MLP policies behind an optional normalizer"
+        f"{src}: the forward of {module.name} is not a chain of its sub-modules {kids} (it "
+        "computes something else around them, e.g. slices an observation history or feeds an "
+        "estimator's output to the actor); tailor reads MLP policies behind an optional "
+        "normalizer. What works: a TorchScript export whose forward is [normalizer ->] MLP "
+        "(Isaac Lab's exported/policy.pt of an MLP run, rsl-rl's export_policy_to_jit), or the "
+        "run's training checkpoint (rsl-rl model_*.pt)"
     )
     if tree is None or not isinstance(tree.body[0], ast.FunctionDef):
         raise not_chain
@@ -327,6 +334,8 @@ def _forward_chain(module: ScriptModule, code: dict[str, str], src: str) -> list
     def value(node: ast.expr) -> list[str]:
         if isinstance(node, ast.Name) and values.get(node.id) is not None:
             return values[node.id]  # type: ignore[return-value]
+        if _is_detach(node):  # torch.detach(x): the same values (no gradient; read-only here)
+            return value(node.args[0])  # type: ignore[attr-defined]
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -376,6 +385,19 @@ def _forward_chain(module: ScriptModule, code: dict[str, str], src: str) -> list
         else:
             values[target] = value(rhs)
     raise not_chain
+
+
+def _is_detach(node: ast.expr) -> bool:
+    """``torch.detach(x)``: an actor-critic's ``act_inference`` detaches its observations."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "detach"
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "torch"
+        and len(node.args) == 1
+        and not node.keywords
+    )
 
 
 def _finals(module: ScriptModule, code: dict[str, str]) -> dict[str, Any]:
@@ -470,9 +492,14 @@ def _mlp_layers(
     return layers, acts.pop() if acts else "elu", [m.qualname for m in mods]
 
 
+_STORED_STD = ("std", "log_std")  # an actor-critic's own noise parameter (rsl-rl's names)
+
+
 def _check_export(root: ScriptModule, src: str, normalizer: str | Path | None) -> str:
-    """Refuse a recurrent export, a ``normalizer=``, and a root holding tensors of its own;
-    returns the ``found`` summary (the first modules, by path) that later errors quote."""
+    """Refuse a recurrent export, a ``normalizer=``, and a root holding tensors of its own other
+    than one 1-d ``std`` / ``log_std`` (a scripted actor-critic, e.g. a legged_gym
+    ``ActorCriticMLP``); returns the ``found`` summary (the first modules, by path) that later
+    errors quote."""
     refusal = _recurrent_refusal(root, src)
     if refusal is not None:
         raise refusal
@@ -482,7 +509,8 @@ def _check_export(root: ScriptModule, src: str, normalizer: str | Path | None) -
             "normalizer= (--prior-normalizer)"
         )
     found = "; ".join(f"{p or '<root>'}: {m.qualname}" for p, m in _walk(root)[:12])
-    if root.tensors():
+    own = root.tensors()
+    if own and not (len(own) == 1 and next(iter(own)) in _STORED_STD and _stored_std(root)):
         raise TailorError(
             f"{src}: the exported module {root.name} holds tensors of its own "
             f"({', '.join(root.tensors())}) besides its sub-modules; not an MLP export. "
@@ -564,6 +592,14 @@ def _export_normalizer(
     }
 
 
+def _stored_std(root: ScriptModule) -> tuple[str, torch.Tensor] | None:
+    """``(name, log std [A])`` of the root's own 1-d ``std`` / ``log_std`` parameter, or None."""
+    for name, t in root.tensors().items():
+        if name in _STORED_STD and t.ndim == 1 and t.is_floating_point():
+            return name, (t.double().log() if name == "std" else t.double()).float()
+    return None
+
+
 def _given_log_std(std: float | Sequence[float] | None, act_dim: int, src: str) -> torch.Tensor:
     """``log std`` ``[act_dim]`` (float32) of the given std: one positive number, or one each."""
     if std is None:
@@ -632,11 +668,24 @@ def load_torchscript(
         )
     obs_dim, act_dim = layers[0][0].shape[1], layers[-1][0].shape[0]
     obs_norm, norm_info = _export_normalizer(norm_mod, obs_dim, src)
-    log_std = _given_log_std(std, act_dim, src)
+    stored = _stored_std(root)
+    if stored is not None and std is None:
+        name, log_std = stored
+        if log_std.shape != (act_dim,) or not bool(torch.isfinite(log_std).all()):
+            raise TailorError(
+                f"{src}: the stored {name} has {log_std.numel()} entries (finite and positive "
+                f"needed), the actor {act_dim} actions; pass --prior-std SIGMA instead"
+            )
+        how = f"the archive's own {root.name}.{name} parameter (a scripted actor-critic)"
+    else:
+        log_std = _given_log_std(std, act_dim, src)
+        how = "given (std= / --prior-std): " + (
+            f"overrides the archive's own {stored[0]}" if stored else "the export is deterministic"
+        )
     source = _export_source(path, root, info)
     meta = global_std_meta(
         layers, log_std, act, "the archive's activation modules", norm_info, source
     )
-    meta["distribution"]["std"] = "given (std= / --prior-std): the export is deterministic"
+    meta["distribution"]["std"] = how
     meta["architecture"]["layers"] = classes
     return gaussian_prior(layers, log_std, act, obs_norm, meta, src)
