@@ -142,13 +142,13 @@ def load_rsl_rl(
     if isinstance(ckpt.get("actor_state_dict"), dict):
         state, layout = (
             state_dict(ckpt["actor_state_dict"], src, "actor_state_dict"),
-            "rsl-rl >= 4 (actor_state_dict)",
+            ">= 4 (actor_state_dict)",
         )
         mlp_prefix, norm_prefix = "mlp.", "obs_normalizer."
         bad = [k for k in state if k.startswith(("rnn.", "cnns.", "cnn."))]
     elif isinstance(ckpt.get("model_state_dict"), dict):
         state = state_dict(ckpt["model_state_dict"], src, "model_state_dict")
-        layout = "rsl-rl 1-3 (model_state_dict)"
+        layout = "1-3 (model_state_dict)"
         mlp_prefix, norm_prefix = "actor.", "actor_obs_normalizer."
         bad = [
             k for k in state if k.startswith(("memory_a.", "memory_c.", "student.", "actor_cnn"))
@@ -187,7 +187,7 @@ def load_rsl_rl(
             f"it ({path.parent / 'params' / 'agent.yaml'}); pass it: activation='elu' "
             "(--prior-activation elu), or copy Isaac Lab's params/agent.yaml there"
         )
-    if layout.startswith("rsl-rl >= 4"):
+    if layout.startswith(">= 4"):
         log_std, std_type = _log_std_v4(state, cfg["std_range"], src)
     elif "std" in state:
         log_std, std_type = weight(state, "std", src).log(), "scalar"
