@@ -151,12 +151,26 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _reward_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--reward",
-        required=required,
-        default=None,
+        default=None,  # required (evaluate) is checked in _resolve_reward: or --reward-model
         help="add-on reward name, e.g. ends-with-vowel, max-length:5, contains:an",
     )
     p.add_argument(
         "--rewards-file", default=None, help="Python file that calls tailor.lm.register_reward(...)"
+    )
+    p.set_defaults(reward_required=required)
+    p.add_argument(
+        "--reward-model",
+        default=None,
+        metavar="DIR",
+        help="add-on reward from a reward model: a local Hugging Face sequence-classification "
+        "directory with one label, scoring prompt + completion (instead of --reward; "
+        "the same as --reward reward-model:DIR)",
+    )
+    p.add_argument(
+        "--reward-batch-size",
+        type=argtypes.count,
+        default=32,
+        help="sequences per forward pass of --reward-model (default 32)",
     )
 
 
@@ -165,8 +179,18 @@ def _resolve_reward(args: argparse.Namespace) -> str | None:
 
     if args.rewards_file is not None:
         load_rewards_file(args.rewards_file)
+    if args.reward_model is not None:
+        from tailor.lm.reward_model import register_reward_model
+
+        if args.reward is not None:
+            raise TailorError("give --reward or --reward-model, not both")
+        args.reward = register_reward_model(
+            args.reward_model, args.reward_batch_size, args.allow_pickle_weights
+        )
     if args.reward is not None:
         get_reward(args.reward)  # unknown names fail here, before any model is loaded
+    elif args.reward_required:
+        raise TailorError("give the add-on reward: --reward NAME or --reward-model DIR")
     return args.reward
 
 
