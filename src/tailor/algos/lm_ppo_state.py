@@ -183,6 +183,7 @@ class LMRunState:
         tensors["rng.sampler"] = learner.g.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["schedule.queue"] = torch.tensor(schedule._queue, dtype=torch.int64)
+        tensors = {k: v.detach().cpu() for k, v in tensors.items()}  # a GPU run saves as well
         header = {
             "format": LM_STATE_FORMAT,
             "iteration": len(history),
