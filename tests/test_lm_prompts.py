@@ -65,6 +65,14 @@ def test_bad_prompt_files(tmp_path: Path, name: str, text: str, match: str) -> N
         load_prompts(_write(tmp_path, name, text))
 
 
+def test_datasets_exports_are_pointed_to_jsonl(tmp_path: Path) -> None:
+    (tmp_path / "saved").mkdir()  # what datasets' save_to_disk makes
+    (tmp_path / "p.parquet").write_bytes(b"PAR1")
+    for path in (tmp_path / "saved", tmp_path / "p.parquet"):
+        with pytest.raises(TailorError, match=r"to_json\('prompts\.jsonl'\)"):
+            load_prompts(path)
+
+
 def test_missing_prompt_file(tmp_path: Path) -> None:
     with pytest.raises(TailorError, match="does not exist"):
         load_prompts(tmp_path / "none.txt")

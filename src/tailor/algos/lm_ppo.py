@@ -63,7 +63,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -84,6 +84,9 @@ from tailor.losses import (
 from tailor.methods import Method, resolve
 from tailor.returns import gae
 from tailor.reward import RewardSpec, reformulate
+
+if TYPE_CHECKING:
+    from tailor.algos.lm_ppo_state import LMRunState
 
 __all__ = [
     "ADVANTAGES",
@@ -295,6 +298,7 @@ def customize_ppo(
     config: LMPPOConfig = LMPPOConfig(),  # frozen dataclass: an immutable default
     prompts: Sequence[str] = ("",),
     control: LoopControl | None = None,
+    hooks: LMRunState | None = None,
     **coefficients: float,
 ) -> tuple[torch.nn.Module, list[dict[str, float]]]:
     """Customize ``prior`` to the add-on ``reward`` with token-level PPO.
@@ -312,6 +316,8 @@ def customize_ppo(
             shuffled epochs (:class:`PromptSchedule`).
         control: progress bar and the stop request polled before every iteration (a stopped
             run returns the model and history so far).
+        hooks: the run directory (:class:`tailor.algos.lm_ppo_state.LMRunState`: metrics,
+            checkpoints, resume), called before, after each and after all iterations.
 
     Returns:
         ``(policy, history)``: the customized model (eval mode) and one dict of metrics per
@@ -346,11 +352,11 @@ def customize_ppo(
     gae_run = c.advantage == "gae"
     warmup_iters = math.ceil(c.critic_warmup * c.steps) if gae_run else 0
     schedule = PromptSchedule(prompts, c.batch_size // c.group, c.group, g)
+    start, history = hooks.start(learner, schedule) if hooks is not None else (0, [])
 
     control = control or LoopControl()
     bar = control.bar(c.steps, f"ppo {method.name}", "it")
-    history: list[dict[str, float]] = []
-    for it in range(c.steps):
+    for it in range(start, c.steps):
         if control.stop():
             break
         batch = sample(policy, tokenizer, schedule.next(), c.max_new_tokens, generator=g)
@@ -387,12 +393,16 @@ def customize_ppo(
             **stats,
         }
         history.append(row)
+        if hooks is not None:
+            hooks.after_iteration(learner, schedule, history)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(addon=f"{row['addon']:.2f}", kl=f"{row['kl_to_prior']:.2f}")
     if bar is not None:
         bar.close()
     check_trained("LM PPO", {"policy": policy, **({"value_head": value_head} if gae_run else {})})
+    if hooks is not None:
+        hooks.finish(learner, schedule, history)
     policy.eval()
     for p in policy.parameters():
         p.requires_grad_(False)

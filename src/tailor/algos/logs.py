@@ -25,6 +25,7 @@ __all__ = [
     "episode_summary",
     "log_line",
     "metrics_row",
+    "tensorboard_writer",
 ]
 
 # Columns of metrics.csv, one row per iteration. `sps` and `wall_s` are the only ones that depend
@@ -161,7 +162,7 @@ class RunLog:
         initial: int,
     ) -> None:
         self.csv = _open_metrics(run_dir, start_iter, resume)
-        self.tb = _tensorboard(run_dir) if tensorboard else None
+        self.tb = tensorboard_writer(run_dir) if tensorboard else None
         self.bar = _progress_bar(progress, total, initial)
 
     def write(self, row: dict[str, Any], batch: int) -> None:
@@ -199,16 +200,17 @@ def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
     return tqdm(total=total, initial=initial, unit="step", unit_scale=True, dynamic_ncols=True)
 
 
-def _tensorboard(run_dir: Path | None) -> Any:
+def tensorboard_writer(run_dir: Path | None, purge_step: int | None = None) -> Any:
     """A SummaryWriter in ``run_dir/tb`` (``tensorboard`` is a dependency; a trimmed install
-    without it still trains, with metrics.csv only)."""
+    without it still trains, with metrics.csv only). ``purge_step``: a resumed run's first
+    step; TensorBoard then hides the events at and after it that the stopped run wrote."""
     if run_dir is None:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(str(run_dir / "tb"))
+    return SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
 
 
 def _open_metrics(run_dir: Path | None, start_iter: int, resume: bool) -> MetricsLog | None:

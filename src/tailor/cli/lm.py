@@ -108,11 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="output model directory (default: a new "
         "runs/lm-<reward>/<method>-<seed>-<YYYYmmdd-HHMMSS>)",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the run or model already in --out (by default it is refused)",
-    )
+    _run_dir_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
         "--help-config",
@@ -148,15 +144,76 @@ def _help(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def _run_dir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run or model already in --out (by default it is refused)",
+    )
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="DIR",
+        help="PPO methods: continue the stopped run in DIR (or --out) from its latest "
+        "checkpoint, exactly as if it had not stopped; give the run's own flags again "
+        "(--steps may grow)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=argtypes.count,
+        default=50,
+        help="PPO methods: iterations between checkpoints of the run directory (default 50; "
+        "the last iteration and a stop by Ctrl-C / SIGTERM always write one)",
+    )
+    p.add_argument(
+        "--no-tensorboard",
+        action="store_true",
+        help="PPO methods: no TensorBoard scalars in <out>/tb (metrics.csv is always written)",
+    )
+
+
+def _resume_out(args: argparse.Namespace) -> None:
+    """``--resume DIR`` names the run directory (``--out``, if given too, must be the same)."""
+    if args.resume is None:
+        return
+    if isinstance(args.resume, str):
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise TailorError(
+                "--resume continues the run in its own directory; drop --out or give the same "
+                "directory"
+            )
+        args.out = args.resume
+    if not args.out:
+        raise TailorError("--resume needs the run directory: --resume DIR (or --out DIR)")
+    if args.overwrite:
+        raise TailorError("--resume continues a run and --overwrite replaces it: pass only one")
+
+
 def _reward_args(p: argparse.ArgumentParser, required: bool) -> None:
     p.add_argument(
         "--reward",
-        required=required,
-        default=None,
+        default=None,  # required (evaluate) is checked in _resolve_reward: or --reward-model
         help="add-on reward name, e.g. ends-with-vowel, max-length:5, contains:an",
     )
     p.add_argument(
         "--rewards-file", default=None, help="Python file that calls tailor.lm.register_reward(...)"
+    )
+    p.set_defaults(reward_required=required)
+    p.add_argument(
+        "--reward-model",
+        default=None,
+        metavar="DIR",
+        help="add-on reward from a reward model: a local Hugging Face sequence-classification "
+        "directory with one label, scoring prompt + completion (instead of --reward; "
+        "the same as --reward reward-model:DIR)",
+    )
+    p.add_argument(
+        "--reward-batch-size",
+        type=argtypes.count,
+        default=32,
+        help="sequences per forward pass of --reward-model (default 32)",
     )
 
 
@@ -165,8 +222,18 @@ def _resolve_reward(args: argparse.Namespace) -> str | None:
 
     if args.rewards_file is not None:
         load_rewards_file(args.rewards_file)
+    if args.reward_model is not None:
+        from tailor.lm.reward_model import register_reward_model
+
+        if args.reward is not None:
+            raise TailorError("give --reward or --reward-model, not both")
+        args.reward = register_reward_model(
+            args.reward_model, args.reward_batch_size, args.allow_pickle_weights
+        )
     if args.reward is not None:
         get_reward(args.reward)  # unknown names fail here, before any model is loaded
+    elif args.reward_required:
+        raise TailorError("give the add-on reward: --reward NAME or --reward-model DIR")
     return args.reward
 
 
@@ -261,6 +328,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
     _positive("--steps", args.steps)
     _positive("--batch-size", args.batch_size)
     _positive("--max-new-tokens", args.max_new_tokens)
+    _resume_out(args)
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise TailorError(f"--lr must be finite and > 0, got {args.lr}")
     reward = _resolve_reward(args)
@@ -325,6 +393,9 @@ def cmd_customize(args: argparse.Namespace) -> int:
         },
         overwrite=args.overwrite,
         allow_pickle_weights=args.allow_pickle_weights,
+        resume=args.resume is not None,
+        checkpoint_every=args.checkpoint_every,
+        tensorboard=not args.no_tensorboard,
     )
     final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tailor.algos.logs import LoopControl
+from tailor.errors import TailorError
 from tailor.experiments.configs import split_options
 from tailor.methods import Method, resolve
 from tailor.rundir import Stopped, claim_run_dir, stop_on_interrupt
@@ -48,6 +49,11 @@ class LMOptions:
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
         allow_pickle_weights: also load a prior whose weights are a pickle
             (``pytorch_model.bin``); by default only safetensors weights are read.
+        resume: continue the stopped PPO run in ``out`` from its latest checkpoint (the same
+            prior, method, coefficients, reward, prompts and config; ``steps`` may grow).
+        checkpoint_every: PPO iterations between checkpoints of the run (the last iteration,
+            and a stop by Ctrl-C / SIGTERM / SIGHUP, always write one).
+        tensorboard: also write the PPO metrics as TensorBoard scalars to ``<out>/tb``.
     """
 
     pairs: list | None = None
@@ -60,6 +66,9 @@ class LMOptions:
     record: Mapping[str, Any] | None = None
     overwrite: bool = False
     allow_pickle_weights: bool = False
+    resume: bool = False
+    checkpoint_every: int = 50
+    tensorboard: bool = True
 
 
 def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
@@ -117,17 +126,22 @@ def lm_customize(
 
         config = LMDPOConfig(**settings)
     kind = "lm-dpo" if m.offline else "lm-ppo"
+    if opts.resume and m.offline:
+        raise TailorError(f"--resume continues the PPO methods' runs only, not {method}'s")
     # Claimed once the prior and the config are known good, before the training: a refused --out
     # costs nothing, and no directory is made for a run that cannot start.
     notice = "interrupted: saving the model learnt so far (Ctrl-C again to stop at once)"
-    with (
-        claim_run_dir(out, kind, overwrite=opts.overwrite, prior_path=prior_dir),
-        stop_on_interrupt(notice) as interrupt,
-    ):
+    claim = {"resume": opts.resume, "overwrite": opts.overwrite, "prior_path": prior_dir}
+    with claim_run_dir(out, kind, **claim), stop_on_interrupt(notice) as interrupt:
         t0 = time.perf_counter()
         control = LoopControl(progress=opts.progress, interrupt=interrupt)
-        policy, history, info, final = _train(prior, tok, m, config, reward, prompts, control,
-                                              pairs)  # fmt: skip
+        state = None if m.offline else _run_state(out, opts, m, config, reward, prompts, prior_dir)
+        try:
+            data = _Data(prompts, pairs, state)
+            policy, history, info, final = _train(prior, tok, m, config, reward, data, control)
+        finally:
+            if state is not None:
+                state.close()
         wall = time.perf_counter() - t0
         meta = {
             "kind": "customize",
@@ -152,21 +166,60 @@ def lm_customize(
     return meta
 
 
+def _run_state(
+    out: str | Path,
+    opts: LMOptions,
+    m: Method,
+    config: Any,
+    reward: str | None,
+    prompts: list[str],
+    prior_dir: str | Path,
+) -> Any:
+    """The PPO run's :class:`~tailor.algos.lm_ppo_state.LMRunState` (metrics, checkpoints,
+    resume) with the record a resume is checked against."""
+    from tailor.algos.lm_ppo_state import LMRunRecord, LMRunState, prompts_digest
+
+    record = LMRunRecord(
+        config=dataclasses.asdict(config),
+        method=m.name,
+        coefficients=dict(m.coefficients),
+        reward=reward,
+        prompts=prompts_digest(prompts),
+        prior=str(Path(prior_dir).resolve()),
+    )
+    return LMRunState(out, record, opts.checkpoint_every, opts.resume, opts.tensorboard)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """What a loop trains on and writes to.
+
+    Attributes:
+        prompts: the rendered prompts.
+        pairs: the rendered preference pairs (offline methods; ``None``: ranked prior samples).
+        state: the PPO run's :class:`~tailor.algos.lm_ppo_state.LMRunState` (``None``: DPO).
+    """
+
+    prompts: list[str]
+    pairs: list | None
+    state: Any = None
+
+
 def _train(
     prior: Any,
     tok: Any,
     m: Method,
     config: Any,
     reward: str | None,
-    prompts: list[str],
+    data: _Data,
     control: LoopControl,
-    pairs: list | None,
 ) -> tuple[Any, list[dict[str, float]], dict[str, Any], dict[str, float]]:
     """Run the LM loop of ``m``: ``(policy, history, data info, final means)``."""
+    prompts, pairs = data.prompts, data.pairs
     if not m.offline:
         from tailor.algos.lm_ppo import customize_ppo
 
-        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, control)
+        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, control, data.state)
         info: dict[str, Any] = {
             "coefficients": dict(m.coefficients),
             "source": "on-policy samples",

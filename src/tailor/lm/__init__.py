@@ -4,7 +4,8 @@ The training loops live in :mod:`tailor.algos` (``lm_ppo``, ``dpo``); the losses
 :mod:`tailor.losses`; a run is assembled by :func:`tailor.experiments.run.lm_customize`. This
 package imports cheaply (torch and numpy only, never ``transformers``). Submodules:
 
-* :mod:`tailor.lm.rewards` - add-on rewards ``reward(prompt, completion) -> float`` by name;
+* :mod:`tailor.lm.rewards` - add-on rewards ``reward(prompt, completion) -> float`` by name, and
+  batched ones (``BatchedReward``: ``reward(prompts, completions) -> [B]``);
 * :mod:`tailor.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
 * :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
 * :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form;
@@ -15,7 +16,8 @@ Submodules that need the optional ``lm`` extra (``transformers``), imported on u
 
 * :mod:`tailor.lm.model` - load a local causal LM (never the hub), the char tokenizer, ``pretrain``;
 * :mod:`tailor.lm.sampling` - batched KV-cache sampling, token and sequence log-probs;
-* :mod:`tailor.lm.evaluate` - add-on success, naturalness, KL to the prior, distinct samples.
+* :mod:`tailor.lm.evaluate` - add-on success, naturalness, KL to the prior, distinct samples;
+* :mod:`tailor.lm.reward_model` - a sequence-classification reward model (``reward-model:DIR``).
 
 A user's rewards file does::
 
@@ -43,6 +45,7 @@ from tailor.lm.preferences import (  # noqa: E402
     save_preferences,
 )
 from tailor.lm.rewards import (  # noqa: E402
+    BatchedReward,
     evaluate_reward,
     get_reward,
     list_rewards,
@@ -54,6 +57,7 @@ from tailor.losses import ce_dpo_loss, decoupled_dpo_loss, dpo_loss  # noqa: E40
 
 __all__ = [
     "DEFAULT_COEFFICIENTS",
+    "BatchedReward",
     "PreferencePair",
     "ce_dpo_loss",
     "decoupled_dpo_loss",

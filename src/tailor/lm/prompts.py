@@ -112,6 +112,14 @@ def load_prompts(path: str | Path) -> list[Prompt]:
             string or a list of messages (the message names the file and the line).
     """
     suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".arrow") or Path(path).is_dir():
+        # tailor does not depend on `datasets` / pyarrow; its JSONL export is what we read.
+        raise TailorError(
+            f"prompts file {str(path)!r}: a Hugging Face `datasets` dataset (a save_to_disk "
+            "directory, .parquet or .arrow) is not read directly; export its prompt column to "
+            "JSONL, e.g. datasets.load_from_disk(DIR).select_columns(['prompt'])"
+            ".to_json('prompts.jsonl'), and pass that file"
+        )
     if suffix not in (".txt", ".jsonl"):
         raise TailorError(
             f"prompts file {str(path)!r}: expected FILE.txt (one prompt per line) or FILE.jsonl "

@@ -19,6 +19,19 @@ and every ``tailor lm`` subcommand taking ``--reward`` loads it with ``--rewards
 (:func:`load_rewards_file`). :func:`evaluate_reward` calls a reward on a batch and turns a
 non-number, a non-finite value or an exception into a :class:`TailorError` naming the reward and
 the completion.
+
+**Batched rewards.** A reward that scores many completions at once (a reward model, a remote
+scorer) takes the lists ``(prompts, completions)`` (length ``B`` each) and returns ``B`` numbers
+(a list, a numpy array or a tensor of shape ``[B]``). It says so by ``batched = True``: wrap it
+in :class:`BatchedReward` or register it with ``batched=True``::
+
+    register_reward("len", lambda prompts, completions: [len(c) for c in completions],
+                    batched=True)
+
+:func:`evaluate_reward` then calls it once per batch (the training loops: once per iteration)
+with every value checked as for a per-completion reward. ``reward-model:DIR`` names a
+sequence-classification reward model in a local directory (:mod:`tailor.lm.reward_model`,
+loaded on first use).
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import sys
 from collections.abc import Callable, Sequence
 from numbers import Real
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,9 +50,12 @@ from tailor.errors import TailorError
 from tailor.paths import check_input_path
 
 __all__ = [
+    "BatchedReward",
+    "BatchedRewardFn",
     "RewardFn",
     "evaluate_reward",
     "get_reward",
+    "is_batched",
     "list_rewards",
     "load_rewards_file",
     "register_reward",
@@ -46,17 +63,52 @@ __all__ = [
 ]
 
 RewardFn = Callable[[str, str], float]
+# (prompts [B], completions [B]) -> B rewards (a sequence, numpy array or tensor of shape [B]).
+BatchedRewardFn = Callable[[list[str], list[str]], Any]
+
+
+class BatchedReward:
+    """A reward that scores a whole batch in one call: ``fn(prompts, completions) -> [B]``.
+
+    ``batched = True`` is what :func:`evaluate_reward` looks at; any callable carrying that
+    attribute is treated the same way (e.g. :class:`tailor.lm.reward_model.RewardModel`).
+
+    Args:
+        fn: ``(prompts: list[str], completions: list[str]) -> B numbers``.
+        name: the reward's name in messages (default: ``fn.__name__``).
+    """
+
+    batched = True
+
+    def __init__(self, fn: BatchedRewardFn, name: str | None = None) -> None:
+        if not callable(fn):
+            raise TailorError(f"BatchedReward needs a function, got {type(fn).__name__}")
+        self.fn = fn
+        self.__name__ = name or getattr(fn, "__name__", "batched-reward")
+
+    def __call__(self, prompts: list[str], completions: list[str]) -> Any:
+        return self.fn(prompts, completions)
+
+
+def is_batched(fn: object) -> bool:
+    """Whether ``fn`` is a batched reward (its ``batched`` attribute is ``True``)."""
+    return getattr(fn, "batched", False) is True
+
 
 VOWELS = frozenset("aeiou")
 
 # name -> reward function, for fixed-name rewards (built-in and user-registered).
-_REGISTRY: dict[str, RewardFn] = {}
+_REGISTRY: dict[str, RewardFn | BatchedReward] = {}
 # prefix -> (factory taking the text after the colon, help text), for parametric built-ins.
 _PARAMETRIC: dict[str, tuple[Callable[[str], RewardFn], str]] = {}
 
 
-def register_reward(name: str, fn: RewardFn, overwrite: bool = False) -> None:
-    """Register ``fn(prompt, completion) -> float`` under ``name``.
+def register_reward(
+    name: str, fn: RewardFn | BatchedRewardFn, overwrite: bool = False, batched: bool = False
+) -> None:
+    """Register ``fn(prompt, completion) -> float`` under ``name``; with ``batched=True`` (or a
+    ``fn`` that is already batched, see :class:`BatchedReward`) ``fn(prompts, completions) ->
+    [B]`` instead.
 
     Raises:
         TailorError: ``name`` is empty, contains whitespace, or is already registered (pass
@@ -74,7 +126,7 @@ def register_reward(name: str, fn: RewardFn, overwrite: bool = False) -> None:
             f"a reward named {name!r} is already registered; choose another name "
             "or pass overwrite=True"
         )
-    _REGISTRY[name] = fn
+    _REGISTRY[name] = BatchedReward(fn, name) if batched and not is_batched(fn) else fn
 
 
 def unregister_reward(name: str) -> None:
@@ -87,7 +139,7 @@ def list_rewards() -> list[str]:
     return sorted(_REGISTRY) + [f"{p}:{_PARAMETRIC[p][1]}" for p in sorted(_PARAMETRIC)]
 
 
-def get_reward(name: str) -> RewardFn:
+def get_reward(name: str) -> RewardFn | BatchedReward:
     """The reward function called ``name`` (a registered name or ``prefix:param``).
 
     Raises:
@@ -147,7 +199,7 @@ def load_rewards_file(path: str | Path) -> list[str]:
 
 
 def evaluate_reward(
-    reward: str | RewardFn,
+    reward: str | RewardFn | BatchedReward,
     prompts: Sequence[str] | str,
     completions: Sequence[str],
     name: str | None = None,
@@ -155,7 +207,8 @@ def evaluate_reward(
     """Evaluate a reward on a batch, checking every value.
 
     Args:
-        reward: a reward name (see :func:`get_reward`) or a function.
+        reward: a reward name (see :func:`get_reward`) or a function; a batched one
+            (:func:`is_batched`) is called once on the whole batch.
         prompts: one prompt per completion, or a single prompt shared by all.
         completions: the completions, length ``B``.
         name: the reward's name for messages (defaults to ``reward`` if it is a name).
@@ -165,7 +218,8 @@ def evaluate_reward(
 
     Raises:
         TailorError: naming the reward and the completion, if the reward raises, returns a
-            non-number, or returns a non-finite value; or if the lengths differ.
+            non-number, or returns a non-finite value; a batched reward that returns other than
+            ``B`` numbers; or if the lengths differ.
     """
     if isinstance(reward, str):
         name = name or reward
@@ -182,6 +236,8 @@ def evaluate_reward(
             f"reward {name!r}: got {len(prompts)} prompts for {len(completions)} "
             "completions; give one prompt per completion or a single prompt"
         )
+    if is_batched(fn):
+        return _evaluate_batched(fn, name, prompts, completions)
     out = np.empty(len(completions), dtype=np.float64)
     for i, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
         try:
@@ -200,15 +256,51 @@ def evaluate_reward(
                 f"reward {name!r} returned {value!r} ({type(value).__name__}), not "
                 f"a number, on completion {completion!r} (prompt {prompt!r})"
             )
-        value = float(value)
-        if not math.isfinite(value):
-            raise TailorError(
-                f"reward {name!r} returned the non-finite value {value} on "
-                f"completion {completion!r} (prompt {prompt!r}); rewards must be "
-                "finite"
-            )
-        out[i] = value
+        out[i] = _finite(float(value), name, prompt, completion)
     return out
+
+
+def _finite(value: float, name: str, prompt: str, completion: str) -> float:
+    if not math.isfinite(value):
+        raise TailorError(
+            f"reward {name!r} returned the non-finite value {value} on "
+            f"completion {completion!r} (prompt {prompt!r}); rewards must be finite"
+        )
+    return value
+
+
+def _evaluate_batched(
+    fn: Callable[[list[str], list[str]], Any], name: str, prompts: list[str], completions: list[str]
+) -> np.ndarray:
+    """One call of a batched reward on the whole batch; its ``B`` values checked."""
+    if not completions:
+        return np.empty(0, dtype=np.float64)
+    try:
+        raw = fn(prompts, completions)
+    except TailorError:
+        raise
+    except Exception as exc:
+        raise TailorError(
+            f"batched reward {name!r} raised {type(exc).__name__}: {exc} on a batch of "
+            f"{len(completions)} completions (the first {completions[0]!r})"
+        ) from exc
+    if hasattr(raw, "detach"):  # a torch tensor, on any device, with or without grad
+        raw = raw.detach().cpu()
+    try:
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TailorError(
+            f"batched reward {name!r} returned {type(raw).__name__}, not {len(completions)} "
+            f"numbers ({exc})"
+        ) from None
+    if values.shape != (len(completions),):
+        raise TailorError(
+            f"batched reward {name!r} returned shape {values.shape} for {len(completions)} "
+            f"completions; it must return one number per completion, shape [{len(completions)}]"
+        )
+    for i in np.flatnonzero(~np.isfinite(values))[:1]:
+        _finite(float(values[i]), name, prompts[i], completions[i])
+    return values
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,3 +380,16 @@ _PARAMETRIC["max-length"] = (_max_length, "N")
 _PARAMETRIC["min-length"] = (_min_length, "N")
 _PARAMETRIC["contains"] = (_contains, "TEXT")
 _PARAMETRIC["ends-with"] = (_ends_with, "TEXT")
+
+
+def _reward_model(param: str) -> RewardFn | BatchedReward:
+    """``reward-model:DIR``: the sequence-classification model in ``DIR``, loaded once and kept
+    in the registry under that name (so every later lookup of the name reuses it)."""
+    from tailor.lm.reward_model import register_reward_model  # needs transformers: on use
+
+    if not param:
+        raise TailorError("reward reward-model: needs the model directory, e.g. reward-model:rm/")
+    return _REGISTRY[register_reward_model(param)]
+
+
+_PARAMETRIC["reward-model"] = (_reward_model, "DIR")

@@ -1,0 +1,276 @@
+"""LM PPO runs you can leave: metrics.csv, TensorBoard, checkpoints and an exact ``--resume``.
+
+:class:`LMRunState` is the hook :func:`tailor.algos.lm_ppo.customize_ppo` calls (``hooks=``):
+``start`` before the first iteration (a resume puts the saved state back and says where to go
+on), ``after_iteration`` after each (a row of ``metrics.csv``, TensorBoard scalars under
+``<run>/tb``, a checkpoint every ``checkpoint_every`` iterations) and ``finish`` after the last
+(or after a stop request: Ctrl-C, SIGTERM, SIGHUP), which commits the final checkpoint.
+
+A checkpoint is ONE file, ``lm-state.safetensors``, committed through
+:func:`tailor.rundir.commit_checkpoint` (``checkpoints/step-<N>/`` + the manifest
+``checkpoint.json``; only the latest is kept: a language model's state is large). It holds,
+as safetensors tensors and a JSON header (never pickle):
+
+* ``policy.<name>``: every trainable parameter of the policy (all of them for a full fine-tune;
+  the frozen ones are the prior's and come back with it);
+* ``value_head.<name>``; ``opt.optim.*`` / ``vopt.optim.*``: both Adam states, flattened by
+  :func:`tailor.checkpoint.flatten_optimizer` (their ``param_groups`` and scalars in the header);
+* ``rng.sampler``: the run's generator (sampling, prompt order, minibatch order);
+  ``rng.torch``: torch's global generator; ``schedule.queue``: the prompts left in the shuffled
+  epoch of :class:`~tailor.algos.lm_ppo.PromptSchedule`;
+* the header: the iteration count, the history so far (NaN written as ``null``) and the run's
+  :class:`LMRunRecord`, which a resume must match (``steps`` may grow).
+
+A resumed run then continues exactly as the uninterrupted one (same history, same weights;
+``tests/test_lm_runs.py``), given the same torch build and thread count. If ``steps`` changes on
+resume, the critic warm-up (a fraction of ``steps``) is recomputed from the new value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tailor.algos.logs import tensorboard_writer
+from tailor.checkpoint import flatten_optimizer, unflatten_optimizer
+from tailor.errors import TailorError
+from tailor.rundir import (
+    METRICS_FILE,
+    MetricsLog,
+    Retention,
+    commit_checkpoint,
+    config_change_error,
+    config_diff,
+    latest_checkpoint,
+)
+
+__all__ = ["LM_STATE_FILE", "LM_STATE_FORMAT", "LMRunRecord", "LMRunState", "prompts_digest"]
+
+LM_STATE_FILE = "lm-state.safetensors"
+LM_STATE_FORMAT = "tailor-lm-state"
+# Config fields a resume may change; every other one must equal the saved value.
+MUTABLE_ON_RESUME = frozenset({"steps"})
+
+
+def prompts_digest(prompts: Sequence[str]) -> str:
+    """SHA-256 of the prompts (as JSON): a resume must train on the same ones, in that order."""
+    return hashlib.sha256(json.dumps(list(prompts)).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class LMRunRecord:
+    """What every checkpoint records about the run, for the checks of a resume.
+
+    Attributes:
+        config: the :class:`~tailor.algos.lm_ppo.LMPPOConfig` as JSON.
+        method: the method's name.
+        coefficients: its resolved coefficients.
+        reward: the add-on reward's name.
+        prompts: :func:`prompts_digest` of the rendered prompts.
+        prior: the prior's directory (resolved).
+    """
+
+    config: dict[str, Any]
+    method: str
+    coefficients: dict[str, float]
+    reward: str | None
+    prompts: str
+    prior: str
+
+
+class LMRunState:
+    """The run directory of one LM PPO run (see the module docstring).
+
+    Args:
+        run_dir: the claimed run directory.
+        record: the run's :class:`LMRunRecord`.
+        checkpoint_every: iterations between checkpoints (>= 1); the last one is always saved.
+        resume: continue from the run's latest checkpoint.
+        tensorboard: also write TensorBoard scalars to ``<run>/tb``.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        record: LMRunRecord,
+        checkpoint_every: int = 50,
+        resume: bool = False,
+        tensorboard: bool = True,
+    ) -> None:
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int):
+            raise TailorError(f"checkpoint_every must be an integer, got {checkpoint_every!r}")
+        if checkpoint_every < 1:
+            raise TailorError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+        self.run_dir, self.record = Path(run_dir), record
+        self.every, self.resume, self.tensorboard = checkpoint_every, resume, tensorboard
+        self.start_iteration = 0
+        self.saved_at: int | None = None
+        self._csv: MetricsLog | None = None
+        self._tb: Any = None
+        self._t0 = time.perf_counter()
+
+    # --- the hooks --------------------------------------------------------------------------
+
+    def start(self, learner: Any, schedule: Any) -> tuple[int, list[dict[str, float]]]:
+        """Before the first iteration: ``(iterations done, history so far)``; on resume the
+        learner (policy, value head, optimizers, generator) and the schedule are restored."""
+        history: list[dict[str, float]] = []
+        if self.resume:
+            history = self._restore(learner, schedule)
+        self.start_iteration = self.saved_at = len(history)
+        if self.tensorboard:
+            purge = self.start_iteration + 1 if self.resume else None
+            self._tb = tensorboard_writer(self.run_dir, purge_step=purge)
+        self._t0 = time.perf_counter()
+        return len(history), history
+
+    def after_iteration(self, learner: Any, schedule: Any, history: list[dict[str, float]]) -> None:
+        """Log the newest row; commit a checkpoint every ``checkpoint_every`` iterations."""
+        n, row = len(history), history[-1]
+        out = {"iteration": n, **{k: v for k, v in row.items() if k != "iteration"}}
+        out["wall_s"] = round(time.perf_counter() - self._t0, 3)
+        if self._csv is None:  # the columns are the loop's own keys (1-based iteration first)
+            self._csv = MetricsLog(
+                self.run_dir / METRICS_FILE,
+                tuple(out),
+                resume_at=self.start_iteration if self.resume else None,
+            )
+        self._csv.write(out)
+        if self._tb is not None:
+            for key, value in out.items():
+                if key not in ("iteration", "wall_s") and isinstance(value, float):
+                    self._tb.add_scalar(key, value, n)
+            self._tb.flush()
+        if n % self.every == 0:
+            self.save(learner, schedule, history)
+
+    def finish(self, learner: Any, schedule: Any, history: list[dict[str, float]]) -> None:
+        """After the loop (done or stopped): commit the last state if it is not saved yet."""
+        if self.saved_at != len(history):
+            self.save(learner, schedule, history)
+        self.close()
+
+    def close(self) -> None:
+        """Close metrics.csv and TensorBoard (idempotent)."""
+        for part in (self._csv, self._tb):
+            if part is not None:
+                part.close()
+        self._csv = self._tb = None
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def save(self, learner: Any, schedule: Any, history: list[dict[str, float]]) -> None:
+        """Commit the learner, the generators and the schedule after ``len(history)``
+        iterations as one checkpoint."""
+        tensors = {
+            f"policy.{k}": p.detach()
+            for k, p in learner.policy.named_parameters()
+            if p.requires_grad
+        }
+        tensors.update({f"value_head.{k}": v for k, v in learner.value_head.state_dict().items()})
+        optimizers = {}
+        for prefix, opt in (("opt", learner.opt), ("vopt", learner.vopt)):
+            flat, optimizers[prefix] = flatten_optimizer(opt.state_dict())
+            tensors.update({f"{prefix}.{k}": v for k, v in flat.items()})
+        tensors["rng.sampler"] = learner.g.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["schedule.queue"] = torch.tensor(schedule._queue, dtype=torch.int64)
+        tensors = {k: v.detach().cpu() for k, v in tensors.items()}  # a GPU run saves as well
+        header = {
+            "format": LM_STATE_FORMAT,
+            "iteration": len(history),
+            "record": asdict(self.record),
+            "optimizers": optimizers,
+            "history": [{k: _json_float(v) for k, v in row.items()} for row in history],
+        }
+        keep = Retention(full=1, policies=1)  # the latest only: a model's state is large
+        commit_checkpoint(
+            self.run_dir, {LM_STATE_FILE: (tensors, header)}, len(history), keep,
+            json_copies=(), publish=(),
+        )  # fmt: skip
+        self.saved_at = len(history)
+
+    def _restore(self, learner: Any, schedule: Any) -> list[dict[str, float]]:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None or LM_STATE_FILE not in ckpt.files:
+            raise TailorError(
+                f"cannot resume {str(self.run_dir)!r}: it has no LM checkpoint (the run stopped "
+                "before its first one, or was written by a tailor without LM checkpoints); start "
+                "it afresh with --overwrite"
+            )
+        tensors, header = ckpt.load(LM_STATE_FILE, LM_STATE_FORMAT)
+        self._check_record(header.get("record"))
+        try:
+            _load_policy(learner.policy, _strip(tensors, "policy."))
+            learner.value_head.load_state_dict(_strip(tensors, "value_head."))
+            for prefix, opt in (("opt", learner.opt), ("vopt", learner.vopt)):
+                state = unflatten_optimizer(
+                    _strip(tensors, f"{prefix}."), header["optimizers"][prefix]
+                )
+                opt.load_state_dict(state)
+            learner.g.set_state(tensors["rng.sampler"])
+            torch.set_rng_state(tensors["rng.torch"])
+            schedule._queue = [int(i) for i in tensors["schedule.queue"].tolist()]
+            history = [
+                {k: math.nan if v is None else float(v) for k, v in row.items()}
+                for row in header["history"]
+            ]
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise TailorError(
+                f"cannot resume {str(self.run_dir)!r}: its checkpoint does not match this run "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
+        if len(history) != header["iteration"]:
+            raise TailorError(
+                f"cannot resume {str(self.run_dir)!r}: its checkpoint is inconsistent"
+            )
+        return history
+
+    def _check_record(self, saved: Any) -> None:
+        """Raise unless the saved run trains what this one would (``steps`` may differ)."""
+        if not isinstance(saved, dict):
+            raise TailorError(f"cannot resume {str(self.run_dir)!r}: its checkpoint has no record")
+        given = asdict(self.record)
+        for key in ("method", "coefficients", "reward", "prompts", "prior"):
+            if saved.get(key) != given[key]:
+                what = "the prompts differ" if key == "prompts" else (
+                    f"it was run with {key} {saved.get(key)!r}, not {given[key]!r}"
+                )  # fmt: skip
+                raise TailorError(
+                    f"cannot resume {str(self.run_dir)!r}: {what}; resume with the run's own "
+                    "settings or start a new run with another --out"
+                )
+        old = saved.get("config") or {}
+        diff = config_diff(old, given["config"], set(MUTABLE_ON_RESUME))
+        if diff:
+            raise config_change_error(self.run_dir, old, given["config"], diff)
+
+
+def _json_float(value: Any) -> Any:
+    """A history value for JSON: NaN (a loss not computed that iteration) as ``None``."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+@torch.no_grad()
+def _load_policy(policy: torch.nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Copy the saved trainable parameters into ``policy`` (the same names, the same shapes)."""
+    params = {k: p for k, p in policy.named_parameters() if p.requires_grad}
+    if set(params) != set(saved):
+        missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
+        raise ValueError(f"trainable parameters differ: missing {missing[:3]}, extra {extra[:3]}")
+    for name, p in params.items():
+        if p.shape != saved[name].shape:
+            raise ValueError(f"{name} has shape {tuple(saved[name].shape)}, not {tuple(p.shape)}")
+        p.copy_(saved[name])
