@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from tailor.algos.ppo_config import PPOConfig
-from tailor.algos.rollout import Rollout
+from tailor.algos.rollout import Rollout, TensorRollout
 from tailor.losses import clipped_surrogate_loss, value_loss
 from tailor.methods import Method
 from tailor.nets import (
@@ -112,7 +112,8 @@ class PPOLearner:
         shapes ``[N, A]``, ``[N, A]``, ``[A]`` or ``[N, A]``, ``[N]``, ``[N]``."""
         nobs = self.obs_norm.normalize(obs)  # statistics fixed during the rollout
         mean, log_std = self.actor(nobs)
-        action = mean + log_std.exp() * torch.randn(mean.shape, generator=self.gen)
+        noise = torch.randn(mean.shape, generator=self.gen, device=mean.device)
+        action = mean + log_std.exp() * noise
         return action, mean, log_std, gaussian_log_prob(action, mean, log_std), self.critic(nobs)
 
     @torch.inference_mode()
@@ -141,6 +142,46 @@ class PPOLearner:
             next_values = torch.cat([buf.values[1:], last_values[None]])
             next_values = torch.where(dones, buf.final_values, next_values)
             rewards = reward(buf)
+        advantages, returns, norm_obs = self.targets(
+            rewards,
+            buf.values,
+            next_values,
+            torch.from_numpy(buf.terminated),
+            dones,
+            buf.obs,
+            config,
+        )
+        return rewards, advantages, returns, norm_obs
+
+    def targets(
+        self,
+        rewards: torch.Tensor,
+        values: torch.Tensor,
+        next_values: torch.Tensor,
+        terminated: torch.Tensor,
+        dones: torch.Tensor,
+        obs: torch.Tensor,
+        config: PPOConfig,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advantages, value targets and normalized observations of one rollout, all tensors on
+        the rollout's device (the numpy loop and :mod:`tailor.algos.tensor_ppo` share it).
+
+        Args:
+            rewards: ``[T, N]`` the method's reward; with ``config.normalize_rewards`` divided
+                by the running std of the discounted return before GAE.
+            values: ``[T, N]`` ``V(s_t)``.
+            next_values: ``[T, N]`` ``V`` of the true next state (ignored where terminated).
+            terminated: ``[T, N]`` bool, no bootstrap.
+            dones: ``[T, N]`` bool, any episode end (cuts the GAE trace).
+            obs: ``[T, N, D]`` raw observations; folded into the normalizer's statistics after
+                they are normalized (once per rollout: every observation of a rollout is
+                normalized alike, and the per-step loop stays short).
+
+        Returns:
+            ``(advantages [T, N], returns [T, N], norm_obs [T, N, D])``.
+        """
+        # no_grad, not inference_mode: these tensors feed the update's autograd graph.
+        with torch.no_grad():
             scaled = rewards
             if config.normalize_rewards:
                 g, self.return_carry = discounted_returns(
@@ -149,25 +190,16 @@ class PPOLearner:
                 self.return_norm.update(g.reshape(-1, 1))
                 scaled = rewards / torch.sqrt(self.return_norm.var + 1e-8)
             advantages, returns = gae(
-                scaled,
-                buf.values,
-                next_values,
-                torch.from_numpy(buf.terminated),
-                dones,
-                config.gamma,
-                config.lam,
+                scaled, values, next_values, terminated, dones, config.gamma, config.lam
             )
-            # The observations as the actor saw them, then fold this rollout into the
-            # normalizer's statistics (once per rollout: every observation of a rollout is
-            # normalized alike, and the per-step loop stays short).
-            norm_obs = self.obs_norm.normalize(buf.obs)
+            norm_obs = self.obs_norm.normalize(obs)
             if self.obs_norm.training:
-                self.obs_norm.update(buf.obs.reshape(-1, buf.obs.shape[-1]))
-        return rewards, advantages, returns, norm_obs
+                self.obs_norm.update(obs.reshape(-1, obs.shape[-1]))
+        return advantages, returns, norm_obs
 
     def update(
         self,
-        buf: Rollout,
+        buf: Rollout | TensorRollout,
         norm_obs: torch.Tensor,
         advantages: torch.Tensor,
         returns: torch.Tensor,
@@ -206,7 +238,7 @@ class PPOLearner:
         for _ in range(config.num_epochs):
             if stopped:
                 break
-            perm = torch.randperm(batch, generator=self.gen)
+            perm = torch.randperm(batch, generator=self.gen, device=b_obs.device)
             for k in range(config.num_minibatches):
                 idx = perm[k * mb_size : (k + 1) * mb_size]
                 mean, log_std = self.actor(b_obs[idx])

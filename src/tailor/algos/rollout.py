@@ -1,4 +1,5 @@
-"""PPO's rollout storage and episode bookkeeping (in the manner of rsl-rl's RolloutStorage)."""
+"""PPO's rollout storage and episode bookkeeping (in the manner of rsl-rl's RolloutStorage):
+:class:`Rollout` for the numpy envs, :class:`TensorRollout` for batched-tensor envs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-__all__ = ["EpisodeStats", "Rollout"]
+__all__ = ["EpisodeStats", "Rollout", "TensorRollout"]
 
 
 @dataclass
@@ -63,6 +64,53 @@ class Rollout:
             addon=np.zeros((t, n), np.float32),
             terminated=np.zeros((t, n), bool),
             dones=np.zeros((t, n), bool),
+        )
+
+
+@dataclass
+class TensorRollout:
+    """The rollout buffer of a batched-tensor env (:mod:`tailor.algos.tensor_ppo`): every field
+    a torch tensor on the env's device, filled in place step by step (no host round trip).
+
+    The policy-side fields are those of :class:`Rollout` (what :meth:`PPOLearner.update
+    <tailor.algos.ppo_learner.PPOLearner.update>` reads); the env side:
+
+    Attributes:
+        obs, actions, logp, mean, log_std, values, logp_prior: as in :class:`Rollout`.
+        reward: ``[T, N]`` the env reward the method optimises (before the log-prob terms).
+        dones: ``[T, N]`` bool, any episode end at ``t`` (cuts GAE).
+        time_outs: ``[T, N]`` bool, the ends at ``t`` that were time limits (bootstrapped).
+    """
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    logp: torch.Tensor
+    mean: torch.Tensor
+    log_std: torch.Tensor
+    values: torch.Tensor
+    logp_prior: torch.Tensor | None
+    reward: torch.Tensor
+    dones: torch.Tensor
+    time_outs: torch.Tensor
+
+    @classmethod
+    def empty(
+        cls, t: int, n: int, d: int, a: int, with_prior: bool, device: torch.device
+    ) -> TensorRollout:
+        def z(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.zeros(shape, dtype=dtype, device=device)
+
+        return cls(
+            obs=z(t, n, d),
+            actions=z(t, n, a),
+            logp=z(t, n),
+            mean=z(t, n, a),
+            log_std=z(t, n, a),
+            values=z(t, n),
+            logp_prior=z(t, n) if with_prior else None,
+            reward=z(t, n),
+            dones=z(t, n, dtype=torch.bool),
+            time_outs=z(t, n, dtype=torch.bool),
         )
 
 
