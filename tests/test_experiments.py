@@ -230,6 +230,18 @@ def test_ray_start_errors_say_what_to_do(error, words):
     assert words in str(_ray_start_error(error, "h:1"))
 
 
+def test_a_local_ray_start_beside_a_running_cluster_names_it():
+    from tailor.experiments.sweep import _ray_start_error
+
+    # Ray 2.60's words when ray.init(num_cpus=...) finds a cluster that `ray start` began
+    error = ValueError(
+        "When connecting to an existing cluster, num_cpus and num_gpus must not be provided."
+    )
+    text = str(_ray_start_error(error, None))
+    assert "pass --address auto to run on it, or end it with `ray stop`" in text
+    assert "cannot start on" in str(_ray_start_error(error, "h:1"))  # an address: Ray's words
+
+
 # --- tables and plots from a fixture of result files ------------------------------------------
 
 

@@ -224,7 +224,9 @@ def grid_summary(spec: GridSpec, jobs: Sequence[Job], out: str | Path) -> str:
     setting = f"fixed: {', '.join(fixed)}\n\n" if fixed else ""
     note = (
         f"\nmean ± sd over seeds (sample sd) of each run's {spec.episodes}-episode evaluation of "
-        "its final policy; KL/step held: E[log pi_theta - log pi_prior] over the run's last "
-        "iterations\n"
+        "its final policy"
     )
+    if kl:
+        note += "; KL/step held: E[log pi_theta - log pi_prior] over the run's last iterations"
+    note += "\n"
     return title + setting + "\n".join(lines) + "\n" + note
