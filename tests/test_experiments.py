@@ -230,6 +230,18 @@ def test_ray_start_errors_say_what_to_do(error, words):
     assert words in str(_ray_start_error(error, "h:1"))
 
 
+def test_a_local_ray_start_beside_a_running_cluster_names_it():
+    from tailor.experiments.sweep import _ray_start_error
+
+    # Ray 2.60's words when ray.init(num_cpus=...) finds a cluster that `ray start` began
+    error = ValueError(
+        "When connecting to an existing cluster, num_cpus and num_gpus must not be provided."
+    )
+    text = str(_ray_start_error(error, None))
+    assert "pass --address auto to run on it, or end it with `ray stop`" in text
+    assert "cannot start on" in str(_ray_start_error(error, "h:1"))  # an address: Ray's words
+
+
 # --- tables and plots from a fixture of result files ------------------------------------------
 
 
@@ -579,33 +591,3 @@ def test_entry_points_name_an_unknown_option(tmp_path):
         run.lm_customize(tmp_path / "prior", "kl", tmp_path / "y", reward="x", sed=1)
     with pytest.raises(TypeError, match="multiple values for argument 'omega_prime'"):
         run.customize("pointmass", "ppo", tmp_path, 64, 0, tmp_path / "z", 0.1, omega_prime=0.2)
-
-
-def test_ray_retries_a_job_whose_worker_dies(tmp_path):
-    """A Ray worker that dies mid-job (a lost node, an OOM kill) is not a failed job: Ray runs
-    the task again (RAY_RETRIES) and the job finishes. The job's task comes from a tasks file
-    (Job.tasks_file), whose add-on kills its process the first time it is called."""
-    pytest.importorskip("ray")
-    mark = tmp_path / "died-once"
-    tasks = tmp_path / "dying_tasks.py"
-    tasks.write_text(
-        "import dataclasses, os\n"
-        "from pathlib import Path\n"
-        "from tailor.envs import get_task, register_task\n"
-        f"MARK = Path({str(mark)!r})\n"
-        "base = get_task('pointmass')\n"
-        "def terms(batch):\n"
-        "    if not MARK.exists():\n"
-        "        MARK.write_text('x')\n"
-        "        os._exit(1)  # the worker process dies, as on a lost node\n"
-        "    return base.vector_terms(batch)\n"
-        "register_task(dataclasses.replace(base, name='pointmass-dies-once', vector_terms=terms))\n"
-    )
-    job = dataclasses.replace(
-        Job("train", "pointmass-dies-once", "soft", 0, steps=256, episodes=2, ppo=TINY),
-        tasks_file=str(tasks),
-    )
-    report = run_sweep([job], tmp_path / "out", workers=1, backend="ray", log=None)
-    assert mark.exists()  # the first attempt died
-    assert report.done == [job.id] and report.failed == {}
-    assert json.loads((tmp_path / "out" / job.id / RESULT_FILE).read_text())["id"] == job.id

@@ -23,15 +23,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "sweep",
-        help="run a paper preset's jobs (skips finished ones; records failures)",
-        description=f"Run every (config, seed) job of a preset once. Presets: {presets}. "
-        f"Budgets: {budgets}. A rerun skips finished jobs, continues an interrupted one from its "
+        help="run a paper preset's jobs, or your own grid (--task): skips finished ones, "
+        "records failures",
+        description=f"tailor sweep PRESET: run every (config, seed) job of a preset once. "
+        f"Presets: {presets}. Budgets: {budgets}. tailor sweep --task T --method M [--prior P] "
+        "--grid KEY=V1,V2 ... --seeds 0,1,2 --steps N: your own sweep, one job per grid point "
+        "and seed (customizing P, or training from scratch without --prior), with a summary "
+        "table (DIR/summary.md: mean and sd over seeds per grid point). Grid keys: the "
+        "coefficients (omega_prime, alpha_hat, omega; alpha from scratch) and PPOConfig's "
+        "scalar fields (learning_rate, kl_target, num_envs, ...); a key with one value fixes "
+        "it. Either way a rerun skips finished jobs, continues an interrupted one from its "
         "last checkpoint (exactly, on the fast paths) and retries failed ones; jobs shared "
         "by two presets (Table III's global std = Table I's Soft PPO) run once when both "
-        "presets use the same --out.",
+        "presets use the same --out. On a Ray cluster (--backend ray --address A) every node "
+        "needs the same tailor install and --out, the prior and the tasks file on a shared "
+        "filesystem; a job whose node is lost runs again elsewhere from its last checkpoint.",
     )
-    p.add_argument("preset", choices=tuple(PRESETS))
-    p.add_argument("--budget", choices=tuple(BUDGETS), default="local", help="default local")
+    p.add_argument("preset", nargs="?", choices=tuple(PRESETS), help="a paper preset")
+    p.add_argument("--budget", choices=tuple(BUDGETS), help="PRESET: default local")
     p.add_argument("--out", required=True, help="sweep directory (created; reused on rerun)")
     p.add_argument("--workers", type=argtypes.count, default=1, help="parallel jobs (default 1)")
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
@@ -40,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prior",
         action="append",
         default=[],
-        metavar="TASK=PATH",
-        help="use this prior for TASK instead of the shipped one (repeatable)",
+        metavar="TASK=PATH | PATH",
+        help="PRESET: use this prior for TASK instead of the shipped one (repeatable); "
+        "--task: the prior to customize (omit it to train from scratch)",
     )
     p.add_argument(
         "--list",
@@ -52,18 +62,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # Subsets of the preset: the same jobs in the same directories, so the whole preset later
     # finds them finished (a sweep split across machines, or some jobs first).
     p.add_argument(
-        "--tasks", type=argtypes.names, help="only these tasks, e.g. hopper-jump,ant-sideways"
+        "--tasks",
+        type=argtypes.names,
+        help="PRESET: only these tasks, e.g. hopper-jump,ant-sideways",
     )
     p.add_argument(
-        "--seeds", type=argtypes.seeds, help="only these of the budget's seeds, e.g. 0,1,2"
+        "--seeds",
+        type=argtypes.seeds,
+        help="PRESET: only these of the budget's seeds, e.g. 0,1,2; --task: the seeds (default 0)",
     )
-    p.add_argument("--methods", type=argtypes.names, help="only these methods, e.g. residual,full")
-    p.add_argument("--std", type=argtypes.names, help="only these std types: global, state")
+    p.add_argument(
+        "--methods", type=argtypes.names, help="PRESET: only these methods, e.g. residual,full"
+    )
+    p.add_argument("--std", type=argtypes.names, help="PRESET: only these std types: global, state")
     p.add_argument(
         "--reselect-best",
         action="store_true",
         help="re-choose the best checkpoint of finished jobs that recorded their prior as best "
         "(results of an older tailor); evaluates the new choice, trains nothing, runs no job",
+    )
+    user = p.add_argument_group("your own sweep (instead of PRESET)")
+    user.add_argument("--task", help="the task (a built-in, or one --tasks-file registers)")
+    user.add_argument("--tasks-file", metavar="FILE.py", help="a Python file that registers tasks")
+    user.add_argument("--method", help="default residual with --prior, soft without")
+    user.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="values of one setting (repeatable; one job per combination and seed), e.g. "
+        "--grid omega_prime=0.01,0.1,1 --grid learning_rate=3e-4",
+    )
+    user.add_argument("--steps", type=argtypes.count, help="environment steps per run")
+    user.add_argument(
+        "--episodes", type=argtypes.count, help="evaluation episodes per run (default 10)"
     )
     p.set_defaults(func=cmd_sweep)
 
@@ -125,11 +157,38 @@ def _priors(items: list[str]) -> dict[str, str]:
     return priors
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from tailor.experiments.presets import expand, select
-    from tailor.experiments.sweep import job_state, reselect_best, run_sweep
+# The flags of each kind of sweep (the other kind's are refused, not ignored).
+_PRESET_FLAGS = {"budget": "--budget", "tasks": "--tasks", "methods": "--methods",
+                 "std": "--std", "reselect_best": "--reselect-best"}  # fmt: skip
+_USER_FLAGS = {"tasks_file": "--tasks-file", "method": "--method", "grid": "--grid",
+               "steps": "--steps", "episodes": "--episodes"}  # fmt: skip
 
-    jobs = expand(args.preset, args.budget, _priors(args.prior))
+
+def _refuse(args: argparse.Namespace, flags: dict[str, str], why: str) -> None:
+    given = [flag for dest, flag in flags.items() if getattr(args, dest) not in (None, False, [])]
+    if given:
+        raise TailorError(f"{', '.join(given)}: {why}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    if args.preset is not None and args.task is not None:
+        raise TailorError("give a PRESET or --task (your own sweep), not both")
+    if args.preset is None and args.task is None:
+        raise TailorError(
+            f"give a PRESET ({', '.join(PRESETS)}) or --task T (your own sweep; see --help)"
+        )
+    if args.task is not None:
+        return _cmd_user_sweep(args)
+    _refuse(args, _USER_FLAGS, "for your own sweep (--task), not a preset's")
+    return _cmd_preset_sweep(args)
+
+
+def _cmd_preset_sweep(args: argparse.Namespace) -> int:
+    from tailor.experiments.presets import expand, select
+    from tailor.experiments.sweep import reselect_best, run_sweep
+
+    budget = args.budget or "local"
+    jobs = expand(args.preset, budget, _priors(args.prior))
     jobs = select(
         jobs, tasks=args.tasks, seeds=args.seeds, methods=args.methods, std_types=args.std
     )
@@ -139,14 +198,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 print(f"reselected {job.id}", flush=True)
         return 0
     if args.list:
-        counts: dict[str, int] = {}
-        for job in jobs:
-            state, detail = job_state(job, args.out)
-            counts[state] = counts.get(state, 0) + 1
-            print(f"{state:9s} {job.id}" + (f"  ({detail})" if detail else ""))
-        noun = "job" if len(jobs) == 1 else "jobs"
-        print(f"{len(jobs)} {noun}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        return 0
+        return _list_jobs(jobs, args.out)
     for job in jobs:
         if job.prior is not None and not Path(job.prior).exists():
             raise TailorError(
@@ -159,8 +211,61 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         workers=args.workers,
         backend=args.backend,
         address=args.address,
-        label=f"{args.preset}/{args.budget}",
+        label=f"{args.preset}/{budget}",
     )
+    return 1 if report.failed else 0
+
+
+def _list_jobs(jobs: list, out: str) -> int:
+    """``tailor sweep --list``: each job's state, then the counts."""
+    from tailor.experiments.sweep import job_state
+
+    counts: dict[str, int] = {}
+    for job in jobs:
+        state, detail = job_state(job, out)
+        counts[state] = counts.get(state, 0) + 1
+        print(f"{state:9s} {job.id}" + (f"  ({detail})" if detail else ""))
+    noun = "job" if len(jobs) == 1 else "jobs"
+    print(f"{len(jobs)} {noun}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    return 0
+
+
+def _cmd_user_sweep(args: argparse.Namespace) -> int:
+    from tailor.experiments.grid import GridSpec, grid_jobs, grid_summary, parse_grid
+    from tailor.experiments.sweep import run_sweep
+    from tailor.output import write_text
+    from tailor.shipped import find_prior
+
+    _refuse(args, _PRESET_FLAGS, "for a preset, not your own sweep (--task)")
+    if len(args.prior) > 1:
+        raise TailorError("--task takes one --prior (the prior to customize)")
+    if args.steps is None:
+        raise TailorError("--task needs --steps (environment steps per run)")
+    # Absolute paths: workers (Ray, possibly on other nodes) read them where they are.
+    prior = str(find_prior(args.prior[0]).resolve()) if args.prior else None
+    tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
+    kind = "train" if prior is None else "customize"
+    spec = GridSpec(
+        task=args.task,
+        method=args.method or ("soft" if prior is None else "residual"),
+        steps=args.steps,
+        prior=prior,
+        grid=parse_grid(args.grid, kind),
+        seeds=tuple(args.seeds or (0,)),
+        episodes=args.episodes or 10,
+        tasks_file=tasks_file,
+    )
+    jobs = grid_jobs(spec)
+    if args.list:
+        return _list_jobs(jobs, args.out)
+    report = run_sweep(jobs, args.out, workers=args.workers, backend=args.backend,
+                       address=args.address, label=f"grid {args.task}")  # fmt: skip
+    if len(report.skipped) + len(report.done) == 0:
+        return 1
+    text = grid_summary(spec, jobs, args.out)
+    write_text(Path(args.out) / "summary.md", text)
+    print(text, end="")
+    print(f"wrote {Path(args.out) / 'summary.md'}")
     return 1 if report.failed else 0
 
 
@@ -221,7 +326,8 @@ def cmd_frontier(args: argparse.Namespace) -> int:
 
     if args.tasks_file:
         load_user_tasks(args.tasks_file)
-    prior = str(find_prior(args.prior))
+    # Absolute: a Ray worker on another node (or started in another directory) reads it there.
+    prior = str(find_prior(args.prior).resolve())
     act_dim = load_prior(prior).act_dim  # a clear error for an unreadable prior, before any run
     tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
     base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes)

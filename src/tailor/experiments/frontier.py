@@ -28,6 +28,8 @@ __all__ = [
     "frontier_jobs",
     "frontier_points",
     "frontier_table",
+    "held_kl",
+    "keeps_basic",
     "knee",
     "plot_frontier",
 ]
@@ -57,7 +59,7 @@ def frontier_jobs(
     return jobs
 
 
-def _held_kl(run: Path) -> float | None:
+def held_kl(run: Path) -> float | None:
     """The per-step KL to the prior a run held: ``-entropy - logp_prior`` of its last rows."""
     try:
         with open(run / "metrics.csv", newline="") as f:
@@ -80,7 +82,7 @@ def frontier_points(jobs: Sequence[Job], out: str | Path) -> list[dict[str, Any]
             continue
         ev = results[job.id]["eval"]
         target = dict(job.ppo).get("kl_target") if job.kind == "customize" else 0.0
-        kl = 0.0 if job.kind == "prior" else _held_kl(Path(out) / job.id)
+        kl = 0.0 if job.kind == "prior" else held_kl(Path(out) / job.id)
         points.append({"kl_target": target, "kl": kl, "basic": ev["basic"]["mean"],
                        "addon": ev["addon"]["mean"], "run": str(Path(out) / job.id)})  # fmt: skip
     if not points or jobs[0].id not in results:
@@ -88,12 +90,20 @@ def frontier_points(jobs: Sequence[Job], out: str | Path) -> list[dict[str, Any]
     return points
 
 
+def keeps_basic(basic: float, prior_basic: float) -> bool:
+    """Whether a basic return loses at most ``1 - KEEP`` of the prior's, measured on its size
+    (``prior - basic <= (1 - KEEP) |prior|``): ``basic >= KEEP * prior`` for a positive prior
+    return; for a negative one (a cost, e.g. the point mass's -16) ``basic >= (2 - KEEP) *
+    prior``, 10% more cost, where ``basic >= KEEP * prior`` would refuse even the prior itself."""
+    return basic >= prior_basic * (KEEP if prior_basic >= 0 else 2.0 - KEEP)
+
+
 def knee(points: Sequence[dict[str, Any]]) -> tuple[int, str]:
     """``(index, rule)`` of the knee among the customizations (``points[0]`` is the prior)."""
     prior, runs = points[0], list(enumerate(points))[1:]
     if not runs:
         raise TailorError("no finished customization on the frontier yet")
-    keeping = [(i, p) for i, p in runs if p["basic"] >= KEEP * prior["basic"]]
+    keeping = [(i, p) for i, p in runs if keeps_basic(p["basic"], prior["basic"])]
     if keeping:
         i = max(keeping, key=lambda ip: ip[1]["addon"])[0]
         return i, f"most add-on return while keeping >= {KEEP:.0%} of the prior's basic return"

@@ -131,10 +131,14 @@ class Job:
         std_type: ``"global"`` or ``"state"`` (runs trained from scratch only; a customized actor
             keeps the prior's architecture).
         prior: path of the prior policy (``customize`` and ``prior`` jobs).
-        ppo: extra :class:`tailor.algos.ppo.PPOConfig` fields as ``(name, value)`` pairs (tests
-            use tiny batches); part of the job's identity.
-        tasks_file: a ``--tasks-file`` the worker loads before the job (a user's task); not part
-            of the job's identity.
+        ppo: extra keyword options of :func:`tailor.experiments.run.customize` /
+            :func:`~tailor.experiments.run.train_prior` as ``(name, value)`` pairs:
+            :class:`tailor.algos.ppo.PPOConfig` fields (tests use tiny batches, the frontier a
+            ``kl_target``) and the coefficients ``omega_prime`` / ``alpha_hat`` / ``omega`` or
+            ``alpha`` (a user sweep's grid, :mod:`tailor.experiments.grid`); part of the job's
+            identity.
+        tasks_file: a ``--tasks-file`` the worker loads before the job (a user's task; an
+            absolute path on a filesystem every node shares); not part of the job's identity.
     """
 
     kind: str

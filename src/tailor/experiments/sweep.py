@@ -23,6 +23,9 @@ Backends: ``local`` runs ``workers`` spawned processes (one torch thread each); 
 the same function as Ray tasks (``num_cpus=1`` each) to ``ray.init(address)``, or to a local Ray
 instance with ``workers`` CPUs when no address is given. On a multi-machine cluster ``DIR`` must be
 a path every node can write (a shared filesystem), and tailor must be installed on every node.
+A Ray task whose worker or node dies is run again (:data:`RAY_RETRIES`) on any node, and
+:func:`run_job` continues the job from the last checkpoint the lost attempt committed in
+``DIR`` (``tests/test_sweep_grid.py``; ``results/ray_two_node.md`` kills a node mid-job).
 """
 
 from __future__ import annotations
@@ -594,6 +597,13 @@ def _ray_start_error(exc: Exception, address: str | None) -> TailorError:
             "the cluster's token: export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or "
             "RAY_AUTH_TOKEN_PATH=<file>; `ray get-auth-token` on the head node prints it), the "
             "same on every node"
+        )
+    if address is None and "existing cluster" in text:  # ray.init() found one via ray start
+        return TailorError(
+            f"cannot start a local Ray instance: {text} A Ray cluster is already running on "
+            "this machine (`ray start`; or its processes were killed and "
+            "/tmp/ray/ray_current_cluster is left): pass --address auto to run on it, or end it "
+            "with `ray stop`"
         )
     return TailorError(f"cannot start on {where}: {text}")
 
