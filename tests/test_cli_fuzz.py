@@ -138,9 +138,15 @@ def test_lm_evaluate_numeric_flags(capsys, files, flag: str, value: str) -> None
     _assert_works_or_error(capsys, [*argv, f"{flag}={value}"])
 
 
+LM_CUSTOMIZE_FLAGS = (
+    *("--steps", "--seed", "--lr", "--batch-size", "--omega-prime", "--beta", "--threads"),
+    *("--grad-accum", "--lora-r", "--lora-alpha", "--lora-dropout"),
+)
+
+
 @FUZZ
 @given(
-    flag=st.sampled_from(["--steps", "--seed", "--lr", "--batch-size", "--omega-prime", "--beta"]),
+    flag=st.sampled_from(LM_CUSTOMIZE_FLAGS),
     value=VALUES,
 )
 def test_lm_customize_numeric_flags(capsys, files, flag: str, value: str) -> None:

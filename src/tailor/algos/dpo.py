@@ -5,7 +5,10 @@ sequence log-probabilities ``log pi(y|x) = sum_t log pi(y_t|x, y_<t)`` over the 
 (eos included, prompt and padding excluded). Policy and frozen prior read every response in one
 batched forward pass each (for a plain GPT-2 the packed, padding-free pass of
 :func:`tailor.lm.gpt2fast.packed_token_logprobs`: a chosen and a rejected response share their
-prompt's rows); the prior's log-probs are computed once, before training.
+prompt's rows). The prior's log-probs are streamed: computed the first time a step draws a
+row, in the fixed chunks of 64 rows an up-front pass would use (so the same numbers, bit for
+bit), then kept (:class:`ReferenceLogp`, 4 bytes a response): the first step comes after one
+batch's worth of prior passes, not after the whole data set's.
 
 Data:
 
@@ -18,11 +21,14 @@ Data:
   ``label = 1[r_R > median]`` otherwise (:func:`make_labelled_responses`).
 
 Dropout is off while training (``eval()`` mode), as for PPO.
+
+Scale (:class:`tailor.lm.policy.PolicyPair`, given as ``prior``): a LoRA policy whose prior is
+the adapter-off model, half precision, gradient checkpointing, and gradient accumulation (a
+batch in ``grad_accum`` micro-batches, each loss mean weighted by its share of the batch).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +42,7 @@ from tailor.algos.finite import check_trained
 from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
 from tailor.lm import DEFAULT_COEFFICIENTS
+from tailor.lm.policy import PolicyPair, as_policy_pair
 from tailor.lm.preferences import PreferencePair, pairs_from_samples
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import encode_completions, encode_prompts, sample, token_logprobs
@@ -45,6 +52,7 @@ from tailor.methods import OFFLINE_METHODS, Method, resolve
 __all__ = [
     "OFFLINE_METHODS",
     "LMDPOConfig",
+    "ReferenceLogp",
     "Responses",
     "customize_offline",
     "make_labelled_responses",
@@ -243,19 +251,43 @@ def pairs_as_labelled(pairs: Sequence[PreferencePair]) -> tuple[list[str], list[
     return ps, cs, labels
 
 
-@torch.no_grad()
-def _frozen_logp(prior: torch.nn.Module, data: Responses, chunk: int = 64) -> torch.Tensor:
-    # Chunks the size of a training batch keep the activations in cache (512 was about 15%
-    # slower on the benchmark's CPU).
-    out = [
-        data.take(torch.arange(i, min(i + chunk, len(data)))).seq_logp(prior)
-        for i in range(0, len(data), chunk)
-    ]
-    return torch.cat(out)
+class ReferenceLogp:
+    """The prior's sequence log-probs ``log pi_prior(y|x)`` of ``data``'s rows, ``[N]``, computed
+    on first use and kept.
+
+    ``ref[rows]`` computes every not-yet-computed chunk that holds one of ``rows``: chunks are the
+    fixed row ranges ``[64 j, 64 j + 64)`` that a pass over the whole data would take (a
+    sequence's numbers can depend on the rows it is computed with: the padding and the matrix
+    shapes), so the values are bitwise those of an up-front pass. Chunks of a training batch's
+    size also keep the activations in cache (512 was about 15% slower on the benchmark's CPU).
+    """
+
+    def __init__(self, pair: PolicyPair, data: Responses, chunk: int = 64) -> None:
+        self.pair, self.data, self.chunk = pair, data, chunk
+        self.values = torch.zeros(len(data))
+        self.done = torch.zeros(-(-len(data) // chunk), dtype=torch.bool)
+
+    @torch.no_grad()
+    def __getitem__(self, rows: torch.Tensor) -> torch.Tensor:
+        for j in torch.unique(rows // self.chunk).tolist():
+            if self.done[j]:
+                continue
+            lo, hi = j * self.chunk, min((j + 1) * self.chunk, len(self.data))
+            with self.pair.reference() as prior:
+                self.values[lo:hi] = self.data.take(torch.arange(lo, hi)).seq_logp(prior).cpu()
+            self.done[j] = True
+        return self.values[rows]
+
+    @property
+    def computed(self) -> int:
+        """Rows computed so far."""
+        last = len(self.done) - 1
+        full = int(self.done.sum()) * self.chunk
+        return full - (self.chunk * (last + 1) - len(self.data) if bool(self.done[last]) else 0)
 
 
 def customize_offline(
-    prior: torch.nn.Module,
+    prior: torch.nn.Module | PolicyPair,
     tokenizer: Any,
     method: str | Method,
     config: LMDPOConfig = LMDPOConfig(),  # frozen dataclass: an immutable default
@@ -268,7 +300,10 @@ def customize_offline(
     """Customize ``prior`` with ``dpo``, ``ce-dpo`` or ``decoupled-dpo``.
 
     Args:
-        prior: the prior causal LM; frozen here, a deep copy of it is trained.
+        prior: the prior causal LM; frozen here, a deep copy of it is trained. A
+            :class:`~tailor.lm.policy.PolicyPair` around it sets LoRA (no copy: the prior is the
+            adapter-off model), gradient checkpointing and accumulation; a ``peft.PeftModel``
+            trains its adapter only, its base is the prior.
         tokenizer: its tokenizer.
         method: ``dpo``, ``ce-dpo`` or ``decoupled-dpo``.
         config: training settings.
@@ -291,10 +326,64 @@ def customize_offline(
     if pairs is None and reward is None:
         raise TailorError(f"{method} needs either preference pairs or an add-on reward")
     g = torch.Generator().manual_seed(c.seed)
-    prior = prior.eval()
-    for p in prior.parameters():
-        p.requires_grad_(False)
+    pair = as_policy_pair(prior)
+    pair.freeze_prior()
+    with pair.reference() as prior_model:
+        data, labels, info = _offline_data(
+            prior_model, tokenizer, method, c, (reward, pairs, prompts),
+            pair.sampler_generator(g, c.seed),
+        )  # fmt: skip
+    n = len(data) if method == "ce-dpo" else len(data) // 2
+    ref = ReferenceLogp(pair, data)
+    pair.start(c.seed)
+    opt = torch.optim.Adam(pair.params, lr=c.lr)
+    control = control or LoopControl()
+    bar = control.bar(c.steps, method, "step")
+    history: list[dict[str, float]] = []
+    for _ in range(c.steps):
+        if control.stop():
+            break
+        idx = torch.randint(0, n, (min(c.batch_size, n),), generator=g)
+        opt.zero_grad()
+        step_loss, step_acc = 0.0, 0.0
+        for micro in pair.micro_batches(idx):
+            loss, acc = _micro_loss(pair, (data, ref, labels, n), method, coef, micro)
+            loss = loss * (len(micro) / len(idx))  # its share of the batch mean (1 without accum)
+            if not bool(torch.isfinite(loss)):
+                raise TailorError(
+                    f"{method}: the loss became {loss.item()} at step {len(history) + 1}; "
+                    "training stopped and nothing was saved: lower the learning rate or beta"
+                )
+            pair.backward(loss)
+            step_loss += loss.item()
+            step_acc += float(acc) * (len(micro) / len(idx))
+        pair.step(opt, c.max_grad_norm)
+        history.append({"loss": step_loss, "accuracy": step_acc})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    if bar is not None:
+        bar.close()
+    check_trained(method, {"policy": pair.policy})
+    info["coefficients"] = coef
+    return pair.finish(), history, info
 
+
+def _offline_data(
+    prior: torch.nn.Module,
+    tokenizer: Any,
+    method: str,
+    c: LMDPOConfig,
+    given: tuple[str | RewardFn | None, Sequence[PreferencePair] | None, Sequence[str]],
+    generator: torch.Generator,
+) -> tuple[Responses, torch.Tensor | None, dict[str, Any]]:
+    """The responses ``method`` trains on: ``(data, labels, info)``. ``given`` is ``(reward,
+    pairs, prompts)``: the pairs, else prior samples ranked or labelled by the reward. Pairs are
+    rows ``0..n-1`` (chosen) and ``n..2n-1`` (rejected) of one tensor, so one forward pass per
+    step; ``labels`` is ``None`` except for ``ce-dpo``."""
+    reward, pairs, prompts = given
+    g = generator
+    labels = None
     if method == "ce-dpo":
         if pairs is not None:
             ps, cs, labels = pairs_as_labelled(pairs)
@@ -303,71 +392,51 @@ def customize_offline(
             ps, cs, labels = make_labelled_responses(prior, tokenizer, reward, prompts, c, g)
             source = "prior samples"
         data = Responses.encode(tokenizer, ps, cs, c.max_new_tokens)
-        n = len(data)
-        info = {"source": source, "responses": n, "positive": int(labels.sum())}
+        info = {"source": source, "responses": len(data), "positive": int(labels.sum())}
+        return data, labels, info
+    if pairs is None:
+        pairs = make_preference_pairs(prior, tokenizer, reward, prompts, c, g)
+        source = "prior samples"
     else:
-        if pairs is None:
-            pairs = make_preference_pairs(prior, tokenizer, reward, prompts, c, g)
-            source = "prior samples"
-        else:
-            source = "preference file"
-        n = len(pairs)
-        # Chosen rows 0..n-1, rejected rows n..2n-1: one tensor, so one forward pass per step.
-        data = Responses.encode(
-            tokenizer,
-            [p.prompt for p in pairs] * 2,
-            [p.chosen for p in pairs] + [p.rejected for p in pairs],
-            c.max_new_tokens,
-        )
-        info = {"source": source, "pairs": n}
-    ref = _frozen_logp(prior, data)
+        source = "preference file"
+    data = Responses.encode(
+        tokenizer,
+        [p.prompt for p in pairs] * 2,
+        [p.chosen for p in pairs] + [p.rejected for p in pairs],
+        c.max_new_tokens,
+    )
+    return data, labels, {"source": source, "pairs": len(pairs)}
 
-    policy = copy.deepcopy(prior)
-    policy.eval()  # dropout off
-    for p in policy.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
-    control = control or LoopControl()
-    bar = control.bar(c.steps, method, "step")
-    history: list[dict[str, float]] = []
-    for _ in range(c.steps):
-        if control.stop():
-            break
-        idx = torch.randint(0, n, (min(c.batch_size, n),), generator=g)
-        if method == "ce-dpo":
+
+def _micro_loss(
+    pair: PolicyPair,
+    tables: tuple[Responses, ReferenceLogp, torch.Tensor | None, int],
+    method: str,
+    coef: dict[str, float],
+    idx: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean loss, accuracy)`` of the pairs (``ce-dpo``: responses) ``idx``; ``tables`` is
+    ``(data, reference log-probs, labels, n)``, ``n`` the number of pairs (rejected responses
+    are rows ``idx + n``)."""
+    data, ref, labels, n = tables
+    dev = pair.device
+    if method == "ce-dpo":
+        assert labels is not None
+        with pair.learning() as policy:
             logp = data.take(idx).seq_logp(policy)
-            losses = ce_dpo_loss(logp, ref[idx], labels[idx], coef["beta"])
-            margin = logp.detach() - ref[idx]
-            acc = ((margin > 0).float() == labels[idx]).float().mean()
-        else:
-            rows = torch.cat([idx, idx + n])
-            logp = data.take(rows).seq_logp(policy)
-            lw, ll = logp[: len(idx)], logp[len(idx) :]
-            rw, rl = ref[idx], ref[idx + n]
-            if method == "dpo":
-                losses = dpo_loss(lw, ll, rw, rl, coef["beta"])
-            else:
-                losses = decoupled_dpo_loss(lw, ll, rw, rl, coef["omega_prime"], coef["alpha_hat"])
-            acc = (losses.detach() < math.log(2.0)).float().mean()  # margin > 0
-        loss = losses.mean()
-        if not bool(torch.isfinite(loss)):
-            raise TailorError(
-                f"{method}: the loss became {loss.item()} at step {len(history) + 1}; training "
-                "stopped and nothing was saved: lower the learning rate or beta"
-            )
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-        opt.step()
-        history.append({"loss": loss.item(), "accuracy": float(acc)})
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
-    if bar is not None:
-        bar.close()
-    check_trained(method, {"policy": policy})
-    policy.eval()
-    for p in policy.parameters():
-        p.requires_grad_(False)
-    info["coefficients"] = coef
-    return policy, history, info
+        r, lab = ref[idx].to(dev), labels[idx].to(dev)
+        losses = ce_dpo_loss(logp, r, lab, coef["beta"])
+        margin = logp.detach() - r
+        acc = ((margin > 0).float() == lab).float().mean()
+        return losses.mean(), acc
+    rows = torch.cat([idx, idx + n])
+    with pair.learning() as policy:
+        logp = data.take(rows).seq_logp(policy)
+    lw, ll = logp[: len(idx)], logp[len(idx) :]
+    rw, rl = ref[idx].to(dev), ref[idx + n].to(dev)
+    if method == "dpo":
+        losses = dpo_loss(lw, ll, rw, rl, coef["beta"])
+    else:
+        losses = decoupled_dpo_loss(lw, ll, rw, rl, coef["omega_prime"], coef["alpha_hat"])
+    acc = (losses.detach() < math.log(2.0)).float().mean()  # margin > 0
+    return losses.mean(), acc

@@ -19,6 +19,12 @@ fitted alone for the first ``critic_warmup`` fraction of the iterations.
 Dropout is off (``eval()`` mode) for sampling and updates so that the PPO ratio is exactly 1 at
 the first epoch.
 
+**Scale** (:class:`tailor.lm.policy.PolicyPair`, given as ``prior``): a LoRA policy on the frozen
+prior (the prior's log-probs are the adapter-off model's), half-precision priors with float32
+trained weights, gradient checkpointing, and gradient accumulation (each minibatch in
+``grad_accum`` micro-batches, every token-mean divided by the whole minibatch's token count, so
+the summed gradient is the minibatch's).
+
 Prompts (:class:`PromptSchedule`): a list no longer than the batch is cycled over every batch; a
 longer one is read in shuffled epochs (the run's generator), each iteration taking the next
 prompts, so every prompt is used.
@@ -59,7 +65,6 @@ pi_prior`` in the reward (entropy regularisation alone). TRL's ``beta = 0`` (no 
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -72,6 +77,7 @@ from tailor.algos.configs import COUNT, check_config
 from tailor.algos.finite import check_trained
 from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
+from tailor.lm.policy import PolicyPair, as_policy_pair
 from tailor.lm.rewards import RewardFn, evaluate_reward
 from tailor.lm.sampling import Samples, sample, token_logprobs
 from tailor.losses import (
@@ -208,10 +214,16 @@ class ValueHead(torch.nn.Module):
         return self.net(hidden).squeeze(-1)
 
 
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over the positions where ``mask`` is 1 (same shapes)."""
+def masked_mean(
+    x: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean of ``x`` over the positions where ``mask`` is 1 (same shapes).
+
+    ``count``: divide by this token count instead of ``mask``'s (a micro-batch's share of its
+    minibatch's mean: the shares sum to the minibatch's mean).
+    """
     m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp(min=1.0)
+    return (x * m).sum() / (m.sum().clamp(min=1.0) if count is None else count)
 
 
 def last_token_rewards(r_seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -249,13 +261,6 @@ def token_advantages(
     return torch.where(m, adv, torch.zeros_like(adv)), torch.where(m, ret, torch.zeros_like(ret))
 
 
-def _freeze(model: torch.nn.Module) -> torch.nn.Module:
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
 class PromptSchedule:
     """The prompts of each iteration: ``slots`` prompts, each repeated ``repeats`` times in a row
     (a group of completions of one prompt is ``repeats`` consecutive rows of the batch).
@@ -291,7 +296,7 @@ class PromptSchedule:
 
 
 def customize_ppo(
-    prior: torch.nn.Module,
+    prior: torch.nn.Module | PolicyPair,
     tokenizer: Any,
     reward: str | RewardFn,
     method: Method | str,
@@ -305,7 +310,9 @@ def customize_ppo(
 
     Args:
         prior: the prior causal LM; it is frozen (eval mode, no gradients) and a deep copy of it
-            becomes the policy.
+            becomes the policy. A :class:`~tailor.lm.policy.PolicyPair` around it sets LoRA
+            (the prior is then wrapped in place, no copy), gradient checkpointing and
+            accumulation; a ``peft.PeftModel`` trains its adapter only, its base is the prior.
         tokenizer: the prior's tokenizer.
         reward: add-on reward name or function ``(prompt, completion) -> float``.
         method: ``residual``, ``kl`` or ``greedy`` (a :class:`~tailor.methods.Method` or a name,
@@ -337,18 +344,16 @@ def customize_ppo(
             f"token-level PPO runs the methods {', '.join(PPO_METHODS)}, got {method.name!r}"
         )
     c = config
-    policy = copy.deepcopy(prior)
-    prior = _freeze(prior)
-    policy.eval()  # dropout off: see the module docstring
-    for p in policy.parameters():
-        p.requires_grad_(True)
+    pair = as_policy_pair(prior)
+    policy = pair.start(c.seed)  # dropout off: see the module docstring
     g = torch.Generator().manual_seed(c.seed)
+    g_tokens = pair.sampler_generator(g, c.seed)
     torch.manual_seed(c.seed)
-    value_head = ValueHead(policy.config.hidden_size, c.value_hidden)
-    opt = torch.optim.Adam(policy.parameters(), lr=c.lr)
+    value_head = ValueHead(policy.config.hidden_size, c.value_hidden).to(pair.device)
+    opt = torch.optim.Adam(pair.params, lr=c.lr)
     vopt = torch.optim.Adam(value_head.parameters(), lr=c.value_lr)
     spec, kl_coef = _split_kl(method.spec, c.kl_estimator)
-    learner = _Learner(policy, value_head, opt, vopt, c, g, kl_coef)
+    learner = _Learner(pair, value_head, opt, vopt, c, g, kl_coef, g_tokens)
     gae_run = c.advantage == "gae"
     warmup_iters = math.ceil(c.critic_warmup * c.steps) if gae_run else 0
     schedule = PromptSchedule(prompts, c.batch_size // c.group, c.group, g)
@@ -359,12 +364,14 @@ def customize_ppo(
     for it in range(start, c.steps):
         if control.stop():
             break
-        batch = sample(policy, tokenizer, schedule.next(), c.max_new_tokens, generator=g)
+        with pair.autocast():
+            batch = sample(policy, tokenizer, schedule.next(), c.max_new_tokens, g_tokens)
         r_seq = _float32_rewards(evaluate_reward(reward, batch.prompts, batch.completions), it)
-        with torch.no_grad():
+        with torch.no_grad(), pair.reference() as prior_model:
             prior_tok, _ = token_logprobs(
-                prior, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask
+                prior_model, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask
             )
+        prior_tok = prior_tok.cpu()  # the loop's bookkeeping is on the CPU (a no-op there)
         r_tok = last_token_rewards(r_seq, batch.mask)
         # THE reward of every method (tailor.reward.reformulate), token by token.
         rewards = reformulate(r_tok, prior_tok, batch.logp, spec)
@@ -403,10 +410,7 @@ def customize_ppo(
     check_trained("LM PPO", {"policy": policy, **({"value_head": value_head} if gae_run else {})})
     if hooks is not None:
         hooks.finish(learner, schedule, history)
-    policy.eval()
-    for p in policy.parameters():
-        p.requires_grad_(False)
-    return policy, history
+    return pair.finish(), history
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -440,10 +444,12 @@ def _gae_advantages(
     value head on the policy's hidden states."""
     c = learner.c
     with torch.no_grad():
-        _, hidden = token_logprobs(
-            learner.policy, batch.prompt_ids, batch.prompt_mask, batch.tokens, batch.mask, True
-        )
-        values = learner.value_head(hidden)
+        with learner.pair.autocast():
+            _, hidden = token_logprobs(
+                learner.pair.policy, batch.prompt_ids, batch.prompt_mask, batch.tokens,
+                batch.mask, True,
+            )  # fmt: skip
+        values = learner.value_head(hidden.float()).float().cpu()  # no-ops in float32 on CPU
     adv, ret = token_advantages(rewards, values, batch.mask, c.gamma, c.lam)
     m = batch.mask.bool()
     adv_std = adv[m].std() if int(m.sum()) > 1 else torch.tensor(1.0)
@@ -471,16 +477,22 @@ def _check_loss(name: str, loss: torch.Tensor) -> None:
 
 @dataclass
 class _Learner:
-    """What the PPO update changes: the policy and its value head, their optimizers, the
-    generator of the minibatch order, and the settings."""
+    """What the PPO update changes: the policy (with its prior, :class:`PolicyPair`) and its
+    value head, their optimizers, the generator of the minibatch order, and the settings."""
 
-    policy: torch.nn.Module
+    pair: PolicyPair
     value_head: ValueHead
     opt: torch.optim.Optimizer
     vopt: torch.optim.Optimizer
     c: LMPPOConfig
     g: torch.Generator
     kl_coef: float = 0.0
+    g_tokens: torch.Generator | None = None  # the sampler's own, on an accelerator (else g)
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        """The model being trained (what a checkpoint saves and a resume restores)."""
+        return self.pair.policy
 
 
 def _update(
@@ -493,39 +505,34 @@ def _update(
 ) -> dict[str, float]:
     """PPO epochs over one batch: clipped surrogate (+ ``kl_coef`` times the per-token k3 KL to
     the prior) + value regression when there are returns, token-level means. ``adv``, ``ret``
-    (``None``: no value head to fit) and ``prior_tok`` are ``[B, T]`` like the batch's tokens."""
-    policy, opt, c, g = learner.policy, learner.opt, learner.c, learner.g
+    (``None``: no value head to fit) and ``prior_tok`` are ``[B, T]`` like the batch's tokens.
+    Each minibatch is one optimizer step of each model, its gradient summed over the pair's
+    micro-batches."""
+    pair, c, g = learner.pair, learner.c, learner.g
     n = len(batch)
     pl, vl, kls, clips = [], [], [], []
     for _ in range(c.epochs):
         perm = torch.randperm(n, generator=g)
         for start in range(0, n, c.minibatch_size):
             idx = perm[start : start + c.minibatch_size]
-            mb = batch.select(idx)
-            mask = mb.mask
-            logp, hidden = token_logprobs(
-                policy, mb.prompt_ids, mb.prompt_mask, mb.tokens, mask, return_hidden=True
-            )
+            # The minibatch's token count: every micro-batch's mean is a share of the whole.
+            count = batch.mask[idx].to(torch.float32).sum().clamp(min=1.0).to(pair.device)
             if ret is not None:
-                vl.append(_fit_value(learner, hidden, ret[idx], mask))
-            if not train_policy:
-                continue
-            log_ratio = logp - mb.logp
-            ratio = log_ratio.exp()
-            per_token = clipped_surrogate_loss(ratio, adv[idx], c.clip)
-            if learner.kl_coef:
-                per_token = per_token + learner.kl_coef * k3_kl(logp, prior_tok[idx])
-            policy_loss = masked_mean(per_token, mask)
-            _check_loss("policy loss", policy_loss)
-            opt.zero_grad()
-            policy_loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), c.max_grad_norm)
-            opt.step()
-            with torch.no_grad():
-                pl.append(policy_loss.item())
-                # k3 estimator of KL(old || new), the usual PPO diagnostic.
-                kls.append(masked_mean(ratio - 1.0 - log_ratio, mask).item())
-                clips.append(masked_mean(((ratio - 1.0).abs() > c.clip).float(), mask).item())
+                learner.vopt.zero_grad()
+            if train_policy:
+                learner.opt.zero_grad()
+            sums = [0.0, 0.0, 0.0, 0.0]  # policy loss, value loss, approx KL, clip fraction
+            for micro in pair.micro_batches(idx):
+                _micro_step(learner, batch.select(micro), micro, (adv, ret, prior_tok), count,
+                            train_policy, sums)  # fmt: skip
+            if ret is not None:
+                learner.vopt.step()
+                vl.append(sums[1])
+            if train_policy:
+                pair.step(learner.opt, c.max_grad_norm)
+                pl.append(sums[0])
+                kls.append(sums[2])
+                clips.append(sums[3])
     nan = float("nan")
     return {
         "policy_loss": float(np.mean(pl)) if pl else nan,
@@ -535,17 +542,48 @@ def _update(
     }
 
 
-def _fit_value(
-    learner: _Learner, hidden: torch.Tensor, ret: torch.Tensor, mask: torch.Tensor
-) -> float:
-    """One value-head step on a minibatch (the hidden states detached); the loss."""
-    values = learner.value_head(hidden.detach())
-    v_loss = 0.5 * masked_mean(value_loss(values, ret), mask)
-    _check_loss("value loss", v_loss)
-    learner.vopt.zero_grad()
-    v_loss.backward()
-    learner.vopt.step()
-    return v_loss.item()
+def _micro_step(
+    learner: _Learner,
+    mb: Samples,
+    idx: torch.Tensor,
+    targets: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor],
+    count: torch.Tensor,
+    train_policy: bool,
+    sums: list[float],
+) -> None:
+    """Forward and backward of one micro-batch (rows ``idx`` of the batch, ``mb``): adds its
+    share of the value loss and of the policy loss to the models' gradients, and its share of
+    the minibatch's metrics to ``sums`` (policy loss, value loss, approx KL, clip fraction).
+    ``targets`` are the batch's ``(adv, ret, prior_tok)``, ``[B, T]`` each."""
+    pair, c = learner.pair, learner.c
+    adv, ret, prior_tok = targets
+    dev = pair.device
+    mask = mb.mask.to(dev)
+    with pair.learning() as policy:
+        logp, hidden = token_logprobs(
+            policy, mb.prompt_ids, mb.prompt_mask, mb.tokens, mb.mask, return_hidden=True
+        )
+    if ret is not None:
+        values = learner.value_head(hidden.detach().float())
+        v_loss = 0.5 * masked_mean(value_loss(values, ret[idx].to(dev)), mask, count)
+        _check_loss("value loss", v_loss)
+        v_loss.backward()
+        sums[1] += v_loss.item()
+    if not train_policy:
+        return
+    log_ratio = logp - mb.logp.to(dev)
+    ratio = log_ratio.exp()
+    per_token = clipped_surrogate_loss(ratio, adv[idx].to(dev), c.clip)
+    if learner.kl_coef:
+        per_token = per_token + learner.kl_coef * k3_kl(logp, prior_tok[idx].to(dev))
+    policy_loss = masked_mean(per_token, mask, count)
+    _check_loss("policy loss", policy_loss)
+    pair.backward(policy_loss)
+    with torch.no_grad():
+        sums[0] += policy_loss.item()
+        # k3 estimator of KL(old || new), the usual PPO diagnostic.
+        sums[2] += masked_mean(ratio - 1.0 - log_ratio, mask, count).item()
+        sums[3] += masked_mean(((ratio - 1.0).abs() > c.clip).float(), mask, count).item()
 
 
 def config_dict(config: LMPPOConfig) -> dict[str, Any]:

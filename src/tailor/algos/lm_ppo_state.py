@@ -181,6 +181,8 @@ class LMRunState:
             flat, optimizers[prefix] = flatten_optimizer(opt.state_dict())
             tensors.update({f"{prefix}.{k}": v for k, v in flat.items()})
         tensors["rng.sampler"] = learner.g.get_state()
+        if learner.g_tokens is not None and learner.g_tokens is not learner.g:
+            tensors["rng.tokens"] = learner.g_tokens.get_state()  # an accelerator's generator
         tensors["rng.torch"] = torch.get_rng_state()
         tensors["schedule.queue"] = torch.tensor(schedule._queue, dtype=torch.int64)
         tensors = {k: v.detach().cpu() for k, v in tensors.items()}  # a GPU run saves as well
@@ -217,6 +219,8 @@ class LMRunState:
                 )
                 opt.load_state_dict(state)
             learner.g.set_state(tensors["rng.sampler"])
+            if "rng.tokens" in tensors and learner.g_tokens is not None:
+                learner.g_tokens.set_state(tensors["rng.tokens"])
             torch.set_rng_state(tensors["rng.torch"])
             schedule._queue = [int(i) for i in tensors["schedule.queue"].tolist()]
             history = [

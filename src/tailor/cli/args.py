@@ -153,6 +153,7 @@ INPUT_OPTIONS = (
     "corpus",
     "dir",
     "targets",
+    "base",
 )
 
 

@@ -18,6 +18,12 @@ __all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _register_sweep(subparsers)
+    _register_frontier(subparsers)
+    _register_table_plot(subparsers)
+
+
+def _register_sweep(subparsers: argparse._SubParsersAction) -> None:
     presets = ", ".join(f"{p.name} ({p.title})" for p in PRESETS.values())
     budgets = "; ".join(f"{b.name}: {b.description}" for b in BUDGETS.values())
 
@@ -99,8 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_sweep)
 
-    _register_frontier(subparsers)
 
+def _register_table_plot(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "table",
         help="print a preset's table (ours beside the paper's) from a sweep directory",

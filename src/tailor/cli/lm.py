@@ -81,12 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha-hat", type=argtypes.nonnegative, default=None)
     p.add_argument("--beta", type=argtypes.nonnegative, default=None)
     p.add_argument("--preferences", default=None, help="JSONL of prompt/chosen/rejected (offline)")
-    p.add_argument(
-        "--steps",
-        type=argtypes.count,
-        default=None,
-        help="PPO iterations (default 60) or offline steps (default 150)",
-    )
+    steps_help = "PPO iterations (default 60) or offline steps (default 150)"
+    p.add_argument("--steps", type=argtypes.count, default=None, help=steps_help)
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.add_argument("--lr", type=argtypes.positive, default=None)
     p.add_argument("--batch-size", type=argtypes.count, default=None)
@@ -117,6 +113,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "each is a flag too, e.g. --epochs 2 --clip 0.1",
     )
     _allow_pickle(p)
+    _runtime_args(p)
     p.set_defaults(func=cmd_customize, config_flags=True)
 
     p = lm_sub.add_parser("evaluate", help="add-on success, naturalness, KL to the prior")
@@ -237,6 +234,79 @@ def _resolve_reward(args: argparse.Namespace) -> str | None:
     return args.reward
 
 
+def _runtime_args(p: argparse.ArgumentParser) -> None:
+    """The machine and memory flags of ``lm customize`` (:class:`tailor.lm.runtime.LMRuntime`)."""
+    g = p.add_argument_group("machine and memory (change no objective)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if any)")
+    g.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="precision of the prior (auto: its saved dtype on a GPU, float32 on the CPU); "
+        "trained weights stay float32 (autocast); the result is saved in the prior's dtype",
+    )
+    g.add_argument(
+        "--threads",
+        type=argtypes.count,
+        default=None,
+        help="torch CPU threads (default: torch's, i.e. every core or OMP_NUM_THREADS)",
+    )
+    g.add_argument(
+        "--grad-accum",
+        type=argtypes.count,
+        default=1,
+        help="split each minibatch into N micro-batches, one optimizer step (default 1)",
+    )
+    g.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass (less memory, more time)",
+    )
+    g.add_argument(
+        "--lora-r",
+        type=argtypes.natural,
+        default=0,
+        help="train a LoRA adapter of this rank on the frozen prior (0: every weight); the "
+        "prior's log-probs are the adapter-off model's",
+    )
+    g.add_argument("--lora-alpha", type=argtypes.positive, default=None, help="default 2 r")
+    g.add_argument("--lora-dropout", type=argtypes.fraction, default=0.0, help="default 0")
+    g.add_argument(
+        "--lora-targets",
+        default="all-linear",
+        help="modules with an adapter: all-linear (default) or names, e.g. q_proj,v_proj",
+    )
+    g.add_argument(
+        "--save-merged",
+        action="store_true",
+        help="a LoRA run saves the merged model (default: the adapter and tokenizer only)",
+    )
+    g.add_argument(
+        "--base",
+        default=None,
+        help="base model directory of a --prior that is a LoRA adapter directory (default: "
+        "the adapter's base_model_name_or_path)",
+    )
+
+
+def _runtime(args: argparse.Namespace) -> Any:
+    from tailor.lm.runtime import LMRuntime
+
+    return LMRuntime(
+        device=args.device,
+        dtype=args.dtype,
+        threads=args.threads,
+        grad_accum=args.grad_accum,
+        gradient_checkpointing=args.gradient_checkpointing,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_targets=args.lora_targets,
+        save_merged=args.save_merged,
+        base=args.base,
+    )
+
+
 def _threads() -> None:
     import torch
 
@@ -334,6 +404,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
     reward = _resolve_reward(args)
     given = {"omega_prime": args.omega_prime, "alpha_hat": args.alpha_hat, "beta": args.beta}
     method = lm_method(args.method, **given)  # bad coefficients fail before any model loads
+    runtime = _runtime(args)  # so do bad machine settings
     overrides = _overrides(args, offline=method.offline)
     argv = [*getattr(args, "extra", []), *(["--help"] if args.help_config else [])]
     if argv:  # every config field is a flag too (tyro); --help-config lists them
@@ -373,7 +444,6 @@ def cmd_customize(args: argparse.Namespace) -> int:
         args.out = str(new_run_dir(f"lm-{about}", args.method, args.seed))
         print(f"run directory: {args.out}")
     argtypes.check_output_dir_arg(args, args.out)  # not the prior, nor holding an input
-    _threads()
     meta = lm_customize(
         args.prior,
         args.method,
@@ -396,6 +466,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         resume=args.resume is not None,
         checkpoint_every=args.checkpoint_every,
         tensorboard=not args.no_tensorboard,
+        runtime=runtime,  # threads: every core unless --threads (small models: try 1)
     )
     final = meta["final"]
     shown = ", ".join(f"{k} {v:.3f}" for k, v in final.items())

@@ -1,7 +1,9 @@
 """Language-model runs: customize a causal LM with token-level PPO or the DPO family.
 
 The LM loops (:mod:`tailor.algos.lm_ppo`, :mod:`tailor.algos.dpo`) and :mod:`tailor.lm` need the
-``lm`` extra; they are imported on use.
+``lm`` extra; they are imported on use. The machine settings of a run (device, dtype, threads,
+LoRA, gradient accumulation and checkpointing, merged or adapter-only saving) are one
+:class:`tailor.lm.runtime.LMRuntime` (``LMOptions.runtime``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class LMOptions:
         checkpoint_every: PPO iterations between checkpoints of the run (the last iteration,
             and a stop by Ctrl-C / SIGTERM / SIGHUP, always write one).
         tensorboard: also write the PPO metrics as TensorBoard scalars to ``<out>/tb``.
+        runtime: device, dtype, threads, LoRA, gradient accumulation / checkpointing and how a
+            LoRA policy is saved (:class:`tailor.lm.runtime.LMRuntime`; ``None``: its defaults).
     """
 
     pairs: list | None = None
@@ -69,6 +73,7 @@ class LMOptions:
     resume: bool = False
     checkpoint_every: int = 50
     tensorboard: bool = True
+    runtime: Any = None
 
 
 def _mean_last(history: list[dict[str, float]], key: str, n: int = 10) -> float:
@@ -94,7 +99,7 @@ def lm_customize(
         reward: add-on reward name (PPO: required; DPO: ranks prior samples when no ``pairs``).
         **options: the fields of :class:`LMOptions` (``pairs``, ``prompts``, ``seed``,
             ``max_new_tokens``, ``overrides``, ``progress``, ``coefficients``, ``record``,
-            ``overwrite``, ``allow_pickle_weights``).
+            ``overwrite``, ``allow_pickle_weights``, ``runtime``).
 
     Returns:
         The metadata saved with the model (``method``, ``config``, ``data``, ``final``,
@@ -103,14 +108,15 @@ def lm_customize(
     Raises:
         TailorError: an unknown option, a bad method, prior or config field.
     """
-    from tailor.lm.model import load_model, load_tokenizer, save_model
+    from tailor.lm.policy import PolicyPair
     from tailor.lm.preferences import render_pairs
     from tailor.lm.prompts import render_prompts
+    from tailor.lm.runtime import LMRuntime
 
     opts, _ = split_options(LMOptions, options, where="lm_customize", rest=False)
     m = lm_method(method, **dict(opts.coefficients or {}))
-    prior = load_model(prior_dir, what="prior", allow_pickle=opts.allow_pickle_weights)
-    tok = load_tokenizer(prior_dir, what="prior", model=prior)
+    rt = opts.runtime or LMRuntime()
+    prior, tok, placed = _load_prior(prior_dir, rt, opts.allow_pickle_weights)
     prompts = render_prompts(list(opts.prompts or [""]), tok)  # conversations: chat template
     pairs = render_pairs(opts.pairs, tok) if opts.pairs is not None else None
     base = {"seed": opts.seed} | (
@@ -135,10 +141,11 @@ def lm_customize(
     with claim_run_dir(out, kind, **claim), stop_on_interrupt(notice) as interrupt:
         t0 = time.perf_counter()
         control = LoopControl(progress=opts.progress, interrupt=interrupt)
+        pair = PolicyPair(prior, rt)
         state = None if m.offline else _run_state(out, opts, m, config, reward, prompts, prior_dir)
         try:
             data = _Data(prompts, pairs, state)
-            policy, history, info, final = _train(prior, tok, m, config, reward, data, control)
+            policy, history, info, final = _train(pair, tok, m, config, reward, data, control)
         finally:
             if state is not None:
                 state.close()
@@ -155,10 +162,11 @@ def lm_customize(
             "wall_seconds": round(wall, 1),
             "final": final,
             "history": history,
+            "runtime": {**rt.record(), **placed},
         }
         if interrupt.requested:  # a stop signal: the steps done so far are saved, then exit
             meta["interrupted_at_step"] = len(history)
-        save_model(policy, tok, out, meta)
+        _save(policy, tok, out, meta, (rt, prior_dir))
     if interrupt.requested:
         code = 128 + int(interrupt.signum or 2)  # 2: SIGINT
         raise Stopped(f"saved the model after {len(history)} steps in {str(out)!r}",
@@ -203,6 +211,43 @@ class _Data:
     prompts: list[str]
     pairs: list | None
     state: Any = None
+
+
+def _load_prior(prior_dir: str | Path, rt: Any, allow_pickle: bool) -> tuple[Any, Any, dict]:
+    """The prior and its tokenizer, on the run's device in the run's dtype (``rt``, an
+    :class:`~tailor.lm.runtime.LMRuntime`); the threads set. Returns ``(prior, tokenizer,
+    placement)``, ``placement`` the resolved ``device``, ``dtype`` and ``saved_dtype`` (the
+    prior's own, which the customized model is saved in) as text."""
+    from tailor.lm.model import load_model, load_tokenizer, saved_dtype
+    from tailor.lm.runtime import apply_threads, resolve_device, torch_dtype
+
+    apply_threads(rt)
+    device = resolve_device(rt)
+    saved = saved_dtype(prior_dir)
+    dtype = torch_dtype(rt, saved, device)
+    prior = load_model(prior_dir, "prior", allow_pickle, dtype, device, rt.base)
+    tok = load_tokenizer(prior_dir, what="prior", model=prior, base=rt.base)
+    name = str(saved or "torch.float32").removeprefix("torch.")
+    placed = {"device": str(device), "dtype": str(dtype).removeprefix("torch."),
+              "saved_dtype": name}  # fmt: skip
+    return prior, tok, placed
+
+
+def _save(policy: Any, tok: Any, out: str | Path, meta: dict, how: tuple[Any, Any]) -> None:
+    """Save the customized model in the prior's saved dtype: a full model directory, or (a LoRA
+    run) the adapter alone or merged (``how`` is ``(runtime, prior_dir)``)."""
+    import torch
+
+    from tailor.lm.model import save_model
+
+    rt, prior_dir = how
+    dtype = getattr(torch, meta["runtime"]["saved_dtype"])
+    if rt.lora:
+        from tailor.lm.lora import save_lora
+
+        save_lora(policy, tok, out, meta, prior_dir, dtype if rt.save_merged else None)
+    else:
+        save_model(policy.to(dtype=dtype), tok, out, meta)
 
 
 def _train(

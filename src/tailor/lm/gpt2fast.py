@@ -64,6 +64,8 @@ def fast_gpt2_ok(model: torch.nn.Module) -> bool:
         and getattr(model.lm_head, "bias", None) is None
         and p.dtype == torch.float32
         and p.device.type == "cpu"
+        # Checkpointing happens in transformers' own blocks: this path would skip it.
+        and not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
     )
 
 

@@ -31,15 +31,18 @@ from tailor.paths import check_input_path
 
 __all__ = [
     "PretrainConfig",
+    "adapter_base",
     "build_char_tokenizer",
     "check_token_ids",
     "encode_sequences",
     "import_transformers",
+    "is_adapter_dir",
     "load_model",
     "load_tokenizer",
     "new_char_model",
     "pretrain",
     "save_model",
+    "saved_dtype",
 ]
 
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
@@ -72,12 +75,85 @@ def _check_dir(path: str | Path, what: str) -> Path:
     p = check_input_path(path, what)
     if not p.is_dir():
         raise TailorError(f"{what} {str(path)!r} is not a directory (expected a model directory)")
-    if not (p / "config.json").is_file():
+    if not (p / "config.json").is_file() and not is_adapter_dir(p):
         raise TailorError(
             f"{what} {str(path)!r} has no config.json: it is not a Hugging Face model directory "
-            "(make one with `tailor lm pretrain` or `model.save_pretrained(DIR)`)"
+            "(make one with `tailor lm pretrain` or `model.save_pretrained(DIR)`) nor a LoRA "
+            "adapter directory (adapter_config.json)"
         )
     return p
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a peft adapter directory: ``adapter_config.json``, no ``config.json``."""
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() and not (p / "config.json").is_file()
+
+
+def adapter_base(path: str | Path, base: str | Path | None = None) -> Path:
+    """The base model directory of the adapter directory ``path``: ``base`` when given, else its
+    ``adapter_config.json``'s ``base_model_name_or_path`` (relative paths: from the working
+    directory, else from the adapter's directory).
+
+    Raises:
+        TailorError: unreadable config, no base recorded, or the base is no local directory.
+    """
+    p = Path(path)
+    if base is None:
+        try:
+            cfg = json.loads((p / "adapter_config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise TailorError(
+                f"adapter {str(path)!r}: unreadable adapter_config.json ({exc})"
+            ) from None
+        base = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+        if not isinstance(base, str) or not base:
+            raise TailorError(
+                f"adapter {str(path)!r} records no base model (base_model_name_or_path): "
+                "give it with --base DIR"
+            )
+        if not Path(base).is_dir() and (p / base).is_dir():
+            base = p / base
+    if not Path(base).is_dir():
+        raise TailorError(
+            f"adapter {str(path)!r}: its base model {str(base)!r} is not a local directory "
+            "(tailor never downloads); give the base with --base DIR"
+        )
+    if Path(base).resolve() == p.resolve():
+        raise TailorError(f"adapter {str(path)!r} names itself as its base model")
+    return Path(base)
+
+
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def saved_dtype(path: str | Path) -> torch.dtype | None:
+    """The dtype a model directory's weights were saved in (``config.json``'s ``dtype`` /
+    ``torch_dtype``, else the first floating tensor of its safetensors file); an adapter
+    directory's is its base's. ``None`` when neither says."""
+    p = Path(path)
+    if is_adapter_dir(p):
+        try:
+            return saved_dtype(adapter_base(p))
+        except TailorError:
+            return None
+    try:
+        cfg = json.loads((p / "config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    for key in ("dtype", "torch_dtype"):
+        name = cfg.get(key) if isinstance(cfg, dict) else None
+        if isinstance(name, str) and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+    from safetensors import safe_open
+
+    for f in sorted(p.glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():
+                dt = st.get_slice(key).get_dtype()
+                if dt in _SAFETENSORS_DTYPES:
+                    return _SAFETENSORS_DTYPES[dt]
+    return None
 
 
 # Weight files that only torch.load (pickle) reads; safetensors files are read without it.
@@ -110,13 +186,24 @@ def _check_finite_model(model: torch.nn.Module, path: str | Path, what: str) -> 
 
 
 def load_model(
-    path: str | Path, what: str = "model", allow_pickle: bool = False
+    path: str | Path,
+    what: str = "model",
+    allow_pickle: bool = False,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    base: str | Path | None = None,
 ) -> torch.nn.Module:
-    """Load a causal LM from a local directory (never a hub), in eval mode, float32, on CPU.
+    """Load a causal LM from a local directory (never a hub), in eval mode.
 
     Weights are read from safetensors files; a directory with only pickled weights
     (``pytorch_model.bin``) is refused unless ``allow_pickle`` (then transformers'
-    ``torch.load`` reads it).
+    ``torch.load`` reads it). A LoRA adapter directory (``adapter_config.json`` +
+    ``adapter_model.safetensors``) is loaded onto its base (``base``, else the one it records)
+    and merged: the result is the plain model that the adapter defines.
+
+    Args:
+        dtype: the dtype to hold the weights in; ``None``: float32 (whatever the checkpoint's).
+        device: where to put the model; ``None``: the CPU.
 
     Raises:
         TailorError: the directory is missing, lacks ``config.json``, holds pickled weights
@@ -124,6 +211,8 @@ def load_model(
             ``AutoModelForCausalLM`` can load, or holds NaN/infinite weights.
     """
     p = _check_dir(path, what)
+    if is_adapter_dir(p):
+        return _load_adapter(p, what, (allow_pickle, dtype, device), base)
     safe = _check_weights(p, what, allow_pickle)
     tf = import_transformers()
     try:
@@ -133,9 +222,11 @@ def load_model(
             f"{what} {str(path)!r}: config.json is not a valid model config "
             f"({type(exc).__name__}: {exc})"
         ) from None
+    # Loaded straight into the dtype asked for (a bfloat16 checkpoint is never widened first).
+    dtype_arg = {} if dtype is None else {_dtype_keyword(tf): dtype}
     try:
         model = tf.AutoModelForCausalLM.from_pretrained(
-            p, config=config, local_files_only=True, use_safetensors=safe or None
+            p, config=config, local_files_only=True, use_safetensors=safe or None, **dtype_arg
         )
     except Exception as exc:
         raise TailorError(
@@ -143,15 +234,60 @@ def load_model(
             f"(model_type {getattr(config, 'model_type', '?')!r}; {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''})"
         ) from None
-    model.float().eval()  # float32 on CPU, whatever dtype the checkpoint was saved in
+    if dtype is None:
+        model.float()  # float32, whatever dtype the checkpoint was saved in
+    else:
+        model.to(dtype=dtype)
+    if device is not None:
+        model.to(device)
+    model.eval()
     _check_finite_model(model, path, what)
     return model
 
 
+def _dtype_keyword(tf: Any) -> str:
+    """``from_pretrained``'s dtype argument: ``dtype`` from transformers 4.56, ``torch_dtype``
+    before."""
+    major, minor = (int(x) for x in tf.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _load_adapter(
+    p: Path, what: str, how: tuple[bool, torch.dtype | None, Any], base: str | Path | None
+) -> torch.nn.Module:
+    """An adapter directory merged onto its base: ``how`` is ``(allow_pickle, dtype, device)``
+    of :func:`load_model`."""
+    if not (p / "adapter_model.safetensors").is_file():
+        raise TailorError(
+            f"{what} {str(p)!r}: a LoRA adapter directory needs adapter_model.safetensors "
+            "(tailor reads no pickled adapter_model.bin)"
+        )
+    base_dir = adapter_base(p, base)
+    model = load_model(base_dir, f"{what}'s base model", *how)
+    from tailor.lm.lora import import_peft
+
+    peft = import_peft()
+    try:
+        wrapped = peft.PeftModel.from_pretrained(model, p, is_trainable=False)
+    except Exception as exc:
+        raise TailorError(
+            f"{what} {str(p)!r}: the adapter does not fit its base {str(base_dir)!r} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    merged = wrapped.merge_and_unload().eval()
+    _check_finite_model(merged, p, what)
+    return merged
+
+
 def load_tokenizer(
-    path: str | Path, what: str = "model", model: torch.nn.Module | None = None
+    path: str | Path,
+    what: str = "model",
+    model: torch.nn.Module | None = None,
+    base: str | Path | None = None,
 ) -> Any:
     """Load the tokenizer saved next to a model; it must have an end-of-sequence token.
+
+    An adapter directory without tokenizer files uses its base's (``base``, else the recorded one).
 
     A tokenizer without a padding token gets its eos token as padding (as is usual for GPT-2);
     padded positions are always masked, so the choice does not matter. Its special tokens must
@@ -163,6 +299,8 @@ def load_tokenizer(
             token's id is outside the model's vocabulary.
     """
     p = _check_dir(path, what)
+    if is_adapter_dir(p) and not (p / "tokenizer_config.json").is_file():
+        return load_tokenizer(adapter_base(p, base), f"{what}'s base model", model)
     tf = import_transformers()
     try:
         tok = tf.AutoTokenizer.from_pretrained(p, local_files_only=True)
@@ -209,15 +347,21 @@ def _check_ids(tokenizer: Any, size: int, where: str) -> None:
             )
 
 
-def save_model(model: torch.nn.Module, tokenizer: Any, out: str | Path, meta: dict | None = None):
+def save_model(
+    model: torch.nn.Module | None, tokenizer: Any, out: str | Path, meta: dict | None = None
+) -> Path:
     """Save model (safetensors) and tokenizer with ``save_pretrained``; optional ``tailor.json``.
+
+    The weights are written in their own dtype (cast a model first to save it in another).
+    ``model=None`` writes the tokenizer and ``tailor.json`` only (beside an adapter).
 
     Returns:
         The output directory as a :class:`~pathlib.Path`.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    if model is not None:
+        model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     cfg_path = out / "tokenizer_config.json"
     if cfg_path.is_file():
