@@ -180,3 +180,26 @@ def test_the_run_directory_changes_no_number(prior, straight):
     )
     saved = json.loads((straight / "tailor.json").read_text())["history"]
     assert _plain(hist) == _plain(saved)  # the loop without hooks: the same numbers
+
+
+def test_a_lora_run_resumes_exactly_and_only_as_lora(prior, tmp_path):
+    """A LoRA run's checkpoint holds its adapter (and Adam's state of it); a stopped LoRA run
+    resumed equals the uninterrupted one; resuming it as a full fine-tune is refused."""
+    from tailor.lm.runtime import LMRuntime
+
+    lora = LMRuntime(lora_r=4)
+    straight = tmp_path / "lora-straight"
+    _run(prior, straight, runtime=lora, checkpoint_every=50)
+    saved = load_file(str(latest_checkpoint(straight).path(LM_STATE_FILE)))
+    trained = [k for k in saved if k.startswith("policy.")]
+    assert trained and all("lora_" in k for k in trained)  # the adapter, not the base
+    out = tmp_path / "lora-stopped"
+    with pytest.raises(Stopped):
+        _run(prior, out, trouble=(3, "stop"), runtime=lora, checkpoint_every=50)
+    with pytest.raises(TailorError, match="trained"):
+        _run(prior, out, resume=True, checkpoint_every=50)  # a full run cannot continue it
+    _run(prior, out, resume=True, runtime=lora, checkpoint_every=50)
+    ha, hb = (json.loads((r / "tailor.json").read_text())["history"] for r in (straight, out))
+    assert _plain(ha) == _plain(hb)
+    wa, wb = (load_file(str(r / "adapter_model.safetensors")) for r in (straight, out))
+    assert sorted(wa) == sorted(wb) and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -33,7 +33,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,8 @@ class LMRunRecord:
         reward: the add-on reward's name.
         prompts: :func:`prompts_digest` of the rendered prompts.
         prior: the prior's directory (resolved).
+        trained: which weights train (``lora_r``, ``lora_alpha``, ``lora_dropout``,
+            ``lora_targets``: a LoRA run resumes as one, with the same adapter).
     """
 
     config: dict[str, Any]
@@ -84,6 +86,7 @@ class LMRunRecord:
     reward: str | None
     prompts: str
     prior: str
+    trained: dict[str, Any] = field(default_factory=dict)
 
 
 class LMRunState:
@@ -243,8 +246,8 @@ class LMRunState:
         if not isinstance(saved, dict):
             raise TailorError(f"cannot resume {str(self.run_dir)!r}: its checkpoint has no record")
         given = asdict(self.record)
-        for key in ("method", "coefficients", "reward", "prompts", "prior"):
-            if saved.get(key) != given[key]:
+        for key in ("method", "coefficients", "reward", "prompts", "prior", "trained"):
+            if saved.get(key, {} if key == "trained" else None) != given[key]:
                 what = "the prompts differ" if key == "prompts" else (
                     f"it was run with {key} {saved.get(key)!r}, not {given[key]!r}"
                 )  # fmt: skip

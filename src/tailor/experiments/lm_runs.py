@@ -142,7 +142,9 @@ def lm_customize(
         t0 = time.perf_counter()
         control = LoopControl(progress=opts.progress, interrupt=interrupt)
         pair = PolicyPair(prior, rt)
-        state = None if m.offline else _run_state(out, opts, m, config, reward, prompts, prior_dir)
+        state = (
+            None if m.offline else _run_state(out, opts, rt, m, config, reward, prompts, prior_dir)
+        )
         try:
             data = _Data(prompts, pairs, state)
             policy, history, info, final = _train(pair, tok, m, config, reward, data, control)
@@ -177,6 +179,7 @@ def lm_customize(
 def _run_state(
     out: str | Path,
     opts: LMOptions,
+    rt: Any,
     m: Method,
     config: Any,
     reward: str | None,
@@ -194,6 +197,7 @@ def _run_state(
         reward=reward,
         prompts=prompts_digest(prompts),
         prior=str(Path(prior_dir).resolve()),
+        trained={k: v for k, v in rt.record().items() if k.startswith("lora_")} if rt.lora else {},
     )
     return LMRunState(out, record, opts.checkpoint_every, opts.resume, opts.tensorboard)
 
