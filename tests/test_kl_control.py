@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -61,3 +62,53 @@ def test_the_loop_holds_the_kl_and_resumes_with_its_scale(tmp_path) -> None:
     a, b = load_policy(tmp_path / "straight")[0], load_policy(split)[0]
     pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
     assert all(torch.equal(x, y) for x, y in pairs)
+
+
+def test_split_kl_by_hand() -> None:
+    from tailor.errors import TailorError
+    from tailor.reward import RewardSpec, split_kl
+
+    spec = RewardSpec(0.5, 0.25)
+    assert split_kl(spec, "k1-reward") == (spec, 0.0)  # the paper's form: all in the reward
+    # 0.5 log pi_prior - 0.25 log pi = 0.25 log pi_prior - 0.25 (log pi - log pi_prior)
+    assert split_kl(spec, "exact-loss") == (RewardSpec(0.25, 0.0), 0.25)
+    assert split_kl(spec, "k3-loss") == (RewardSpec(0.25, 0.0), 0.25)
+    with pytest.raises(TailorError, match="kl_estimator must be one of"):
+        split_kl(spec, "k2")
+
+
+def test_exact_loss_adds_the_closed_form_kl_to_the_update() -> None:
+    """With zero advantages and no value loss, the update's only actor gradient is the one of
+    ``coef * mean_s KL(pi_theta(.|s) || pi_prior(.|s))``: equal to autograd's of that formula."""
+    from tailor.algos.ppo_config import PPOConfig
+    from tailor.algos.ppo_learner import PPOLearner, PriorKL
+    from tailor.algos.rollout import Rollout
+    from tailor.methods import resolve
+    from tailor.nets import gaussian_kl
+
+    cfg = PPOConfig(num_envs=2, num_steps=4, num_minibatches=1, num_epochs=1, hidden=(8,),
+                    value_loss_coef=0.0, schedule="fixed", max_grad_norm=1e9,
+                    normalize_advantages=False)  # fmt: skip
+    torch.manual_seed(0)
+    learner = PPOLearner.build(cfg, 3, 2, None, torch.Generator().manual_seed(0))
+    buf = Rollout.empty(4, 2, 3, 2, with_prior=True)
+    buf.obs.normal_()
+    norm_obs = buf.obs.clone()
+    with torch.no_grad():
+        mean, log_std = learner.actor(norm_obs.reshape(8, 3))
+        buf.mean.copy_(mean.reshape(4, 2, 2))
+        buf.log_std.copy_(log_std.expand_as(mean).reshape(4, 2, 2))
+        buf.actions.copy_(buf.mean)
+    prior_mean, prior_log_std = torch.randn(8, 2), torch.full((8, 2), -0.5)
+    prior_kl = PriorKL(0.3, prior_mean, prior_log_std)
+    # the reference gradient, on a copy of the actor
+    ref = copy.deepcopy(learner.actor)
+    m, ls = ref(norm_obs.reshape(8, 3))
+    (0.3 * gaussian_kl(m, ls, prior_mean, prior_log_std).mean()).backward()
+    want = {n: p.grad.clone() for n, p in ref.named_parameters()}
+    learner.optimizer.step = lambda: None  # keep the gradients, move nothing
+    zeros = torch.zeros(4, 2)
+    learner.update(buf, norm_obs, zeros, zeros, resolve("kl", beta=0.3), cfg, False, prior_kl)
+    for name, p in learner.actor.named_parameters():
+        torch.testing.assert_close(p.grad, want[name], rtol=1e-5, atol=1e-7)
+    assert any(float(g.abs().max()) > 1e-3 for g in want.values())  # a real gradient

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # torch only for the type: the numpy lab (tailor.tabular) imp
 
 Array = TypeVar("Array", np.ndarray, "torch.Tensor", float)
 
-__all__ = ["RewardSpec", "reformulate"]
+__all__ = ["KL_ESTIMATORS", "RewardSpec", "reformulate", "split_kl"]
 
 
 @dataclass(frozen=True)
@@ -113,3 +113,29 @@ def _check_shape(name: str, r: object, other: object) -> None:
             f"{name} has shape {_shape(other)} but the reward has shape {_shape(r)}; "
             "reformulate() needs matching shapes"
         )
+
+
+# Where the reward's KL part goes: sampled in the reward (k1: the paper's form, the default), or
+# moved into the loss (``k3-loss`` for language models, TRL / verl's; ``exact-loss`` for Gaussian
+# policies: the closed-form KL per state, no sampling noise).
+KL_ESTIMATORS = ("k1-reward", "k3-loss", "exact-loss")
+
+
+def split_kl(spec: RewardSpec, estimator: str) -> tuple[RewardSpec, float]:
+    """``(reward spec, loss coefficient of KL(pi_theta || pi_prior))`` of a KL estimator.
+
+    ``omega' log pi_prior - alpha_hat log pi_theta = (omega' - alpha_hat) log pi_prior
+    - alpha_hat (log pi_theta - log pi_prior)``: the second term's expectation over the policy's
+    own action is ``-alpha_hat KL(pi_theta(.|s) || pi_prior(.|s))``. ``k1-reward`` keeps it
+    sampled in the reward (spec unchanged, coefficient 0); ``k3-loss`` / ``exact-loss`` leave
+    ``(omega' - alpha_hat) log pi_prior`` in the reward and return ``alpha_hat``, the weight of the
+    per-state KL the loop adds to its loss (per token as k3; per state in closed form).
+
+    Example: ``split_kl(RewardSpec(0.3, 0.1), "exact-loss") == (RewardSpec(0.2, 0.0), 0.1)``.
+    """
+    if estimator not in KL_ESTIMATORS:
+        allowed = ", ".join(KL_ESTIMATORS)
+        raise TailorError(f"kl_estimator must be one of {allowed}, got {estimator!r}")
+    if estimator == "k1-reward":
+        return spec, 0.0
+    return RewardSpec(spec.omega_prime - spec.alpha_hat, 0.0), spec.alpha_hat

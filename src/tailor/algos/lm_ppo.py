@@ -89,7 +89,7 @@ from tailor.losses import (
 )
 from tailor.methods import Method, resolve
 from tailor.returns import gae
-from tailor.reward import RewardSpec, reformulate
+from tailor.reward import reformulate, split_kl
 
 if TYPE_CHECKING:
     from tailor.algos.lm_ppo_state import LMRunState
@@ -352,7 +352,7 @@ def customize_ppo(
     value_head = ValueHead(policy.config.hidden_size, c.value_hidden).to(pair.device)
     opt = torch.optim.Adam(pair.params, lr=c.lr)
     vopt = torch.optim.Adam(value_head.parameters(), lr=c.value_lr)
-    spec, kl_coef = _split_kl(method.spec, c.kl_estimator)
+    spec, kl_coef = split_kl(method.spec, c.kl_estimator)
     learner = _Learner(pair, value_head, opt, vopt, c, g, kl_coef, g_tokens)
     gae_run = c.advantage == "gae"
     warmup_iters = math.ceil(c.critic_warmup * c.steps) if gae_run else 0
@@ -426,15 +426,6 @@ def _float32_rewards(values: np.ndarray, it: int) -> torch.Tensor:
             f"(|reward| must be below {_FLOAT32_MAX:.3g}, the float32 range); nothing was saved"
         )
     return torch.as_tensor(values, dtype=torch.float32)
-
-
-def _split_kl(spec: RewardSpec, estimator: str) -> tuple[RewardSpec, float]:
-    """``(reward spec, k3 loss coefficient)`` of a KL estimator (module docstring): ``k1-reward``
-    keeps the method's spec and no loss term; ``k3-loss`` moves ``alpha_hat KL(pi || prior)``
-    into the loss and leaves ``(omega' - alpha_hat) log pi_prior`` in the reward."""
-    if estimator == "k1-reward":
-        return spec, 0.0
-    return RewardSpec(spec.omega_prime - spec.alpha_hat, 0.0), spec.alpha_hat
 
 
 def _gae_advantages(

@@ -46,7 +46,7 @@ from tailor.algos import ppo_state
 from tailor.algos.kl_control import adapt_scale
 from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
-from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
+from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner, PriorKL
 from tailor.algos.rollout import EpisodeStats, Rollout
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
@@ -54,7 +54,7 @@ from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.policyfile import save_policy
 from tailor.priors import PolicyPrior, check_spaces, load_prior
-from tailor.reward import RewardSpec, reformulate
+from tailor.reward import RewardSpec, reformulate, split_kl
 from tailor.rundir import stop_on_interrupt
 
 __all__ = [
@@ -312,7 +312,7 @@ def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[
         obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
 
     # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
-    method = _scaled(s.method, learner.kl_scale)
+    method, prior_kl = _kl_split(_scaled(s.method, learner.kl_scale), config, buf, s.prior)
     rewards, advantages, returns, norm_obs = learner.returns(
         buf, obs, config, lambda b: _rollout_reward(method, b)
     )
@@ -325,7 +325,9 @@ def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[
 
     # ---- 3. update -----------------------------------------------------------------------------
     try:
-        stats = learner.update(buf, norm_obs, advantages, returns, s.method, config, warmup)
+        stats = learner.update(
+            buf, norm_obs, advantages, returns, s.method, config, warmup, prior_kl
+        )
     except NonFiniteLoss as exc:
         raise _loss_error(exc.value, it, steps_before, run.last_ckpt) from None
     _check_state(learner, it, steps_before, run.last_ckpt)
@@ -398,6 +400,20 @@ def _scaled(method: Method, scale: float) -> Method:
         return method
     spec = RewardSpec(method.spec.omega_prime * scale, method.spec.alpha_hat * scale)
     return dataclasses.replace(method, spec=spec)
+
+
+def _kl_split(
+    method: Method, config: PPOConfig, buf: Rollout, prior: PolicyPrior | None
+) -> tuple[Method, PriorKL | None]:
+    """The reward's method and the loss's KL term of ``config.kl_estimator``: ``k1-reward`` (or
+    no prior) keeps ``method``; ``exact-loss`` moves ``alpha_hat KL(pi_theta || pi_prior)`` to
+    the loss, with the prior's distribution at the rollout's states ``[T * N, A]``."""
+    spec, coef = split_kl(method.spec, config.kl_estimator)
+    if coef == 0.0 or prior is None or buf.logp_prior is None:
+        return method, None
+    with torch.no_grad():
+        mean, log_std = prior.distribution(buf.obs.reshape(-1, buf.obs.shape[-1]))
+    return dataclasses.replace(method, spec=spec), PriorKL(coef, mean, log_std.expand_as(mean))
 
 
 def _rollout_reward(method: Method, buf: Rollout) -> torch.Tensor:

@@ -60,6 +60,13 @@ class PPOConfig:
             coefficients. Set by the rule for priors whose temperature is unknown.
         kl_horizon: the controller's horizon in environment steps (10,000, as TRL's): the scale
             changes by at most a factor ``1 +- 0.2 * batch_size / kl_horizon`` per iteration.
+        kl_estimator: where the reward's KL part ``-alpha_hat (log pi_theta - log pi_prior)``
+            goes (:func:`tailor.reward.split_kl`): ``"k1-reward"`` (default, the paper's form)
+            samples it in the reward; ``"exact-loss"`` adds ``alpha_hat KL(pi_theta(.|s) ||
+            pi_prior(.|s))``, in closed form for the two Gaussians at the rollout's states, to
+            the PPO loss (no sampling noise; ``(omega' - alpha_hat) log pi_prior`` stays in the
+            reward), as TRL and verl put the KL in the loss. Set by the rule for priors whose
+            temperature is unknown.
         lr_min: lower bound of the adaptive learning rate.
         lr_max: upper bound of the adaptive learning rate.
         max_grad_norm: global gradient-norm clip (1.0, rsl-rl).
@@ -114,6 +121,7 @@ class PPOConfig:
     target_kl: float | None = None
     kl_target: float | None = None
     kl_horizon: int = 10_000
+    kl_estimator: str = "k1-reward"
     lr_min: float = 1e-5
     lr_max: float = 1e-2
     max_grad_norm: float = 1.0
@@ -160,6 +168,11 @@ class PPOConfig:
             )
         if self.schedule not in ("adaptive", "fixed"):
             raise TailorError(f"schedule must be 'adaptive' or 'fixed', got {self.schedule!r}")
+        if self.kl_estimator not in ("k1-reward", "exact-loss"):
+            raise TailorError(
+                f"PPOConfig.kl_estimator must be 'k1-reward' or 'exact-loss', "
+                f"got {self.kl_estimator!r}"
+            )
         if self.std_type not in ("global", "state"):
             raise TailorError(f"std_type must be 'global' or 'state', got {self.std_type!r}")
         for name in ("clip", "learning_rate", "init_std", "max_grad_norm", "desired_kl"):

@@ -32,7 +32,7 @@ from tailor.nets import (
 from tailor.priors import PolicyPrior
 from tailor.returns import discounted_returns, gae
 
-__all__ = ["NonFiniteLoss", "PPOLearner"]
+__all__ = ["NonFiniteLoss", "PPOLearner", "PriorKL"]
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -41,6 +41,21 @@ class NonFiniteLoss(ArithmeticError):
     def __init__(self, value: float) -> None:
         super().__init__(value)
         self.value = value
+
+
+@dataclass(frozen=True)
+class PriorKL:
+    """The loss's KL to the prior (``PPOConfig.kl_estimator="exact-loss"``).
+
+    Attributes:
+        coef: its weight, ``alpha_hat`` (times the KL controller's scale).
+        mean: ``[B, A]`` the prior's mean action at the rollout's states (``B = T * N``).
+        log_std: ``[B, A]`` the prior's log-std there.
+    """
+
+    coef: float
+    mean: torch.Tensor
+    log_std: torch.Tensor
 
 
 @dataclass
@@ -206,8 +221,12 @@ class PPOLearner:
         method: Method,
         config: PPOConfig,
         warmup: bool,
+        prior_kl: PriorKL | None = None,
     ) -> dict[str, Any]:
         """Epochs x minibatches of PPO on one rollout; returns the mean stats.
+
+        With ``prior_kl`` the loss adds ``prior_kl.coef * KL(pi_theta(.|s) || pi_prior(.|s))``
+        (closed form, mean over the minibatch's states).
 
         In the critic warm-up only the value loss is minimised, so the actor receives no gradient
         (its ``.grad`` stays ``None`` and Adam leaves it untouched) and the learning rate is
@@ -279,6 +298,11 @@ class PPOLearner:
                         + config.value_loss_coef * v_loss
                         - method.entropy_bonus * entropy
                     )
+                    if prior_kl is not None:
+                        to_prior = gaussian_kl(
+                            mean, log_std, prior_kl.mean[idx], prior_kl.log_std[idx]
+                        ).mean()
+                        loss = loss + prior_kl.coef * to_prior
                     sums["policy_loss"] += float(policy_loss.detach())
                     sums["kl"] += kl_value
                     sums["clip_fraction"] += float(
