@@ -10,9 +10,13 @@ weight is adapted to hold the measured KL near a target, as RLHF does with its `
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-__all__ = ["adapt_scale"]
+from tailor.methods import Method
+from tailor.reward import RewardSpec
+
+__all__ = ["adapt_scale", "scaled_method"]
 
 
 def adapt_scale(scale: float, kl: float, target: float, n_steps: int, horizon: int) -> float:
@@ -33,3 +37,12 @@ def adapt_scale(scale: float, kl: float, target: float, n_steps: int, horizon: i
         return scale
     error = min(max(kl / target - 1.0, -0.2), 0.2)
     return scale * (1.0 + error * n_steps / horizon)
+
+
+def scaled_method(method: Method, scale: float) -> Method:
+    """``method`` with its reward's ``omega'`` and ``alpha_hat`` times ``scale`` (the adaptive
+    KL controller's multiplier; ``method`` itself at 1). Their ratio is kept."""
+    if scale == 1.0:
+        return method
+    spec = RewardSpec(method.spec.omega_prime * scale, method.spec.alpha_hat * scale)
+    return dataclasses.replace(method, spec=spec)

@@ -31,11 +31,10 @@ value loss, adaptive learning rate from the Gaussian KL, empirical observation n
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 from tailor.algos import ppo_state
-from tailor.algos.kl_control import adapt_scale
+from tailor.algos.kl_control import adapt_scale, scaled_method
 from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner, PriorKL
@@ -54,7 +53,7 @@ from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.policyfile import save_policy
 from tailor.priors import PolicyPrior, check_spaces, load_prior
-from tailor.reward import RewardSpec, reformulate, split_kl
+from tailor.reward import reformulate, split_kl
 from tailor.rundir import stop_on_interrupt
 
 __all__ = [
@@ -312,7 +311,7 @@ def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[
         obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
 
     # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
-    method, prior_kl = _kl_split(_scaled(s.method, learner.kl_scale), config, buf, s.prior)
+    method, prior_kl = _kl_split(scaled_method(s.method, learner.kl_scale), config, buf, s.prior)
     rewards, advantages, returns, norm_obs = learner.returns(
         buf, obs, config, lambda b: _rollout_reward(method, b)
     )
@@ -393,15 +392,6 @@ def _collect(
     return obs, finished
 
 
-def _scaled(method: Method, scale: float) -> Method:
-    """``method`` with its reward's ``omega'`` and ``alpha_hat`` times ``scale`` (the adaptive
-    KL controller's; ``method`` itself at 1)."""
-    if scale == 1.0:
-        return method
-    spec = RewardSpec(method.spec.omega_prime * scale, method.spec.alpha_hat * scale)
-    return dataclasses.replace(method, spec=spec)
-
-
 def _kl_split(
     method: Method, config: PPOConfig, buf: Rollout, prior: PolicyPrior | None
 ) -> tuple[Method, PriorKL | None]:
@@ -413,7 +403,7 @@ def _kl_split(
         return method, None
     with torch.no_grad():
         mean, log_std = prior.distribution(buf.obs.reshape(-1, buf.obs.shape[-1]))
-    return dataclasses.replace(method, spec=spec), PriorKL(coef, mean, log_std.expand_as(mean))
+    return replace(method, spec=spec), PriorKL(coef, mean, log_std.expand_as(mean))
 
 
 def _rollout_reward(method: Method, buf: Rollout) -> torch.Tensor:

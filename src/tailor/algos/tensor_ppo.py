@@ -21,9 +21,19 @@ Time limits: ``extras["time_outs"]`` marks the ends that were truncations. The e
 reset those envs, so the true last observation is gone; as rsl-rl does, the bootstrap value is
 ``V(s_t)`` of the state the last action was taken in: ``delta_t = r_t + gamma V(s_t) - V(s_t)``.
 
-Not here (the numpy loop has them): run directories, checkpoints and exact resume (the result is
-written in rsl-rl's format instead, :mod:`tailor.algos.rsl_rl_checkpoint`), the adaptive KL
-controller (``kl_target``), an asymmetric critic (the critic reads the actor's group).
+The adaptive KL controller (``TensorPPOConfig.kl_target``, as ``PPOConfig.kl_target``): after
+each PPO iteration the per-step KL to the prior measured on the rollout,
+``mean(log pi_theta(a|s) - log pi_prior(a|s))`` (one host read), moves the scale of
+``(omega', alpha_hat)`` by :func:`tailor.algos.kl_control.adapt_scale`; the next rollout's reward
+uses the scaled coefficients. For a prior of unknown temperature,
+:func:`tailor.experiments.unknown_temperature.tensor_customization` picks the KL-held settings.
+
+A run directory (``run=TensorRun(out_dir)``, :mod:`tailor.algos.tensor_ppo_state`): metrics.csv
+and TensorBoard as they happen, a checkpoint every ``checkpoint_every`` iterations, an exact
+``resume`` (given an env that can save its state), SIGTERM / Ctrl-C saves, and the rsl-rl
+checkpoint (:mod:`tailor.algos.rsl_rl_checkpoint`) beside at the end.
+
+Not here: an asymmetric critic (the critic reads the actor's group), recurrent policies.
 """
 
 from __future__ import annotations
@@ -32,14 +42,17 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from tailor.algos.kl_control import adapt_scale, scaled_method
 from tailor.algos.ppo_config import PPOConfig
 from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
 from tailor.algos.rollout import TensorRollout
+from tailor.algos.tensor_ppo_state import TensorRun, TensorRunState, run_record
 from tailor.envs.tensor_vec import (
     AddonFn,
     AddonInputs,
@@ -53,8 +66,9 @@ from tailor.methods import Method
 from tailor.nets import non_finite_state
 from tailor.priors import PolicyPrior, check_spaces
 from tailor.reward import reformulate
+from tailor.rundir import InterruptRequest
 
-__all__ = ["TensorPPOConfig", "TensorPPOResult", "rollout_reward", "train_tensor"]
+__all__ = ["TensorPPOConfig", "TensorPPOResult", "TensorRun", "rollout_reward", "train_tensor"]
 
 
 @dataclass
@@ -75,6 +89,17 @@ class TensorPPOConfig:
         schedule: ``"adaptive"`` (from the KL, ``desired_kl``) or ``"fixed"``.
         desired_kl: target KL of the adaptive schedule.
         target_kl: stop an update's epochs early when the KL exceeds ``1.5 * target_kl``.
+        kl_target: customization only: hold the per-step KL to the prior,
+            ``E[log pi_theta(a|s) - log pi_prior(a|s)]`` over each rollout, near this many nats
+            by scaling ``omega'`` and ``alpha_hat`` together after every PPO iteration
+            (``PPOConfig.kl_target``; :func:`tailor.algos.kl_control.adapt_scale`). ``None``:
+            fixed coefficients.
+        kl_horizon: the controller's horizon in env steps (``PPOConfig.kl_horizon``): the scale
+            changes by at most a factor ``1 +- 0.2 * num_envs * num_steps_per_env /
+            kl_horizon`` per iteration. ``None``: one rollout batch (at most 20% per
+            iteration). Must exceed a fifth of the batch, so that the scale stays positive.
+        lr_min: lower bound of the adaptive learning rate.
+        lr_max: upper bound of the adaptive learning rate.
         max_grad_norm: gradient-norm clip.
         normalize_obs: running observation normalization of a fresh policy (a customization
             keeps the prior's normalizer, frozen).
@@ -104,6 +129,10 @@ class TensorPPOConfig:
     schedule: str = "adaptive"
     desired_kl: float = 0.01
     target_kl: float | None = None
+    kl_target: float | None = None
+    kl_horizon: int | None = None
+    lr_min: float = 1e-5
+    lr_max: float = 1e-2
     max_grad_norm: float = 1.0
     normalize_obs: bool = True
     normalize_advantages: bool = True
@@ -131,6 +160,9 @@ class TensorPPOConfig:
                 "schedule",
                 "desired_kl",
                 "target_kl",
+                "kl_target",
+                "lr_min",
+                "lr_max",
                 "max_grad_norm",
                 "normalize_obs",
                 "normalize_advantages",
@@ -145,15 +177,25 @@ class TensorPPOConfig:
         n_iter = self.num_iterations
         if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 1:
             raise TailorError(f"num_iterations must be a positive integer, got {n_iter!r}")
+        batch = num_envs * self.num_steps_per_env
+        horizon = batch if self.kl_horizon is None else self.kl_horizon
         cfg = PPOConfig(
-            total_steps=self.num_iterations * num_envs * self.num_steps_per_env,
+            total_steps=self.num_iterations * batch,
             num_envs=num_envs,
             num_steps=self.num_steps_per_env,
             torch_threads=None,
             tensorboard=False,
+            kl_horizon=horizon,
             **shared,
         )
         cfg.validate()
+        if self.kl_target is not None and 5 * cfg.kl_horizon <= batch:
+            raise TailorError(
+                f"kl_horizon={cfg.kl_horizon} is too short for a batch of {batch} steps: "
+                f"the KL controller's scale could turn negative in one iteration (it moves by "
+                f"up to 0.2 * batch / kl_horizon); use kl_horizon > {batch // 5} or None (one "
+                "batch)"
+            )
         return cfg
 
 
@@ -169,6 +211,9 @@ class TensorPPOResult:
         metrics: one row per iteration (see :func:`train_tensor`).
         buf: the last rollout's storage (:class:`~tailor.algos.rollout.TensorRollout`).
         wall_s: seconds the call took.
+        kl_scale: the KL controller's final multiplier of ``(omega', alpha_hat)`` (1 without
+            ``kl_target``).
+        out_dir: the run directory (``None`` without ``run``).
     """
 
     learner: PPOLearner
@@ -177,6 +222,8 @@ class TensorPPOResult:
     buf: TensorRollout
     metrics: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
+    kl_scale: float = 1.0
+    out_dir: Any = None
 
 
 @dataclass
@@ -193,6 +240,7 @@ class _Loop:
     addon: AddonFn | None
     ep_return: torch.Tensor  # [N] running env reward sum of each env's episode
     ended: torch.Tensor  # [2] (sum of finished episodes' returns, their count) this iteration
+    obs: Any = None  # what the next rollout starts from (the env's observations)
 
 
 def train_tensor(
@@ -203,6 +251,7 @@ def train_tensor(
     prior: PolicyPrior | None = None,
     addon: AddonFn | None = None,
     callback: Callable[[dict[str, Any]], bool] | None = None,
+    run: TensorRun | None = None,
 ) -> TensorPPOResult:
     """Train (or customize ``prior``) with PPO on a batched-tensor env, on ``env.device``.
 
@@ -217,50 +266,96 @@ def train_tensor(
         addon: ``r_R`` as a callable over the step's tensors (:class:`AddonInputs` -> ``[N]``);
             ``None``: the env's reward is already the method's (e.g. an Isaac Lab reward term).
         callback: called with every iteration's row; ``True`` stops after that iteration.
+        run: a run directory (:class:`~tailor.algos.tensor_ppo_state.TensorRun`: metrics.csv,
+            TensorBoard, checkpoints, resume, the rsl-rl checkpoint at the end); ``None``
+            writes nothing. With it, Ctrl-C / SIGTERM / SIGHUP finish the iteration, save and
+            raise :class:`tailor.rundir.Stopped` (exit code ``128 + signal``).
 
     Returns:
         A :class:`TensorPPOResult`; each metrics row holds ``iteration``, ``steps``,
         ``reward`` (mean reformulated reward), ``env_reward`` (its env part), ``episode_return``
         (mean env-reward return of the episodes that ended, ``nan`` if none), ``episodes``,
-        ``value_loss``, ``policy_loss``, ``entropy``, ``kl``, ``learning_rate``, ``warmup``,
-        ``steps_per_s``.
+        ``value_loss``, ``policy_loss``, ``entropy``, ``kl``, ``clip_fraction``,
+        ``learning_rate``, ``kl_prior`` (the rollout's mean ``log pi_theta - log pi_prior``,
+        ``nan`` when not recorded), ``kl_scale`` (the multiplier of ``(omega', alpha_hat)``
+        this iteration's reward used), ``warmup``, ``steps_per_s``. On a resume, the rows of
+        this call only (``iteration`` counts on from the checkpoint).
 
     Raises:
         TailorError: a bad env, a missing or unsuitable prior, a non-finite reward, observation,
-            loss or network.
+            loss or network (the last checkpoint is kept), a run directory that is not this
+            run's.
     """
     t0 = time.perf_counter()
     config = copy.deepcopy(config) if config is not None else TensorPPOConfig()
     check_env(env)
     cfg = config.ppo_config(int(env.num_envs))
     loop = _set_up(env, method, cfg, config.obs_group, prior, addon)
-    obs = env.get_observations()
-    warmup_steps = int(cfg.critic_warmup_fraction * cfg.total_steps) if method.customization else 0
+    hooks = None
+    if run is not None:
+        hooks = TensorRunState(run, run_record(config, method, env, loop.buf.obs.shape[-1], prior))
     rows: list[dict[str, Any]] = []
-    for it in range(config.num_iterations):
-        t_iter = time.perf_counter()
-        warmup = it * cfg.batch_size < warmup_steps
-        with torch.inference_mode():
-            obs = _collect(loop, obs)  # 1. rollout
-        rewards, advantages, returns, norm_obs = _targets(loop, obs)  # 2. returns
-        _check_finite(loop, rewards, it)
-        try:  # 3. update
-            stats = loop.learner.update(
-                loop.buf, norm_obs, advantages, returns, method, cfg, warmup
-            )
-        except NonFiniteLoss as exc:
-            raise TailorError(f"the PPO loss became {exc.value} at iteration {it + 1}") from None
-        bad = non_finite_state({"actor": loop.learner.actor, "critic": loop.learner.critic})
-        if bad is not None:
-            raise TailorError(f"{bad} became NaN or infinite at iteration {it + 1}")
-        row = _row(loop, it, rewards, stats, warmup, time.perf_counter() - t_iter)  # 4. log
-        rows.append(row)
-        if callback is not None and callback(row):
-            break
-    n_done = len(rows)
+    with hooks.guard() if hooks is not None else nullcontext(InterruptRequest()) as interrupt:
+        start = hooks.start(loop) if hooks is not None else 0
+        loop.obs = env.get_observations()
+        for it in range(start, config.num_iterations):
+            rows.append(_iterate(loop, it))
+            stop = (callback is not None and bool(callback(rows[-1]))) or interrupt.requested
+            if hooks is not None:
+                hooks.after_iteration(loop, rows[-1], save=stop or it + 1 == config.num_iterations)
+            if stop:
+                break
+        n_done = start + len(rows)
+        if hooks is not None:
+            hooks.finish(loop, n_done)
+        if interrupt.requested:  # a stop signal: after a whole iteration and its checkpoint
+            raise KeyboardInterrupt(f"checkpoint at iteration {n_done} in {str(run.out_dir)!r}")
     return TensorPPOResult(
-        loop.learner, n_done, n_done * cfg.batch_size, loop.buf, rows, time.perf_counter() - t0
+        loop.learner,
+        n_done,
+        n_done * cfg.batch_size,
+        loop.buf,
+        rows,
+        time.perf_counter() - t0,
+        loop.learner.kl_scale,
+        None if run is None else hooks.run_dir,
     )
+
+
+def _iterate(loop: _Loop, it: int) -> dict[str, Any]:
+    """Iteration ``it``: rollout -> reformulated reward and GAE -> KL controller -> update;
+    returns its metrics row.
+
+    Raises:
+        TailorError: a non-finite reward, observation, loss or network.
+    """
+    t_iter = time.perf_counter()
+    cfg, learner = loop.config, loop.learner
+    warmup_steps = int(cfg.critic_warmup_fraction * cfg.total_steps)
+    warmup = loop.method.customization and it * cfg.batch_size < warmup_steps
+    with torch.inference_mode():
+        loop.obs = _collect(loop, loop.obs)  # 1. rollout
+    scale = learner.kl_scale  # 2. returns, with the controller's coefficients
+    rewards, advantages, returns, norm_obs = _targets(
+        loop, loop.obs, scaled_method(loop.method, scale)
+    )
+    _check_finite(loop, rewards, it)
+    kl_prior = math.nan
+    if loop.buf.logp_prior is not None:  # one host read: the KL to the prior, per step
+        kl_prior = float((loop.buf.logp - loop.buf.logp_prior).mean())
+    if cfg.kl_target is not None and not warmup:
+        learner.kl_scale = adapt_scale(
+            scale, kl_prior, cfg.kl_target, cfg.batch_size, cfg.kl_horizon
+        )
+    try:  # 3. update
+        stats = learner.update(loop.buf, norm_obs, advantages, returns, loop.method, cfg, warmup)
+    except NonFiniteLoss as exc:
+        raise TailorError(f"the PPO loss became {exc.value} at iteration {it + 1}") from None
+    bad = non_finite_state({"actor": learner.actor, "critic": learner.critic})
+    if bad is not None:
+        raise TailorError(f"{bad} became NaN or infinite at iteration {it + 1}")
+    stats = {**stats, "kl_prior": kl_prior, "kl_scale": scale}
+    return _row(loop, it, rewards, stats, warmup, time.perf_counter() - t_iter)  # 4. log
 
 
 def _set_up(
@@ -281,6 +376,11 @@ def _set_up(
         )
     if not method.customization and prior is not None:
         raise TailorError(f"method {method.name!r} trains from scratch and takes no prior")
+    if cfg.kl_target is not None and not method.customization:
+        raise TailorError(
+            f"kl_target holds the KL to a prior; method {method.name!r} trains from scratch "
+            "(use a customization method: greedy, kl, residual)"
+        )
     device = torch.device(env.device)
     obs = observation_tensor(env.get_observations(), group)
     obs_dim, act_dim, n = obs.shape[1], int(env.num_actions), int(env.num_envs)
@@ -296,7 +396,8 @@ def _set_up(
     for module in (learner.actor, learner.critic, learner.obs_norm, learner.return_norm):
         module.to(device)  # in place: the optimizer keeps the same (moved) parameters
     learner.return_carry = learner.return_carry.to(device)
-    with_prior = method.needs_prior_logp
+    # log pi_prior is recorded for the reward, and for the KL controller's measurement
+    with_prior = method.needs_prior_logp or (method.customization and cfg.kl_target is not None)
     buf = TensorRollout.empty(cfg.num_steps, n, obs_dim, act_dim, with_prior, device)
     zeros = torch.zeros(n, device=device)
     return _Loop(env, method, cfg, group, learner, buf, prior, addon, zeros, zeros.new_zeros(2))
@@ -337,21 +438,22 @@ def rollout_reward(buf: TensorRollout, method: Method) -> torch.Tensor:
 
 
 def _targets(
-    loop: _Loop, last_obs: Any
+    loop: _Loop, last_obs: Any, method: Method | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reformulated reward of the rollout and its GAE targets, on the env's device.
 
     ``r' = reformulate(r, log pi_prior, log pi_theta)``; the next values are ``V(s_{t+1})``,
     except at a time-out: ``V(s_t)`` (rsl-rl's bootstrap; module docstring); no bootstrap at a
     termination (``dones & ~time_outs``). Returns ``(r' [T, N], advantages [T, N], returns
-    [T, N], norm_obs [T, N, D])`` (:meth:`PPOLearner.targets`).
+    [T, N], norm_obs [T, N, D])`` (:meth:`PPOLearner.targets`). ``method``: the reward's
+    (the KL controller's scaled one); ``None``: ``loop.method``.
     """
     buf, learner = loop.buf, loop.learner
     with torch.no_grad():
         last_values = learner.value(observation_tensor(last_obs, loop.group)).clone()
         next_values = torch.cat([buf.values[1:], last_values[None]])
         next_values = torch.where(buf.time_outs, buf.values, next_values)
-        rewards = rollout_reward(buf, loop.method)
+        rewards = rollout_reward(buf, loop.method if method is None else method)
     terminated = buf.dones & ~buf.time_outs
     advantages, returns, norm_obs = learner.targets(
         rewards, buf.values, next_values, terminated, buf.dones, buf.obs, loop.config

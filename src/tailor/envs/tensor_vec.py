@@ -19,6 +19,16 @@ Observations are what rsl-rl 5 passes around: a ``TensorDict`` (or a plain ``dic
 is ``terminated | time_outs`` and the env resets the ended envs inside ``step`` (the returned
 observations are the new episodes' first ones), as Isaac Lab does.
 
+Optional, for an exact resume of a tensor PPO run (:mod:`tailor.algos.tensor_ppo_state`)::
+
+    env.get_state()              -> (tensors: dict[str, Tensor], info: JSON-able dict) or None
+    env.set_state(tensors, info) continue from that state; get_observations() then returns
+                                 the observations the saved run would have stepped from
+
+An env without them (Isaac Lab, mjlab) is the user's to re-create: a resumed run continues
+with the env as it is handed in (fresh episodes), so its numbers differ from an uninterrupted
+run. :class:`TaskTensorEnv` and :class:`~tailor.envs.torch_pointmass.TorchPointMass` have them.
+
 :class:`TaskTensorEnv` steps a tailor :class:`~tailor.envs.Task` (numpy
 :class:`~tailor.envs.VecEnv`) and hands out torch tensors on ``device``: its reward is the task's
 basic reward and its add-on reward ``r_R`` rides in ``extras["addon"]`` (:func:`extras_addon`
@@ -269,6 +279,37 @@ class TaskTensorEnv:
             "log": {},
         }
         return self.get_observations(), self._tensor(res.basic), dones, extras
+
+    def get_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The numpy envs' state (:meth:`tailor.envs.VecEnv.get_state`: MuJoCo integration
+        states or point-mass positions, reset generators, step counters, observations) and
+        ``episode_length_buf`` as CPU tensors + JSON; ``None`` where the task's backend cannot
+        capture its envs (the gymnasium fallback)."""
+        state = self.venv.get_state()
+        if state is None:
+            return None
+        arrays, info = state
+        tensors = {
+            f"venv.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+        }
+        tensors["episode_length_buf"] = self.episode_length_buf.detach().cpu().clone()
+        return tensors, {"venv": info}
+
+    def set_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Continue from :meth:`get_state`'s ``(tensors, info)``.
+
+        Raises:
+            TailorError: a state of another task, number of envs or backend.
+        """
+        prefix = "venv."
+        arrays = {k[len(prefix) :]: v.numpy() for k, v in tensors.items() if k.startswith(prefix)}
+        steps = tensors.get("episode_length_buf")
+        if not isinstance(info.get("venv"), dict) or steps is None:
+            raise TailorError("saved env state is not a TaskTensorEnv's")
+        if steps.shape != self.episode_length_buf.shape:
+            raise TailorError(f"saved env state has {steps.shape[0]} envs, not {self.num_envs}")
+        self._obs = self._tensor(self.venv.set_state(arrays, info["venv"]))
+        self.episode_length_buf = steps.to(self.device, torch.long).clone()
 
     def close(self) -> None:
         self.venv.close()

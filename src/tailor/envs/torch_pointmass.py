@@ -4,7 +4,9 @@ Same dynamics, reward and episode length (100 steps, time-outs only), the ``poin
 add-on reward ``r_R = -|y|`` in ``extras["addon"]``; it implements the batched-tensor contract
 (:mod:`tailor.envs.tensor_vec`, rsl-rl's ``VecEnv``), so tailor's tensor PPO and rsl-rl's
 ``OnPolicyRunner`` step the very same env (``bench/gpu_throughput.py``). The resets draw from
-a ``torch.Generator`` on ``device``: not the numpy env's streams.
+a ``torch.Generator`` on ``device``: not the numpy env's streams. :meth:`TorchPointMass.get_state`
+/ :meth:`TorchPointMass.set_state` save and restore all of it (positions, velocities, step
+counters, the generator), so a tensor PPO run on it resumes exactly.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 
 from tailor.envs.pointmass import BOUND, DAMPING, DT, MAX_EPISODE_STEPS
 from tailor.envs.tensor_vec import as_groups
+from tailor.errors import TailorError
 
 __all__ = ["TorchPointMass"]
 
@@ -48,6 +51,41 @@ class TorchPointMass:
         self.episode_length_buf = torch.where(
             rows, torch.zeros_like(self.episode_length_buf), self.episode_length_buf
         )
+
+    def get_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Everything the next :meth:`step` depends on, as ``(tensors, json)``: ``pos``,
+        ``vel`` ``[N, 2]``, ``episode_length_buf`` ``[N]`` and the reset generator's state
+        (copies, on the CPU)."""
+        tensors = {
+            "pos": self.pos,
+            "vel": self.vel,
+            "episode_length_buf": self.episode_length_buf,
+            "gen": self.gen.get_state(),
+        }
+        info = {"env": type(self).__name__, "num_envs": self.num_envs}
+        return {k: v.detach().cpu().clone() for k, v in tensors.items()}, info
+
+    def set_state(self, tensors: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
+        """Continue from :meth:`get_state`'s ``(tensors, info)``.
+
+        Raises:
+            TailorError: a state of another env or number of envs, or tensors that do not fit.
+        """
+        mine = {"env": type(self).__name__, "num_envs": self.num_envs}
+        if {k: info.get(k) for k in mine} != mine:
+            raise TailorError(f"saved env state is of {info}, not of {mine}")
+        try:
+            pos, vel, steps = (tensors[k] for k in ("pos", "vel", "episode_length_buf"))
+            if pos.shape != self.pos.shape or vel.shape != self.vel.shape:
+                raise ValueError(f"positions {tuple(pos.shape)}, velocities {tuple(vel.shape)}")
+            if steps.shape != self.episode_length_buf.shape:
+                raise ValueError(f"episode_length_buf {tuple(steps.shape)}")
+            self.gen.set_state(tensors["gen"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise TailorError(f"saved env state does not fit this TorchPointMass ({exc})") from None
+        self.pos = pos.to(self.device, torch.float32).clone()
+        self.vel = vel.to(self.device, torch.float32).clone()
+        self.episode_length_buf = steps.to(self.device, torch.long).clone()
 
     def get_observations(self) -> Any:
         return as_groups(torch.cat([self.pos, self.vel], dim=-1), self.num_envs)

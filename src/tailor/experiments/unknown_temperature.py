@@ -18,11 +18,13 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   (``target_kl``); the critic warm-up is kept.
 
 Every choice is said in the run's output with the rule that made it; config fields the user set
-are kept.
+are kept. :func:`tensor_customization` applies the same rule to a customization on a
+batched-tensor env (:func:`tailor.algos.tensor_ppo.train_tensor`), opt-in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -30,15 +32,20 @@ from typing import Any
 import torch
 
 from tailor.algos.ppo_config import PPOConfig
+from tailor.algos.tensor_ppo import TensorPPOConfig
+from tailor.errors import TailorError
+from tailor.methods import Method, resolve
 from tailor.priors import PolicyPrior, prior_temperature
 
 __all__ = [
     "KL_HORIZON",
     "KL_PER_ACTION_DIM",
     "REFERENCE_STD",
+    "TensorCustomization",
     "applies",
     "coefficient_layer",
     "step_settings",
+    "tensor_customization",
 ]
 
 KL_PER_ACTION_DIM = 0.05  # nats per step and action dimension (results/import.md)
@@ -71,8 +78,9 @@ def coefficient_layer(method: str) -> tuple[str, dict[str, float]]:
 def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """``(PPOConfig fields, the line that says them)`` of the rule for ``prior``; fields already
     in ``config`` (the user's) are left out."""
+    device = next(prior.actor.parameters()).device  # a prior already moved to a GPU works too
     with torch.no_grad():  # [A] (global std) or [1, A] (state std, at the mean observation)
-        _, log_std = prior.actor(torch.zeros(1, prior.obs_dim))
+        _, log_std = prior.actor(torch.zeros(1, prior.obs_dim, device=device))
     std = math.exp(float(log_std.mean()))  # the geometric mean over action dimensions
     # Adam's step moves the mean about in proportion to the learning rate, and a mean shift
     # costs KL in proportion to (shift / std)^2: the square root keeps narrow priors movable
@@ -93,3 +101,76 @@ def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[s
         + (", ".join(words) if words else "all set by you")
     )
     return chosen, line
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorCustomization:
+    """The rule's settings for a tensor customization (:func:`tensor_customization`).
+
+    Attributes:
+        config: the :class:`~tailor.algos.tensor_ppo.TensorPPOConfig` (the rule's fields and
+            the user's).
+        method: the method, its coefficients at the start of the KL-held weight
+            (``Method.sources`` names the rule).
+        sources: every config field and coefficient the rule chose -> the rule that chose it.
+        line: what to print: the rule and each value it chose.
+    """
+
+    config: TensorPPOConfig
+    method: Method
+    sources: dict[str, str]
+    line: str
+
+
+def tensor_customization(
+    prior: PolicyPrior,
+    num_envs: int,
+    method: str = "residual",
+    given: Mapping[str, Any] | None = None,
+) -> TensorCustomization:
+    """The unknown-temperature rule for a customization with :func:`~tailor.algos.tensor_ppo.
+    train_tensor` on ``num_envs`` envs: :func:`step_settings` (KL target, step) and
+    :func:`coefficient_layer` (``omega' = alpha_hat = 1`` to start), with the controller's
+    horizon one rollout batch (``num_envs * num_steps_per_env`` steps: the weight moves by at
+    most 20% per iteration, as :data:`KL_HORIZON` is the numpy loop's default batch).
+
+    Args:
+        prior: the Gaussian prior.
+        num_envs: the env's ``num_envs``.
+        method: ``"residual"`` or ``"kl"`` (the methods with a KL term to hold).
+        given: :class:`~tailor.algos.tensor_ppo.TensorPPOConfig` fields you set; they are kept.
+
+    Raises:
+        TailorError: another method, or a name that is no ``TensorPPOConfig`` field.
+    """
+    if method not in ("residual", "kl"):
+        raise TailorError(f"the rule holds the KL term of residual or kl, not of {method!r}")
+    given = dict(given or {})
+    unknown = sorted(set(given) - {f.name for f in dataclasses.fields(TensorPPOConfig)})
+    if unknown:
+        raise TailorError(f"no TensorPPOConfig field named {', '.join(unknown)}")
+    steps = given.get("num_steps_per_env", TensorPPOConfig.num_steps_per_env)
+    # the horizon is the tensor loop's own (one batch); step_settings leaves out what is "set"
+    chosen, line = step_settings(prior, {**given, "kl_horizon": None})
+    rule = _RULE
+    sources = {k: f"{rule}: {_WHY[k]}" for k in chosen}
+    if "kl_horizon" not in given:
+        chosen["kl_horizon"] = num_envs * steps
+        sources["kl_horizon"] = f"{rule}: one rollout batch ({num_envs} envs x {steps} steps)"
+        line += f"; kl_horizon={num_envs * steps} (one rollout batch)"
+    label, start = coefficient_layer(method)
+    resolved = resolve(method, [(label, start)])
+    sources.update({k: resolved.sources.get(k, label) for k in resolved.coefficients})
+    coefs = ", ".join(f"{k}={v:g}" for k, v in resolved.coefficients.items())
+    line += f"; {coefs} ({label})"
+    return TensorCustomization(TensorPPOConfig(**{**chosen, **given}), resolved, sources, line)
+
+
+# Why each field of step_settings has its value (said with the rule).
+_WHY = {
+    "kl_target": f"{KL_PER_ACTION_DIM:g} nats/step per action dimension",
+    "kl_horizon": "the controller's horizon",
+    "learning_rate": f"scaled by sqrt(prior std / {REFERENCE_STD:g})",
+    "lr_max": "10 x the learning rate",
+    "target_kl": "an update stops once its KL passes 1.5 x desired_kl",
+}

@@ -26,7 +26,7 @@ RUN_FORMAT = "tailor-run"
 MANIFEST_FORMAT = "tailor-checkpoint"
 
 # What `run.json` may call a run. One kind per trainer whose run directories differ.
-KINDS = ("ppo", "dqn", "sac", "mcts", "lm-ppo", "lm-dpo", "lm-model")
+KINDS = ("ppo", "dqn", "sac", "mcts", "lm-ppo", "lm-dpo", "lm-model", "tensor-ppo")
 
 _STEP_DIR = re.compile(r"^step-(\d+)(?:-r(\d+))?$")
 _MANIFEST_DIR = re.compile(rf"^{CHECKPOINTS_DIR}/step-\d+(?:-r\d+)?$")
@@ -54,6 +54,7 @@ _RUN_NAMES = (
     "tb",
     "prior",
     "eval.json",
+    "rsl-rl",  # a tensor PPO run's rsl-rl checkpoint (tailor.algos.tensor_ppo_state)
 )
 _MODEL_WEIGHTS = ("model.safetensors", "model-*.safetensors", "pytorch_model*.bin")
 _MODEL_NAMES = (
