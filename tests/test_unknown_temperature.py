@@ -38,6 +38,7 @@ def test_step_settings_from_the_prior_and_what_the_user_set() -> None:
     assert chosen["lr_max"] == pytest.approx(10 * lr, rel=1e-6)
     assert chosen["kl_target"] == pytest.approx(0.15) and chosen["kl_horizon"] == 4096
     assert chosen["target_kl"] == 0.01 and "prior temperature unknown" in line
+    assert chosen["kl_estimator"] == "exact-loss" and "kl_estimator=exact-loss" in line
     assert "0.05" in line  # the std it read
     kept, line = ut.step_settings(_imported(0.05), {"learning_rate": 3e-4, "kl_target": 1.0})
     assert "learning_rate" not in kept and "kl_target" not in kept and "lr_max" in kept
