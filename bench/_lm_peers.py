@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import platform
 import random
 import string
 import subprocess
@@ -50,6 +51,37 @@ def reward(prompt: str, completion: str) -> float:
     characters in :data:`TARGET` (0 for an empty completion)."""
     chars = [c for c in completion if not c.isspace()]
     return sum(c in TARGET for c in chars) / len(chars) if chars else 0.0
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def versions() -> str:
+    """Python, the libraries and tailor's commit (``+dirty`` with uncommitted changes)."""
+    import importlib.metadata as md
+
+    out = [f"python {platform.python_version()}"]
+    for name in ("torch", "transformers", "trl", "datasets", "accelerate", "peft", "tokenizers"):
+        try:
+            out.append(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            out.append(f"{name} -")
+    root = Path(__file__).resolve().parents[1]
+    try:
+        git = ["git", "-C", str(root)]
+        sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True).stdout.strip()  # fmt: skip
+        dirty = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True,
+                               text=True, check=True).stdout.strip()  # fmt: skip
+        out.append(f"tailor {sha}{'+dirty' if dirty else ''}")
+    except (OSError, subprocess.CalledProcessError):
+        out.append("tailor (no git)")
+    return ", ".join(out)
 
 
 # -- models, tokenizers and data -----------------------------------------------------------------
@@ -102,8 +134,11 @@ class LlamaShape:
     max_position_embeddings: int = 512
 
 
-def llama(shape: LlamaShape, tok: Any, dtype: torch.dtype = torch.float32) -> Any:
-    """A freshly initialised ``LlamaForCausalLM`` of ``shape`` in ``dtype`` (eval mode)."""
+def llama(
+    shape: LlamaShape, tok: Any, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Any:
+    """A freshly initialised ``LlamaForCausalLM`` of ``shape`` in ``dtype``, built on ``device``
+    (eval mode; the initial draws differ by device)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(
@@ -114,7 +149,8 @@ def llama(shape: LlamaShape, tok: Any, dtype: torch.dtype = torch.float32) -> An
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).to(dtype).eval()
+    with torch.device(device):
+        return LlamaForCausalLM(cfg).to(dtype).eval()
 
 
 def save(model: Any, tok: Any, out: str | Path) -> str:
@@ -271,6 +307,11 @@ class Measure:
         return out
 
 
+def _count(params: Any) -> float:
+    """Trained weights (LoRA: the adapters'), to check that both sides train the same."""
+    return float(sum(p.numel() for p in params))
+
+
 def _stepper(m: Measure) -> Any:
     """A tailor ``LoopControl`` that marks each iteration's end (its ``stop`` is polled before
     every iteration: the second poll is the end of the first)."""
@@ -329,7 +370,7 @@ def tailor_grpo(s: GRPOSetup, model_dir: str) -> dict[str, float]:
     with Measure(s.machine.device) as m:
         _, hist = customize_ppo(pair, tok, reward, s.method, cfg, prompts, _stepper(m), **coef)
     tokens = sum(row["length"] * s.batch for row in hist)
-    return m.result(tokens=tokens, reward=hist[-1]["addon"], first_reward=hist[0]["addon"])
+    return m.result(tokens=tokens, trainable=_count(pair.params), reward=hist[-1]["addon"])
 
 
 def tailor_dpo(s: DPOSetup, model_dir: str) -> dict[str, float]:
@@ -346,7 +387,7 @@ def tailor_dpo(s: DPOSetup, model_dir: str) -> dict[str, float]:
             pair, tok, "dpo", cfg, pairs=pairs, control=_stepper(m), beta=s.beta
         )
     m.marks.append(m.wall)  # the last step's end (no poll after it)
-    return m.result(pairs=s.steps * s.batch, loss=hist[-1]["loss"])
+    return m.result(pairs=s.steps * s.batch, trainable=_count(pair.params), loss=hist[-1]["loss"])
 
 
 # -- TRL -----------------------------------------------------------------------------------------
@@ -417,7 +458,8 @@ def trl_grpo(s: GRPOSetup, model_dir: str) -> dict[str, float]:
         trainer.add_callback(_trl_marks(m := Measure(s.machine.device)))
         with m, contextlib.redirect_stdout(io.StringIO()):  # its summary dict
             trainer.train()
-    return m.result(tokens=float(counted[0]), setup=setup)
+    trainable = _count(p for p in trainer.model.parameters() if p.requires_grad)
+    return m.result(tokens=float(counted[0]), setup=setup, trainable=trainable)
 
 
 def trl_dpo(s: DPOSetup, model_dir: str) -> dict[str, float]:
@@ -449,7 +491,8 @@ def trl_dpo(s: DPOSetup, model_dir: str) -> dict[str, float]:
             )  # fmt: skip
             trainer.add_callback(_trl_marks(m))
             trainer.train()
-    return m.result(pairs=s.steps * s.batch)
+    trainable = _count(p for p in trainer.model.parameters() if p.requires_grad)
+    return m.result(pairs=s.steps * s.batch, trainable=trainable)
 
 
 SIDES = {
@@ -470,9 +513,16 @@ def _setup_from(cls: type, d: dict) -> Any:
 
 
 def run_side(side: str, setup: Any, model_dir: str) -> dict[str, float]:
-    """Run one side in this process."""
+    """Run one side in this process (what it allocated is freed before the next)."""
+    import gc
+
     fn, _ = SIDES[side]
-    return fn(setup, model_dir)
+    try:
+        return fn(setup, model_dir)
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 # -- worker processes ------------------------------------------------------------------------------

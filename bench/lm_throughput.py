@@ -13,7 +13,8 @@ one thread per process, float32 everywhere. ``--llama`` adds the GRPO comparison
   ``residual`` (omega' = 2 beta, alpha_hat = beta) is timed beside them.
 * **DPO**, pairs/s and time to the first step on 2,000 pairs: ``customize_offline("dpo")``
   (reference log-probs streamed: computed for the chunks a step draws) against ``DPOTrainer``
-  (reference per batch). Both clocks start before the pairs are tokenized.
+  (reference per batch). Both clocks start before the pairs are tokenized. Then the time to the
+  first step alone on 20,000 pairs (one run each).
 * **Sampling** tokens/s: ``tailor.lm.sampling.sample`` against ``model.generate(do_sample=True)``
   (batch 64, 32 new tokens, eos off), in this process; ``--prior DIR`` adds sampling with eos
   stops from a pretrained model.
@@ -31,7 +32,8 @@ installed). Install the peers in their own environment (TRL needs ``datasets``, 
 
     python -m venv /work/venvs/trl && /work/venvs/trl/bin/pip install torch trl 'datasets<5' peft
     OMP_NUM_THREADS=1 PYTHONPATH=src /work/venvs/trl/bin/python bench/lm_throughput.py \\
-        [--rounds 3] [--grpo-iterations 6] [--dpo-pairs 2000] [--dpo-steps 20] [--repeats 5] \\
+        [--rounds 3] [--grpo-iterations 6] [--dpo-pairs 2000] [--dpo-steps 20]
+        [--dpo-first-step-pairs 20000] [--repeats 5] \\
         [--llama] [--prior priors/lm-names] [--profile-tailor-grpo]
 """
 
@@ -39,9 +41,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,46 +61,17 @@ from _lm_peers import (
     Worker,
     char_gpt2,
     llama,
+    loadavg,
     pairs_of,
     run_side,
     save,
+    versions,
 )
 from tailor.lm import gpt2fast
 from tailor.lm.sampling import sample
 
 BATCH_SAMPLE = 64
 NEW_TOKENS = 32
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def versions() -> str:
-    """Python, the libraries and tailor's commit (``+dirty`` with uncommitted changes)."""
-    import importlib.metadata as md
-
-    out = [f"python {platform.python_version()}"]
-    for name in ("torch", "transformers", "trl", "datasets", "accelerate", "peft", "tokenizers"):
-        try:
-            out.append(f"{name} {md.version(name)}")
-        except md.PackageNotFoundError:
-            out.append(f"{name} -")
-    root = Path(__file__).resolve().parents[1]
-    try:
-        git = ["git", "-C", str(root)]
-        sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True).stdout.strip()  # fmt: skip
-        dirty = subprocess.run([*git, "status", "--porcelain", "-uno"], capture_output=True,
-                               text=True, check=True).stdout.strip()  # fmt: skip
-        out.append(f"tailor {sha}{'+dirty' if dirty else ''}")
-    except (OSError, subprocess.CalledProcessError):
-        out.append("tailor (no git)")
-    return ", ".join(out)
 
 
 class Timer:
@@ -326,8 +297,9 @@ def bench_grpo(model_dir: str, setup: GRPOSetup, rounds: int, have_trl: bool, la
     for k, r in runs.items():
         print(rate_line(f"grpo {label} {names[k]}", r, "tokens/s", "tokens"))
         length = med([x["tokens"] / (s.batch * s.iterations) for x in r])
+        per_it = med([x["wall"] / s.iterations for x in r])
         extra = f", trainer setup {med([x['setup'] for x in r]):.2f} s" if k == "trl" else ""
-        print(f"  mean completion length {length:.2f} tokens{extra}")
+        print(f"  mean completion length {length:.2f} tokens, {per_it:.2f} s per iteration{extra}")
     return runs
 
 
@@ -363,6 +335,25 @@ def bench_dpo(model_dir: str, setup: DPOSetup, rounds: int, have_trl: bool):
     return runs
 
 
+def dpo_first_step(model_dir: str, setup: DPOSetup, have_trl: bool) -> None:
+    """Time to the first step alone (one step, one run per side) on ``setup.pairs`` pairs."""
+    s = replace(setup, steps=1)
+    for side in ("tailor_dpo", "trl_dpo") if have_trl else ("tailor_dpo",):
+        w = Worker(side)
+        try:
+            r = w.run(s, model_dir)
+        finally:
+            w.close()
+        print(
+            f"dpo first step on {s.pairs} pairs, {side.split('_')[0]}: {r['first_step']:.2f} s "
+            f"(from before tokenizing; peak RSS {r['peak_rss_mb']:.0f} MB)"
+        )
+    print(
+        f"  tailor computed the prior's log-probs of {first_step_reference_rows(s)} of "
+        f"{2 * s.pairs} responses for it"
+    )
+
+
 def profile_grpo(model_dir: str, setup: GRPOSetup, have_trl: bool) -> None:
     """cProfile of one GRPO run of each side in this process (after a warm-up), top entries."""
     import cProfile
@@ -386,6 +377,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--grpo-iterations", type=int, default=6)
     parser.add_argument("--dpo-pairs", type=int, default=2000)
     parser.add_argument("--dpo-steps", type=int, default=20)
+    parser.add_argument(
+        "--dpo-first-step-pairs", type=int, default=20000, help="0: skip this one-step run"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed sampling calls per side")
     parser.add_argument("--llama", action="store_true", help="also GRPO on a 4x256 Llama")
     parser.add_argument("--prior", help="also time eos-stopped sampling on this model directory")
@@ -434,6 +428,9 @@ def main() -> None:
                 f"dpo rows per step (mean): tailor packed {packed:.0f}; padded to the batch's "
                 f"longest {padded:.0f} (TRL: + the same again for the reference)"
             )
+            if args.dpo_first_step_pairs:
+                big = replace(dpo_setup, pairs=args.dpo_first_step_pairs)
+                dpo_first_step(model_dir, big, have_trl)
         if args.profile:
             profile_grpo(model_dir, grpo_setup, have_trl)
     smp = {"tailor": [], "generate": []}
