@@ -369,6 +369,8 @@ def tailor_grpo(s: GRPOSetup, model_dir: str) -> dict[str, float]:
     prompts = random_texts(tok, s.prompts, *s.prompt_len, seed=1)
     with Measure(s.machine.device) as m:
         _, hist = customize_ppo(pair, tok, reward, s.method, cfg, prompts, _stepper(m), **coef)
+    if not m.marks:  # one iteration: no poll after it
+        m.marks.append(m.wall)
     tokens = sum(row["length"] * s.batch for row in hist)
     return m.result(tokens=tokens, trainable=_count(pair.params), reward=hist[-1]["addon"])
 

@@ -292,6 +292,10 @@ def bench_grpo(model_dir: str, setup: GRPOSetup, rounds: int, have_trl: bool, la
         f"max {s.max_new} new tokens, {s.iterations} iterations ({s.steps} optimizer steps), "
         f"beta {s.beta}, lr {s.lr}"
     )
+    print(
+        "  (first step: tailor's is the end of its first iteration, all its "
+        f"{s.steps // s.iterations} optimizer steps; TRL's the end of its first optimizer step)"
+    )
     names = {"tailor kl": "tailor kl (k3-loss)", "tailor residual": "tailor residual (k3-loss)",
              "trl": "trl GRPOTrainer"}  # fmt: skip
     for k, r in runs.items():
@@ -451,7 +455,7 @@ def main() -> None:
 
     def ratio(runs: dict, ours: str, key: str) -> float:
         a = med([r[key] / r["wall"] for r in runs[ours]])
-        return a / med([r[key] / r["wall"] for r in runs["trl"]])
+        return a / med([r[key] / r["wall"] for r in runs.get("trl", [])])  # nan without TRL
 
     if args.llama:
         print(f"llama grpo_speedup_vs_trl={ratio(llama_runs, 'tailor kl', 'tokens'):.2f}")
