@@ -1,86 +1,77 @@
-"""Throughput of tailor's language-model loops against the reference libraries (issue 7).
+"""Throughput of tailor's language-model loops against TRL and ``transformers`` (issues 7, 28).
 
-One run, one model (GPT-2, 4 layers, width 128, character vocabulary: about 0.8M parameters,
-freshly initialised with a fixed seed, so no pretrained model is needed), CPU, one thread,
-float32 everywhere:
+One model for the CPU runs: GPT-2, 4 layers, width 128, character vocabulary (about 0.8M
+parameters, fixed-seed init, saved once to a temporary directory that every side loads); CPU,
+one thread per process, float32 everywhere. ``--llama`` adds the GRPO comparison on a Llama of
+4 layers x 256 built in code (tailor's generic path: no lean kernels for Llama).
 
-* DPO training pairs/s: ``tailor.algos.dpo.customize_offline(method="dpo")`` against TRL's
-  ``DPOTrainer`` (only if ``trl`` is importable: ``pip install 'tailor-rl[bench]'``), same
-  preference pairs (chosen and rejected of 4 to 30 characters, so sequences of up to 32 tokens
-  with bos and eos), batch 32, same number of steps. Both timings include the reference model's
-  log-probs (tailor computes them once before training, TRL per batch). TRL runs in float32
-  without activation checkpointing (like tailor); ``--trl-defaults`` also times it once with its
-  own defaults (bf16 autocast, activation checkpointing).
-* Sampling tokens/s: ``tailor.lm.sampling.sample`` (KV cache, also records log-probs) against
-  ``model.generate(do_sample=True)``, batch 64, 32 new tokens each (eos disabled on both sides so
-  the numbers of tokens are equal).
+* **GRPO**, completion tokens/s (sampling + rewards + prior log-probs + update):
+  ``tailor.algos.lm_ppo.customize_ppo(..., "kl", LMPPOConfig(advantage="grpo",
+  kl_estimator="k3-loss"))`` against TRL's ``GRPOTrainer`` (``beta`` with its k3 term in the loss:
+  the same objective), same prompts, group size, batch, minibatch, epochs (``num_iterations``),
+  longest completion, learning rate, clip and reward function (``bench/_lm_peers.py``); tailor's
+  ``residual`` (omega' = 2 beta, alpha_hat = beta) is timed beside them.
+* **DPO**, pairs/s and time to the first step on 2,000 pairs: ``customize_offline("dpo")``
+  (reference log-probs streamed: computed for the chunks a step draws) against ``DPOTrainer``
+  (reference per batch). Both clocks start before the pairs are tokenized. Then the time to the
+  first step alone on 20,000 pairs (one run each).
+* **Sampling** tokens/s: ``tailor.lm.sampling.sample`` against ``model.generate(do_sample=True)``
+  (batch 64, 32 new tokens, eos off), in this process; ``--prior DIR`` adds sampling with eos
+  stops from a pretrained model.
 
-"tailor (model forward)" is tailor's same loop with its lean GPT-2 path switched off
-(:func:`tailor.lm.gpt2fast.disabled`), so every number goes through ``transformers``' own
-``forward`` (for DPO, what tailor did before the lean path existed). ``--prior DIR`` adds
-sampling with eos stops from a pretrained model, and every run prints the rate of the dense
-matrix products alone (a bound for any sampler of this model) and the rows a DPO step computes.
+GRPO and DPO run each side in its own worker process (``bench/_lm_peers.py``), so the peak
+resident memory of each is its own (``VmHWM`` reset per job); the sides alternate round by round
+(this was written on a shared 2-core VM) and medians are compared; the load average is printed at
+the start and the end, and each rate is also given per CPU-second of its process. Every worker's
+first job is a short untimed warm-up. Like-for-like settings are listed in ``_lm_peers.py``.
 
-The machine this was written on is a shared 2-core VM, so the sides are measured interleaved,
-round by round, and the medians compared; the load average is printed at the start and the end.
-Each line also gives the rate per CPU-second of the process (less sensitive to other load).
+The last line reads ``grpo_speedup_vs_trl=<x> dpo_speedup_vs_trl=<y>
+sampling_speedup_vs_generate=<z>`` (wall-clock medians; ``nan``: not measured, e.g. TRL is not
+installed). Install the peers in their own environment (TRL needs ``datasets``, whose
+``huggingface-hub<2`` may clash with a newer ``transformers``) and run tailor from it::
 
-The last line reads ``dpo_speedup_vs_trl=<x> sampling_speedup_vs_generate=<y>`` (wall-clock
-medians); ``nan`` marks a side that was not measured (TRL not installed).
-
-    python bench/lm_throughput.py [--dpo-steps 20] [--rounds 3] [--repeats 5] [--trl-defaults]
-        [--prior priors/lm-names]
+    python -m venv /work/venvs/trl && /work/venvs/trl/bin/pip install torch trl 'datasets<5' peft
+    OMP_NUM_THREADS=1 PYTHONPATH=src /work/venvs/trl/bin/python bench/lm_throughput.py \\
+        [--rounds 3] [--grpo-iterations 6] [--dpo-pairs 2000] [--dpo-steps 20]
+        [--dpo-first-step-pairs 20000] [--repeats 5] \\
+        [--llama] [--prior priors/lm-names] [--profile-tailor-grpo]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
-import random
 import statistics
-import string
+import sys
 import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from tailor.algos.dpo import LMDPOConfig, customize_offline
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/_lm_peers.py
+
+from _lm_peers import (
+    DPOSetup,
+    GRPOSetup,
+    LlamaShape,
+    Worker,
+    char_gpt2,
+    llama,
+    loadavg,
+    pairs_of,
+    run_side,
+    save,
+    versions,
+)
 from tailor.lm import gpt2fast
-from tailor.lm.model import PretrainConfig, build_char_tokenizer, new_char_model
-from tailor.lm.preferences import PreferencePair
 from tailor.lm.sampling import sample
 
-BATCH_DPO = 32
 BATCH_SAMPLE = 64
 NEW_TOKENS = 32
-
-
-def make_model():
-    tok = build_char_tokenizer(string.ascii_lowercase)
-    cfg = PretrainConfig(n_layer=4, n_embd=128, n_head=4, n_positions=64, dropout=0.0)
-    model = new_char_model(len(tok), cfg, tok).eval()
-    return model, tok
-
-
-def make_pairs(n: int, seed: int = 0) -> list[PreferencePair]:
-    rng = random.Random(seed)
-
-    def word() -> str:
-        return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(4, 30)))
-
-    return [PreferencePair("", word(), word()) for _ in range(n)]
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 class Timer:
@@ -93,69 +84,6 @@ class Timer:
     def __exit__(self, *exc) -> None:
         self.wall = time.perf_counter() - self.w
         self.cpu = time.process_time() - self.c
-
-
-def bench_ours_dpo(model, tok, pairs, steps: int, fast: bool = True) -> tuple[float, float]:
-    """(pairs/s wall, pairs/s CPU) of ``customize_offline``: data encoding, the prior's
-    log-probs and ``steps`` Adam steps of batch 32."""
-    cfg = LMDPOConfig(steps=steps, batch_size=BATCH_DPO, lr=1e-4, max_new_tokens=NEW_TOKENS)
-    with Timer() as t:
-        if fast:
-            customize_offline(model, tok, "dpo", cfg, pairs=pairs, beta=0.1)
-        else:
-            with gpt2fast.disabled():
-                customize_offline(model, tok, "dpo", cfg, pairs=pairs, beta=0.1)
-    return steps * BATCH_DPO / t.wall, steps * BATCH_DPO / t.cpu
-
-
-def bench_trl_dpo(model, tok, pairs, steps: int, defaults: bool = False) -> tuple[float, float]:
-    """(pairs/s wall, pairs/s CPU) of ``DPOTrainer.train()`` for ``steps`` steps of batch 32
-    (the dataset is tokenized when the trainer is built, before the clock starts)."""
-    import copy
-
-    import datasets
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
-    datasets.disable_progress_bars()
-
-    data = Dataset.from_list(
-        [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
-    )
-    like_for_like = {} if defaults else {"bf16": False, "gradient_checkpointing": False}
-    with tempfile.TemporaryDirectory() as out:
-        args = DPOConfig(
-            output_dir=out,
-            per_device_train_batch_size=BATCH_DPO,
-            max_steps=steps,
-            max_length=NEW_TOKENS,
-            learning_rate=1e-4,
-            beta=0.1,
-            use_cpu=True,
-            report_to=[],
-            save_strategy="no",
-            logging_strategy="no",
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            # TRL 1.x defaults to bf16 autocast and activation checkpointing. Without bf16
-            # matmul units bf16 is several times slower on CPU than float32, and checkpointing
-            # trades compute for memory this model does not need; tailor runs float32 without
-            # checkpointing, so both are off for the like-for-like comparison.
-            **like_for_like,
-        )
-        policy = copy.deepcopy(model).train()
-        for p in policy.parameters():  # customize_offline froze the shared prior's weights
-            p.requires_grad_(True)
-        trainer = DPOTrainer(
-            model=policy,
-            ref_model=copy.deepcopy(model),
-            args=args,
-            train_dataset=data,
-            processing_class=tok,
-        )
-        with Timer() as t, contextlib.redirect_stdout(io.StringIO()):  # its summary dict
-            trainer.train()
-    return steps * BATCH_DPO / t.wall, steps * BATCH_DPO / t.cpu
 
 
 def bench_sampling(model, tok, repeats: int) -> dict[str, list[tuple[float, float]]]:
@@ -264,23 +192,36 @@ def bench_prior_sampling(path: str, repeats: int, n: int = 512, new: int = 16):
     return out, {k: statistics.mean(v) for k, v in tokens.items()}
 
 
-def dpo_rows(tok, pairs, steps: int) -> tuple[float, float]:
-    """Mean rows per DPO step (chosen and rejected of 32 pairs, seed 0 batches): the packed
-    rows tailor's lean path computes, and the padded rows of a batch padded to its longest
-    sequence (as TRL's collator pads)."""
+def med_rate(runs: list[tuple[float, float]], i: int) -> float:
+    return statistics.median(r[i] for r in runs) if runs else float("nan")
+
+
+def line(name: str, runs: list[tuple[float, float]], unit: str) -> str:
+    walls = ", ".join(f"{r[0]:.0f}" for r in runs)
+    return (
+        f"{name}: {med_rate(runs, 0):.1f} {unit} (median of {len(runs)}: {walls}); "
+        f"{med_rate(runs, 1):.1f} {unit} per CPU-second"
+    )
+
+
+def dpo_rows(tok, setup: DPOSetup) -> tuple[float, float]:
+    """Mean rows per DPO step (chosen and rejected of ``setup.batch`` pairs, seed 0 batches):
+    the packed rows tailor's lean path computes, and the padded rows of a batch padded to its
+    longest sequence (as TRL's collator pads)."""
     from tailor.algos.dpo import Responses
 
+    pairs = pairs_of(setup, tok)
     n = len(pairs)
     data = Responses.encode(
         tok,
-        [p.prompt for p in pairs] * 2,
-        [p.chosen for p in pairs] + [p.rejected for p in pairs],
-        32,
+        [p for p, _, _ in pairs] * 2,
+        [c for _, c, _ in pairs] + [r for _, _, r in pairs],
+        setup.max_len,
     )
     g = torch.Generator().manual_seed(0)
     packed, padded = [], []
-    for _ in range(steps):
-        idx = torch.randint(0, n, (BATCH_DPO,), generator=g)
+    for _ in range(setup.steps):
+        idx = torch.randint(0, n, (setup.batch,), generator=g)
         d = data.take(torch.cat([idx, idx + n]))
         pk = gpt2fast._pack(d.prompt_ids, d.prompt_mask, d.tokens, d.mask, heads=4)
         packed.append(len(pk.ids))
@@ -288,91 +229,242 @@ def dpo_rows(tok, pairs, steps: int) -> tuple[float, float]:
     return statistics.mean(packed), statistics.mean(padded)
 
 
-def med(runs: list[tuple[float, float]], i: int) -> float:
-    return statistics.median(r[i] for r in runs) if runs else float("nan")
+def first_step_reference_rows(setup: DPOSetup, chunk: int = 64) -> int:
+    """Responses whose prior log-probs tailor computes before its first DPO step: every chunk
+    of ``chunk`` rows (:class:`tailor.algos.dpo.ReferenceLogp`) that holds a chosen (row ``i``)
+    or rejected (row ``i + n``) response of the first batch, drawn as ``customize_offline`` draws
+    it (seed 0, pairs given)."""
+    n = setup.pairs
+    idx = torch.randint(0, n, (setup.batch,), generator=torch.Generator().manual_seed(0))
+    chunks = torch.unique(torch.cat([idx, idx + n]) // chunk).tolist()
+    return sum(min(chunk, 2 * n - chunk * j) for j in chunks)
 
 
-def line(name: str, runs: list[tuple[float, float]], unit: str) -> str:
-    walls = ", ".join(f"{r[0]:.0f}" for r in runs)
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def rate_line(name: str, runs: list[dict], unit: str, key: str) -> str:
+    """``name: median rate (each run's); per CPU-second; first step; peak RSS``."""
+    if not runs:
+        return f"{name}: not measured"
+    walls = ", ".join(f"{r[key] / r['wall']:.0f}" for r in runs)
     return (
-        f"{name}: {med(runs, 0):.1f} {unit} (median of {len(runs)}: {walls}); "
-        f"{med(runs, 1):.1f} {unit} per CPU-second"
+        f"{name}: {med([r[key] / r['wall'] for r in runs]):.1f} {unit} (median of {len(runs)}: "
+        f"{walls}); {med([r[key] / r['cpu'] for r in runs]):.1f} {unit} per CPU-second; "
+        f"first step at {med([r['first_step'] for r in runs]):.2f} s; peak RSS "
+        f"{med([r['peak_rss_mb'] for r in runs]):.0f} MB (worker idle "
+        f"{runs[0]['rss_idle_mb']:.0f} MB)"
     )
+
+
+def interleave(jobs: dict, model_dir: str, rounds: int, warm) -> dict[str, list[dict]]:
+    """``jobs``: name -> (worker, setup). One untimed warm-up job (``warm(setup)``) per name,
+    then ``rounds`` rounds that run every name once, in order."""
+    for w, s in jobs.values():
+        w.run(warm(s), model_dir)
+    out: dict[str, list[dict]] = {k: [] for k in jobs}
+    for _ in range(rounds):
+        for name, (w, s) in jobs.items():
+            out[name].append(w.run(s, model_dir))
+    return out
+
+
+def bench_grpo(model_dir: str, setup: GRPOSetup, rounds: int, have_trl: bool, label: str):
+    """Interleaved GRPO rounds of tailor kl, tailor residual and TRL; prints, returns runs."""
+    tailor, trl = Worker("tailor_grpo"), Worker("trl_grpo") if have_trl else None
+    jobs = {
+        "tailor kl": (tailor, setup),
+        "tailor residual": (tailor, replace(setup, method="residual")),
+    }
+    if trl is not None:
+        jobs["trl"] = (trl, setup)
+    try:
+        runs = interleave(jobs, model_dir, rounds, lambda s: replace(s, iterations=1))
+    finally:
+        for w in (tailor, trl):
+            if w is not None:
+                w.close()
+    s = setup
+    print(
+        f"grpo {label}: {s.prompts} prompts of {s.prompt_len[0]}-{s.prompt_len[1]} symbols, "
+        f"group {s.group}, batch {s.batch}, minibatch {s.minibatch}, epochs {s.epochs}, "
+        f"max {s.max_new} new tokens, {s.iterations} iterations ({s.steps} optimizer steps), "
+        f"beta {s.beta}, lr {s.lr}"
+    )
+    print(
+        "  (first step: tailor's is the end of its first iteration, all its "
+        f"{s.steps // s.iterations} optimizer steps; TRL's the end of its first optimizer step)"
+    )
+    names = {"tailor kl": "tailor kl (k3-loss)", "tailor residual": "tailor residual (k3-loss)",
+             "trl": "trl GRPOTrainer"}  # fmt: skip
+    for k, r in runs.items():
+        print(rate_line(f"grpo {label} {names[k]}", r, "tokens/s", "tokens"))
+        length = med([x["tokens"] / (s.batch * s.iterations) for x in r])
+        per_it = med([x["wall"] / s.iterations for x in r])
+        extra = f", trainer setup {med([x['setup'] for x in r]):.2f} s" if k == "trl" else ""
+        print(f"  mean completion length {length:.2f} tokens, {per_it:.2f} s per iteration{extra}")
+    return runs
+
+
+def bench_dpo(model_dir: str, setup: DPOSetup, rounds: int, have_trl: bool):
+    """Interleaved DPO rounds of tailor and TRL; prints, returns runs."""
+    tailor, trl = Worker("tailor_dpo"), Worker("trl_dpo") if have_trl else None
+    jobs = {"tailor": (tailor, setup)}
+    if trl is not None:
+        jobs["trl"] = (trl, setup)
+    try:
+        runs = interleave(jobs, model_dir, rounds, lambda s: replace(s, pairs=128, steps=2))
+    finally:
+        for w in (tailor, trl):
+            if w is not None:
+                w.close()
+    s = setup
+    print(
+        f"dpo: {s.pairs} pairs (chosen and rejected of {s.response_len[0]}-{s.response_len[1]} "
+        f"symbols), batch {s.batch}, {s.steps} steps, beta {s.beta}, lr {s.lr}; the clock "
+        "starts before the pairs are tokenized"
+    )
+    names = {"tailor": "tailor (streamed reference)", "trl": "trl DPOTrainer (fp32)"}
+    for k, r in runs.items():
+        print(rate_line(f"dpo {names[k]}", r, "pairs/s", "pairs"))
+        steady = med(
+            [x["pairs"] * (s.steps - 1) / s.steps / (x["wall"] - x["first_step"]) for x in r]
+        )
+        print(f"  after the first step: {steady:.1f} pairs/s")
+    print(
+        f"dpo tailor's first step computed the prior's log-probs of "
+        f"{first_step_reference_rows(s)} of {2 * s.pairs} responses (chunks of 64 rows)"
+    )
+    return runs
+
+
+def dpo_first_step(model_dir: str, setup: DPOSetup, have_trl: bool) -> None:
+    """Time to the first step alone (one step, one run per side) on ``setup.pairs`` pairs."""
+    s = replace(setup, steps=1)
+    for side in ("tailor_dpo", "trl_dpo") if have_trl else ("tailor_dpo",):
+        w = Worker(side)
+        try:
+            r = w.run(s, model_dir)
+        finally:
+            w.close()
+        print(
+            f"dpo first step on {s.pairs} pairs, {side.split('_')[0]}: {r['first_step']:.2f} s "
+            f"(from before tokenizing; peak RSS {r['peak_rss_mb']:.0f} MB)"
+        )
+    print(
+        f"  tailor computed the prior's log-probs of {first_step_reference_rows(s)} of "
+        f"{2 * s.pairs} responses for it"
+    )
+
+
+def profile_grpo(model_dir: str, setup: GRPOSetup, have_trl: bool) -> None:
+    """cProfile of one GRPO run of each side in this process (after a warm-up), top entries."""
+    import cProfile
+    import io
+    import pstats
+
+    for side in ("tailor_grpo", "trl_grpo") if have_trl else ("tailor_grpo",):
+        run_side(side, replace(setup, iterations=1), model_dir)
+        prof = cProfile.Profile()
+        prof.enable()
+        run_side(side, setup, model_dir)
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(30)
+        print(f"profile of {side}:\n{buf.getvalue()}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved GRPO and DPO rounds")
+    parser.add_argument("--grpo-iterations", type=int, default=6)
+    parser.add_argument("--dpo-pairs", type=int, default=2000)
+    parser.add_argument("--dpo-steps", type=int, default=20)
+    parser.add_argument(
+        "--dpo-first-step-pairs", type=int, default=20000, help="0: skip this one-step run"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed sampling calls per side")
+    parser.add_argument("--llama", action="store_true", help="also GRPO on a 4x256 Llama")
+    parser.add_argument("--prior", help="also time eos-stopped sampling on this model directory")
+    parser.add_argument("--profile", action="store_true", help="cProfile one GRPO run per side")
+    parser.add_argument("--skip", default="", help="comma-separated: grpo, dpo, sampling")
+    return parser.parse_args()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dpo-steps", type=int, default=20)
-    parser.add_argument("--pairs", type=int, default=640)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved DPO rounds")
-    parser.add_argument("--repeats", type=int, default=5, help="timed sampling calls per side")
-    parser.add_argument(
-        "--trl-defaults", action="store_true", help="also time TRL once with its own defaults"
-    )
-    parser.add_argument(
-        "--prior", help="also time sampling with eos stops on this pretrained model directory"
-    )
-    args = parser.parse_args()
+    args = parse_args()
+    skip = set(filter(None, args.skip.split(",")))
     torch.set_num_threads(1)
     wall0 = time.perf_counter()
     print(f"load average at start: {loadavg()}")
-    model, tok = make_model()
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model: GPT-2 4x128, vocab {len(tok)}, {n_params} parameters, CPU, 1 thread, float32")
-
-    pairs = make_pairs(args.pairs)
+    print(f"versions: {versions()}")
     try:
-        import trl
+        import trl  # noqa: F401
 
         have_trl = True
     except ImportError:
         have_trl = False
-        print("dpo trl: not measured (trl is not installed: pip install 'tailor-rl[bench]')")
-    # Warm-up (first-call costs: imports, allocator, MKL), not timed.
-    bench_ours_dpo(model, tok, pairs[:64], 2)
-    bench_ours_dpo(model, tok, pairs[:64], 2, fast=False)
-    if have_trl:
-        bench_trl_dpo(model, tok, pairs[:64], 2)
-    dpo: dict[str, list[tuple[float, float]]] = {"tailor": [], "tailor_hf": [], "trl": []}
-    for _ in range(args.rounds):
-        dpo["tailor"].append(bench_ours_dpo(model, tok, pairs, args.dpo_steps))
-        dpo["tailor_hf"].append(bench_ours_dpo(model, tok, pairs, args.dpo_steps, fast=False))
-        if have_trl:
-            dpo["trl"].append(bench_trl_dpo(model, tok, pairs, args.dpo_steps))
-    print(f"dpo: {args.pairs} pairs, batch {BATCH_DPO}, {args.dpo_steps} steps per run")
-    print(line("dpo tailor", dpo["tailor"], "pairs/s"))
-    print(line("dpo tailor (model forward)", dpo["tailor_hf"], "pairs/s"))
-    if have_trl:
-        print(line(f"dpo trl {trl.__version__} DPOTrainer (fp32)", dpo["trl"], "pairs/s"))
-    packed, padded = dpo_rows(tok, pairs, args.dpo_steps)
-    print(
-        f"dpo rows per step (mean): tailor packed {packed:.0f} (+ the prior's, once per pair); "
-        f"padded to the batch's longest {padded:.0f} (+ the same again for the reference)"
-    )
-    if have_trl and args.trl_defaults:
-        d = [bench_trl_dpo(model, tok, pairs, args.dpo_steps, defaults=True)]
-        print(line("dpo trl DPOTrainer, its defaults (bf16, checkpointing)", d, "pairs/s"))
-
-    smp = bench_sampling(model, tok, args.repeats)
-    print(f"sampling: batch {BATCH_SAMPLE}, {NEW_TOKENS} new tokens per call")
-    print(line("sampling tailor", smp["tailor"], "tokens/s"))
-    print(line("sampling tailor (model forward)", smp["tailor_hf"], "tokens/s"))
-    print(line("sampling transformers generate", smp["generate"], "tokens/s"))
-    print(line("sampling bound: the dense matmuls alone", smp["floor"], "tokens/s"))
+        print("trl: not measured (not installed: pip install trl 'datasets<5')")
+    model, tok = char_gpt2()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"model: GPT-2 4x128, vocab {len(tok)}, {n_params} parameters, CPU, 1 thread, float32")
+    grpo_setup = GRPOSetup(iterations=args.grpo_iterations)
+    dpo_setup = DPOSetup(pairs=args.dpo_pairs, steps=args.dpo_steps)
+    nan: dict[str, list[dict]] = {"tailor kl": [], "trl": [], "tailor": []}
+    grpo, dpo, llama_runs = nan, nan, nan
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save(model, tok, Path(tmp) / "gpt2")
+        if "grpo" not in skip:
+            grpo = bench_grpo(model_dir, grpo_setup, args.rounds, have_trl, "gpt2")
+        if args.llama:
+            shape = LlamaShape(vocab_size=len(tok), hidden_size=256, intermediate_size=688,
+                               num_hidden_layers=4, num_attention_heads=4,
+                               max_position_embeddings=64)  # fmt: skip
+            lm = llama(shape, tok)
+            print(f"model: Llama 4x256, {sum(p.numel() for p in lm.parameters())} parameters")
+            llama_dir = save(lm, tok, Path(tmp) / "llama")
+            llama_runs = bench_grpo(llama_dir, grpo_setup, args.rounds, have_trl, "llama")
+        if "dpo" not in skip:
+            dpo = bench_dpo(model_dir, dpo_setup, args.rounds, have_trl)
+            packed, padded = dpo_rows(tok, dpo_setup)
+            print(
+                f"dpo rows per step (mean): tailor packed {packed:.0f}; padded to the batch's "
+                f"longest {padded:.0f} (TRL: + the same again for the reference)"
+            )
+            if args.dpo_first_step_pairs:
+                big = replace(dpo_setup, pairs=args.dpo_first_step_pairs)
+                dpo_first_step(model_dir, big, have_trl)
+        if args.profile:
+            profile_grpo(model_dir, grpo_setup, have_trl)
+    smp = {"tailor": [], "generate": []}
+    if "sampling" not in skip:
+        smp = bench_sampling(model, tok, args.repeats)
+        print(f"sampling: batch {BATCH_SAMPLE}, {NEW_TOKENS} new tokens per call")
+        print(line("sampling tailor", smp["tailor"], "tokens/s"))
+        print(line("sampling tailor (model forward)", smp["tailor_hf"], "tokens/s"))
+        print(line("sampling transformers generate", smp["generate"], "tokens/s"))
+        print(line("sampling bound: the dense matmuls alone", smp["floor"], "tokens/s"))
     if args.prior:
         pr, lengths = bench_prior_sampling(args.prior, args.repeats)
         print(f"sampling with eos stops, {args.prior}: 512 completions of '', at most 16 tokens")
-        for name, label in (
-            ("tailor", "tailor"),
-            ("tailor_hf", "tailor (model forward)"),
-            ("generate", "transformers generate"),
-        ):
+        for name, label in (("tailor", "tailor"), ("tailor_hf", "tailor (model forward)"),
+                            ("generate", "transformers generate")):  # fmt: skip
             print(line(f"eos sampling {label}", pr[name], "samples/s"))
         print("mean tokens per sample: " + ", ".join(f"{k} {v:.2f}" for k, v in lengths.items()))
+
+    def ratio(runs: dict, ours: str, key: str) -> float:
+        a = med([r[key] / r["wall"] for r in runs[ours]])
+        return a / med([r[key] / r["wall"] for r in runs.get("trl", [])])  # nan without TRL
+
+    if args.llama:
+        print(f"llama grpo_speedup_vs_trl={ratio(llama_runs, 'tailor kl', 'tokens'):.2f}")
+    sampling = med_rate(smp["tailor"], 0) / med_rate(smp["generate"], 0)
     print(f"load average at end: {loadavg()}; bench wall {time.perf_counter() - wall0:.0f} s")
     print(
-        f"dpo_speedup_vs_trl={med(dpo['tailor'], 0) / med(dpo['trl'], 0):.2f} "
-        f"sampling_speedup_vs_generate={med(smp['tailor'], 0) / med(smp['generate'], 0):.2f}"
+        f"grpo_speedup_vs_trl={ratio(grpo, 'tailor kl', 'tokens'):.2f} "
+        f"dpo_speedup_vs_trl={ratio(dpo, 'tailor', 'pairs'):.2f} "
+        f"sampling_speedup_vs_generate={sampling:.2f}"
     )
 
 
