@@ -57,6 +57,7 @@ READ_NAMES = frozenset(
         # a run directory (tailor.rundir.layout)
         "run.json", "checkpoint.json", "checkpoints", "policy.safetensors", "policy.json",
         "trainer.safetensors", "metrics.csv", "eval.json", "prior", "tb", ".lock", ".lock.pid",
+        "rsl-rl",  # a tensor PPO run's rsl-rl checkpoints
         # a sweep directory (tailor.experiments.sweep)
         "result.json", "failed.json", "sweeps.jsonl",
         # a Hugging Face model directory (an LM run's model)
@@ -64,6 +65,8 @@ READ_NAMES = frozenset(
         "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
         "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
         "chat_template.jinja", "tailor.json",
+        # a LoRA run's adapter (peft's save_pretrained)
+        "adapter_config.json", "adapter_model.safetensors",
     }
 )  # fmt: skip
 _READ_PATTERNS = ("model-*.safetensors", "pytorch_model*.bin")

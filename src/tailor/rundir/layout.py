@@ -70,4 +70,6 @@ _MODEL_NAMES = (
     "merges.txt",
     "chat_template.jinja",
     "tailor.json",
+    "adapter_config.json",  # a LoRA run's adapter (peft's save_pretrained)
+    "adapter_model.safetensors",
 )
