@@ -112,3 +112,36 @@ def test_exact_loss_adds_the_closed_form_kl_to_the_update() -> None:
     for name, p in learner.actor.named_parameters():
         torch.testing.assert_close(p.grad, want[name], rtol=1e-5, atol=1e-7)
     assert any(float(g.abs().max()) > 1e-3 for g in want.values())  # a real gradient
+
+
+def test_the_tensor_loop_adds_the_same_exact_kl_term(monkeypatch) -> None:
+    """``TensorPPOConfig(kl_estimator="exact-loss")``: the tensor loop's reward drops the
+    ``alpha_hat`` KL part and its update receives the prior's distribution at the rollout's
+    states with ``coef = alpha_hat`` (the numpy loop's term, through the same helper)."""
+    from tailor.algos import ppo_learner, tensor_ppo
+    from tailor.envs.torch_pointmass import TorchPointMass
+    from tailor.methods import resolve
+    from tailor.nets import Actor, EmpiricalNormalization
+    from tailor.priors import PolicyPrior
+
+    torch.manual_seed(0)
+    prior = PolicyPrior(Actor(4, 2, (8,), "elu", "global", 0.3), EmpiricalNormalization(4).eval())
+    seen = []
+    update = ppo_learner.PPOLearner.update
+
+    def spy(self, buf, norm_obs, adv, ret, method, cfg, warmup, prior_kl=None):
+        seen.append((prior_kl, buf.obs.reshape(-1, buf.obs.shape[-1]).clone()))
+        return update(self, buf, norm_obs, adv, ret, method, cfg, warmup, prior_kl)
+
+    monkeypatch.setattr(ppo_learner.PPOLearner, "update", spy)
+    cfg = tensor_ppo.TensorPPOConfig(num_iterations=2, num_steps_per_env=4, num_minibatches=2,
+                                     hidden=(8,), critic_warmup_fraction=0.0,
+                                     kl_estimator="exact-loss")  # fmt: skip
+    method = resolve("kl", beta=0.2)
+    tensor_ppo.train_tensor(TorchPointMass(4), method, cfg, prior=prior)
+    assert len(seen) == 2
+    for prior_kl, obs in seen:
+        assert prior_kl is not None and prior_kl.coef == pytest.approx(0.2)
+        mean, log_std = prior.distribution(obs)
+        torch.testing.assert_close(prior_kl.mean, mean)
+        torch.testing.assert_close(prior_kl.log_std, log_std.expand_as(mean))

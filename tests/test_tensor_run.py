@@ -249,8 +249,9 @@ def test_the_rule_for_a_tensor_customization_says_what_it_chose():
     assert cfg.learning_rate == pytest.approx(lr) and cfg.lr_max == pytest.approx(10 * lr)
     assert cfg.target_kl == 0.05 and "target_kl" not in rule.sources  # the user's
     assert rule.method.coefficients == {"omega_prime": 1.0, "alpha_hat": 1.0}
+    assert cfg.kl_estimator == "exact-loss"  # the KL term in the loss, in closed form
     assert set(rule.sources) == {"kl_target", "kl_horizon", "learning_rate", "lr_max",
-                                 "omega_prime", "alpha_hat"}  # fmt: skip
+                                 "kl_estimator", "omega_prime", "alpha_hat"}  # fmt: skip
     assert all(v.startswith("prior temperature unknown") for v in rule.sources.values())
     assert "kl_target=0.1" in rule.line and "kl_horizon=128 (one rollout batch)" in rule.line
     assert "omega_prime=1, alpha_hat=1 (prior temperature unknown: start of the KL-held weight)" \

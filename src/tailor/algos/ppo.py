@@ -34,7 +34,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from tailor.algos import ppo_state
 from tailor.algos.kl_control import adapt_scale, scaled_method
 from tailor.algos.logs import METRIC_FIELDS, IterationStats, RunLog, metrics_row
 from tailor.algos.ppo_config import PPOConfig
-from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner, PriorKL
+from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner, prior_kl_term
 from tailor.algos.rollout import EpisodeStats, Rollout
 from tailor.envs import Task, VecEnv, get_task
 from tailor.errors import TailorError
@@ -53,7 +53,7 @@ from tailor.methods import Method
 from tailor.nets import Actor, EmpiricalNormalization, non_finite_state
 from tailor.policyfile import save_policy
 from tailor.priors import PolicyPrior, check_spaces, load_prior
-from tailor.reward import reformulate, split_kl
+from tailor.reward import reformulate
 from tailor.rundir import stop_on_interrupt
 
 __all__ = [
@@ -311,7 +311,8 @@ def _iterate(run: _Run, it: int, obs: torch.Tensor) -> tuple[torch.Tensor, dict[
         obs, finished = _collect(run.env, learner, buf, s.prior, run.episodes, obs, s.task, it)
 
     # ---- 2. returns: reformulate the reward once, then GAE ------------------------------------
-    method, prior_kl = _kl_split(scaled_method(s.method, learner.kl_scale), config, buf, s.prior)
+    method = scaled_method(s.method, learner.kl_scale)
+    method, prior_kl = prior_kl_term(method, config.kl_estimator, buf, s.prior)
     rewards, advantages, returns, norm_obs = learner.returns(
         buf, obs, config, lambda b: _rollout_reward(method, b)
     )
@@ -390,20 +391,6 @@ def _collect(
         finished += episodes.add(step.basic, step.addon, step.statistic, done)
         obs = step.obs
     return obs, finished
-
-
-def _kl_split(
-    method: Method, config: PPOConfig, buf: Rollout, prior: PolicyPrior | None
-) -> tuple[Method, PriorKL | None]:
-    """The reward's method and the loss's KL term of ``config.kl_estimator``: ``k1-reward`` (or
-    no prior) keeps ``method``; ``exact-loss`` moves ``alpha_hat KL(pi_theta || pi_prior)`` to
-    the loss, with the prior's distribution at the rollout's states ``[T * N, A]``."""
-    spec, coef = split_kl(method.spec, config.kl_estimator)
-    if coef == 0.0 or prior is None or buf.logp_prior is None:
-        return method, None
-    with torch.no_grad():
-        mean, log_std = prior.distribution(buf.obs.reshape(-1, buf.obs.shape[-1]))
-    return replace(method, spec=spec), PriorKL(coef, mean, log_std.expand_as(mean))
 
 
 def _rollout_reward(method: Method, buf: Rollout) -> torch.Tensor:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,8 +31,9 @@ from tailor.nets import (
 )
 from tailor.priors import PolicyPrior
 from tailor.returns import discounted_returns, gae
+from tailor.reward import split_kl
 
-__all__ = ["NonFiniteLoss", "PPOLearner", "PriorKL"]
+__all__ = ["NonFiniteLoss", "PPOLearner", "PriorKL", "prior_kl_term"]
 
 
 class NonFiniteLoss(ArithmeticError):
@@ -56,6 +57,21 @@ class PriorKL:
     coef: float
     mean: torch.Tensor
     log_std: torch.Tensor
+
+
+def prior_kl_term(
+    method: Method, estimator: str, buf: Rollout | TensorRollout, prior: PolicyPrior | None
+) -> tuple[Method, PriorKL | None]:
+    """The reward's method and the loss's KL term of a KL ``estimator``
+    (:func:`tailor.reward.split_kl`): ``k1-reward`` (or no prior in the reward) keeps ``method``;
+    ``exact-loss`` moves ``alpha_hat KL(pi_theta || pi_prior)`` to the loss, with the prior's
+    distribution at the rollout's states ``buf.obs`` (``[T, N, D]`` -> ``[T * N, A]``)."""
+    spec, coef = split_kl(method.spec, estimator)
+    if coef == 0.0 or prior is None or buf.logp_prior is None:
+        return method, None
+    with torch.no_grad():
+        mean, log_std = prior.distribution(buf.obs.reshape(-1, buf.obs.shape[-1]))
+    return replace(method, spec=spec), PriorKL(coef, mean, log_std.expand_as(mean))
 
 
 @dataclass

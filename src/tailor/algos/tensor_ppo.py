@@ -50,7 +50,7 @@ import torch
 
 from tailor.algos.kl_control import adapt_scale, scaled_method
 from tailor.algos.ppo_config import PPOConfig
-from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner
+from tailor.algos.ppo_learner import NonFiniteLoss, PPOLearner, prior_kl_term
 from tailor.algos.rollout import TensorRollout
 from tailor.algos.tensor_ppo_state import TensorRun, TensorRunState, run_record
 from tailor.envs.tensor_vec import (
@@ -98,6 +98,8 @@ class TensorPPOConfig:
             changes by at most a factor ``1 +- 0.2 * num_envs * num_steps_per_env /
             kl_horizon`` per iteration. ``None``: one rollout batch (at most 20% per
             iteration). Must exceed a fifth of the batch, so that the scale stays positive.
+        kl_estimator: where the reward's KL term goes (``PPOConfig.kl_estimator``):
+            ``"k1-reward"`` sampled in the reward, ``"exact-loss"`` in closed form in the loss.
         lr_min: lower bound of the adaptive learning rate.
         lr_max: upper bound of the adaptive learning rate.
         max_grad_norm: gradient-norm clip.
@@ -131,6 +133,7 @@ class TensorPPOConfig:
     target_kl: float | None = None
     kl_target: float | None = None
     kl_horizon: int | None = None
+    kl_estimator: str = "k1-reward"
     lr_min: float = 1e-5
     lr_max: float = 1e-2
     max_grad_norm: float = 1.0
@@ -161,6 +164,7 @@ class TensorPPOConfig:
                 "desired_kl",
                 "target_kl",
                 "kl_target",
+                "kl_estimator",
                 "lr_min",
                 "lr_max",
                 "max_grad_norm",
@@ -336,9 +340,9 @@ def _iterate(loop: _Loop, it: int) -> dict[str, Any]:
     with torch.inference_mode():
         loop.obs = _collect(loop, loop.obs)  # 1. rollout
     scale = learner.kl_scale  # 2. returns, with the controller's coefficients
-    rewards, advantages, returns, norm_obs = _targets(
-        loop, loop.obs, scaled_method(loop.method, scale)
-    )
+    method = scaled_method(loop.method, scale)
+    method, prior_kl = prior_kl_term(method, cfg.kl_estimator, loop.buf, loop.prior)
+    rewards, advantages, returns, norm_obs = _targets(loop, loop.obs, method)
     _check_finite(loop, rewards, it)
     kl_prior = math.nan
     if loop.buf.logp_prior is not None:  # one host read: the KL to the prior, per step
@@ -348,7 +352,9 @@ def _iterate(loop: _Loop, it: int) -> dict[str, Any]:
             scale, kl_prior, cfg.kl_target, cfg.batch_size, cfg.kl_horizon
         )
     try:  # 3. update
-        stats = learner.update(loop.buf, norm_obs, advantages, returns, loop.method, cfg, warmup)
+        stats = learner.update(
+            loop.buf, norm_obs, advantages, returns, loop.method, cfg, warmup, prior_kl
+        )
     except NonFiniteLoss as exc:
         raise TailorError(f"the PPO loss became {exc.value} at iteration {it + 1}") from None
     bad = non_finite_state({"actor": learner.actor, "critic": learner.critic})

@@ -16,7 +16,7 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   prior's action std against the std the defaults are tuned for (:data:`REFERENCE_STD`,
   ``PPOConfig.init_std``), and an update stops early once its KL passes ``1.5 * desired_kl``
   (``target_kl``); the critic warm-up is kept;
-- **the KL term in the loss** (``kl_estimator="exact-loss"``): ``alpha_hat KL(pi_theta(.|s) ||
+- **the KL term in the loss** (``kl_estimator="exact-loss"``, both PPO loops): ``alpha_hat KL(pi_theta(.|s) ||
   pi_prior(.|s))`` in closed form for the two Gaussians instead of its one-sample estimate
   ``alpha_hat (log pi_theta - log pi_prior)`` in the reward. Measured on the RL Zoo's PPO
   agents (``results/import.md`` section 4, 5 seeds each): with the sample in the reward the
@@ -159,8 +159,7 @@ def tensor_customization(
         raise TailorError(f"no TensorPPOConfig field named {', '.join(unknown)}")
     steps = given.get("num_steps_per_env", TensorPPOConfig.num_steps_per_env)
     # the horizon is the tensor loop's own (one batch); step_settings leaves out what is "set"
-    # the tensor loop samples the KL in the reward (no exact-loss there yet)
-    chosen, line = step_settings(prior, {**given, "kl_horizon": None, "kl_estimator": None})
+    chosen, line = step_settings(prior, {**given, "kl_horizon": None})
     rule = _RULE
     sources = {k: f"{rule}: {_WHY[k]}" for k in chosen}
     if "kl_horizon" not in given:
