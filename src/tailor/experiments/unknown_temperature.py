@@ -16,13 +16,14 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   prior's action std against the std the defaults are tuned for (:data:`REFERENCE_STD`,
   ``PPOConfig.init_std``), and an update stops early once its KL passes ``1.5 * desired_kl``
   (``target_kl``); the critic warm-up is kept;
-- **the KL term in the loss** (``kl_estimator="exact-loss"``, both PPO loops): ``alpha_hat KL(pi_theta(.|s) ||
-  pi_prior(.|s))`` in closed form for the two Gaussians instead of its one-sample estimate
-  ``alpha_hat (log pi_theta - log pi_prior)`` in the reward. Measured on the RL Zoo's PPO
-  agents (``results/import.md`` section 4, 5 seeds each): with the sample in the reward the
-  controller raised the weight to 1.4-3.6 on Hopper, where the sample's noise swamps the add-on
-  signal, and 2 of 5 Hopper seeds fell in evaluation; with the KL in the loss a weight of
-  0.02-0.14 holds the same KL and 1 of 5 Hopper seeds falls (HalfCheetah: 5 of 5 keep it).
+- **the KL term in the loss** (``kl_estimator="exact-loss"``, both PPO loops): ``alpha_hat
+  KL(pi_theta(.|s) || pi_prior(.|s))`` in closed form for the two Gaussians instead of its
+  one-sample estimate ``alpha_hat (log pi_theta - log pi_prior)`` in the reward. Measured on the
+  RL Zoo's PPO agents (``results/import.md`` section 4, 5 seeds each): with the sample in the
+  reward the controller raised the weight to 1.4-3.6 on Hopper, where the sample's noise swamps
+  the add-on signal, and 2 of 5 Hopper seeds fell in evaluation; with the KL in the loss a
+  weight of 0.02-0.14 holds the same KL and 1 of 5 Hopper seeds falls (HalfCheetah: 5 of 5 keep
+  it).
 
 Every choice is said in the run's output with the rule that made it; config fields the user set
 are kept. :func:`tensor_customization` applies the same rule to a customization on a

@@ -302,13 +302,7 @@ def load_tokenizer(
     if is_adapter_dir(p) and not (p / "tokenizer_config.json").is_file():
         return load_tokenizer(adapter_base(p, base), f"{what}'s base model", model)
     tf = import_transformers()
-    try:
-        tok = tf.AutoTokenizer.from_pretrained(p, local_files_only=True)
-    except Exception as exc:
-        raise TailorError(
-            f"{what} {str(path)!r} has no tokenizer that transformers can load "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    tok = auto_tokenizer(p, what)
     if tok.eos_token_id is None:
         raise TailorError(f"{what} {str(path)!r}: the tokenizer has no eos token")
     if tok.pad_token_id is None:
@@ -323,6 +317,18 @@ def load_tokenizer(
         if isinstance(size, int) and not isinstance(size, bool):
             _check_ids(tok, size, f"{what} {str(path)!r}")
     return tok
+
+
+def auto_tokenizer(path: Path, what: str) -> Any:
+    """``AutoTokenizer`` of a local directory (no download), or a TailorError that says why."""
+    tf = import_transformers()
+    try:
+        return tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as exc:
+        raise TailorError(
+            f"{what} {str(path)!r} has no tokenizer that transformers can load "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def check_token_ids(tokenizer: Any, model: torch.nn.Module, where: str) -> None:

@@ -39,6 +39,7 @@ from tailor.lm.model import (
     _check_dir,
     _check_finite_model,
     _check_weights,
+    auto_tokenizer,
     check_token_ids,
     import_transformers,
 )
@@ -178,13 +179,7 @@ def load_reward_model(
     for param in model.parameters():
         param.requires_grad_(False)
     _check_finite_model(model, path, what)
-    try:
-        tok = tf.AutoTokenizer.from_pretrained(p, local_files_only=True)
-    except Exception as exc:
-        raise TailorError(
-            f"{what} {str(path)!r} has no tokenizer that transformers can load "
-            f"({type(exc).__name__}: {exc})"
-        ) from None
+    tok = auto_tokenizer(p, what)
     reward = RewardModel(model, tok, batch_size, name=f"reward-model:{path}")
     check_token_ids(tok, model, f"{what} {str(path)!r}")
     if not 0 <= reward.pad_id < model.get_input_embeddings().num_embeddings:
