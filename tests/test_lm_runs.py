@@ -144,7 +144,7 @@ def test_resume_refuses_another_run(prior, straight, tmp_path):
     with pytest.raises(TailorError, match="ends-with-vowel"):
         lm_customize(prior, "residual", straight, reward="ends-with-vowel", prompts=PROMPTS,
                      max_new_tokens=6, overrides=SETTINGS, progress=False, resume=True)  # fmt: skip
-    with pytest.raises(TailorError, match="PPO methods"):
+    with pytest.raises(TailorError, match="it is a 'lm-ppo' run"):
         lm_customize(prior, "dpo", straight, reward="ends-with-vowel", resume=True)
     with pytest.raises(TailorError, match="does not exist"):
         _run(prior, tmp_path / "never", resume=True)

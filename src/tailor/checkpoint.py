@@ -70,6 +70,12 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
         save_file(clean, str(tmp), metadata={META_KEY: json.dumps(header)})
 
 
+def load_meta(path: str | Path, expect_format: str) -> dict:
+    """Only the validated JSON header of a tailor safetensors file (no tensor is read): the
+    checks of :func:`load_tensors` but the finite-weights one. Raises as it does."""
+    return _read(path, expect_format, with_tensors=False)[1]
+
+
 def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Read a tailor safetensors file, validating it; returns ``(tensors, meta)``.
 
@@ -80,6 +86,12 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
         TailorError: missing file, not a safetensors file, truncated, not written by tailor, the
             wrong kind of tailor file, metadata of the wrong shape, or a newer format version.
     """
+    return _read(path, expect_format, with_tensors=True)
+
+
+def _read(
+    path: str | Path, expect_format: str, with_tensors: bool
+) -> tuple[dict[str, torch.Tensor], dict]:
     path = check_input_path(path, "checkpoint file")
     where = repr(str(path))
     if not path.is_file():
@@ -87,7 +99,7 @@ def load_tensors(path: str | Path, expect_format: str) -> tuple[dict[str, torch.
     try:
         with safe_open(str(path), "pt") as f:
             raw = (f.metadata() or {}).get(META_KEY)
-        tensors = load_file(str(path))
+        tensors = load_file(str(path)) if with_tensors else {}
     except (SafetensorError, OSError, ValueError, OverflowError) as exc:
         raise TailorError(
             f"{where} is not a readable safetensors checkpoint (truncated or corrupted "

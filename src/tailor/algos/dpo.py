@@ -39,6 +39,7 @@ import torch
 
 from tailor.algos.configs import check_config
 from tailor.algos.finite import check_trained
+from tailor.algos.lm_ppo_state import LoopParts
 from tailor.algos.logs import LoopControl
 from tailor.errors import TailorError
 from tailor.lm import DEFAULT_COEFFICIENTS
@@ -311,7 +312,10 @@ def customize_offline(
         pairs: preference pairs (e.g. :func:`tailor.lm.load_preferences`); None samples the prior.
         prompts: prompts to sample the prior with (when ``pairs`` is None).
         control: progress bar and the stop request polled before every iteration (a stopped
-            run returns the model and history so far).
+            run returns the model and history so far); its ``hooks``
+            (:class:`~tailor.algos.lm_ppo_state.LMRunState`) make the run directory: metrics,
+            checkpoints (the trained weights, Adam's state, the batch generator; the data and
+            the reference log-probs are made again from the seed) and an exact resume.
         coefficients: ``beta`` (dpo, ce-dpo) or ``omega_prime``/``alpha_hat`` (decoupled-dpo);
             missing ones take :data:`tailor.lm.DEFAULT_COEFFICIENTS`.
 
@@ -338,9 +342,10 @@ def customize_offline(
     pair.start(c.seed)
     opt = torch.optim.Adam(pair.params, lr=c.lr)
     control = control or LoopControl()
+    hooks, parts = control.hooks, LoopParts(pair.policy, {"opt": opt}, {"sampler": g})
+    start, history = hooks.start(parts) if hooks is not None else (0, [])
     bar = control.bar(c.steps, method, "step")
-    history: list[dict[str, float]] = []
-    for _ in range(c.steps):
+    for _ in range(start, c.steps):
         if control.stop():
             break
         idx = torch.randint(0, n, (min(c.batch_size, n),), generator=g)
@@ -359,12 +364,16 @@ def customize_offline(
             step_acc += float(acc) * (len(micro) / len(idx))
         pair.step(opt, c.max_grad_norm)
         history.append({"loss": step_loss, "accuracy": step_acc})
+        if hooks is not None:
+            hooks.after_iteration(parts, history)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
     if bar is not None:
         bar.close()
     check_trained(method, {"policy": pair.policy})
+    if hooks is not None:
+        hooks.finish(parts, history)
     info["coefficients"] = coef
     return pair.finish(), history, info
 

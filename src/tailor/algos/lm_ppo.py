@@ -92,7 +92,7 @@ from tailor.returns import gae
 from tailor.reward import reformulate, split_kl
 
 if TYPE_CHECKING:
-    from tailor.algos.lm_ppo_state import LMRunState
+    from tailor.algos.lm_ppo_state import LMRunState, LoopParts
 
 __all__ = [
     "ADVANTAGES",
@@ -357,7 +357,8 @@ def customize_ppo(
     gae_run = c.advantage == "gae"
     warmup_iters = math.ceil(c.critic_warmup * c.steps) if gae_run else 0
     schedule = PromptSchedule(prompts, c.batch_size // c.group, c.group, g)
-    start, history = hooks.start(learner, schedule) if hooks is not None else (0, [])
+    parts = learner.parts(schedule)  # what a checkpoint of the run (hooks) holds
+    start, history = hooks.start(parts) if hooks is not None else (0, [])
 
     control = control or LoopControl()
     bar = control.bar(c.steps, f"ppo {method.name}", "it")
@@ -401,7 +402,7 @@ def customize_ppo(
         }
         history.append(row)
         if hooks is not None:
-            hooks.after_iteration(learner, schedule, history)
+            hooks.after_iteration(parts, history)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(addon=f"{row['addon']:.2f}", kl=f"{row['kl_to_prior']:.2f}")
@@ -409,7 +410,7 @@ def customize_ppo(
         bar.close()
     check_trained("LM PPO", {"policy": policy, **({"value_head": value_head} if gae_run else {})})
     if hooks is not None:
-        hooks.finish(learner, schedule, history)
+        hooks.finish(parts, history)
     return pair.finish(), history
 
 
@@ -484,6 +485,17 @@ class _Learner:
     def policy(self) -> torch.nn.Module:
         """The model being trained (what a checkpoint saves and a resume restores)."""
         return self.pair.policy
+
+    def parts(self, schedule: PromptSchedule) -> LoopParts:
+        """What a checkpoint of the run holds besides the history (policy, value head, both
+        optimizers, the generators, the schedule's queue)."""
+        from tailor.algos.lm_ppo_state import LoopParts
+
+        tokens = self.g_tokens if self.g_tokens is not self.g else None
+        return LoopParts(
+            self.policy, {"opt": self.opt, "vopt": self.vopt}, {"sampler": self.g},
+            {"value_head": self.value_head}, tokens, schedule,
+        )  # fmt: skip
 
 
 def _update(

@@ -56,16 +56,21 @@ METRIC_FIELDS = (
 
 @dataclass(frozen=True)
 class LoopControl:
-    """How a caller watches and stops a language-model loop (which has no run directory).
+    """How a caller watches, stops and records a language-model loop.
 
     Attributes:
         progress: show a tqdm bar.
         interrupt: polled before every iteration: once ``requested`` (Ctrl-C, SIGTERM, SIGHUP:
             :func:`tailor.rundir.stop_on_interrupt`) the loop returns what it has learnt so far.
+        hooks: the run directory of a DPO-family run
+            (:class:`tailor.algos.lm_ppo_state.LMRunState`: metrics, checkpoints, resume),
+            called before, after each and after all steps; ``None``: no run directory. (LM PPO
+            takes it as its own ``hooks`` argument.)
     """
 
     progress: bool = False
     interrupt: InterruptRequest | None = None
+    hooks: Any = None
 
     def stop(self) -> bool:
         """Whether the loop should stop before its next iteration."""

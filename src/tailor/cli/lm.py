@@ -153,21 +153,20 @@ def _run_dir_args(p: argparse.ArgumentParser) -> None:
         const=True,
         default=None,
         metavar="DIR",
-        help="PPO methods: continue the stopped run in DIR (or --out) from its latest "
-        "checkpoint, exactly as if it had not stopped; give the run's own flags again "
-        "(--steps may grow)",
+        help="continue the stopped run in DIR (or --out) from its latest checkpoint, exactly "
+        "as if it had not stopped; give the run's own flags again (--steps may grow)",
     )
     p.add_argument(
         "--checkpoint-every",
         type=argtypes.count,
         default=50,
-        help="PPO methods: iterations between checkpoints of the run directory (default 50; "
-        "the last iteration and a stop by Ctrl-C / SIGTERM always write one)",
+        help="PPO iterations or offline steps between checkpoints of the run directory "
+        "(default 50; the last one and a stop by Ctrl-C / SIGTERM always write one)",
     )
     p.add_argument(
         "--no-tensorboard",
         action="store_true",
-        help="PPO methods: no TensorBoard scalars in <out>/tb (metrics.csv is always written)",
+        help="no TensorBoard scalars in <out>/tb (metrics.csv is always written)",
     )
 
 

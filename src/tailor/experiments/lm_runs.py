@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from tailor.algos.logs import LoopControl
-from tailor.errors import TailorError
 from tailor.experiments.configs import split_options
 from tailor.methods import Method, resolve
 from tailor.rundir import Stopped, claim_run_dir, stop_on_interrupt
@@ -51,11 +50,12 @@ class LMOptions:
         overwrite: replace a run or model already in ``out`` (never the prior's directory).
         allow_pickle_weights: also load a prior whose weights are a pickle
             (``pytorch_model.bin``); by default only safetensors weights are read.
-        resume: continue the stopped PPO run in ``out`` from its latest checkpoint (the same
-            prior, method, coefficients, reward, prompts and config; ``steps`` may grow).
-        checkpoint_every: PPO iterations between checkpoints of the run (the last iteration,
-            and a stop by Ctrl-C / SIGTERM / SIGHUP, always write one).
-        tensorboard: also write the PPO metrics as TensorBoard scalars to ``<out>/tb``.
+        resume: continue the stopped run in ``out`` from its latest checkpoint (the same
+            prior, method, coefficients, reward, prompts, preference pairs, LoRA setting and
+            config; ``steps`` may grow).
+        checkpoint_every: PPO iterations / DPO steps between checkpoints of the run (the last
+            one, and a stop by Ctrl-C / SIGTERM / SIGHUP, always write one).
+        tensorboard: also write the metrics as TensorBoard scalars to ``<out>/tb``.
         runtime: device, dtype, threads, LoRA, gradient accumulation / checkpointing and how a
             LoRA policy is saved (:class:`tailor.lm.runtime.LMRuntime`; ``None``: its defaults).
     """
@@ -132,25 +132,20 @@ def lm_customize(
 
         config = LMDPOConfig(**settings)
     kind = "lm-dpo" if m.offline else "lm-ppo"
-    if opts.resume and m.offline:
-        raise TailorError(f"--resume continues the PPO methods' runs only, not {method}'s")
     # Claimed once the prior and the config are known good, before the training: a refused --out
     # costs nothing, and no directory is made for a run that cannot start.
     notice = "interrupted: saving the model learnt so far (Ctrl-C again to stop at once)"
     claim = {"resume": opts.resume, "overwrite": opts.overwrite, "prior_path": prior_dir}
     with claim_run_dir(out, kind, **claim), stop_on_interrupt(notice) as interrupt:
         t0 = time.perf_counter()
-        control = LoopControl(progress=opts.progress, interrupt=interrupt)
+        data = _Data(prompts, pairs)
+        state = _run_state(out, opts, rt, m, config, reward, data, prior_dir)
+        control = LoopControl(progress=opts.progress, interrupt=interrupt, hooks=state)
         pair = PolicyPair(prior, rt)
-        state = (
-            None if m.offline else _run_state(out, opts, rt, m, config, reward, prompts, prior_dir)
-        )
         try:
-            data = _Data(prompts, pairs, state)
             policy, history, info, final = _train(pair, tok, m, config, reward, data, control)
         finally:
-            if state is not None:
-                state.close()
+            state.close()
         wall = time.perf_counter() - t0
         meta = {
             "kind": "customize",
@@ -183,23 +178,27 @@ def _run_state(
     m: Method,
     config: Any,
     reward: str | None,
-    prompts: list[str],
+    data: _Data,
     prior_dir: str | Path,
 ) -> Any:
-    """The PPO run's :class:`~tailor.algos.lm_ppo_state.LMRunState` (metrics, checkpoints,
-    resume) with the record a resume is checked against."""
-    from tailor.algos.lm_ppo_state import LMRunRecord, LMRunState, prompts_digest
+    """The run's :class:`~tailor.algos.lm_ppo_state.LMRunState` (metrics, checkpoints,
+    resume) with the record a resume is checked against (a DPO run's data: the preference
+    pairs' digest, or the reward that ranks the prior's samples)."""
+    from tailor.algos.lm_ppo_state import LMRunRecord, LMRunState, pairs_digest, prompts_digest
 
     record = LMRunRecord(
         config=dataclasses.asdict(config),
         method=m.name,
         coefficients=dict(m.coefficients),
-        reward=reward,
-        prompts=prompts_digest(prompts),
+        reward=reward if data.pairs is None else None,  # a preference file ranks nothing
+        prompts=prompts_digest(data.prompts),
         prior=str(Path(prior_dir).resolve()),
         trained={k: v for k, v in rt.record().items() if k.startswith("lora_")} if rt.lora else {},
+        pairs=None if data.pairs is None else pairs_digest(data.pairs),
     )
-    return LMRunState(out, record, opts.checkpoint_every, opts.resume, opts.tensorboard)
+    state = LMRunState(out, record, opts.checkpoint_every, opts.resume, opts.tensorboard)
+    state.check_resume()  # another run's checkpoint is refused before any sampling or training
+    return state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,12 +208,10 @@ class _Data:
     Attributes:
         prompts: the rendered prompts.
         pairs: the rendered preference pairs (offline methods; ``None``: ranked prior samples).
-        state: the PPO run's :class:`~tailor.algos.lm_ppo_state.LMRunState` (``None``: DPO).
     """
 
     prompts: list[str]
     pairs: list | None
-    state: Any = None
 
 
 def _load_prior(prior_dir: str | Path, rt: Any, allow_pickle: bool) -> tuple[Any, Any, dict]:
@@ -268,7 +265,9 @@ def _train(
     if not m.offline:
         from tailor.algos.lm_ppo import customize_ppo
 
-        policy, history = customize_ppo(prior, tok, reward, m, config, prompts, control, data.state)
+        policy, history = customize_ppo(
+            prior, tok, reward, m, config, prompts, control, control.hooks
+        )
         info: dict[str, Any] = {
             "coefficients": dict(m.coefficients),
             "source": "on-policy samples",
