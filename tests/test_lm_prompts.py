@@ -57,20 +57,12 @@ def test_text_and_jsonl_prompt_files(tmp_path: Path) -> None:
         ("p.jsonl", '["a"]\n', "expected a JSON object"),
         ("p.jsonl", '{"prompt": 3}\n', "non-empty list of messages"),
         ("p.jsonl", '{"prompt": [{"role": "user"}]}\n', "message 0 must be"),
-        ("p.csv", "a\n", "FILE.txt .* or FILE.jsonl"),
+        ("p.csv", "a\n", "FILE.txt .*FILE.jsonl .*FILE.parquet, FILE.arrow or a `datasets`"),
     ],
 )
 def test_bad_prompt_files(tmp_path: Path, name: str, text: str, match: str) -> None:
     with pytest.raises(TailorError, match=match):
         load_prompts(_write(tmp_path, name, text))
-
-
-def test_datasets_exports_are_pointed_to_jsonl(tmp_path: Path) -> None:
-    (tmp_path / "saved").mkdir()  # what datasets' save_to_disk makes
-    (tmp_path / "p.parquet").write_bytes(b"PAR1")
-    for path in (tmp_path / "saved", tmp_path / "p.parquet"):
-        with pytest.raises(TailorError, match=r"to_json\('prompts\.jsonl'\)"):
-            load_prompts(path)
 
 
 def test_missing_prompt_file(tmp_path: Path) -> None:

@@ -80,25 +80,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--omega-prime", type=argtypes.nonnegative, default=None)
     p.add_argument("--alpha-hat", type=argtypes.nonnegative, default=None)
     p.add_argument("--beta", type=argtypes.nonnegative, default=None)
-    p.add_argument("--preferences", default=None, help="JSONL of prompt/chosen/rejected (offline)")
     steps_help = "PPO iterations (default 60) or offline steps (default 150)"
     p.add_argument("--steps", type=argtypes.count, default=None, help=steps_help)
     p.add_argument("--seed", type=argtypes.seed, default=0)
     p.add_argument("--lr", type=argtypes.positive, default=None)
     p.add_argument("--batch-size", type=argtypes.count, default=None)
     p.add_argument("--max-new-tokens", type=argtypes.count, default=16)
-    p.add_argument(
-        "--prompt",
-        action="append",
-        default=None,
-        help="prompt to customize on (repeatable; default: the empty prompt)",
-    )
-    p.add_argument(
-        "--prompts-file",
-        default=None,
-        help="more prompts: FILE.txt (one per line) or FILE.jsonl (a 'prompt' per line, text or "
-        "a list of role/content messages rendered with the prior's chat template)",
-    )
+    _data_args(p)
     p.add_argument(
         "--out",
         help="output model directory (default: a new "
@@ -139,6 +127,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 2
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    """``lm customize``'s data: prompts (text, a file, a `datasets` dataset) and preference
+    pairs (tailor.lm.prompts, tailor.lm.preferences, tailor.lm.tables)."""
+    p.add_argument(
+        "--prompt",
+        action="append",
+        default=None,
+        help="prompt to customize on (repeatable; default: the empty prompt)",
+    )
+    p.add_argument(
+        "--prompts-file",
+        default=None,
+        help="more prompts: FILE.txt (one per line), FILE.jsonl (a 'prompt' per line, text or "
+        "a list of role/content messages rendered with the prior's chat template), or a "
+        "`datasets` dataset with a 'prompt' column: FILE.parquet, FILE.arrow, a save_to_disk "
+        "directory (every row is used)",
+    )
+    p.add_argument(
+        "--prompt-column",
+        default=None,
+        help="the JSONL key / dataset column of --prompts-file holding the prompt "
+        "(default: prompt)",
+    )
+    p.add_argument(
+        "--prompts-split",
+        default=None,
+        help="the split of a DatasetDict directory given to --prompts-file (default: train)",
+    )
+    p.add_argument(
+        "--preferences",
+        default=None,
+        help="prompt/chosen/rejected pairs (offline methods): FILE.jsonl, or a `datasets` "
+        "dataset with these columns (FILE.parquet, FILE.arrow, a save_to_disk directory)",
+    )
+    p.add_argument(
+        "--preferences-split",
+        default=None,
+        help="the split of a DatasetDict directory given to --preferences (default: train)",
+    )
 
 
 def _run_dir_args(p: argparse.ArgumentParser) -> None:
@@ -417,7 +446,11 @@ def cmd_customize(args: argparse.Namespace) -> int:
     if args.prompts_file is not None:
         from tailor.lm.prompts import load_prompts
 
-        prompts += load_prompts(args.prompts_file)
+        prompts += load_prompts(args.prompts_file, args.prompt_column, args.prompts_split)
+    elif args.prompt_column is not None or args.prompts_split is not None:
+        raise TailorError("--prompt-column and --prompts-split need --prompts-file")
+    if args.preferences_split is not None and args.preferences is None:
+        raise TailorError("--preferences-split needs --preferences")
     pairs = None
     if not method.offline:
         if args.preferences is not None:
@@ -431,7 +464,7 @@ def cmd_customize(args: argparse.Namespace) -> int:
         from tailor.lm.preferences import load_preferences
 
         if args.preferences is not None:
-            pairs = load_preferences(args.preferences)
+            pairs = load_preferences(args.preferences, args.preferences_split)
         elif reward is None:
             raise TailorError(
                 f"{args.method} needs --reward (to rank prior samples) or --preferences FILE.jsonl"
@@ -459,6 +492,9 @@ def cmd_customize(args: argparse.Namespace) -> int:
             "rewards_file": args.rewards_file,
             "preferences": args.preferences,
             "prompts_file": args.prompts_file,
+            "prompt_column": args.prompt_column,
+            "prompts_split": args.prompts_split,
+            "preferences_split": args.preferences_split,
         },
         overwrite=args.overwrite,
         allow_pickle_weights=args.allow_pickle_weights,

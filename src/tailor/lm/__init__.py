@@ -8,6 +8,9 @@ package imports cheaply (torch and numpy only, never ``transformers``). Submodul
   batched ones (``BatchedReward``: ``reward(prompts, completions) -> [B]``);
 * :mod:`tailor.losses` - ``dpo_loss``, ``ce_dpo_loss``, ``decoupled_dpo_loss`` (eqs. 22, 24, 25);
 * :mod:`tailor.lm.preferences` - preference pairs from JSONL or from ranked samples;
+* :mod:`tailor.lm.prompts` - prompt files (text, JSONL, chat conversations);
+  :mod:`tailor.lm.tables` reads what the ``datasets`` library writes (.parquet, .arrow,
+  ``save_to_disk`` directories) for both, with pyarrow (the ``lm`` extra; imported on use);
 * :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form;
 * :mod:`tailor.lm.gpt2fast` - GPT-2's arithmetic in plain torch (KV-cache decoding, packed
   padding-free log-probs), which sampling, scoring and training use for a plain GPT-2.

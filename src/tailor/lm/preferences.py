@@ -1,10 +1,12 @@
 """Preference pairs ``(prompt, chosen, rejected)`` for the offline (DPO) family.
 
-Two sources: a JSONL file with one object per line holding the strings ``prompt``, ``chosen`` and
-``rejected`` (other keys are ignored, blank lines skipped; TRL's conversational format, where
-they are lists of ``{"role", "content"}`` messages, is rendered with the model's chat template by
-:func:`render_pairs`), or completions sampled from the prior
-and ranked with the add-on reward (:func:`pairs_from_samples`).
+Two sources: pairs read from a file (:func:`load_preferences`), or completions sampled from the
+prior and ranked with the add-on reward (:func:`pairs_from_samples`). A file is JSONL, one object
+per line holding ``prompt``, ``chosen`` and ``rejected`` (other keys are ignored, blank lines
+skipped), or a ``datasets`` dataset with these three columns (``.parquet``, ``.arrow``, a
+``save_to_disk`` directory: :mod:`tailor.lm.tables`). The values are strings (TRL's standard
+format) or lists of ``{"role", "content"}`` messages (TRL's conversational format, rendered with
+the model's chat template by :func:`render_pairs`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tailor.lm.prompts import (
     render_completions,
 )
 from tailor.lm.rewards import RewardFn, evaluate_reward
+from tailor.lm.tables import is_table_path, table_rows
 from tailor.output import write_text
 
 __all__ = [
@@ -54,23 +57,36 @@ class PreferencePair:
     rejected: str | Conversation
 
 
-def load_preferences(path: str | Path) -> list[PreferencePair]:
-    """Read preference pairs from a JSONL file.
+def load_preferences(path: str | Path, split: str | None = None) -> list[PreferencePair]:
+    """Read preference pairs from a JSONL file or a ``datasets`` dataset (a ``.parquet`` /
+    ``.arrow`` file or a ``save_to_disk`` directory, :mod:`tailor.lm.tables`) with the
+    columns ``prompt``, ``chosen`` and ``rejected``.
 
-    A line holds strings (TRL's "standard" format) or, in TRL's "conversational" format, a
-    ``prompt`` that is a list of ``{"role", "content"}`` messages and ``chosen`` / ``rejected``
-    that are lists of the answer's messages; such a pair keeps its message lists here and
-    :func:`render_pairs` turns it into text with the model's chat template.
+    A line or row holds strings (TRL's "standard" format) or, in TRL's "conversational" format,
+    a ``prompt`` that is a list of ``{"role", "content"}`` messages and ``chosen`` /
+    ``rejected`` that are lists of the answer's messages; such a pair keeps its message lists
+    here and :func:`render_pairs` turns it into text with the model's chat template.
+
+    Args:
+        path: the file or directory.
+        split: the split of a DatasetDict directory (None: ``"train"``); only for one.
 
     Raises:
-        TailorError: the file is missing, unreadable or not UTF-8, holds no pairs, or a line is
-            not a JSON object with ``prompt``, ``chosen`` and ``rejected`` all strings or all
-            lists of messages (the message names the file and the line number).
+        TailorError: the file is missing, unreadable or not UTF-8, holds no pairs, a dataset
+            lacks one of the columns (the message lists its columns), or a line / row is not
+            ``prompt``, ``chosen`` and ``rejected`` all strings or all lists of messages (the
+            message names the file and the line number or row).
     """
-    text = read_text_file(path, "preference file")
-    shape = '{"prompt": ..., "chosen": ..., "rejected": ...}'
+    what = "preference file"
+    if is_table_path(path):
+        records: Iterable[tuple[str, dict[str, Any]]] = table_rows(path, KEYS, what, split)
+    elif split is not None:
+        raise TailorError(f"{what} {str(path)!r}: a split is for a DatasetDict directory")
+    else:
+        shape = '{"prompt": ..., "chosen": ..., "rejected": ...}'
+        records = json_lines(read_text_file(path, what), path, shape)
     pairs = []
-    for where, obj in json_lines(text, path, shape):
+    for where, obj in records:
         for key in KEYS:
             if key not in obj:
                 raise TailorError(
@@ -88,7 +104,7 @@ def load_preferences(path: str | Path) -> list[PreferencePair]:
             values = [obj[key] for key in KEYS]
         pairs.append(PreferencePair(*values))
     if not pairs:
-        raise TailorError(f"preference file {str(path)!r} holds no preference pairs")
+        raise TailorError(f"{what} {str(path)!r} holds no preference pairs")
     return pairs
 
 

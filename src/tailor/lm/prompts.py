@@ -1,11 +1,14 @@
 """Prompts as users hold them: a text file, TRL's prompt-only JSONL, chat conversations.
 
-Two file formats (:func:`load_prompts`):
+The sources of :func:`load_prompts`:
 
 * ``FILE.txt``: one prompt per line (the line ending removed; lines of only whitespace skipped);
 * ``FILE.jsonl``: one JSON object per line with a ``prompt`` field (other keys ignored, blank
   lines skipped), TRL's prompt-only dataset format: the ``prompt`` is a string ("standard") or a
-  list of ``{"role": ..., "content": ...}`` messages ("conversational").
+  list of ``{"role": ..., "content": ...}`` messages ("conversational");
+* a Hugging Face ``datasets`` dataset as it lies on disk: ``FILE.parquet``, ``FILE.arrow`` or a
+  ``save_to_disk`` directory (a ``DatasetDict``'s: one split), read with pyarrow
+  (:mod:`tailor.lm.tables`); the ``prompt`` column holds the same two kinds of value.
 
 A conversation becomes text with the tokenizer's chat template (:func:`render_prompts`:
 ``apply_chat_template(messages, tokenize=False, add_generation_prompt=True)``), so the model
@@ -17,11 +20,12 @@ TRL's conversational format go through :func:`render_completions` the same way
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from tailor.errors import TailorError
+from tailor.lm.tables import is_table_path, table_rows
 from tailor.paths import check_input_path
 
 __all__ = [
@@ -100,45 +104,57 @@ def check_conversation(value: object, where: str) -> Conversation:
     return value
 
 
-def load_prompts(path: str | Path) -> list[Prompt]:
-    """The prompts of a ``.txt`` (one per line) or ``.jsonl`` (a ``prompt`` per line) file.
+def load_prompts(
+    path: str | Path, column: str | None = None, split: str | None = None
+) -> list[Prompt]:
+    """The prompts of a ``.txt`` (one per line) or ``.jsonl`` (a ``prompt`` per line) file, or
+    of a ``datasets`` dataset: a ``.parquet`` / ``.arrow`` file or a ``save_to_disk`` directory
+    (:mod:`tailor.lm.tables`; every row, in the dataset's order).
 
     Conversational prompts are returned as their message lists; :func:`render_prompts` turns them
     into text with the model's tokenizer.
 
+    Args:
+        path: the file or directory.
+        column: the JSON key / column holding the prompt (None: ``"prompt"``); not for ``.txt``.
+        split: the split of a DatasetDict directory (None: ``"train"``); only for one.
+
     Raises:
         TailorError: another suffix, a file that is missing, unreadable or not UTF-8, holds no
-            prompt, or (JSONL) a line that is not a JSON object with a ``prompt`` that is a
-            string or a list of messages (the message names the file and the line).
+            prompt, or a line (JSONL) / row (a dataset) whose prompt is not a string or a list of
+            messages (the message names the file and the line or row); a dataset without the
+            column (the message lists its columns).
     """
+    what = "prompts file"
+    key = "prompt" if column is None else column
     suffix = Path(path).suffix.lower()
-    if suffix in (".parquet", ".arrow") or Path(path).is_dir():
-        # tailor does not depend on `datasets` / pyarrow; its JSONL export is what we read.
+    if is_table_path(path):
+        records: Iterable[tuple[str, dict[str, Any]]] = table_rows(path, [key], what, split)
+    elif suffix not in (".txt", ".jsonl"):
         raise TailorError(
-            f"prompts file {str(path)!r}: a Hugging Face `datasets` dataset (a save_to_disk "
-            "directory, .parquet or .arrow) is not read directly; export its prompt column to "
-            "JSONL, e.g. datasets.load_from_disk(DIR).select_columns(['prompt'])"
-            ".to_json('prompts.jsonl'), and pass that file"
+            f"{what} {str(path)!r}: expected FILE.txt (one prompt per line), FILE.jsonl "
+            f'(one {{"prompt": ...}} per line), FILE.parquet, FILE.arrow or a `datasets` '
+            f"save_to_disk directory, got the suffix {suffix or '(none)'!r}"
         )
-    if suffix not in (".txt", ".jsonl"):
-        raise TailorError(
-            f"prompts file {str(path)!r}: expected FILE.txt (one prompt per line) or FILE.jsonl "
-            f'(one {{"prompt": ...}} per line), got the suffix {suffix or "(none)"!r}'
-        )
-    text = read_text_file(path, "prompts file")
-    prompts: list[Prompt] = []
-    if suffix == ".txt":
-        prompts = [line for line in text.splitlines() if line.strip()]
+    elif split is not None:
+        raise TailorError(f"{what} {str(path)!r}: a split is for a DatasetDict directory")
+    elif suffix == ".txt":
+        if column is not None:
+            raise TailorError(f"{what} {str(path)!r}: a .txt file has no columns (one per line)")
+        text = read_text_file(path, what)
+        records = [(str(path), {key: line}) for line in text.splitlines() if line.strip()]
     else:
-        for where, obj in json_lines(text, path, '{"prompt": ...}'):
-            if "prompt" not in obj:
-                raise TailorError(f"{where}: missing key 'prompt'")
-            value = obj["prompt"]
-            if not isinstance(value, str):
-                value = check_conversation(value, f"{where}: 'prompt'")
-            prompts.append(value)
+        records = json_lines(read_text_file(path, what), path, f"{{{json.dumps(key)}: ...}}")
+    prompts: list[Prompt] = []
+    for where, obj in records:
+        if key not in obj:
+            raise TailorError(f"{where}: missing key {key!r}")
+        value = obj[key]
+        if not isinstance(value, str):
+            value = check_conversation(value, f"{where}: {key!r}")
+        prompts.append(value)
     if not prompts:
-        raise TailorError(f"prompts file {str(path)!r} holds no prompts")
+        raise TailorError(f"{what} {str(path)!r} holds no prompts")
     return prompts
 
 
