@@ -38,10 +38,12 @@ from tailor.lm.sampling import (
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
+def one_thread_lean_on():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    was = llamafast.set_enabled(True)
     yield
+    llamafast.set_enabled(was)
     torch.set_num_threads(before)
 
 
@@ -202,5 +204,12 @@ def test_unsupported_settings_fall_back_to_the_model(tok):
     assert not llamafast.fast_llama_ok(plain)
     plain.eval()
     assert not llamafast.fast_llama_ok(plain.to(torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not llamafast.fast_llama_ok(build(tok))
     with lean.disabled():
         assert not llamafast.fast_llama_ok(build(tok))
+    llamafast.set_enabled(False)  # the default: off
+    try:
+        assert not llamafast.fast_llama_ok(build(tok))
+    finally:
+        llamafast.set_enabled(True)

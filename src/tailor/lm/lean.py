@@ -88,6 +88,7 @@ def pack(
     mask: torch.Tensor,
     heads: int,
     kv_heads: int | None = None,
+    pad_to: int = 1,
 ) -> Packing | None:
     """Build the packing, or None when the masks are not left-/right-padded (caller falls back).
 
@@ -96,6 +97,12 @@ def pack(
     address ``d``-wide head slices directly, so that each group's ``q``, ``k``, ``v`` come out
     as contiguous ``[n * nh, L_g, d]`` (keys, values: ``[n * kvh, L_g, d]``) blocks and the
     output goes back to ``[N, nh * d]`` in one gather (no transposes).
+
+    ``pad_to``: each group's padded length is rounded up to a multiple of it. The softmax and
+    ``attention @ v`` reductions over key slots are summed in an order that depends on the
+    slot count; with lengths in steps of 16 a sequence's numbers no longer depend on which
+    other sequences share its batch (tested: gradient accumulation then gives the numbers of
+    one big batch, ties included). GPT-2 keeps 1 (its pinned numbers).
     """
     b, p = prompt_ids.shape
     t = tokens.shape[1]
@@ -124,7 +131,7 @@ def pack(
     pos = torch.cat([upos[umask], (plen[:, None] + cols_t[None])[cmask]])
     # Padded attention view: sequence i = its prompt rows, then its completion rows.
     seq = plen + ncomp
-    length = int(seq.max())
+    length = _round_up(int(seq.max()), pad_to)
     j = torch.arange(length)[None]
     pl = plen[:, None]
     gather = torch.where(
@@ -151,6 +158,38 @@ def pack(
     flat = (torch.arange(b)[:, None] * t + cols_t[None])[m]
     nh = heads
     kvh = nh if kv_heads is None else kv_heads
+    qkv, att, groups = _group_index(gather, seq, back, length, (nh, kvh), pad_to)
+    return Packing(
+        ids,
+        pos,
+        qkv,
+        att,
+        groups,
+        src[m],
+        tokens[m],
+        flat,
+        b,
+        (nh, kvh),
+    )
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _group_index(
+    gather: torch.Tensor,
+    seq: torch.Tensor,
+    back: torch.Tensor,
+    length: int,
+    heads: tuple[int, int],
+    pad_to: int,
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+    """:func:`pack`'s attention groups: ``(qkv, att, groups)`` as in :class:`Packing`, from the
+    packed row ``gather [B, L]`` of each sequence slot, the sequence lengths ``seq [B]`` and the
+    slot ``back [N]`` (``i L + l``) each packed row's output is read from."""
+    b = seq.shape[0]
+    nh, kvh = heads
     hh = torch.arange(nh)
     # qkv row of (packed row r, query head h) is r * width + h; key head g: r * width + nh + g;
     # value head g: r * width + nh + kvh + g.
@@ -168,7 +207,7 @@ def pack(
     offsets, lengths = [], []
     offset = 0
     for members in torch.tensor_split(order, n_groups):
-        n, lg = len(members), int(seq[members].max())
+        n, lg = len(members), _round_up(int(seq[members].max()), pad_to)
         group_of[members] = len(groups)
         local[members] = torch.arange(n)
         rows = gather[members, :lg]
@@ -198,18 +237,7 @@ def pack(
         + (local[sb][:, None] * nh + hh[None]) * lg_of[:, None]
         + sl[:, None]
     )
-    return Packing(
-        ids,
-        pos,
-        torch.cat(qkv_parts),
-        att.reshape(-1),
-        groups,
-        src[m],
-        tokens[m],
-        flat,
-        b,
-        (nh, kvh),
-    )
+    return torch.cat(qkv_parts), att.reshape(-1), groups
 
 
 def causal_bias(length: int) -> torch.Tensor:

@@ -13,9 +13,10 @@ autograd graph, so gradients land in ``model.parameters()``):
   distinct prompt once) and attention in a few length-sorted groups
   (:func:`tailor.lm.lean.group_attention`); rotary positions are applied per packed row.
 
-Both apply only when :func:`fast_llama_ok` says the configuration is exactly the one written
-here (eval mode, float32, CPU, default rotary, SiLU, plain ``nn.Linear`` projections: a LoRA
-wrapper falls back, no sliding window shorter than the sequences); the callers in
+Opt-in (:func:`set_enabled`); then both apply only when :func:`fast_llama_ok` says the
+configuration is exactly the one written here (eval mode, float32, CPU, no autocast, default rotary, SiLU, plain ``nn.Linear``
+projections: a LoRA wrapper falls back, no sliding window shorter than the sequences); the
+callers in
 :mod:`tailor.lm.sampling` fall back to the model's own ``forward`` otherwise.
 """
 
@@ -38,7 +39,21 @@ from tailor.lm.lean import (
     sample_loop,
 )
 
-__all__ = ["decode", "fast_llama_ok", "packed_token_logprobs"]
+__all__ = ["decode", "fast_llama_ok", "packed_token_logprobs", "set_enabled"]
+
+# Opt-in: the lean numbers equal the model's to rounding, not bit for bit, and a default-on
+# switch would move existing Llama results (e.g. a plain Llama against its adapter-off LoRA
+# wrapper, which always runs the model's forward, would no longer agree bitwise).
+_OPT_IN = False
+
+
+def set_enabled(on: bool) -> bool:
+    """Turn the lean Llama path on or off for this process (default off); returns the old
+    setting."""
+    global _OPT_IN
+    before, _OPT_IN = _OPT_IN, bool(on)
+    return before
+
 
 _CLASSES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM")
 
@@ -64,7 +79,12 @@ def fast_llama_ok(model: torch.nn.Module, length: int | None = None) -> bool:
     """Whether this module reproduces ``model`` exactly for sequences of up to ``length``
     tokens (None: any length); plain Llama / Qwen2 / Mistral settings only."""
     cfg = getattr(model, "config", None)
-    if not enabled() or type(model).__name__ not in _CLASSES or model.training or cfg is None:
+    if (
+        not (_OPT_IN and enabled())
+        or type(model).__name__ not in _CLASSES
+        or model.training
+        or cfg is None
+    ):
         return False
     rope = getattr(cfg, "rope_parameters", None) or {}
     window = _window(cfg)
@@ -85,6 +105,8 @@ def fast_llama_ok(model: torch.nn.Module, length: int | None = None) -> bool:
         and all(_linears_ok(ly) for ly in inner.layers)
         and p.dtype == torch.float32
         and p.device.type == "cpu"
+        # Under autocast the model's products run in low precision: not these numbers.
+        and not torch.is_autocast_enabled("cpu")
         # Checkpointing happens in transformers' own blocks: this path would skip it.
         and not any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
     )
@@ -206,7 +228,9 @@ def packed_token_logprobs(
         masks are not a left-padded prompt and a right-padded completion (use the model).
     """
     w = _Weights.of(model)
-    pk = pack(prompt_ids.cpu(), prompt_mask.cpu(), tokens.cpu(), mask.cpu(), w.heads, w.kv_heads)
+    # Attention lengths in steps of 16: a row's numbers do not depend on its batch (see pack).
+    ids, pm, tk, m = prompt_ids.cpu(), prompt_mask.cpu(), tokens.cpu(), mask.cpu()
+    pk = pack(ids, pm, tk, m, w.heads, w.kv_heads, pad_to=16)
     if pk is None:
         return None
     x = F.embedding(pk.ids, w.embed, padding_idx=w.pad_idx)  # [N, H]
