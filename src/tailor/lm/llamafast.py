@@ -14,10 +14,10 @@ autograd graph, so gradients land in ``model.parameters()``):
   (:func:`tailor.lm.lean.group_attention`); rotary positions are applied per packed row.
 
 Opt-in (:func:`set_enabled`); then both apply only when :func:`fast_llama_ok` says the
-configuration is exactly the one written here (eval mode, float32, CPU, no autocast, default rotary, SiLU, plain ``nn.Linear``
-projections: a LoRA wrapper falls back, no sliding window shorter than the sequences); the
-callers in
-:mod:`tailor.lm.sampling` fall back to the model's own ``forward`` otherwise.
+configuration is exactly the one written here (eval mode, float32, CPU, no autocast, default
+rotary, SiLU, plain ``nn.Linear`` projections: a LoRA wrapper falls back, no sliding window
+shorter than the sequences); the callers in :mod:`tailor.lm.sampling` fall back to the
+model's own ``forward`` otherwise.
 """
 
 from __future__ import annotations

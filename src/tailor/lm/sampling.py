@@ -168,8 +168,9 @@ def sample(
         stop_at_eos: ``False`` always generates ``max_new_tokens`` (for benchmarks).
         fast: for a plain GPT-2 (``GPT2LMHeadModel``) or Llama / Qwen2 / Mistral in eval mode,
             float32 on the CPU, run the same arithmetic through :func:`tailor.lm.gpt2fast.decode`
-            or, opted in (``llamafast.set_enabled``), :func:`tailor.lm.llamafast.decode` (a preallocated position-major KV cache, no
-            per-step mask building or cache objects, each distinct prompt prefilled once);
+            or, opted in (``llamafast.set_enabled``), :func:`tailor.lm.llamafast.decode` (a
+            preallocated position-major KV cache, no per-step mask building or cache objects,
+            each distinct prompt prefilled once);
             other models, or ``fast=False``, go through the model's own ``forward`` with
             ``past_key_values``. Both draw the same tokens from the same generator and record
             the same log-probs (tested).
@@ -298,9 +299,9 @@ def token_logprobs(
 
     ``fast``: for a plain GPT-2 or Llama / Qwen2 / Mistral in eval mode (float32, CPU), compute
     the same numbers on packed rows (:func:`tailor.lm.gpt2fast.packed_token_logprobs`,
-    :func:`tailor.lm.llamafast.packed_token_logprobs`, opt-in: no padding, each distinct prompt once);
-    gradients equal the model's own to rounding (tested). Other models, or ``fast=False``, run
-    the model's ``forward``.
+    :func:`tailor.lm.llamafast.packed_token_logprobs`, opt-in: no padding, each distinct
+    prompt once); gradients equal the model's own to rounding (tested). Other models, or
+    ``fast=False``, run the model's ``forward``.
 
     Returns:
         ``(logp [B, T], hidden [B, T, H] or None)``: ``logp`` is 0 where ``mask`` is 0;
