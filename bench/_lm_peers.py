@@ -344,10 +344,12 @@ def _trl_marks(m: Measure) -> Any:
 
 def _tailor_pair(model_dir: str, mc: Machine) -> tuple[Any, Any]:
     """``(PolicyPair, tokenizer)`` of the saved model on ``mc``'s device, dtype and LoRA."""
+    from tailor.lm import llamafast
     from tailor.lm.model import load_model, load_tokenizer
     from tailor.lm.policy import PolicyPair
     from tailor.lm.runtime import LMRuntime
 
+    llamafast.set_enabled(True)  # opt-in lean Llama path (GPT-2's is always on)
     rt = LMRuntime(device=mc.device, dtype=mc.dtype, lora_r=mc.lora_r)
     prior = load_model(model_dir, "prior", dtype=getattr(torch, mc.dtype), device=mc.device)
     return PolicyPair(prior, rt), load_tokenizer(model_dir, "prior")

@@ -3,7 +3,7 @@
 One model for the CPU runs: GPT-2, 4 layers, width 128, character vocabulary (about 0.8M
 parameters, fixed-seed init, saved once to a temporary directory that every side loads); CPU,
 one thread per process, float32 everywhere. ``--llama`` adds the GRPO comparison on a Llama of
-4 layers x 256 built in code (tailor's generic path: no lean kernels for Llama).
+4 layers x 256 built in code (tailor's lean Llama path, :mod:`tailor.lm.llamafast`).
 
 * **GRPO**, completion tokens/s (sampling + rewards + prior log-probs + update):
   ``tailor.algos.lm_ppo.customize_ppo(..., "kl", LMPPOConfig(advantage="grpo",

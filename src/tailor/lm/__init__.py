@@ -13,7 +13,10 @@ package imports cheaply (torch and numpy only, never ``transformers``). Submodul
   ``save_to_disk`` directories) for both, with pyarrow (the ``lm`` extra; imported on use);
 * :mod:`tailor.lm.toy` - the enumerable toy that checks every method against the closed form;
 * :mod:`tailor.lm.gpt2fast` - GPT-2's arithmetic in plain torch (KV-cache decoding, packed
-  padding-free log-probs), which sampling, scoring and training use for a plain GPT-2.
+  padding-free log-probs), which sampling, scoring and training use for a plain GPT-2;
+* :mod:`tailor.lm.llamafast` - the same for Llama / Qwen2 / Mistral (RMSNorm, rotary,
+  grouped-query attention, SwiGLU); :mod:`tailor.lm.lean` - what the two share (packing,
+  grouped attention, the KV cache and sampling loop).
 
 Submodules that need the optional ``lm`` extra (``transformers``), imported on use:
 

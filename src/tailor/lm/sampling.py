@@ -166,9 +166,11 @@ def sample(
         generator: torch generator for reproducible draws.
         temperature: sampling temperature ``> 0``; 1 samples the model itself.
         stop_at_eos: ``False`` always generates ``max_new_tokens`` (for benchmarks).
-        fast: for a plain GPT-2 (``GPT2LMHeadModel``) in eval mode, run the same arithmetic
-            through :func:`tailor.lm.gpt2fast.decode` (a preallocated position-major KV cache,
-            no per-step mask building or cache objects, each distinct prompt prefilled once);
+        fast: for a plain GPT-2 (``GPT2LMHeadModel``) or Llama / Qwen2 / Mistral in eval mode,
+            float32 on the CPU, run the same arithmetic through :func:`tailor.lm.gpt2fast.decode`
+            or, opted in (``llamafast.set_enabled``), :func:`tailor.lm.llamafast.decode` (a
+            preallocated position-major KV cache, no per-step mask building or cache objects,
+            each distinct prompt prefilled once);
             other models, or ``fast=False``, go through the model's own ``forward`` with
             ``past_key_values``. Both draw the same tokens from the same generator and record
             the same log-probs (tested).
@@ -193,7 +195,8 @@ def sample(
             raise TailorError(
                 f"the prompt takes {prompt_ids.shape[1]} tokens, the model's whole context"
             )
-    decode = _sample_gpt2 if fast and _fast_gpt2_ok(model) else _sample_forward
+    lean = _lean_path(model, prompt_ids.shape[1] + max_new_tokens) if fast else None
+    decode = _sample_forward if lean is None else _sample_lean(lean)
     tokens, mask, logp = decode(
         model,
         tokenizer,
@@ -226,7 +229,7 @@ def _sample_forward(
     stop_at_eos: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Any causal LM: its own ``forward`` with ``past_key_values``; returns ``(tokens, mask,
-    logp)``, each ``[B, T]`` on the CPU (same contract as :func:`_sample_gpt2`)."""
+    logp)``, each ``[B, T]`` on the CPU (same contract as :func:`_sample_lean`)."""
     device = next(model.parameters()).device
     b = prompt_ids.shape[0]
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
@@ -294,10 +297,11 @@ def token_logprobs(
     The model reads ``[prompt_ids, tokens]``; the logits at column ``P - 1 + t`` predict token
     ``t``. Padding is masked in attention and zeroed in the output.
 
-    ``fast``: for a plain GPT-2 in eval mode, compute the same numbers on packed rows
-    (:func:`tailor.lm.gpt2fast.packed_token_logprobs`: no padding, each distinct prompt once);
-    gradients equal the model's own to rounding (tested). Other models, or ``fast=False``, run
-    the model's ``forward``.
+    ``fast``: for a plain GPT-2 or Llama / Qwen2 / Mistral in eval mode (float32, CPU), compute
+    the same numbers on packed rows (:func:`tailor.lm.gpt2fast.packed_token_logprobs`,
+    :func:`tailor.lm.llamafast.packed_token_logprobs`, opt-in: no padding, each distinct
+    prompt once); gradients equal the model's own to rounding (tested). Other models, or
+    ``fast=False``, run the model's ``forward``.
 
     Returns:
         ``(logp [B, T], hidden [B, T, H] or None)``: ``logp`` is 0 where ``mask`` is 0;
@@ -305,10 +309,11 @@ def token_logprobs(
         (the state ``s_t`` of the token-level MDP), for a value head (on the fast path it is 0
         where ``mask`` is 0).
     """
-    if fast and _fast_gpt2_ok(model):
-        from tailor.lm.gpt2fast import packed_token_logprobs
-
-        out = packed_token_logprobs(model, prompt_ids, prompt_mask, tokens, mask, return_hidden)
+    lean = _lean_path(model, prompt_ids.shape[1] + tokens.shape[1]) if fast else None
+    if lean is not None:
+        out = lean.packed_token_logprobs(
+            model, prompt_ids, prompt_mask, tokens, mask, return_hidden
+        )
         if out is not None:
             return out
     device = next(model.parameters()).device
@@ -341,33 +346,42 @@ def sequence_logprobs(
     return token_logprobs(model, prompt_ids, prompt_mask, tokens, mask)[0].sum(1)
 
 
-def _fast_gpt2_ok(model: torch.nn.Module) -> bool:
-    """Whether :mod:`tailor.lm.gpt2fast` reproduces ``model`` exactly (plain GPT-2 only)."""
-    from tailor.lm.gpt2fast import fast_gpt2_ok
+def _lean_path(model: torch.nn.Module, length: int) -> Any:
+    """The lean module that reproduces ``model`` on sequences of up to ``length`` tokens
+    (:mod:`tailor.lm.gpt2fast` or :mod:`tailor.lm.llamafast`), or None: the model's own
+    ``forward``."""
+    from tailor.lm import gpt2fast, llamafast
 
-    return fast_gpt2_ok(model)
+    if gpt2fast.fast_gpt2_ok(model):
+        return gpt2fast
+    if llamafast.fast_llama_ok(model, length):
+        return llamafast
+    return None
 
 
-def _sample_gpt2(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    prompt_ids: torch.Tensor,
-    prompt_mask: torch.Tensor,
-    max_new_tokens: int,
-    generator: torch.Generator | None,
-    temperature: float,
-    stop_at_eos: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`sample` for GPT-2 (:func:`tailor.lm.gpt2fast.decode`): ``(tokens, mask, logp)``."""
-    from tailor.lm.gpt2fast import decode
+def _sample_lean(lean: Any) -> Any:
+    """:func:`sample`'s decoder through ``lean.decode``: same signature and contract as
+    :func:`_sample_forward`, ``(tokens, mask, logp)``."""
 
-    return decode(
-        model,
-        prompt_ids,
-        prompt_mask,
-        max_new_tokens,
-        generator,
-        temperature,
-        tokenizer.eos_token_id if stop_at_eos else None,
-        tokenizer.pad_token_id,
-    )
+    def run(
+        model: torch.nn.Module,
+        tokenizer: Any,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        max_new_tokens: int,
+        generator: torch.Generator | None,
+        temperature: float,
+        stop_at_eos: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return lean.decode(
+            model,
+            prompt_ids,
+            prompt_mask,
+            max_new_tokens,
+            generator,
+            temperature,
+            tokenizer.eos_token_id if stop_at_eos else None,
+            tokenizer.pad_token_id,
+        )
+
+    return run
