@@ -349,7 +349,7 @@ def _tailor_pair(model_dir: str, mc: Machine) -> tuple[Any, Any]:
     from tailor.lm.policy import PolicyPair
     from tailor.lm.runtime import LMRuntime
 
-    llamafast.set_enabled(True)  # opt-in lean Llama path (GPT-2's is always on)
+    llamafast.set_enabled(True)  # the lean Llama path (on by default; explicit here)
     rt = LMRuntime(device=mc.device, dtype=mc.dtype, lora_r=mc.lora_r)
     prior = load_model(model_dir, "prior", dtype=getattr(torch, mc.dtype), device=mc.device)
     return PolicyPair(prior, rt), load_tokenizer(model_dir, "prior")

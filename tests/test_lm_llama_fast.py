@@ -208,8 +208,9 @@ def test_unsupported_settings_fall_back_to_the_model(tok):
         assert not llamafast.fast_llama_ok(build(tok))
     with lean.disabled():
         assert not llamafast.fast_llama_ok(build(tok))
-    llamafast.set_enabled(False)  # the default: off
+    was = llamafast.set_enabled(False)  # a process can switch it off
     try:
+        assert was  # the default: on
         assert not llamafast.fast_llama_ok(build(tok))
     finally:
         llamafast.set_enabled(True)

@@ -18,7 +18,7 @@ from tailor.algos.dpo import LMDPOConfig, ReferenceLogp, Responses, customize_of
 from tailor.algos.lm_ppo import LMPPOConfig, customize_ppo
 from tailor.errors import TailorError
 from tailor.experiments.run import lm_customize
-from tailor.lm import PreferencePair
+from tailor.lm import PreferencePair, lean
 from tailor.lm.model import (
     build_char_tokenizer,
     import_transformers,
@@ -198,7 +198,10 @@ def test_lora_policy_is_the_prior_plus_an_adapter_and_its_reference_the_base():
     prior, tok = tiny_llama()
     batch = _batch(tok)
     with torch.no_grad():
-        base_logp, _ = token_logprobs(prior, *batch)
+        lean_logp, _ = token_logprobs(prior, *batch)  # the lean Llama path (llamafast)
+        with lean.disabled():  # the model's own forward, which a LoRA wrapper always runs
+            base_logp, _ = token_logprobs(prior, *batch)
+    torch.testing.assert_close(lean_logp, base_logp, rtol=0, atol=1e-5)
     before = {k: v.clone() for k, v in prior.state_dict().items()}
     n_base = sum(p.numel() for p in prior.parameters())
     pair = PolicyPair(prior, LMRuntime(lora_r=4))

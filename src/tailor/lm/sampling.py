@@ -168,7 +168,7 @@ def sample(
         stop_at_eos: ``False`` always generates ``max_new_tokens`` (for benchmarks).
         fast: for a plain GPT-2 (``GPT2LMHeadModel``) or Llama / Qwen2 / Mistral in eval mode,
             float32 on the CPU, run the same arithmetic through :func:`tailor.lm.gpt2fast.decode`
-            or, opted in (``llamafast.set_enabled``), :func:`tailor.lm.llamafast.decode` (a
+            or :func:`tailor.lm.llamafast.decode` (``llamafast.set_enabled`` switches it; a
             preallocated position-major KV cache, no per-step mask building or cache objects,
             each distinct prompt prefilled once);
             other models, or ``fast=False``, go through the model's own ``forward`` with
@@ -299,7 +299,7 @@ def token_logprobs(
 
     ``fast``: for a plain GPT-2 or Llama / Qwen2 / Mistral in eval mode (float32, CPU), compute
     the same numbers on packed rows (:func:`tailor.lm.gpt2fast.packed_token_logprobs`,
-    :func:`tailor.lm.llamafast.packed_token_logprobs`, opt-in: no padding, each distinct
+    :func:`tailor.lm.llamafast.packed_token_logprobs`: no padding, each distinct
     prompt once); gradients equal the model's own to rounding (tested). Other models, or
     ``fast=False``, run the model's ``forward``.
 
