@@ -847,3 +847,22 @@ def test_sb3_contrib_tqc_matches_and_recurrent_is_refused(tmp_path: Path) -> Non
         TailorError, match=r"RecurrentActorCriticPolicy is not supported.*supported"
     ):
         load_prior(tmp_path / "rppo.zip")
+
+
+def test_customizing_a_td3_prior_is_refused_with_what_works(tmp_path: Path, capsys) -> None:
+    """A deterministic SB3 prior with a given std reads (inspect, evaluate) but no loop takes it:
+    `tailor customize` says so (exit 2, nothing written), where it crashed in the
+    unknown-temperature rule before (the rule reads a Gaussian actor's std)."""
+    model = sb3.TD3(
+        "MlpPolicy", "MountainCarContinuous-v0", learning_starts=20, seed=0,
+        policy_kwargs={"net_arch": [8]},
+    )  # fmt: skip
+    model.learn(40)
+    model.save(tmp_path / "td3.zip")
+    out = tmp_path / "run"
+    code = main(["customize", "--task", "mountaincar-noleft", "--prior", str(tmp_path / "td3.zip"),
+                 "--prior-std", "0.1", "--algo", "ppo", "--steps", "64", "--out", str(out),
+                 "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "no loop customizes it yet" in err and "TD3/DDPG" in err
+    assert not out.exists()

@@ -78,6 +78,7 @@ from tailor.methods import CUSTOMIZATION_METHODS, TRAINING_METHODS, check_coeffi
 from tailor.policyfile import RQL_FORMAT, is_rql_policy, policy_kind
 from tailor.policyfile import RQL_KINDS as ALGOS
 from tailor.policyfile import load_rql_policy as load_policy
+from tailor.priors import PolicyPrior
 from tailor.rundir import claim_run_dir
 
 # The names the command line, the tests, the README and the results/ scripts use as run.<name>.
@@ -242,7 +243,13 @@ def customize(
     loaded = read_prior(prior, prior_options)
     layers = coefficient_layers(task, method, loaded.meta, opts.omega, mcts=algo == "mcts")
     notes = [describe_import(loaded.meta)]
-    if opts.omega is None and unknown_temperature.applies(algo, method, loaded.meta, given):
+    # Only a Gaussian actor takes the rule (another kind is refused by the PPO runner, below).
+    gaussian = isinstance(loaded.policy, PolicyPrior)
+    if (
+        opts.omega is None
+        and gaussian
+        and unknown_temperature.applies(algo, method, loaded.meta, given)
+    ):
         layers.insert(0, unknown_temperature.coefficient_layer(method))
         chosen, line = unknown_temperature.step_settings(loaded.policy, config)
         config = {**config, **chosen}
