@@ -686,6 +686,17 @@ def test_export_torchscript_matches_torch(tmp_path: Path) -> None:
     with torch.no_grad():
         expected = actor(TensorDict({"policy": raw}, batch_size=[N_OBS]))
         close(loaded(raw), expected)
+    # --policy POLICY as evaluate takes it: the same file; both or neither is an error.
+    flag = ["export", "--policy", str(tmp_path / "model_1.pt"), "--prior-activation", "elu"]
+    again = tmp_path / "again.pt"
+    assert main([*flag, "--format", "torchscript", "--out", str(again)]) == 0
+    close(torch.jit.load(str(again))(raw), expected)
+    both = [*args, "--policy", str(tmp_path / "model_1.pt")]
+    assert main([*both, "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert main(["export", "--format", "onnx", "--out", str(tmp_path / "y.onnx")]) == 2
+    # --policy is an input too: --out onto it is refused
+    assert main([*flag, "--format", "onnx", "--out", str(tmp_path / "model_1.pt"),
+                 "--overwrite"]) == 2  # fmt: skip
 
 
 @pytest.mark.parametrize(

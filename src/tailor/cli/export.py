@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "policy",
         metavar="POLICY",
         type=prior_path,
+        nargs="?",
         help="a run directory, policy file or prior file",
+    )
+    p.add_argument(  # as `tailor evaluate --policy` and `tailor video --policy` take it
+        "--policy", dest="policy_flag", metavar="POLICY", type=prior_path, help="the same as POLICY"
     )
     p.add_argument("--format", choices=EXPORT_FORMATS, required=True, dest="export_format")
     p.add_argument("--out", required=True, metavar="FILE", help="the file to write")
@@ -60,6 +64,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tailor.policyfile import RQL_KINDS, policy_kind
     from tailor.priors import load_prior
 
+    if (args.policy is None) == (args.policy_flag is None):
+        raise TailorError("give the policy once: tailor export POLICY or --policy POLICY")
+    args.policy, args.policy_flag = args.policy or args.policy_flag, None
     check_output_arg(args, args.out, what="--out")  # not the policy itself, nor an existing file
     if policy_kind(args.policy) in RQL_KINDS:  # a tailor DQN / SAC run: how it acts
         given = [k for k, v in prior_options(args).items() if v is not None]
