@@ -32,7 +32,6 @@ from tailor.priors import PolicyPrior, Prior, load_prior
 from tailor.priors.detect import detect_format
 from tailor.priors.policies import (
     BoltzmannQPrior,
-    DeterministicGaussianPrior,
     GSDEPrior,
     SquashedGaussianPrior,
 )
@@ -252,11 +251,14 @@ def test_sb3_td3_needs_std(tmp_path: Path) -> None:
     with pytest.raises(TailorError, match=r"deterministic.*--prior-std"):
         load_prior(tmp_path / "td3.zip")
     prior = load_prior(tmp_path / "td3.zip", std=[0.3])
-    assert isinstance(prior, DeterministicGaussianPrior) and isinstance(prior, Prior)
-    raw = observations(3)
+    # A Gaussian actor whose mean is squashed into Pendulum's bounds [-2, 2] (a PPO start).
+    assert isinstance(prior, PolicyPrior) and isinstance(prior, Prior)
+    assert prior.actor.bounds() == ([-2.0], [2.0])
+    raw = observations(3, scale=5.0)
     obs_t = torch.from_numpy(raw)
     predicted, _ = model.predict(raw, deterministic=True)
-    close(prior.act(obs_t), predicted)
+    torch.testing.assert_close(prior.act(obs_t), torch.from_numpy(predicted), atol=1e-6, rtol=0)
+    torch.testing.assert_close(prior.actor.log_std, torch.log(torch.tensor([0.3])))
     a = torch.from_numpy(predicted) + 0.1
     expected = torch.distributions.Normal(torch.from_numpy(predicted), 0.3).log_prob(a).sum(-1)
     close(prior.log_prob(obs_t, a), expected)
@@ -860,20 +862,56 @@ def test_sb3_contrib_tqc_matches_and_recurrent_is_refused(tmp_path: Path) -> Non
         load_prior(tmp_path / "rppo.zip")
 
 
-def test_customizing_a_td3_prior_is_refused_with_what_works(tmp_path: Path, capsys) -> None:
-    """A deterministic SB3 prior with a given std reads (inspect, evaluate) but no loop takes it:
-    `tailor customize` says so (exit 2, nothing written), where it crashed in the
-    unknown-temperature rule before (the rule reads a Gaussian actor's std)."""
+def test_customizing_a_td3_prior_with_ppo(tmp_path: Path, capsys) -> None:
+    """A deterministic SB3 prior with a given std customizes with PPO: its actor squashes the
+    mean into the bounds, the critic warm-up leaves it exactly the prior, a resume continues
+    it, and evaluate and export (ONNX, the squash included) take the run."""
+    ort = pytest.importorskip("onnxruntime")
     model = sb3.TD3(
         "MlpPolicy", "MountainCarContinuous-v0", learning_starts=20, seed=0,
         policy_kwargs={"net_arch": [8]},
     )  # fmt: skip
     model.learn(40)
-    model.save(tmp_path / "td3.zip")
+    zip_path = tmp_path / "p" / "td3.zip"
+    zip_path.parent.mkdir()
+    model.save(zip_path)
     out = tmp_path / "run"
-    code = main(["customize", "--task", "mountaincar-noleft", "--prior", str(tmp_path / "td3.zip"),
-                 "--prior-std", "0.1", "--algo", "ppo", "--steps", "64", "--out", str(out),
+    code = main(["customize", "--task", "mountaincar-noleft", "--prior", str(zip_path),
+                 "--prior-std", "0.1", "--algo", "ppo", "--steps", "512", "--out", str(out),
                  "--no-progress"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2 and "no loop customizes it yet" in err and "TD3/DDPG" in err
-    assert not out.exists()
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "prior's std 0.1 " in said.out  # the unknown-temperature rule read the given std
+    prior = load_prior(zip_path, std=0.1)
+    actor, norm, meta = load_policy(out)
+    assert [row["phase"] for row in _metrics(out)] == ["critic-warmup"]  # one iteration
+    assert meta["architecture"]["action_bounds"] == {"low": [-1.0], "high": [1.0]}
+    saved, want = actor.state_dict(), prior.actor.state_dict()
+    assert saved.keys() == want.keys() and all(torch.equal(saved[k], want[k]) for k in want)
+    obs = torch.from_numpy(observations(2, scale=2.0)) * torch.tensor([0.5, 0.05])
+    predicted, _ = model.predict(obs.numpy(), deterministic=True)
+    mean, log_std = actor(norm(obs))
+    torch.testing.assert_close(mean, torch.from_numpy(predicted), atol=1e-6, rtol=0)
+    assert torch.equal(log_std, prior.actor.log_std)
+    # PPO moves the actor (resumed: the checkpoint keeps the bounds); still in the bounds.
+    assert main(["customize", "--resume", str(out), "--steps", "8192", "--no-progress"]) == 0
+    assert [row["phase"] for row in _metrics(out)] == ["critic-warmup", "ppo"]
+    actor, norm, _ = load_policy(out)
+    assert actor.bounds() == ([-1.0], [1.0])
+    assert not torch.equal(actor.mean.weight, prior.actor.mean.weight)
+    assert main(["evaluate", "--policy", str(out), "--episodes", "1"]) == 0
+    onnx = tmp_path / "a.onnx"
+    assert main(["export", "--policy", str(out), "--format", "onnx", "--out", str(onnx)]) == 0
+    big = obs * 40.0  # far out: the raw head is large, only the squash keeps it in [-1, 1]
+    got = ort.InferenceSession(str(onnx)).run(None, {"obs": big.numpy()})[0]
+    with torch.no_grad():
+        want_a = actor(norm(big))[0].numpy()
+    np.testing.assert_allclose(got, want_a, atol=1e-6)
+    assert np.abs(got).max() <= 1.0
+
+
+def _metrics(run_dir: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (run_dir / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))

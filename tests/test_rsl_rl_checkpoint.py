@@ -115,3 +115,19 @@ def test_layouts_rsl_rl_cannot_hold_are_refused(customized, tmp_path):
     save_rsl_rl_checkpoint(path, learner, 3, overwrite=True)
     with pytest.raises(TailorError, match="std_type"):
         RslRlLayout(std_type="softplus")
+
+
+def test_an_actor_with_bounds_is_refused(customized, tmp_path):
+    """rsl-rl's MLP has no output squash: a customized TD3/DDPG prior's actor is refused, and
+    nothing is written."""
+    import dataclasses
+
+    learner = customized.learner
+    bounded = Actor(4, 2, (16, 16), "elu", action_bounds=([-1.0, -1.0], [1.0, 1.0]))
+    bounded.load_state_dict({**bounded.state_dict(), **learner.actor.state_dict()})
+    squashed = dataclasses.replace(learner, actor=bounded)
+    with pytest.raises(TailorError, match="no output squash"):
+        save_rsl_rl_checkpoint(tmp_path / "c.pt", squashed, 2)
+    assert not (tmp_path / "c.pt").exists()
+    with pytest.raises(TailorError, match="no output squash"):
+        rsl_rl_model_config(squashed)

@@ -99,6 +99,14 @@ _ARCHITECTURE: Schema = {
     "hidden": Field((list,), required=True, items=(int,)),
     "activation": Field((str,), required=True),
     "std_type": Field((str,), required=True),
+    # An actor whose mean is squashed into these bounds (tailor.nets.Actor's action_bounds).
+    "action_bounds": Field(
+        (dict,),
+        fields={
+            "low": Field((list,), required=True, items=Number),
+            "high": Field((list,), required=True, items=Number),
+        },
+    ),
 }
 
 POLICY_SCHEMA: Schema = {

@@ -147,9 +147,14 @@ class Actor(nn.Module):
         std_type: ``"global"`` (one learned ``log sigma`` vector, state-independent) or
             ``"state"`` (a linear head on the last hidden layer gives ``log sigma(s)``).
         init_std: initial ``sigma`` (both types start with ``log sigma = log init_std``).
+        action_bounds: ``(low [A], high [A])`` finite, ``low < high``, or ``None`` (default).
+            With bounds the mean is squashed into them, ``mu = low + (tanh(raw) + 1) / 2 *
+            (high - low)`` (SB3's ``unscale_action``: a TD3/DDPG actor as a Gaussian prior, its
+            std around the squashed mean); ``None`` leaves the forward exactly as without.
 
     Parameters (checkpoint names): ``body.*`` (hidden layers), ``mean.*`` (output layer),
-    ``log_std`` (``[A]``, global) or ``log_std_head.*`` (state).
+    ``log_std`` (``[A]``, global) or ``log_std_head.*`` (state); with bounds the buffers
+    ``out_low``, ``out_high`` (``[A]``).
     """
 
     def __init__(
@@ -160,6 +165,7 @@ class Actor(nn.Module):
         activation: str = "elu",
         std_type: str = "global",
         init_std: float = 1.0,
+        action_bounds: tuple[Any, Any] | None = None,
     ) -> None:
         super().__init__()
         if std_type not in STD_TYPES:
@@ -179,14 +185,37 @@ class Actor(nn.Module):
         else:
             self.log_std_head = mlp([last, act_dim], activation, out_gain=0.01)[0]
             nn.init.constant_(self.log_std_head.bias, math.log(init_std))
+        self.bounded = action_bounds is not None
+        if action_bounds is not None:
+            low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in action_bounds)
+            ok = low.shape == high.shape == (act_dim,) and bool(torch.isfinite(low).all())
+            if not (ok and bool(torch.isfinite(high).all()) and bool((low < high).all())):
+                raise ValueError(
+                    f"action_bounds must be finite (low [{act_dim}], high [{act_dim}]) with "
+                    f"low < high, got {action_bounds!r}"
+                )
+            self.register_buffer("out_low", low.clone())
+            self.register_buffer("out_high", high.clone())
+
+    def _out(self, raw: torch.Tensor) -> torch.Tensor:
+        """The mean head's output ``[B, A]``, squashed into the bounds when there are some."""
+        if not self.bounded:
+            return raw
+        return self.out_low + 0.5 * (torch.tanh(raw) + 1.0) * (self.out_high - self.out_low)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalized observations ``[B, D]`` -> ``(mean [B, A], log_std [A] or [B, A])``."""
         h = self.body(obs)
         if self.std_type == "global":
-            return self.mean(h), self.log_std
+            return self._out(self.mean(h)), self.log_std
         log_std = self.log_std_head(h).clamp(_LOG_STD_MIN, _LOG_STD_MAX)
-        return self.mean(h), log_std
+        return self._out(self.mean(h)), log_std
+
+    def bounds(self) -> tuple[list[float], list[float]] | None:
+        """The output bounds ``(low, high)`` as lists (``None`` without)."""
+        if not self.bounded:
+            return None
+        return self.out_low.tolist(), self.out_high.tolist()
 
 
 class Critic(nn.Module):

@@ -177,6 +177,9 @@ def policy_tensors(
         },
         "normalizer": {"eps": obs_norm.eps, "count": float(obs_norm.count)},
     }
+    bounds = actor.bounds()
+    if bounds is not None:  # a squashed mean (an SB3 TD3/DDPG prior); absent otherwise
+        full["architecture"]["action_bounds"] = {"low": bounds[0], "high": bounds[1]}
     if obs_norm.mode != "std_eps" or obs_norm.clip is not None:  # an imported prior's formula
         full["normalizer"].update(mode=obs_norm.mode, clip=obs_norm.clip)
     tensors = {f"actor.{k}": v for k, v in actor.state_dict().items()}
@@ -214,12 +217,15 @@ def load_policy(path: str | Path) -> tuple[Actor, EmpiricalNormalization, dict[s
     _check_size(file, tensors, meta)
     try:
         arch = meta["architecture"]
+        bounds = arch.get("action_bounds")
         actor = Actor(
             int(meta["obs_dim"]),
             int(meta["act_dim"]),
             [int(h) for h in arch["hidden"]],
             activation=arch["activation"],
             std_type=arch["std_type"],
+            # The buffers are then loaded from the tensors; the header's copy is for readers.
+            action_bounds=None if bounds is None else (bounds["low"], bounds["high"]),
         )
         norm = meta["normalizer"]
         obs_norm = EmpiricalNormalization(

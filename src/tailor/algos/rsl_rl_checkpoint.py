@@ -76,6 +76,12 @@ def _linears(actor: Actor) -> list[nn.Linear]:
             "rsl-rl's GaussianDistribution has one state-independent std; this actor's std "
             "depends on the state (std_type='state')"
         )
+    if actor.bounded:
+        raise TailorError(
+            "rsl-rl's MLP actor has no output squash; this actor squashes its mean into action "
+            "bounds (a customized SB3 TD3/DDPG prior), so rsl-rl would act differently; export "
+            "it with `tailor export --format onnx` instead"
+        )
     body = [m for m in actor.body.modules() if isinstance(m, nn.Linear)]
     if not body:
         raise TailorError("rsl-rl's MLP needs at least one hidden layer; this actor has none")

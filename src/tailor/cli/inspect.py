@@ -85,6 +85,8 @@ def describe(prior: Any) -> dict[str, Any]:
         actor = prior.actor
         arch = {"hidden": list(actor.hidden), "activation": actor.activation}
         dist: dict[str, Any] = {"kind": "gaussian", "std_type": actor.std_type}
+        if actor.bounded:  # e.g. SB3 TD3/DDPG: the deterministic action, its std the user's
+            dist["kind"] = "gaussian around the mean squashed into the action bounds (tanh)"
         if actor.std_type == "global":
             std = actor.log_std.detach().exp()
             dist.update(std_min=float(std.min()), std_max=float(std.max()))

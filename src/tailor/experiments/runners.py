@@ -125,8 +125,8 @@ def _run_ppo(r: RunRequest) -> Path:
             f"{str(r.prior.path)!r} is a {kind} policy. Gaussian priors: tailor runs, SB3 "
             "PPO/A2C, rsl-rl, CleanRL, skrl, TorchScript exports (see `tailor inspect`); "
             "tanh-squashed priors (SB3 SAC/TQC) customize with --algo sac, Q-network and "
-            "categorical ones with --algo dqn or mcts; a deterministic actor with a given std "
-            "(SB3 TD3/DDPG) is read for inspect and evaluate but no loop customizes it yet"
+            "categorical ones with --algo dqn or mcts; a deterministic actor (SB3 TD3/DDPG) "
+            "customizes with PPO given --prior-std SIGMA"
         )
     with _claim(r, "ppo"):
         result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)

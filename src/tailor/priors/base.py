@@ -148,6 +148,7 @@ def gaussian_prior(
     obs_norm: EmpiricalNormalization,
     meta: dict[str, Any],
     source: str,
+    bounds: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> PolicyPrior:
     """A :class:`tailor.priors.PolicyPrior`: ``N(mlp(norm(s)), diag(exp(log_std)^2))``.
 
@@ -158,6 +159,8 @@ def gaussian_prior(
         obs_norm: the observation normalizer (frozen).
         meta: the prior's metadata (JSON-able; ``source``, ``distribution``, action bounds ...).
         source: the file's name for error messages.
+        bounds: ``(low [A], high [A])``: the mean is ``low + (tanh(mlp) + 1) / 2 * (high -
+            low)`` instead (a deterministic TD3/DDPG actor; :class:`tailor.nets.Actor`).
     """
     obs_dim, act_dim = layers[0][0].shape[1], layers[-1][0].shape[0]
     log_std = log_std.detach().float().reshape(-1)
@@ -172,13 +175,15 @@ def gaussian_prior(
             f"network takes {obs_dim} observations"
         )
     hidden = [w.shape[0] for w, _ in layers[:-1]]
-    actor = Actor(obs_dim, act_dim, hidden, activation=activation, std_type="global")
+    actor = Actor(obs_dim, act_dim, hidden, activation, "global", action_bounds=bounds)
     state = {
         f"body.{2 * i}.{n}": t
         for i, (w, b) in enumerate(layers[:-1])
         for n, t in (("weight", w), ("bias", b))
     }
     state.update({"mean.weight": layers[-1][0], "mean.bias": layers[-1][1], "log_std": log_std})
+    if bounds is not None:  # the buffers the Actor already holds; everything else must be given
+        state.update(out_low=actor.out_low, out_high=actor.out_high)
     actor.load_state_dict(state)
     meta = {**meta, "obs_dim": obs_dim, "act_dim": act_dim}
     return PolicyPrior(actor, obs_norm, meta)

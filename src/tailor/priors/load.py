@@ -68,8 +68,9 @@ def load_prior(
             ``activation``), keyword arguments.
 
     Returns:
-        a :class:`PolicyPrior` for Gaussian policies (tailor, SB3 PPO/A2C, CleanRL, rsl-rl), else
-        a :class:`Prior` from :mod:`tailor.priors.policies` (SAC/TQC, TD3/DDPG, DQN, categorical).
+        a :class:`PolicyPrior` for Gaussian policies (tailor, SB3 PPO/A2C and TD3/DDPG with
+        ``std``, CleanRL, rsl-rl), else a :class:`Prior` from :mod:`tailor.priors.policies`
+        (SAC/TQC, DQN, categorical).
 
     Raises:
         TailorError: missing, truncated, foreign or unsupported file; an option the format does not

@@ -1,4 +1,4 @@
-"""Prior-protocol policies that are not a tailor Gaussian actor: squashed, gSDE, deterministic, Q.
+"""Prior-protocol policies that are not a tailor Gaussian actor: squashed, gSDE, Q.
 
 Each takes raw observations ``[B, D]``, applies its frozen observation normalizer, then its
 network. ``B`` batch, ``D`` observation size, ``A`` action size, ``n`` discrete actions.
@@ -13,11 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tailor.nets import EmpiricalNormalization, SquashedGaussianActor, gaussian_log_prob
+from tailor.nets import EmpiricalNormalization, SquashedGaussianActor
 
 __all__ = [
     "BoltzmannQPrior",
-    "DeterministicGaussianPrior",
     "GSDEPrior",
     "GSDESpec",
     "SquashedGaussianPrior",
@@ -263,46 +262,6 @@ class GSDEPrior(_Frozen):
         logp = torch.distributions.Normal(mean, std).log_prob(u).sum(-1)
         logp = logp - torch.log(1.0 - torch.tanh(u) ** 2 + _TANH_EPS).sum(-1)
         return logp - torch.log((self.high - self.low) / 2.0).sum()
-
-
-class DeterministicGaussianPrior(_Frozen):
-    """A deterministic actor (SB3 TD3/DDPG) made stochastic: ``a ~ N(mu(s), diag(std^2))``.
-
-    ``mu(s) = low + (tanh_out(s) + 1) / 2 * (high - low)`` is the library's deterministic action;
-    ``std`` ``[A]`` (environment units) is the user's choice, since the library has none.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        low: torch.Tensor,
-        high: torch.Tensor,
-        std: torch.Tensor,
-        obs_norm: EmpiricalNormalization,
-        meta: dict[str, Any],
-    ) -> None:
-        super().__init__(obs_norm, obs_norm.mean.shape[0], int(std.numel()), meta)
-        self.net = net.eval().requires_grad_(False)
-        self.low, self.high = low.float(), high.float()
-        self.log_std = torch.log(std.float().reshape(-1))
-
-    def mean(self, obs: torch.Tensor) -> torch.Tensor:
-        """The library's deterministic action ``[B, A]`` for raw obs ``[B, D]``."""
-        return unscale(self.net(self.obs_norm(obs)), self.low, self.high)
-
-    def act(
-        self,
-        obs: torch.Tensor,
-        deterministic: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        mean = self.mean(obs)
-        if deterministic:
-            return mean
-        return mean + self.log_std.exp() * torch.randn(mean.shape, generator=generator)
-
-    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return gaussian_log_prob(action, self.mean(obs), self.log_std)
 
 
 class BoltzmannQPrior(_Frozen):

@@ -20,8 +20,9 @@ Supported (``MlpPolicy`` on flat ``Box`` observations):
   (``use_sde=True``; ``full_std``, ``use_expln``, ``squash_output`` from ``policy_kwargs``) ->
   :class:`~tailor.priors.policies.GSDEPrior` (not customizable with PPO: state-dependent std).
 - SAC / TQC: tanh-squashed Gaussian -> :class:`~tailor.priors.policies.SquashedGaussianPrior`.
-- TD3 / DDPG: deterministic; with ``std`` ->
-  :class:`~tailor.priors.policies.DeterministicGaussianPrior`.
+- TD3 / DDPG: deterministic; with ``std`` -> :class:`tailor.priors.PolicyPrior`, the Gaussian
+  ``N(actor(s), std^2)`` whose actor squashes its mean into the action bounds (customizable
+  with PPO).
 - DQN: with ``temperature`` -> :class:`~tailor.priors.policies.BoltzmannQPrior`.
 
 Observation normalization: an SB3 ``VecNormalize`` pickle (``normalizer=PATH``, else
@@ -60,11 +61,11 @@ from tailor.priors.base import (
 from tailor.priors.detect import torch_load, zip_names
 from tailor.priors.policies import (
     BoltzmannQPrior,
-    DeterministicGaussianPrior,
     GSDEPrior,
     GSDESpec,
     SquashedGaussianPrior,
 )
+from tailor.priors.prior import PolicyPrior
 from tailor.priors.validate import (
     MAX_DIM,
     check_chain,
@@ -601,8 +602,10 @@ def _sac_gsde_prior(m: _Model, low: torch.Tensor, high: torch.Tensor) -> GSDEPri
 
 def _td3_prior(
     m: _Model, low: torch.Tensor, high: torch.Tensor, std: float | Sequence[float] | None
-) -> DeterministicGaussianPrior:
-    """TD3 / DDPG: ``N(actor(s), std^2)`` around the deterministic action (``std`` required)."""
+) -> PolicyPrior:
+    """TD3 / DDPG: ``N(actor(s), std^2)`` around the deterministic action (``std`` required):
+    a Gaussian actor whose mean is SB3's ``unscale_action(tanh(mu(s)))``, with
+    ``log_std = log std``."""
     src, meta = m.src, m.meta
     layers = layers_from_state(m.state, "actor.mu.", src)
     _check_net_arch(m.data, "pi", [w.shape[0] for w, _ in layers[:-1]], src)
@@ -625,8 +628,8 @@ def _td3_prior(
         "std_min": float(std_t.min()),
         "std_max": float(std_t.max()),
     }
-    net = mlp_from_layers(layers, m.act_fn, out_activation="tanh")
-    return DeterministicGaussianPrior(net, low, high, std_t, m.obs_norm, meta)
+    log_std = torch.log(std_t)
+    return gaussian_prior(layers, log_std, m.act_fn, m.obs_norm, meta, src, bounds=(low, high))
 
 
 def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, Any] | None:
