@@ -34,12 +34,7 @@ SETTINGS = {"steps": 6, "batch_size": 8, "lr": 1e-3, "samples": 32}
 PAIRS = [PreferencePair("", "mia", "bob"), PreferencePair("an", "na", "ugo")] * 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,13 +27,7 @@ from tailor.lm.model import (
 from tailor.lm.sampling import encode_completions, encode_prompts, sample, token_logprobs
 from test_lm_model import tiny_model_dir  # the session's tiny pretrained model
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,7 @@ PROMPTS = ["ab", "", "hello "] * 8
 COMPLETIONS = ["x" * (i % 7) + "ya" * (i % 3) for i in range(24)]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_reward_model(path: Path, kind: str, num_labels: int = 1, side: str = "right") -> Path:

@@ -33,12 +33,7 @@ from tailor.lm.sampling import token_logprobs
 CHARS = "abcdefghij"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_llama(seed: int = 0, dropout: float = 0.0) -> tuple[torch.nn.Module, object]:

@@ -19,13 +19,7 @@ from tailor.lm.model import load_model, load_tokenizer
 from tailor.lm.sampling import encode_completions, encode_prompts, sequence_logprobs
 from test_lm_model import tiny_model_dir  # the session's tiny model, pretrained once
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
