@@ -15,6 +15,7 @@ from sb3_models import rewrite_data
 from tailor.errors import TailorError
 from tailor.priors import load_prior
 from tailor.priors.policies import BoltzmannQPrior, GSDEPrior
+from tailor.priors.prior import PolicyPrior
 
 sb3 = pytest.importorskip("stable_baselines3")
 sb3_contrib = pytest.importorskip("sb3_contrib")
@@ -140,7 +141,6 @@ def test_a_multidimensional_box_is_flattened_as_sb3_does(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("module", "cls", "why"),
     [
-        ("sb3_contrib.ars.policies", "ARSLinearPolicy", "ARS: a deterministic policy"),
         ("stable_baselines3.common.policies", "MultiInputActorCriticPolicy", "Dict observations"),
         ("sb3_contrib.common.recurrent.policies", "RecurrentActorCriticPolicy", "recurrent"),
         ("stable_baselines3.common.policies", "ActorCriticCnnPolicy", "CNN policy on images"),
@@ -157,3 +157,111 @@ def test_a_refusal_says_what_the_policy_is(tmp_path: Path, module: str, cls: str
 
     with pytest.raises(TailorError, match=f"{cls} is not supported \\(.*{why}.*supported: Mlp"):
         load_prior(rewrite_data(tmp_path / "dqn.zip", tmp_path / "x.zip", other))
+
+
+def _ars(root: Path, env_id: str, policy: str, **kwargs) -> tuple[object, Path]:
+    """An sb3-contrib ARS trained a few steps on ``env_id``, its weights then drawn at random
+    (ARS starts from zero: a few steps leave them near it), saved."""
+    torch.set_num_threads(1)
+    model = sb3_contrib.ARS(policy, env_id, n_delta=2, seed=0, **kwargs)
+    model.learn(400)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.policy.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    path = root / f"ars-{policy}-{env_id}.zip"
+    model.save(path)
+    return model, path
+
+
+def _rewrite_weights(src: Path, dst: Path, rename: dict[str, str]) -> Path:
+    """``src`` with its ``policy.pth`` keys renamed (an older library's layout)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            raw = zin.read(name)
+            if name == "policy.pth":
+                state = torch.load(io.BytesIO(raw), weights_only=True)
+                buf = io.BytesIO()
+                torch.save({rename.get(k, k): v for k, v in state.items()}, buf)
+                raw = buf.getvalue()
+            zout.writestr(name, raw)
+    return dst
+
+
+def test_ars_linear_prior_is_sb3s_action_with_the_given_std(tmp_path: Path) -> None:
+    """The RL Zoo's MuJoCo ARS agents: a linear policy without bias or squash (SB3 clips the
+    action to the bounds); as a prior N(W s, std^2), the unclipped W s its mean."""
+    model, path = _ars(tmp_path, "Pendulum-v1", "LinearPolicy")
+    with pytest.raises(TailorError, match=r"ARS policy, which is deterministic.*--prior-std"):
+        load_prior(path)
+    with pytest.raises(TailorError, match=r"temperature= is for .* not ARS on Box"):
+        load_prior(path, temperature=1.0)
+    prior = load_prior(path, std=0.2)
+    assert isinstance(prior, PolicyPrior) and not prior.actor.bounded
+    assert prior.meta["source"]["algorithm"] == "ARS" and prior.actor.hidden == ()
+    obs = _obs(3, seed=1) * 4.0  # large enough that some actions leave [-2, 2]
+    with torch.no_grad():
+        raw = model.policy(obs)
+    mean = prior.act(obs)
+    torch.testing.assert_close(mean, raw, rtol=1e-6, atol=1e-6)
+    assert (raw.abs() > 2.0).any()
+    predicted, _ = model.predict(obs.numpy(), deterministic=True)  # SB3 clips to the bounds
+    np.testing.assert_allclose(mean.clamp(-2.0, 2.0).numpy(), predicted, atol=1e-6)
+    a = mean + 0.1
+    want = torch.distributions.Normal(raw, 0.2).log_prob(a).sum(-1)
+    torch.testing.assert_close(prior.log_prob(obs, a), want)
+    # sb3-contrib < 1.7 (the RL Zoo's files): a bare Linear, ``action_net.weight``
+    old = _rewrite_weights(path, tmp_path / "old.zip", {"action_net.0.weight": "action_net.weight"})
+    torch.testing.assert_close(load_prior(old, std=0.2).act(obs), mean)
+
+
+def test_ars_mlp_prior_squashes_into_the_bounds(tmp_path: Path) -> None:
+    """ARS's MlpPolicy ends in a Tanh and SB3 rescales it into the bounds: the prior's mean is
+    SB3's action."""
+    model, path = _ars(tmp_path, "Pendulum-v1", "MlpPolicy", policy_kwargs={"net_arch": [8]})
+    prior = load_prior(path, std=[0.3])
+    assert prior.actor.bounded and prior.meta["architecture"]["hidden"] == [8]
+    obs = _obs(3, seed=2) * 3.0
+    predicted, _ = model.predict(obs.numpy(), deterministic=True)
+    torch.testing.assert_close(prior.act(obs), torch.from_numpy(predicted), rtol=1e-5, atol=1e-5)
+
+    def unsquashed(data: dict) -> None:
+        data["policy_kwargs"]["squash_output"] = False
+
+    with pytest.raises(TailorError, match=r"squash_output=False.*sb3-contrib version"):
+        load_prior(rewrite_data(path, tmp_path / "u.zip", unsquashed), std=0.3)
+
+
+def test_ars_on_discrete_actions_is_a_boltzmann_prior(tmp_path: Path) -> None:
+    model, path = _ars(tmp_path, "CartPole-v1", "LinearPolicy")
+    with pytest.raises(TailorError, match=r"Discrete actions.*--prior-temperature"):
+        load_prior(path)
+    with pytest.raises(TailorError, match=r"std= is for .* on Discrete actions"):
+        load_prior(path, std=0.1)
+    prior = load_prior(path, temperature=0.5)
+    assert isinstance(prior, BoltzmannQPrior) and prior.temperature == 0.5
+    obs = _obs(4, seed=3)
+    with torch.no_grad():
+        logits = model.policy.action_net(obs)
+    torch.testing.assert_close(prior.log_probs(obs), torch.log_softmax(logits / 0.5, -1))
+    predicted, _ = model.predict(obs.numpy(), deterministic=True)
+    assert np.array_equal(prior.act(obs).numpy(), predicted)
+
+
+def test_an_ars_prior_customizes_with_ppo(tmp_path: Path) -> None:
+    from tailor.experiments import run
+    from tailor.experiments.algo_choice import algo_for_prior
+    from tailor.policyfile import load_policy
+
+    (tmp_path / "p").mkdir()
+    model, path = _ars(tmp_path / "p", "MountainCarContinuous-v0", "LinearPolicy")
+    assert algo_for_prior(path, {"std": 0.1}) == "ppo"
+    out = run.customize("mountaincar-noleft", "ppo", path, 256, 0, tmp_path / "c", log=None,
+                        prior_options={"std": 0.1})  # fmt: skip
+    actor, norm, _ = load_policy(out)  # the critic warm-up: still the prior's actor
+    obs = _obs(2, seed=4)
+    predicted, _ = model.predict(obs.numpy(), deterministic=True)
+    torch.testing.assert_close(actor(norm(obs))[0].clamp(-1, 1), torch.from_numpy(predicted))

@@ -17,11 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-AGENTS = [  # (label, zip inside the zoo, task)
-    ("PPO HalfCheetah", "ppo/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg"),
-    ("PPO Hopper", "ppo/Hopper-v3_1/Hopper-v3.zip", "hopper-jump"),
-    ("SAC HalfCheetah", "sac/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg"),
-    ("TQC Hopper", "tqc/Hopper-v3_1/Hopper-v3.zip", "hopper-jump"),
+STD = ["--prior-std", "0.1"]  # a deterministic prior (ARS) needs the user's std, nothing else
+AGENTS = [  # (label, zip inside the zoo, task, the flags the prior needs)
+    ("PPO HalfCheetah", "ppo/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg", []),
+    ("PPO Hopper", "ppo/Hopper-v3_1/Hopper-v3.zip", "hopper-jump", []),
+    ("SAC HalfCheetah", "sac/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg", []),
+    ("TQC Hopper", "tqc/Hopper-v3_1/Hopper-v3.zip", "hopper-jump", []),
+    ("ARS HalfCheetah", "ars/HalfCheetah-v3_1/HalfCheetah-v3.zip", "halfcheetah-hindleg", STD),
+    ("ARS Hopper", "ars/Hopper-v3_1/Hopper-v3.zip", "hopper-jump", STD),
 ]
 TAILOR = str(Path(sys.executable).with_name("tailor"))
 
@@ -33,10 +36,12 @@ def sh(argv: list[str], log: Path) -> None:
         subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, check=True)
 
 
-def evaluation(policy: str, task: str, episodes: int, out: Path, log: Path) -> dict:
+def evaluation(
+    policy: str, task: str, episodes: int, out: Path, log: Path, flags: list[str]
+) -> dict:
     if not out.is_file():
         sh([TAILOR, "evaluate", "--policy", policy, "--task", task, "--episodes", str(episodes),
-            "--json", str(out)], log)  # fmt: skip
+            "--json", str(out), *flags], log)  # fmt: skip
     return json.loads(out.read_text())
 
 
@@ -59,12 +64,12 @@ def main() -> int:
         "| pass |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for label, rel, task in AGENTS:
+    for label, rel, task, flags in AGENTS:
         if args.agents and rel not in args.agents:
             continue
         prior = str(args.zoo / rel)
         name = rel.split("/")[0] + "-" + task
-        p = evaluation(prior, task, args.episodes, args.out / f"{name}-prior.json", log)
+        p = evaluation(prior, task, args.episodes, args.out / f"{name}-prior.json", log, flags)
         pb, pa = p["basic"]["mean"], p["addon"]["mean"]
         for seed in args.seeds:
             run = args.out / f"{name}-seed{seed}"
@@ -73,9 +78,9 @@ def main() -> int:
                 if run.exists():  # a killed attempt: start it over
                     subprocess.run(["rm", "-rf", str(run)], check=True)
                 sh([TAILOR, "customize", "--task", task, "--prior", prior, "--steps",
-                    str(args.steps), "--seed", str(seed), "--out", str(run), "--no-progress"],
-                   log)  # fmt: skip
-            e = evaluation(str(run), task, args.episodes, ev_path, log)
+                    str(args.steps), "--seed", str(seed), "--out", str(run), "--no-progress",
+                    *flags], log)  # fmt: skip
+            e = evaluation(str(run), task, args.episodes, ev_path, log, [])
             b, a = e["basic"]["mean"], e["addon"]["mean"]
             ok = b >= 0.9 * pb and a > pa
             lines.append(

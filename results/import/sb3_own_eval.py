@@ -28,7 +28,11 @@ AGENTS = [  # (algo, zoo dir, gymnasium env, tailor task)
     ("ppo", "ppo/Hopper-v3_1/Hopper-v3.zip", "Hopper-v5", "hopper-jump"),
     ("sac", "sac/HalfCheetah-v3_1/HalfCheetah-v3.zip", "HalfCheetah-v5", "halfcheetah-hindleg"),
     ("tqc", "tqc/Hopper-v3_1/Hopper-v3.zip", "Hopper-v5", "hopper-jump"),
+    ("ars", "ars/HalfCheetah-v3_1/HalfCheetah-v3.zip", "HalfCheetah-v5", "halfcheetah-hindleg"),
+    ("ars", "ars/Hopper-v3_1/Hopper-v3.zip", "Hopper-v5", "hopper-jump"),
 ]
+# ARS is deterministic: tailor reads it as a prior only with a std (the mean is what acts here).
+STD = {"ars": ["--prior-std", "0.1"]}
 
 
 def sb3_returns(algo: str, zip_path: Path, env_id: str, episodes: int) -> list[float]:
@@ -38,17 +42,25 @@ def sb3_returns(algo: str, zip_path: Path, env_id: str, episodes: int) -> list[f
 
     from tailor.priors.unpickle import load_vecnormalize
 
-    module = "sb3_contrib" if algo == "tqc" else "stable_baselines3"
-    cls = getattr(importlib.import_module(module), algo.upper())
     env = gym.make(env_id)
-    custom = {
-        "observation_space": env.observation_space,
-        "action_space": env.action_space,
-        "lr_schedule": lambda _: 0.0,
-        "learning_rate": 0.0,
-        "clip_range": lambda _: 0.2,
-    }
-    model = cls.load(zip_path, custom_objects=custom, device="cpu")  # fmt: skip
+    if algo == "ars":  # ARS.load cannot take the zoo's old linear layout: sb3-contrib's class
+        sys.path.insert(0, str(Path(__file__).parent))
+        from zoo_exactness import ars_model
+
+        from tailor.priors import load_prior
+
+        model = ars_model(zip_path, load_prior(zip_path, std=0.1)).policy
+    else:
+        module = "sb3_contrib" if algo == "tqc" else "stable_baselines3"
+        cls = getattr(importlib.import_module(module), algo.upper())
+        custom = {
+            "observation_space": env.observation_space,
+            "action_space": env.action_space,
+            "lr_schedule": lambda _: 0.0,
+            "learning_rate": 0.0,
+            "clip_range": lambda _: 0.2,
+        }
+        model = cls.load(zip_path, custom_objects=custom, device="cpu")  # fmt: skip
     venv = DummyVecEnv([lambda: env])
     pkl = zip_path.parent / zip_path.stem / "vecnormalize.pkl"
     if pkl.is_file():
@@ -69,12 +81,12 @@ def sb3_returns(algo: str, zip_path: Path, env_id: str, episodes: int) -> list[f
     return returns
 
 
-def tailor_basic(zip_path: Path, task: str, episodes: int) -> dict:
+def tailor_basic(zip_path: Path, task: str, episodes: int, options: list[str]) -> dict:
     tailor = str(Path(sys.executable).with_name("tailor"))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "eval.json"
         subprocess.run([tailor, "evaluate", "--policy", str(zip_path), "--task", task,
-                        "--episodes", str(episodes), "--json", str(out)], check=True,
+                        "--episodes", str(episodes), "--json", str(out), *options], check=True,
                        capture_output=True)  # fmt: skip
         return json.loads(out.read_text())["basic"]
 
@@ -89,7 +101,7 @@ def main() -> int:
              "|---|---|---|---|---|"]  # fmt: skip
     for algo, rel, env_id, task in AGENTS:
         r = np.asarray(sb3_returns(algo, args.zoo / rel, env_id, args.episodes))
-        t = tailor_basic(args.zoo / rel, task, args.episodes)
+        t = tailor_basic(args.zoo / rel, task, args.episodes, STD.get(algo, []))
         lines.append(f"| {algo.upper()} {rel.split('/')[1]} | {env_id} | {r.mean():.1f} ± "
                      f"{r.std():.1f} | {t['mean']:.1f} ± {t['std']:.1f} | "
                      f"{(t['mean'] - r.mean()) / abs(r.mean()):+.2%} |")  # fmt: skip

@@ -41,7 +41,38 @@ ALGOS = {
     "ars": "sb3_contrib:ARS",
 }
 OPTIONS = {"dqn": {"temperature": 1.0}, "qrdqn": {"temperature": 1.0}, "td3": {"std": 0.1},
-           "ddpg": {"std": 0.1}}  # fmt: skip
+           "ddpg": {"std": 0.1}, "ars": {"std": 0.1}}  # fmt: skip
+DISCRETE_ARS = {"temperature": 1.0}  # ARS on Discrete actions: softmax(logits)
+
+
+def ars_model(path: Path, prior) -> object:
+    """sb3-contrib's own ARS policy class holding the file's weights. ``ARS.load`` cannot take
+    the zoo's linear files: sb3-contrib < 1.7 saved a bare ``action_net.weight``, today's class
+    a ``Sequential`` (``action_net.0.weight``) -- the same layer, renamed here."""
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+    from sb3_contrib.ars.policies import ARSLinearPolicy, ARSPolicy
+
+    from tailor.priors.sb3 import read_sb3_zip
+
+    _, state, _ = read_sb3_zip(path)
+    arch = prior.meta["architecture"]
+    obs = gym.spaces.Box(-np.inf, np.inf, (prior.obs_dim,), np.float32)
+    if "action_low" in prior.meta:
+        act = gym.spaces.Box(np.array(prior.meta["action_low"], np.float32),
+                             np.array(prior.meta["action_high"], np.float32))  # fmt: skip
+    else:
+        act = gym.spaces.Discrete(int(prior.meta["distribution"]["n"]))
+    bias = any(k.endswith(".bias") for k in state)
+    if arch["hidden"]:
+        pol = ARSPolicy(obs, act, net_arch=arch["hidden"], with_bias=bias,
+                        squash_output=arch["squash_output"])  # fmt: skip
+    else:
+        pol = ARSLinearPolicy(obs, act, with_bias=bias, squash_output=arch["squash_output"])
+    rename = {"action_net.weight": "action_net.0.weight", "action_net.bias": "action_net.0.bias"}
+    pol.load_state_dict({rename.get(k, k): v for k, v in state.items()})
+    return SimpleNamespace(policy=pol.eval())
 
 
 def sb3_model(algo: str, path: Path, prior) -> object:
@@ -49,6 +80,8 @@ def sb3_model(algo: str, path: Path, prior) -> object:
 
     import gymnasium as gym
 
+    if algo == "ars":
+        return ars_model(path, prior)
     module, name = ALGOS[algo].split(":")
     cls = getattr(importlib.import_module(module), name)
     obs = gym.spaces.Box(-np.inf, np.inf, (prior.obs_dim,), np.float32)
@@ -74,6 +107,18 @@ def compare(algo: str, prior, model, obs_raw: torch.Tensor) -> tuple[float, floa
             q_ours = prior.qnet(obs)
             a = (q_sb3.argmax(-1) != q_ours.argmax(-1)).float().max()
             return float(a), float((q_sb3 - q_ours).abs().max())
+        if algo == "ars" and "action_low" not in prior.meta:  # Discrete: the logits
+            logits = pol.action_net(obs)
+            a = (logits.argmax(-1) != prior.act(obs_raw).reshape(-1)).float().max()
+            return float(a), float((prior.log_probs(obs_raw) - logits.log_softmax(-1)).abs().max())
+        if algo == "ars":  # SB3's predict: rescale a squashed output, else clip to the bounds
+            low, high = (torch.tensor(prior.meta[k]) for k in ("action_low", "action_high"))
+            theirs, ours = pol(obs), prior.act(obs_raw, deterministic=True)
+            if pol.squash_output:
+                theirs = low + (theirs + 1) / 2 * (high - low)
+            else:
+                theirs, ours = theirs.clamp(low, high), ours.clamp(low, high)
+            return float((ours - theirs).abs().max()), 0.0
         if algo in ("td3", "ddpg"):
             ours = prior.act(obs_raw, deterministic=True)
             theirs = model.policy.unscale_action(pol.actor(obs).numpy())
@@ -118,11 +163,14 @@ def main() -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                prior = load_prior(z, **OPTIONS.get(algo, {}))
+                try:
+                    prior = load_prior(z, **OPTIONS.get(algo, {}))
+                except TailorError as exc:
+                    if algo != "ars" or "Discrete" not in str(exc):
+                        raise
+                    prior = load_prior(z, **DISCRETE_ARS)
         except TailorError as exc:
-            rows.append(
-                (algo, env, type(None).__name__, "refused", str(exc).split(": ", 1)[-1][:90])
-            )
+            rows.append((algo, env, "-", "refused", str(exc).split(": ", 1)[-1][:90]))
             continue
         try:
             with warnings.catch_warnings():

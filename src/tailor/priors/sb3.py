@@ -23,6 +23,10 @@ Supported (``MlpPolicy`` on flat ``Box`` observations):
 - TD3 / DDPG: deterministic; with ``std`` -> :class:`tailor.priors.PolicyPrior`, the Gaussian
   ``N(actor(s), std^2)`` whose actor squashes its mean into the action bounds (customizable
   with PPO).
+- ARS (sb3-contrib; ``ARSLinearPolicy``, ``ARSPolicy``): deterministic; on ``Box`` actions with
+  ``std`` as TD3 (the mean squashed into the bounds when the policy squashes, else SB3's clip
+  left to the environment), on ``Discrete`` actions with ``temperature``: ``softmax(logits /
+  temperature)`` (:class:`~tailor.priors.policies.BoltzmannQPrior`).
 - DQN: with ``temperature`` -> :class:`~tailor.priors.policies.BoltzmannQPrior`.
 
 Observation normalization: an SB3 ``VecNormalize`` pickle (``normalizer=PATH``, else
@@ -92,6 +96,9 @@ _POLICIES: dict[tuple[str, str], tuple[str, str]] = {
     # another name, acting by softmax(Q) (temperature 1) -- their released "_Pretrained" priors.
     ("stable_baselines3.dqn_ME.policies_ME", "DQNPolicy"): ("dqn", "relu"),
     ("sb3_contrib.qrdqn.policies", "QRDQNPolicy"): ("qrdqn", "relu"),
+    # ARS: deterministic; the linear policy is the RL Zoo's for every MuJoCo robot.
+    ("sb3_contrib.ars.policies", "ARSPolicy"): ("ars", "relu"),
+    ("sb3_contrib.ars.policies", "ARSLinearPolicy"): ("ars", "relu"),
 }
 # The policy classes whose Boltzmann temperature is part of the algorithm (no flag needed).
 _KNOWN_TEMPERATURE = {
@@ -102,7 +109,8 @@ _KNOWN_TEMPERATURE = {
 }
 SUPPORTED = (
     "MlpPolicy of PPO/A2C/TRPO (Box or Discrete actions, gSDE), SAC and TQC (gSDE too), "
-    "TD3/DDPG (with std), DQN and QR-DQN (with temperature), on Box observations (flattened)"
+    "TD3/DDPG and ARS (with std; ARS on Discrete actions with temperature), DQN and QR-DQN "
+    "(with temperature), on Box observations (flattened)"
 )
 
 
@@ -163,6 +171,8 @@ def _algorithm(kind: str, module: str, data: dict[str, Any]) -> str:
         return "DDPG" if ddpg else "TD3"
     if kind == "qrdqn":
         return "QR-DQN"
+    if kind == "ars":
+        return "ARS"
     return "DQN_ME" if module.endswith("dqn_ME.policies_ME") else "DQN"
 
 
@@ -331,12 +341,19 @@ def load_sb3(
             or ``temperature``, unreadable files.
     """
     m = _read_model(Path(path), normalizer, activation)
-    if m.kind != "td3" and std is not None:
+    discrete = m.act_space["kind"] == "discrete"
+    if std is not None and not (m.kind == "td3" or (m.kind == "ars" and not discrete)):
         raise TailorError(
-            f"{m.src}: std= is for deterministic (TD3/DDPG) priors, not {m.algorithm}"
+            f"{m.src}: std= is for deterministic (TD3/DDPG, ARS on Box actions) priors, not "
+            f"{m.algorithm}" + (" on Discrete actions (pass temperature=)" if discrete else "")
         )
-    if m.kind not in ("dqn", "qrdqn") and temperature is not None:
-        raise TailorError(f"{m.src}: temperature= is for Q-network (DQN) priors, not {m.algorithm}")
+    if temperature is not None and not (
+        m.kind in ("dqn", "qrdqn") or (m.kind == "ars" and discrete)
+    ):
+        raise TailorError(
+            f"{m.src}: temperature= is for Q-network (DQN) and Discrete-action ARS priors, not "
+            f"{m.algorithm}" + (" on Box actions (pass std=)" if m.kind == "ars" else "")
+        )
     prior = _prior(m, std, temperature)
     _check_actions(m, prior.act_dim)
     return prior
@@ -348,6 +365,8 @@ def _prior(m: _Model, std: float | Sequence[float] | None, temperature: float | 
         return _actor_critic_prior(m)
     if m.kind in ("dqn", "qrdqn"):
         return _dqn_prior(m, temperature)
+    if m.kind == "ars":
+        return _ars_prior(m, std, temperature)
     if m.act_space["kind"] != "box":
         raise TailorError(f"{m.src}: {m.algorithm} needs Box actions, found {m.act_space['kind']}")
     low, high = _box_bounds(m.act_space, m.src, need_finite=True)
@@ -396,8 +415,6 @@ def _why(cls: str, module: str) -> str:
         return " (a CNN policy on images)"
     if cls.startswith(("MultiInput",)):
         return " (a MultiInput policy on Dict observations, e.g. HER goals)"
-    if ".ars." in module:
-        return " (ARS: a deterministic policy without a distribution)"
     return ""
 
 
@@ -617,11 +634,7 @@ def _td3_prior(
             "log-probability; pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) "
             "as the prior"
         )
-    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
-    if std_t.numel() == 1:
-        std_t = std_t.expand(act_dim).clone()
-    if std_t.shape != (act_dim,) or not (torch.isfinite(std_t).all() and (std_t > 0).all()):
-        raise TailorError(f"std must be > 0, one number or {act_dim} (one per action), got {std}")
+    std_t = _std_vector(std, act_dim)
     meta["architecture"] = {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": m.act_fn}
     meta["distribution"] = {
         "kind": "gaussian around the deterministic action",
@@ -630,6 +643,96 @@ def _td3_prior(
     }
     log_std = torch.log(std_t)
     return gaussian_prior(layers, log_std, m.act_fn, m.obs_norm, meta, src, bounds=(low, high))
+
+
+def _ars_prior(m: _Model, std: float | Sequence[float] | None, temperature: float | None) -> Any:
+    """ARS (sb3-contrib): ``action_net`` maps the (normalized) observation to the action (Box:
+    through a final ``Tanh`` when the policy squashes, and SB3's ``predict`` then rescales it
+    into the bounds; unsquashed, ``predict`` clips) or to logits (Discrete: ``argmax``). As a
+    prior: ``N(action, std^2)`` (Box) or ``softmax(logits / temperature)`` (Discrete)."""
+    src, meta, kwargs = m.src, m.meta, m.data.get("policy_kwargs") or {}
+    layers = _ars_layers(m.state, src)
+    hidden = [w.shape[0] for w, _ in layers[:-1]]
+    _check_net_arch(m.data, "pi", hidden, src)
+    _check_in(layers, m.obs_dim, src)
+    linear_class = m.meta["source"]["policy_class"].endswith("ARSLinearPolicy")
+    squash = kwargs.get("squash_output", not linear_class) if isinstance(kwargs, dict) else True
+    if hidden and not squash and m.act_space["kind"] == "box":
+        # sb3-contrib < 1.7 put the Tanh in every ARSPolicy network on Box actions whatever
+        # squash_output said; later versions leave it out: the file does not say which.
+        raise TailorError(
+            f"{src}: an ARS MlpPolicy saved with squash_output=False: whether its network ends "
+            "in a Tanh depends on the sb3-contrib version that saved it, which the file does not "
+            "record; re-save it with squash_output=True"
+        )
+    meta["architecture"] = {"hidden": hidden, "activation": m.act_fn, "squash_output": squash}
+    if m.act_space["kind"] == "discrete":
+        if temperature is None:
+            raise TailorError(
+                f"{src} is an SB3 ARS policy on Discrete actions (argmax of its logits); pass "
+                "temperature=TAU (--prior-temperature TAU) to use softmax(logits / TAU) as the "
+                "prior"
+            )
+        n, tau = m.act_space["n"], float(temperature)
+        meta["distribution"] = {"kind": "boltzmann over ARS's logits", "temperature": tau, "n": n}
+        meta["temperature"] = {"value": tau, "source": "temperature given"}
+        net = mlp_from_layers(layers, m.act_fn)
+        return BoltzmannQPrior(net, tau, m.obs_norm, meta)
+    if m.act_space["kind"] != "box":
+        raise TailorError(f"{src}: ARS with {m.act_space['kind']} actions is not supported")
+    low, high = _box_bounds(m.act_space, src, need_finite=squash)
+    meta.update(action_low=as_floats(low), action_high=as_floats(high))
+    if std is None:
+        raise TailorError(
+            f"{src} is an SB3 ARS policy, which is deterministic and has no log-probability; "
+            "pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) as the prior"
+        )
+    std_t = _std_vector(std, layers[-1][0].shape[0])
+    meta["distribution"] = {
+        "kind": "gaussian around the deterministic action"
+        + ("" if squash else " (unsquashed: SB3 clips it to the bounds, as the environment does)"),
+        "std_min": float(std_t.min()),
+        "std_max": float(std_t.max()),
+    }
+    bounds = (low, high) if squash else None
+    return gaussian_prior(layers, torch.log(std_t), m.act_fn, m.obs_norm, meta, src, bounds)
+
+
+def _ars_layers(state: dict[str, torch.Tensor], src: str) -> Layers:
+    """ARS's ``action_net``: one ``Linear`` (``action_net.weight``: sb3-contrib < 1.7's
+    ``ARSLinearPolicy``) or a ``Sequential`` (``action_net.0``, ``.2``, ...); ``with_bias=False``
+    saves no biases (zeros here)."""
+    if "action_net.weight" in state:
+        names = ["action_net"]
+    else:
+        found = {k.split(".")[1] for k in state if re.fullmatch(r"action_net\.\d{1,8}\.weight", k)}
+        names = [f"action_net.{i}" for i in sorted(found, key=int)]
+    if not names:
+        raise TailorError(f"{src}: an ARS policy.pth without action_net weights")
+    layers: Layers = []
+    for name in names:
+        w = weight(state, f"{name}.weight", src)
+        if w.ndim != 2 or not (0 < w.shape[0] <= MAX_DIM and 0 < w.shape[1] <= MAX_DIM):
+            raise TailorError(f"{src}: {name} is not a Linear layer (weight {list(w.shape)})")
+        has_bias = f"{name}.bias" in state
+        b = (
+            weight(state, f"{name}.bias", src, (w.shape[0],))
+            if has_bias
+            else torch.zeros(w.shape[0])
+        )
+        layers.append((w, b))
+    check_chain(layers, src)
+    return layers
+
+
+def _std_vector(std: float | Sequence[float], act_dim: int) -> torch.Tensor:
+    """``std`` as ``[A]`` (one number broadcast), each > 0 and finite."""
+    std_t = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+    if std_t.numel() == 1:
+        std_t = std_t.expand(act_dim).clone()
+    if std_t.shape != (act_dim,) or not (torch.isfinite(std_t).all() and (std_t > 0).all()):
+        raise TailorError(f"std must be > 0, one number or {act_dim} (one per action), got {std}")
+    return std_t
 
 
 def _sac_temperature(path: Path, data: dict[str, Any], src: str) -> dict[str, Any] | None:
