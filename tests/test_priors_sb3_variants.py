@@ -265,3 +265,23 @@ def test_an_ars_prior_customizes_with_ppo(tmp_path: Path) -> None:
     obs = _obs(2, seed=4)
     predicted, _ = model.predict(obs.numpy(), deterministic=True)
     torch.testing.assert_close(actor(norm(obs))[0].clamp(-1, 1), torch.from_numpy(predicted))
+
+
+def test_a_deterministic_prior_evaluates_and_inspects_without_a_std(tmp_path: Path, capsys) -> None:
+    """Its own action does not depend on the std a prior would need: deterministic evaluation
+    takes the file as it is, with the same numbers as with any std; --stochastic asks for it."""
+    from tailor.cli import main
+
+    _, path = _ars(tmp_path, "MountainCarContinuous-v0", "LinearPolicy")
+    base = ["evaluate", "--policy", str(path), "--task", "mountaincar-noleft", "--episodes", "2"]
+    assert main([*base, "--json", str(tmp_path / "a.json")]) == 0
+    assert main([*base, "--json", str(tmp_path / "b.json"), "--prior-std", "0.7"]) == 0
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert a["basic"] == b["basic"] and a["addon"] == b["addon"]
+    capsys.readouterr()
+    assert main([*base, "--stochastic"]) == 2
+    assert "--prior-std SIGMA" in capsys.readouterr().err
+    assert main(["inspect", str(path)]) == 0  # described, saying what it needs to be a prior
+    said = capsys.readouterr().out
+    assert "deterministic: a prior only with --prior-std" in said
+    assert "--algo ppo (with --prior-std)" in said

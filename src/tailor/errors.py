@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 
-__all__ = ["TailorError", "describe_os_error"]
+__all__ = ["DeterministicPolicyError", "TailorError", "describe_os_error"]
 
 
 class TailorError(ValueError):
@@ -13,6 +13,21 @@ class TailorError(ValueError):
     The message must say what is wrong and, where possible, what would be right. The command line
     prints it as ``error: <message>`` and exits with code 2, never with a traceback.
     """
+
+
+class DeterministicPolicyError(TailorError):
+    """A deterministic policy (SB3 TD3/DDPG/ARS, a DQN's argmax, a deploy export) read as a prior
+    without the number that makes it a distribution.
+
+    Attributes:
+        option: the :func:`tailor.priors.load_prior` option that is missing, ``"std"`` (Box
+            actions) or ``"temperature"`` (Discrete); a deterministic evaluation does not need
+            it (the action is the mean / the argmax whatever its value).
+    """
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 # What to do about the OS errors a user can fix; the rest get the system's message alone.

@@ -92,6 +92,11 @@ class PPOConfig:
             which only the fresh critic is trained and the actor is left bit-identical (0.05, the
             paper). Ignored when training from scratch.
         checkpoint_every: write a checkpoint every this many iterations (and at the end).
+        select_episodes: customization only: after the run, evaluate the prior and every kept
+            checkpoint on this many deterministic episodes and make the run's policy the one
+            with the highest median add-on return among those with at least the prior's
+            successful episodes (:mod:`tailor.experiments.selection`); 0 (default) keeps the last
+            iterate. Set by the rule for priors whose temperature is unknown.
         episode_window: episode returns in the metrics are averaged over the last
             ``max(episode_window, num_envs)`` finished episodes (so that envs that end together
             are counted together).
@@ -134,6 +139,7 @@ class PPOConfig:
     std_type: str = "global"
     critic_warmup_fraction: float = 0.05
     checkpoint_every: int = 50
+    select_episodes: int = 0
     episode_window: int = 10
     seed: int = 0
     torch_threads: int | None = 1
@@ -189,6 +195,14 @@ class PPOConfig:
             raise TailorError(
                 f"PPOConfig.activation must be one of {', '.join(ACTIVATIONS)}, "
                 f"got {self.activation!r}"
+            )
+        if (
+            not isinstance(self.select_episodes, int)
+            or isinstance(self.select_episodes, bool)
+            or (self.select_episodes < 0)
+        ):
+            raise TailorError(
+                f"PPOConfig.select_episodes must be an integer >= 0, got {self.select_episodes!r}"
             )
         if self.lr_min > self.lr_max:
             raise TailorError(f"PPOConfig.lr_min={self.lr_min} exceeds lr_max={self.lr_max}")

@@ -149,6 +149,7 @@ def _fmt_list(xs: Any, n: int = 6) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tailor.cli.rl import prior_options
     from tailor.envs import load_tasks_file
+    from tailor.errors import DeterministicPolicyError
     from tailor.output import write_json
     from tailor.priors import load_prior
 
@@ -156,8 +157,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         check_output_arg(args, args.json)  # not the prior itself, nor an existing file
     if args.tasks_file:
         load_tasks_file(args.tasks_file)
-    prior = load_prior(args.prior, **prior_options(args))
+    options = prior_options(args)
+    missing = None
+    try:
+        prior = load_prior(args.prior, **options)
+    except DeterministicPolicyError as exc:  # still worth describing: say what it needs
+        missing = exc.option
+        prior = load_prior(args.prior, **{**options, missing: 1.0})
     info = describe(prior)
+    if missing is not None:
+        flag = f"--prior-{missing}"
+        info["needs"] = f"{flag}: a deterministic policy, a prior only with a {missing}"
     if args.task:
         info["task_check"] = _task_check(prior, args.task)
     arch, dist, norm = info["architecture"], info["distribution"], info["normalizer"]
@@ -172,6 +182,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         line += f", std in [{dist['std_min']:.4g}, {dist['std_max']:.4g}]"
     if "temperature" in dist:
         line += f", temperature {dist['temperature']:g}"
+    if missing is not None:
+        line = f"deterministic: a prior only with --prior-{missing} (its action is the mean)"
     print(f"  distribution  {line}")
     desc = norm.get("kind", "none")
     if norm.get("formula"):
@@ -184,7 +196,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  action bounds {low} .. {high}")
     print(f"  PPO prior     {'yes' if info['customizable_with_ppo'] else 'no'}")
     algos = info["customize_with"]
-    print(f"  customize     {', '.join('--algo ' + a for a in algos) if algos else 'no'}")
+    given = f" (with --prior-{missing})" if missing is not None and algos else ""
+    print(f"  customize     {', '.join('--algo ' + a for a in algos) if algos else 'no'}{given}")
     if info["temperature"] is not None:
         t = info["temperature"]
         print(f"  temperature   {t['value']:g} ({t['source']})")

@@ -356,12 +356,11 @@ def _config_settings(args: argparse.Namespace, base: dict[str, Any]) -> dict[str
     return {**base, **config_flags(args.algo, argv, seeded, prog=prog)}
 
 
-def _ppo_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """PPOConfig fields from the flags (then ``--set KEY=VALUE`` on top)."""
-    out: dict[str, Any] = {
-        "std_type": getattr(args, "std_type", "global"),
-        "checkpoint_every": args.checkpoint_every,
-    }
+def _ppo_settings(args: argparse.Namespace, given: set[str]) -> dict[str, Any]:
+    """PPOConfig fields from the flags (``given``: the defaulted flags the user typed)."""
+    out: dict[str, Any] = {"std_type": getattr(args, "std_type", "global")}
+    if "checkpoint_every" in given:  # left out, a rule may choose it (else PPOConfig's 50)
+        out["checkpoint_every"] = args.checkpoint_every
     if args.num_envs is not None:
         out["num_envs"] = args.num_envs
     if getattr(args, "warmup_fraction", None) is not None:
@@ -480,7 +479,7 @@ def _start(args: argparse.Namespace, customization: bool) -> int:
         raise TailorError("--task is required (see `tailor tasks`)")
     if args.steps is None:
         args.steps = default_steps(args.command, args.algo)
-    settings = _config_settings(args, _ppo_settings(args) if ppo else _settings(args.set))
+    settings = _config_settings(args, _ppo_settings(args, given) if ppo else _settings(args.set))
     for field, flag in (("total_steps", "--steps"), ("seed", "--seed")):
         if field in settings:
             raise TailorError(f"set {field} with {flag}")

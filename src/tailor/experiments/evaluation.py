@@ -21,7 +21,7 @@ from tailor.algos import mcts
 from tailor.algos.ppo import read_run
 from tailor.checkpoint import POLICY_FILE
 from tailor.envs import Task, get_task
-from tailor.errors import TailorError
+from tailor.errors import DeterministicPolicyError, TailorError
 from tailor.evaluate import evaluate as evaluate_gaussian
 from tailor.evaluate import evaluate_stepwise
 from tailor.experiments.configs import check_run_arguments
@@ -243,6 +243,18 @@ def _evaluate_discrete_prior(
                              algo="prior")  # fmt: skip
 
 
+def _load_for_evaluation(policy: str | Path, options: dict[str, Any], deterministic: bool) -> Any:
+    """``load_prior`` (a clear error for anything unreadable); a deterministic policy (TD3, ARS,
+    a DQN, a deploy export) evaluated deterministically needs no std or temperature: its mean or
+    argmax does not depend on it, so a placeholder 1.0 stands in."""
+    try:
+        return load_prior(policy, **options)
+    except DeterministicPolicyError as exc:
+        if not deterministic:
+            raise TailorError(f"{exc} (--stochastic samples from that distribution)") from None
+        return load_prior(policy, **{**options, exc.option: 1.0})
+
+
 def evaluate(
     policy: str | Path,
     task: Task | str | None = None,
@@ -271,7 +283,7 @@ def evaluate(
     kind = policy_kind(policy)
     if kind in (None, "ppo"):
         options = {k: v for k, v in (prior_options or {}).items() if v is not None}
-        prior = load_prior(policy, **options)  # a clear error for anything unreadable
+        prior = _load_for_evaluation(policy, options, deterministic)
         name = task if task is not None else prior.meta.get("task")
         if not name:
             raise TailorError("--task is required (the policy does not name its task)")

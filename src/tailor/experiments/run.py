@@ -74,6 +74,7 @@ from tailor.experiments.evaluation import (
 from tailor.experiments.lm_runs import lm_customize, lm_method
 from tailor.experiments.prior_adapters import describe_import, read_prior
 from tailor.experiments.runners import RUNNERS, RunRequest, log_ppo
+from tailor.experiments.selection import select_iterate
 from tailor.methods import CUSTOMIZATION_METHODS, TRAINING_METHODS, check_coefficient_table, resolve
 from tailor.policyfile import RQL_FORMAT, is_rql_policy, policy_kind
 from tailor.policyfile import RQL_KINDS as ALGOS
@@ -252,8 +253,9 @@ def customize(
     ):
         layers.insert(0, unknown_temperature.coefficient_layer(method))
         chosen, line = unknown_temperature.step_settings(loaded.policy, config)
-        config = {**config, **chosen}
-        notes.append(line)
+        kept, kept_line = unknown_temperature.selection_settings(config)
+        config = {**config, **chosen, **kept}
+        notes += [line, kept_line]
     m = resolve(method, layers, where=where, flags=True, **given)
     if opts.log is not None:
         for line in notes:
@@ -320,5 +322,7 @@ def resume(
     # the claim also collects what a killed session left half-written.
     with claim_run_dir(run_dir, "ppo", resume=True):
         result = train_ppo(task, method, config, run_dir, resume=True, progress=progress)
-    log_ppo(log, method, task, result, run_dir)
+        log_ppo(log, method, task, result, run_dir)
+        if config.select_episodes and method.customization:
+            select_iterate(run_dir, task, config.select_episodes, log)
     return run_dir, info

@@ -27,6 +27,7 @@ from tailor.envs import Task
 from tailor.errors import TailorError
 from tailor.experiments.configs import make_config
 from tailor.experiments.prior_adapters import LoadedPrior, q_prior, sac_prior
+from tailor.experiments.selection import select_iterate
 from tailor.methods import Method
 from tailor.policyfile import rql_meta, rql_policy_tensors
 from tailor.priors import PolicyPrior, load_prior
@@ -130,7 +131,9 @@ def _run_ppo(r: RunRequest) -> Path:
         )
     with _claim(r, "ppo"):
         result = train_ppo(r.task, r.method, cfg, r.out, prior=prior, progress=r.progress)
-    log_ppo(r.log, r.method, r.task, result, r.out)
+        log_ppo(r.log, r.method, r.task, result, r.out)
+        if cfg.select_episodes and r.method.customization:
+            select_iterate(r.out, r.task, cfg.select_episodes, r.log)
     return r.out
 
 

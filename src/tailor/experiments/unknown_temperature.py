@@ -16,6 +16,12 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   prior's action std against the std the defaults are tuned for (:data:`REFERENCE_STD`,
   ``PPOConfig.init_std``), and an update stops early once its KL passes ``1.5 * desired_kl``
   (``target_kl``); the critic warm-up is kept;
+- **the iterate kept** (:mod:`tailor.experiments.selection`): a checkpoint every
+  :data:`SELECT_EVERY` iterations, and after the run the prior and each checkpoint's policy on
+  :data:`SELECT_EPISODES` deterministic episodes: the run's policy is the one with the highest
+  median add-on return among those that lose none of the prior's successful episodes. Measured
+  on the zoo's PPO Hopper: the last iterate fell in 2 of 10 episodes on one seed in five, after
+  iterates that gained add-on return without a fall (``results/import.md`` section 4);
 - **the KL term in the loss** (``kl_estimator="exact-loss"``, both PPO loops): ``alpha_hat
   KL(pi_theta(.|s) || pi_prior(.|s))`` in closed form for the two Gaussians instead of its
   one-sample estimate ``alpha_hat (log pi_theta - log pi_prior)`` in the reward. Measured on the
@@ -49,9 +55,12 @@ __all__ = [
     "KL_HORIZON",
     "KL_PER_ACTION_DIM",
     "REFERENCE_STD",
+    "SELECT_EPISODES",
+    "SELECT_EVERY",
     "TensorCustomization",
     "applies",
     "coefficient_layer",
+    "selection_settings",
     "step_settings",
     "tensor_customization",
 ]
@@ -61,6 +70,8 @@ REFERENCE_STD = PPOConfig.init_std  # the std the default learning rate is tuned
 # The controller's horizon: one default batch (64 x 64 steps), so the weight can move by up to
 # 20% per iteration and reaches the KL target within the first quarter of a 200k-step run.
 KL_HORIZON = 4096
+SELECT_EVERY = 8  # iterations between checkpoints: 6 candidates (and the prior) in 200k steps
+SELECT_EPISODES = 10
 _RULE = "prior temperature unknown"
 
 
@@ -108,6 +119,21 @@ def step_settings(prior: PolicyPrior, config: Mapping[str, Any]) -> tuple[dict[s
         f"{_RULE}: KL to the prior held at {KL_PER_ACTION_DIM:g} nats/step per action dimension, "
         f"step scaled by the prior's std {std:.3g} (against {REFERENCE_STD:g}): "
         + (", ".join(words) if words else "all set by you")
+    )
+    return chosen, line
+
+
+def selection_settings(config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(PPOConfig fields, the line that says them)`` of the rule's choice of the iterate to
+    keep (:mod:`tailor.experiments.selection`; the numpy PPO loop's runs); fields already in
+    ``config`` (the user's) are left out."""
+    rule = {"select_episodes": SELECT_EPISODES, "checkpoint_every": SELECT_EVERY}
+    chosen = {k: v for k, v in rule.items() if k not in config}
+    words = ", ".join(f"{k}={v}" for k, v in chosen.items()) or "all set by you"
+    line = (
+        f"{_RULE}: after the run, the policy kept is the prior or a checkpoint with the highest "
+        f"median add-on return on deterministic episodes and no fewer successes than the "
+        f"prior: {words}"
     )
     return chosen, line
 

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tailor.errors import TailorError
+from tailor.errors import DeterministicPolicyError, TailorError
 from tailor.nets import EmpiricalNormalization
 from tailor.priors.base import (
     TORCH_ACTIVATIONS,
@@ -514,9 +514,10 @@ def _dqn_prior(m: _Model, temperature: float | None) -> BoltzmannQPrior:
     if temperature is None and known is not None:
         temperature, source = known
     if temperature is None:
-        raise TailorError(
+        raise DeterministicPolicyError(
             f"{src} is an SB3 {m.algorithm} (a Q-network); pass temperature=TAU "
-            "(--prior-temperature TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior"
+            "(--prior-temperature TAU) to use the Boltzmann policy softmax(Q / TAU) as the prior",
+            "temperature",
         )
     if m.kind == "qrdqn":
         layers = _quantile_mean(m, layers_from_state(m.state, "quantile_net.quantile_net.", src))
@@ -629,10 +630,11 @@ def _td3_prior(
     _check_in(layers, m.obs_dim, src)
     act_dim = layers[-1][0].shape[0]
     if std is None:
-        raise TailorError(
+        raise DeterministicPolicyError(
             f"{src} is an SB3 {m.algorithm} policy, which is deterministic and has no "
             "log-probability; pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) "
-            "as the prior"
+            "as the prior",
+            "std",
         )
     std_t = _std_vector(std, act_dim)
     meta["architecture"] = {"hidden": [w.shape[0] for w, _ in layers[:-1]], "activation": m.act_fn}
@@ -668,10 +670,11 @@ def _ars_prior(m: _Model, std: float | Sequence[float] | None, temperature: floa
     meta["architecture"] = {"hidden": hidden, "activation": m.act_fn, "squash_output": squash}
     if m.act_space["kind"] == "discrete":
         if temperature is None:
-            raise TailorError(
+            raise DeterministicPolicyError(
                 f"{src} is an SB3 ARS policy on Discrete actions (argmax of its logits); pass "
                 "temperature=TAU (--prior-temperature TAU) to use softmax(logits / TAU) as the "
-                "prior"
+                "prior",
+                "temperature",
             )
         n, tau = m.act_space["n"], float(temperature)
         meta["distribution"] = {"kind": "boltzmann over ARS's logits", "temperature": tau, "n": n}
@@ -683,9 +686,10 @@ def _ars_prior(m: _Model, std: float | Sequence[float] | None, temperature: floa
     low, high = _box_bounds(m.act_space, src, need_finite=squash)
     meta.update(action_low=as_floats(low), action_high=as_floats(high))
     if std is None:
-        raise TailorError(
+        raise DeterministicPolicyError(
             f"{src} is an SB3 ARS policy, which is deterministic and has no log-probability; "
-            "pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) as the prior"
+            "pass std=SIGMA (--prior-std SIGMA) to use N(its action, SIGMA^2) as the prior",
+            "std",
         )
     std_t = _std_vector(std, layers[-1][0].shape[0])
     meta["distribution"] = {

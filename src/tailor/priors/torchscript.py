@@ -45,7 +45,7 @@ from typing import Any
 
 import torch
 
-from tailor.errors import TailorError
+from tailor.errors import DeterministicPolicyError, TailorError
 from tailor.priors.base import (
     TORCH_ACTIVATIONS,
     check_activation,
@@ -603,10 +603,11 @@ def _stored_std(root: ScriptModule) -> tuple[str, torch.Tensor] | None:
 def _given_log_std(std: float | Sequence[float] | None, act_dim: int, src: str) -> torch.Tensor:
     """``log std`` ``[act_dim]`` (float32) of the given std: one positive number, or one each."""
     if std is None:
-        raise TailorError(
+        raise DeterministicPolicyError(
             f"{src} is a TorchScript deploy export (a deterministic policy: {act_dim} actions, "
             "no std stored); pass the standard deviation of the Gaussian around its action: "
-            "--prior-std SIGMA (std=SIGMA)"
+            "--prior-std SIGMA (std=SIGMA)",
+            "std",
         )
     try:  # one std for all actions, or one per action
         stds = torch.as_tensor(std, dtype=torch.float64).reshape(-1).broadcast_to((act_dim,))
