@@ -92,11 +92,11 @@ class PPOConfig:
             which only the fresh critic is trained and the actor is left bit-identical (0.05, the
             paper). Ignored when training from scratch.
         checkpoint_every: write a checkpoint every this many iterations (and at the end).
-        select_episodes: customization only: after the run, evaluate the prior and every kept
-            checkpoint on this many deterministic episodes and make the run's policy the one
-            with the highest median add-on return among those with at least the prior's
-            successful episodes (:mod:`tailor.experiments.selection`); 0 (default) keeps the last
-            iterate. Set by the rule for priors whose temperature is unknown.
+        select_episodes: customization only: after the run, evaluate the prior and the last
+            iterate on this many deterministic episodes; if the last fails more of them than
+            the prior (the task's success rule), the run's policy becomes the latest checkpoint
+            that does not, or the prior (:mod:`tailor.experiments.selection`); 0 (default) keeps
+            the last iterate unchecked. Set by the rule for priors whose temperature is unknown.
         episode_window: episode returns in the metrics are averaged over the last
             ``max(episode_window, num_envs)`` finished episodes (so that envs that end together
             are counted together).

@@ -17,11 +17,12 @@ priors) means nothing for them. Measured on the RL Zoo's PPO HalfCheetah and Hop
   ``PPOConfig.init_std``), and an update stops early once its KL passes ``1.5 * desired_kl``
   (``target_kl``); the critic warm-up is kept;
 - **the iterate kept** (:mod:`tailor.experiments.selection`): a checkpoint every
-  :data:`SELECT_EVERY` iterations, and after the run the prior and each checkpoint's policy on
-  :data:`SELECT_EPISODES` deterministic episodes: the run's policy is the one with the highest
-  median add-on return among those that lose none of the prior's successful episodes. Measured
-  on the zoo's PPO Hopper: the last iterate fell in 2 of 10 episodes on one seed in five, after
-  iterates that gained add-on return without a fall (``results/import.md`` section 4);
+  :data:`SELECT_EVERY` iterations, and after the run the prior and the last iterate on
+  :data:`SELECT_EPISODES` deterministic episodes: the last iterate is kept unless it fails (the
+  task's success rule: falls, misses the goal) more of them than the prior; then the latest
+  checkpoint that does not, or the prior. Measured on the zoo's PPO Hopper: the last iterate fell
+  in 2 of 10 episodes on one seed in five, after iterates that kept the skill
+  (``results/import.md`` section 4);
 - **the KL term in the loss** (``kl_estimator="exact-loss"``, both PPO loops): ``alpha_hat
   KL(pi_theta(.|s) || pi_prior(.|s))`` in closed form for the two Gaussians instead of its
   one-sample estimate ``alpha_hat (log pi_theta - log pi_prior)`` in the reward. Measured on the
@@ -131,9 +132,8 @@ def selection_settings(config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     chosen = {k: v for k, v in rule.items() if k not in config}
     words = ", ".join(f"{k}={v}" for k, v in chosen.items()) or "all set by you"
     line = (
-        f"{_RULE}: after the run, the policy kept is the prior or a checkpoint with the highest "
-        f"median add-on return on deterministic episodes and no fewer successes than the "
-        f"prior: {words}"
+        f"{_RULE}: after the run, the last iterate is kept unless it fails more deterministic "
+        f"episodes than the prior (then the latest checkpoint that does not): {words}"
     )
     return chosen, line
 
