@@ -8,7 +8,8 @@ for d in */HalfCheetah-v3_1 */Hopper-v3_1 */Ant-v3_1 */MountainCarContinuous-v0_
   env=$(basename $d _1); algo=$(dirname $d); zip=$d/$env.zip
   [ -f "$zip" ] || { echo "$d: no zip (LFS)"; continue; }
   extra=""
-  case $algo in dqn|qrdqn) extra="--prior-temperature 0.1";; ddpg|td3) extra="--prior-std 0.1";; esac
+  case $algo in dqn|qrdqn) extra="--prior-temperature 0.1";; ddpg|td3) extra="--prior-std 0.1";;
+    ars) extra="--prior-std 0.1"; [ $env = CartPole-v1 ] && extra="--prior-temperature 0.1";; esac
   out=/tmp/scan-cust/$algo-$env; rm -rf $out
   timeout 300 $T customize --task ${TASK[$env]} --prior $zip $extra --steps 4096 --out $out --no-progress > /tmp/scan-cust-$algo-$env.log 2>&1
   rc=$?
