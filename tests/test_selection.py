@@ -100,6 +100,13 @@ def test_a_resumed_run_selects_as_the_uninterrupted_one(tmp_path: Path) -> None:
     assert a["selection"] == b["selection"] and a["trained_steps"] == b["trained_steps"] == 1024
     got, want = load_file(half / "policy.safetensors"), load_file(whole / "policy.safetensors")
     assert all(torch.equal(got[k], want[k]) for k in want)
+    # a kept policy from before the last checkpoint (a resume killed before its selection) is
+    # stale: the run directory then reads as its latest checkpoint
+    from tailor.policyfile import load_policy, resolve_policy_path, save_policy
+
+    actor, norm, meta = load_policy(whole / "kept" / "policy.safetensors")
+    save_policy(whole / "kept", actor, norm, {**meta, "trained_steps": 512})
+    assert resolve_policy_path(whole) == whole / "checkpoints" / "step-1024" / "policy.safetensors"
 
 
 def test_a_last_iterate_that_fails_more_episodes_gives_way(tmp_path: Path, monkeypatch) -> None:
@@ -129,6 +136,14 @@ def test_a_last_iterate_that_fails_more_episodes_gives_way(tmp_path: Path, monke
     want = load_file(out / "checkpoints" / "step-512" / "policy.safetensors")
     assert all(torch.equal(got[k], want[k]) for k in want)
     assert not all(torch.equal(got[k], last[k]) for k in last)  # no longer the last iterate
+    # what every command given the run directory reads, and what it evaluates
+    from tailor.evaluate import evaluate
+    from tailor.policyfile import resolve_policy_path
+
+    assert resolve_policy_path(out) == out / "kept" / "policy.safetensors"
+    assert load_file(resolve_policy_path(out)).keys() == want.keys()
+    step512 = out / "checkpoints" / "step-512" / "policy.safetensors"
+    assert evaluate(out, "pointmass", 2)["addon"] == evaluate(step512, "pointmass", 2)["addon"]
     meta = json.loads((out / "policy.json").read_text())
     assert meta["steps"] == 512 and meta["trained_steps"] == 1024
     assert [c["step"] for c in meta["selection"]["candidates"]] == [0, 512, 768, 1024]

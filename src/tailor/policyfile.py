@@ -40,6 +40,7 @@ from tailor.checkpoint import (
     META_KEY,
     POLICY_FILE,
     POLICY_JSON,
+    load_meta,
     load_tensors,
     save_tensors,
     write_json,
@@ -53,6 +54,7 @@ from tailor.paths import check_input_path
 from tailor.rundir import latest_checkpoint
 
 __all__ = [
+    "KEPT_DIR",
     "POLICY_FILE",
     "POLICY_FORMAT",
     "RQL_FORMAT",
@@ -74,6 +76,7 @@ __all__ = [
 ]
 
 POLICY_FORMAT = "tailor-policy"
+KEPT_DIR = "kept"  # a customization's kept iterate, when not the last (experiments.selection)
 RQL_FORMAT = "tailor-rql-policy"
 RQL_KINDS = ("dqn", "sac", "mcts")  # the kinds written in RQL_FORMAT
 
@@ -97,7 +100,7 @@ def resolve_policy_path(path: str | Path) -> Path:
         # copy may lag one checkpoint behind if a run was killed while refreshing it.
         ckpt = latest_checkpoint(path)
         if ckpt is not None and POLICY_FILE in ckpt.files:
-            return ckpt.files[POLICY_FILE]
+            return _kept_policy(path, ckpt.step) or ckpt.files[POLICY_FILE]
         candidate = path / POLICY_FILE
         if not candidate.is_file():
             raise TailorError(
@@ -111,6 +114,20 @@ def resolve_policy_path(path: str | Path) -> Path:
             f"{POLICY_FILE} file)"
         )
     return path
+
+
+def _kept_policy(run_dir: Path, step: int | None) -> Path | None:
+    """``run_dir/kept/policy.safetensors`` when a customization's selection
+    (:mod:`tailor.experiments.selection`) kept it after training up to ``step`` (the latest
+    checkpoint's); a selection from before a resume (other trained steps) is stale: ``None``."""
+    file = run_dir / KEPT_DIR / POLICY_FILE
+    if step is None or not file.is_file():
+        return None
+    try:
+        trained = load_meta(file, POLICY_FORMAT).get("trained_steps")
+    except TailorError:
+        return None
+    return file if trained == step else None
 
 
 def policy_kind(path: str | Path) -> str | None:

@@ -22,9 +22,11 @@ median add-on return kept 59-97% of HalfCheetah's basic return over 5 seeds (2 b
 rule 95-100%; on Hopper both keep it, the add-on maximum with larger gains. On a task whose
 episodes always succeed (no termination) the rule keeps the last iterate, as without it.
 
-The run's ``policy.safetensors`` (+ ``policy.json``) becomes the kept policy, its metadata saying
-which step and what was evaluated (``selection``); the checkpoints keep every iterate, so
-``--resume`` continues from the last one and checks again at its end. Set by the rule for priors
+The kept policy is written to ``<run>/kept/`` and as the run's top-level ``policy.safetensors``
+(+ ``policy.json``), its metadata saying which step and what was evaluated (``selection``);
+every command given the run directory reads it (:func:`tailor.policyfile.resolve_policy_path`).
+The checkpoints keep every iterate, so ``--resume`` continues from the last one and checks again
+at its end. Set by the rule for priors
 whose temperature is unknown (:mod:`tailor.experiments.unknown_temperature`), with a checkpoint
 every few iterations; ``PPOConfig.select_episodes``, 0 to keep the last iterate unchecked.
 """
@@ -41,7 +43,7 @@ import numpy as np
 from tailor.envs import Task
 from tailor.evaluate import evaluate
 from tailor.experiments.evaluation import SELECTION_SEED_OFFSET
-from tailor.policyfile import POLICY_FILE, load_policy, save_policy
+from tailor.policyfile import KEPT_DIR, POLICY_FILE, load_policy, save_policy
 from tailor.priors import PolicyPrior
 from tailor.rundir import list_checkpoints
 
@@ -136,4 +138,9 @@ def _write(
         "chosen_step": chosen.step,
         "candidates": [c.to_json() for c in candidates],
     }
+    # kept/ is what a run directory resolves to (tailor.policyfile.resolve_policy_path) while
+    # its trained_steps are the latest checkpoint's; the top-level copy is for a reader of the
+    # file itself (the next checkpoint of a resume replaces it).
+    (run_dir / KEPT_DIR).mkdir(exist_ok=True)
+    save_policy(run_dir / KEPT_DIR, actor, obs_norm, meta)
     save_policy(run_dir, actor, obs_norm, meta)
