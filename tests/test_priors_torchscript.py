@@ -310,8 +310,11 @@ def test_cli_inspect_and_customize(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["inspect", str(path), "--prior-std", "0.2", "--task", "pointmass"]) == 0
     out = capsys.readouterr().out
     assert "torchscript" in out and "hidden [16, 8], tanh" in out
-    assert main(["inspect", str(path)]) == 2
-    assert "--prior-std SIGMA" in capsys.readouterr().err
+    assert main(["inspect", str(path)]) == 0  # described; what it needs to be a prior said
+    assert "deterministic: a prior only with --prior-std" in capsys.readouterr().out
+    bare = ["customize", "--task", "pointmass", "--prior", str(path), "--steps", "512"]
+    assert main([*bare, "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert "--prior-std SIGMA" in capsys.readouterr().err  # a prior needs it
     run = tmp_path / "run"
     args = ["customize", "--task", "pointmass", "--method", "residual", "--prior", str(path)]
     args += ["--prior-std", "0.3", "--steps", "2048", "--out", str(run), "--no-progress"]
