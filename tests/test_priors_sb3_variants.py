@@ -195,10 +195,6 @@ def test_ars_linear_prior_is_sb3s_action_with_the_given_std(tmp_path: Path) -> N
     """The RL Zoo's MuJoCo ARS agents: a linear policy without bias or squash (SB3 clips the
     action to the bounds); as a prior N(W s, std^2), the unclipped W s its mean."""
     model, path = _ars(tmp_path, "Pendulum-v1", "LinearPolicy")
-    with pytest.raises(TailorError, match=r"ARS policy, which is deterministic.*--prior-std"):
-        load_prior(path)
-    with pytest.raises(TailorError, match=r"temperature= is for .* not ARS on Box"):
-        load_prior(path, temperature=1.0)
     prior = load_prior(path, std=0.2)
     assert isinstance(prior, PolicyPrior) and not prior.actor.bounded
     assert prior.meta["source"]["algorithm"] == "ARS" and prior.actor.hidden == ()
@@ -235,12 +231,28 @@ def test_ars_mlp_prior_squashes_into_the_bounds(tmp_path: Path) -> None:
         load_prior(rewrite_data(path, tmp_path / "u.zip", unsquashed), std=0.3)
 
 
+@pytest.mark.parametrize(
+    ("env_id", "needs", "wrong", "says"),
+    [
+        ("Pendulum-v1", r"ARS policy, which is deterministic.*--prior-std", {"temperature": 1.0},
+         r"temperature= is for .* not ARS on Box"),
+        ("CartPole-v1", r"Discrete actions.*--prior-temperature", {"std": 0.1},
+         r"std= is for .* on Discrete actions"),
+    ],
+)  # fmt: skip
+def test_ars_asks_for_the_option_of_its_action_space(
+    tmp_path: Path, env_id: str, needs: str, wrong: dict, says: str
+) -> None:
+    """Box actions need a std, Discrete ones a temperature; the other option is refused."""
+    _, path = _ars(tmp_path, env_id, "LinearPolicy")
+    with pytest.raises(TailorError, match=needs):
+        load_prior(path)
+    with pytest.raises(TailorError, match=says):
+        load_prior(path, **wrong)
+
+
 def test_ars_on_discrete_actions_is_a_boltzmann_prior(tmp_path: Path) -> None:
     model, path = _ars(tmp_path, "CartPole-v1", "LinearPolicy")
-    with pytest.raises(TailorError, match=r"Discrete actions.*--prior-temperature"):
-        load_prior(path)
-    with pytest.raises(TailorError, match=r"std= is for .* on Discrete actions"):
-        load_prior(path, std=0.1)
     prior = load_prior(path, temperature=0.5)
     assert isinstance(prior, BoltzmannQPrior) and prior.temperature == 0.5
     obs = _obs(4, seed=3)

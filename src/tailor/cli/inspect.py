@@ -149,21 +149,15 @@ def _fmt_list(xs: Any, n: int = 6) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from tailor.cli.rl import prior_options
     from tailor.envs import load_tasks_file
-    from tailor.errors import DeterministicPolicyError
     from tailor.output import write_json
-    from tailor.priors import load_prior
+    from tailor.priors import load_acting_policy
 
     if args.json:
         check_output_arg(args, args.json)  # not the prior itself, nor an existing file
     if args.tasks_file:
         load_tasks_file(args.tasks_file)
-    options = prior_options(args)
-    missing = None
-    try:
-        prior = load_prior(args.prior, **options)
-    except DeterministicPolicyError as exc:  # still worth describing: say what it needs
-        missing = exc.option
-        prior = load_prior(args.prior, **{**options, missing: 1.0})
+    # a deterministic policy is still worth describing: say what it needs to be a prior
+    prior, missing = load_acting_policy(args.prior, **prior_options(args))
     info = describe(prior)
     if missing is not None:
         flag = f"--prior-{missing}"

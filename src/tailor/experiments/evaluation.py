@@ -36,7 +36,7 @@ from tailor.policyfile import (
     sac_actor,
     task_spaces,
 )
-from tailor.priors import QPrior, check_spaces, load_prior
+from tailor.priors import QPrior, check_spaces, load_acting_policy, load_prior
 from tailor.priors.policies import BoltzmannQPrior
 from tailor.rundir import list_checkpoints
 
@@ -244,15 +244,14 @@ def _evaluate_discrete_prior(
 
 
 def _load_for_evaluation(policy: str | Path, options: dict[str, Any], deterministic: bool) -> Any:
-    """``load_prior`` (a clear error for anything unreadable); a deterministic policy (TD3, ARS,
-    a DQN, a deploy export) evaluated deterministically needs no std or temperature: its mean or
-    argmax does not depend on it, so a placeholder 1.0 stands in."""
-    try:
-        return load_prior(policy, **options)
-    except DeterministicPolicyError as exc:
-        if not deterministic:
+    """``load_prior`` (a clear error for anything unreadable); a deterministic policy evaluated
+    deterministically needs no std or temperature (:func:`tailor.priors.load_acting_policy`)."""
+    if not deterministic:
+        try:
+            return load_prior(policy, **options)
+        except DeterministicPolicyError as exc:
             raise TailorError(f"{exc} (--stochastic samples from that distribution)") from None
-        return load_prior(policy, **{**options, exc.option: 1.0})
+    return load_acting_policy(policy, **options)[0]
 
 
 def evaluate(

@@ -17,18 +17,19 @@ training::
 Not the iterate with the most add-on return: where the add-on trades against the skill (the
 zoo's HalfCheetah, whose hind leg the add-on wants still) that is the iterate that gave up the
 most basic return, which tailor cannot see. Measured on the zoo's PPO agents with a checkpoint
-every 4 iterations (10 selection episodes, the 10 reported ones on other seeds): the highest
-median add-on return kept 59-97% of HalfCheetah's basic return over 5 seeds (2 below 90%), this
-rule 95-100%; on Hopper both keep it, the add-on maximum with larger gains. On a task whose
+every 4 iterations (10 selection episodes, the 10 reported ones on other seeds;
+``results/import/selection_study``): the highest median add-on return kept 59-97% of
+HalfCheetah's basic return over 5 seeds (3 below 90%), this rule 94.5-108% on all 10 PPO runs;
+on Hopper both keep it, the add-on maximum with larger gains. On a task whose
 episodes always succeed (no termination) the rule keeps the last iterate, as without it.
 
 The kept policy is written to ``<run>/kept/`` and as the run's top-level ``policy.safetensors``
 (+ ``policy.json``), its metadata saying which step and what was evaluated (``selection``);
 every command given the run directory reads it (:func:`tailor.policyfile.resolve_policy_path`).
 The checkpoints keep every iterate, so ``--resume`` continues from the last one and checks again
-at its end. Set by the rule for priors
-whose temperature is unknown (:mod:`tailor.experiments.unknown_temperature`), with a checkpoint
-every few iterations; ``PPOConfig.select_episodes``, 0 to keep the last iterate unchecked.
+at its end. Set by the rule for priors whose temperature is unknown
+(:mod:`tailor.experiments.unknown_temperature`), with a checkpoint every few iterations;
+``PPOConfig.select_episodes``, 0 to keep the last iterate unchecked.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from tailor.envs import Task
 from tailor.evaluate import evaluate
 from tailor.experiments.evaluation import SELECTION_SEED_OFFSET
 from tailor.policyfile import KEPT_DIR, POLICY_FILE, load_policy, save_policy
-from tailor.priors import PolicyPrior
 from tailor.rundir import list_checkpoints
 
 __all__ = ["Candidate", "choose", "select_iterate"]
@@ -115,9 +115,7 @@ def choose(candidates: list[Candidate]) -> Candidate:
 
 
 def _evaluate(step: int, path: Path, task: Task, episodes: int) -> Candidate:
-    actor, obs_norm, meta = load_policy(path)
-    policy = PolicyPrior(actor, obs_norm, meta)
-    result = evaluate(policy, task, episodes, deterministic=True, seed=SELECTION_SEED_OFFSET)
+    result = evaluate(path, task, episodes, deterministic=True, seed=SELECTION_SEED_OFFSET)
     per = result["per_episode"]
     return Candidate(step, float(np.mean(per["addon"])), int(sum(per["success"])), path)
 

@@ -14,7 +14,7 @@ with the source library's formula), so PPO customization starts from them as fro
 
 from __future__ import annotations
 
-from tailor.priors.load import PriorOptions, load_prior
+from tailor.priors.load import PriorOptions, load_acting_policy, load_prior
 from tailor.priors.prior import PolicyPrior, Prior, QPrior, check_spaces, prior_temperature
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "PriorOptions",
     "QPrior",
     "check_spaces",
+    "load_acting_policy",
     "load_prior",
     "prior_temperature",
 ]

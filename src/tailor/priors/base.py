@@ -94,8 +94,13 @@ def check_activation(name: str, source: str) -> str:
     return key
 
 
-def layers_from_state(state: dict[str, torch.Tensor], prefix: str, source: str) -> Layers:
+def layers_from_state(
+    state: dict[str, torch.Tensor], prefix: str, source: str, bias_optional: bool = False
+) -> Layers:
     """The ``Linear`` layers ``<prefix><i>.weight/.bias`` of a ``Sequential``, in index order.
+
+    ``bias_optional``: a layer saved without its bias (``Linear(bias=False)``, e.g. ARS's
+    ``with_bias=False``) gets a zero one instead of being refused.
 
     Raises:
         TailorError: no layer under ``prefix``, a weight without its bias, or consecutive layers
@@ -114,9 +119,10 @@ def layers_from_state(state: dict[str, torch.Tensor], prefix: str, source: str) 
     )
     layers: Layers = []
     for i in idx:
-        if f"{prefix}{i}.weight" not in state or f"{prefix}{i}.bias" not in state:
-            raise TailorError(f"{source}: {prefix}{i} is not a Linear layer (no weight and bias)")
-        layers.append(linear(state, f"{prefix}{i}", source))
+        name = f"{prefix}{i}"
+        if f"{name}.bias" not in state and not bias_optional:
+            raise TailorError(f"{source}: {name} is not a Linear layer (no weight and bias)")
+        layers.append(linear(state, name, source, bias_optional))
     check_chain(layers, f"{source} ({prefix}*)")
     if not layers:
         raise TailorError(f"{source}: no Linear layers under {prefix!r}")

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from tailor.errors import TailorError
+from tailor.errors import DeterministicPolicyError, TailorError
 from tailor.policyfile import load_policy
 from tailor.priors.prior import PolicyPrior, check_spaces
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["PriorOptions", "check_options", "load_prior"]
+__all__ = ["PriorOptions", "check_options", "load_acting_policy", "load_prior"]
 
 
 class PriorOptions(TypedDict, total=False):
@@ -166,6 +166,17 @@ def _load_tailor(path: str | Path, options: dict[str, Any]) -> PolicyPrior:
         )
     actor, obs_norm, meta = load_policy(path)
     return PolicyPrior(actor, obs_norm, meta)
+
+
+def load_acting_policy(path: str | Path, **options: Any) -> tuple[Any, str | None]:
+    """``(load_prior(path, **options), None)``, or, for a deterministic policy (SB3 TD3/DDPG/ARS,
+    a DQN, a deploy export) given without the std / temperature that would make it a prior,
+    ``(it read with 1.0 for that option, the option's name)``: its mean action / argmax, what
+    a deterministic evaluation or a description uses, does not depend on the value."""
+    try:
+        return load_prior(path, **options), None
+    except DeterministicPolicyError as exc:
+        return load_prior(path, **{**options, exc.option: 1.0}), exc.option
 
 
 def _import(fmt: str, path: str | Path, options: dict[str, Any]) -> Any:

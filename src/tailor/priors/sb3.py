@@ -703,30 +703,15 @@ def _ars_prior(m: _Model, std: float | Sequence[float] | None, temperature: floa
 
 
 def _ars_layers(state: dict[str, torch.Tensor], src: str) -> Layers:
-    """ARS's ``action_net``: one ``Linear`` (``action_net.weight``: sb3-contrib < 1.7's
-    ``ARSLinearPolicy``) or a ``Sequential`` (``action_net.0``, ``.2``, ...); ``with_bias=False``
-    saves no biases (zeros here)."""
+    """ARS's ``action_net``: a ``Sequential`` (``action_net.0``, ``.2``, ...) or, as sb3-contrib
+    < 1.7's ``ARSLinearPolicy`` saved it, one bare ``Linear`` (``action_net.weight``, read as
+    ``action_net.0``); ``with_bias=False`` saves no biases (zeros here)."""
     if "action_net.weight" in state:
-        names = ["action_net"]
-    else:
-        found = {k.split(".")[1] for k in state if re.fullmatch(r"action_net\.\d{1,8}\.weight", k)}
-        names = [f"action_net.{i}" for i in sorted(found, key=int)]
-    if not names:
-        raise TailorError(f"{src}: an ARS policy.pth without action_net weights")
-    layers: Layers = []
-    for name in names:
-        w = weight(state, f"{name}.weight", src)
-        if w.ndim != 2 or not (0 < w.shape[0] <= MAX_DIM and 0 < w.shape[1] <= MAX_DIM):
-            raise TailorError(f"{src}: {name} is not a Linear layer (weight {list(w.shape)})")
-        has_bias = f"{name}.bias" in state
-        b = (
-            weight(state, f"{name}.bias", src, (w.shape[0],))
-            if has_bias
-            else torch.zeros(w.shape[0])
-        )
-        layers.append((w, b))
-    check_chain(layers, src)
-    return layers
+        state = {
+            "action_net.0." + k[len("action_net.") :] if k.startswith("action_net.") else k: v
+            for k, v in state.items()
+        }
+    return layers_from_state(state, "action_net.", src, bias_optional=True)
 
 
 def _std_vector(std: float | Sequence[float], act_dim: int) -> torch.Tensor:

@@ -240,12 +240,15 @@ def scalar(state: dict[str, Any], key: str, where: str, default: float = 0.0) ->
 
 
 def linear(
-    state: dict[str, torch.Tensor], name: str, where: str
+    state: dict[str, torch.Tensor], name: str, where: str, bias_optional: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight [out, in], bias [out])`` of the ``Linear`` layer ``name``, float32."""
+    """``(weight [out, in], bias [out])`` of the ``Linear`` layer ``name``, float32; with
+    ``bias_optional``, zeros for a layer saved without bias (``Linear(bias=False)``)."""
     w = weight(state, f"{name}.weight", where)
     if w.ndim != 2 or not (0 < w.shape[0] <= MAX_DIM and 0 < w.shape[1] <= MAX_DIM):
         raise TailorError(f"{where}: {name} is not a Linear layer (weight {list(w.shape)})")
+    if bias_optional and f"{name}.bias" not in state:
+        return w, torch.zeros(w.shape[0])
     return w, weight(state, f"{name}.bias", where, (w.shape[0],))
 
 
