@@ -32,6 +32,7 @@ from torch import nn
 
 from tailor.algos.configs import COUNT, NONNEGATIVE, POSITIVE, UNIT, check_config
 from tailor.algos.finite import check_acting, check_reward, check_trained
+from tailor.algos.kl_control import adapt_scale
 from tailor.algos.logs import episode_summary, log_line
 from tailor.algos.replay import ReplayBuffer
 from tailor.algos.soft_dqn import _weighted
@@ -152,6 +153,18 @@ class SACConfig:
             at the end of each episode, every transition is also stored ``her_k`` times with
             the goal achieved at a uniformly drawn later step of the episode ("future"
             strategy) and the basic reward and termination under that goal. 0 disables it.
+        kl_target: residual runs only: hold the KL to the prior per step, ``E[log pi_theta(a|s)
+            - log pi_prior(a|s)]`` (nats) measured on the actor's own samples at replay
+            states, near this value by scaling ``omega'`` and ``alpha_hat`` together (RLHF's
+            adaptive KL controller, :func:`tailor.algos.kl_control.adapt_scale`). The scale
+            starts at 1 once the warm start and the critic warm-up are over; at scale ``s`` the
+            run solves ``omega * r + r_R / s`` at the run's own ``alpha_hat`` (``omega = omega'
+            / alpha``): a KL below the target gives the add-on reward more weight. 0: fixed
+            coefficients.
+        kl_horizon: the controller's horizon in environment steps (the scale moves by at most
+            ``20% * kl_every / kl_horizon`` per update).
+        kl_every: environment steps between the controller's updates; the KL is averaged over
+            the actor updates between them.
         basic_weight: the weight ``omega`` of the basic reward for a method trained on both
             rewards (``full``: ``omega r + r_R``, the from-scratch baseline of a customization
             with ``omega' = omega * alpha``); ignored by the other methods.
@@ -178,6 +191,9 @@ class SACConfig:
     init_actor_from_prior: bool = True
     critic_zero_init: bool = False
     her_k: int = 0
+    kl_target: float = 0.0
+    kl_horizon: int = 4096
+    kl_every: int = 1000
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
@@ -195,6 +211,8 @@ _SAC_BOUNDS = {
             "buffer_size",
             "train_freq",
             "gradient_steps",
+            "kl_horizon",
+            "kl_every",
         ),
         COUNT,
     ),
@@ -208,6 +226,7 @@ _SAC_BOUNDS = {
             "warm_start_factor",
             "critic_warmup_steps",
             "her_k",
+            "kl_target",
             "log_interval",
         ),
         NONNEGATIVE,
@@ -326,6 +345,15 @@ class _Learner:
         self._params = list(critic.parameters())
         self._params_t = list(self.critic_t.parameters())
         self._no_loss = torch.zeros(())
+        self.scale = 1.0  # the KL controller's multiplier of omega' and alpha_hat
+        self.measure_kl = False  # sum log pi_theta - log pi_prior of the actor's samples
+        self._kl_sum, self._kl_count = torch.zeros(()), 0
+
+    def take_kl(self) -> float:
+        """The mean KL per step measured since the last call (nan if none), and a reset."""
+        kl = self._kl_sum.item() / self._kl_count if self._kl_count else float("nan")
+        self._kl_sum, self._kl_count = torch.zeros(()), 0
+        return kl
 
     def phase(
         self, batch: dict[str, torch.Tensor], w: float, update_actor: bool, step: int
@@ -356,6 +384,7 @@ class _Learner:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         actor, critic, prior, gen = self.actor, self.critic, self.prior, self.gen
         obs, next_obs = b["obs"], b["next_obs"]
+        alpha_hat = self.alpha_hat * self.scale
         with torch.no_grad():
             a2, logp2 = actor.sample(next_obs, gen)
             q_next = self.critic_t(next_obs, a2)
@@ -365,7 +394,7 @@ class _Learner:
                 logp2,
                 prior.log_prob(next_obs, a2) if prior is not None else None,
             )
-            y = sac_critic_target(b["rew"], b["done"], self.cfg.gamma, nxt, w, self.alpha_hat)
+            y = sac_critic_target(b["rew"], b["done"], self.cfg.gamma, nxt, w, alpha_hat)
         q = critic(obs, b["act"])
         # The sum of the two critics' mean squared errors.
         critic_loss = 2.0 * nn.functional.mse_loss(q, y.expand_as(q))
@@ -379,8 +408,11 @@ class _Learner:
                 # Gradient flows through a_new into the prior's log-density (frozen).
                 lp_prior = prior.log_prob(obs, a_new)
             q_new = critic(obs, a_new, frozen=True)
-            actor_loss = sac_actor_loss(logp, q_new[0], q_new[1], lp_prior, w, self.alpha_hat)
+            actor_loss = sac_actor_loss(logp, q_new[0], q_new[1], lp_prior, w, alpha_hat)
             self.actor_opt.step(actor_loss)
+            if self.measure_kl and lp_prior is not None:
+                self._kl_sum += (logp - lp_prior).detach().mean()
+                self._kl_count += 1
         with torch.no_grad():
             torch._foreach_lerp_(self._params_t, self._params, self.cfg.tau)
         return critic_loss.detach(), actor_loss.detach()
@@ -432,7 +464,8 @@ def train_sac(
 
     Returns:
         ``(actor, stats)`` with ``wall_s``, ``episodes`` and the last 20 episodes' mean
-        ``basic``/``addon`` returns and lengths.
+        ``basic``/``addon`` returns and lengths; with ``kl_target``, the controller's final
+        ``kl_scale`` and its last measured ``kl_last``.
 
     Raises:
         TailorError: a discrete action space, a customization without a prior, or a non-finite
@@ -462,6 +495,7 @@ def train_sac(
             and done // cfg.log_interval > step // cfg.log_interval
         ):
             losses_text = f"critic {losses[0].item():.3f}  actor {losses[1].item():.3f}"
+            losses_text += run.kl_text()
             log(log_line("sac", method, done, total, run.history, losses_text, t0))
         if interrupt is not None and interrupt.requested:  # Ctrl-C: stop after a whole step
             break
@@ -469,6 +503,8 @@ def train_sac(
         env.close()
     check_trained("SAC", {"actor": run.actor, "critic": run.learner.critic})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(run.history)}
+    if run.prior is not None and cfg.kl_target:
+        stats.update(kl_scale=run.learner.scale, kl_last=run.kl)
     if interrupt is not None and interrupt.requested:
         stats["interrupted_at_step"] = step + n
     return run.actor.eval(), stats
@@ -493,6 +529,8 @@ class _SACRun:
     vector_steps: int
     slots: list[_Slot] = field(default_factory=list)
     history: list[tuple[float, float, int]] = field(default_factory=list)  # finished episodes
+    kl: float = float("nan")  # the KL per step of the controller's last update
+    next_kl_update: int = 0  # the environment step of the controller's next update
 
     @classmethod
     def build(
@@ -595,12 +633,39 @@ class _SACRun:
 
         A customization weighs the prior's log-density by ``warm_start_factor`` for its first
         ``warm_start_steps`` and trains the critic alone for ``critic_warmup_steps``."""
-        cfg = self.cfg
+        cfg, learner = self.cfg, self.learner
         warm = self.prior is not None and step - cfg.learning_starts < cfg.warm_start_steps
-        w = self.method.spec.omega_prime * (cfg.warm_start_factor if warm else 1.0)
+        w = self.method.spec.omega_prime * learner.scale * (cfg.warm_start_factor if warm else 1.0)
         update_actor = step - cfg.learning_starts >= cfg.critic_warmup_steps
         batch = self.buf.sample(cfg.batch_size * cfg.gradient_steps, self.rng)
-        return self.learner.phase(batch, w, update_actor, step)
+        losses = learner.phase(batch, w, update_actor, step)
+        if self.prior is not None and cfg.kl_target > 0:
+            self._control_kl(step)
+        return losses
+
+    def _control_kl(self, step: int) -> None:
+        """The adaptive KL controller: from the end of the warm start and critic warm-up, every
+        ``kl_every`` steps, the scale of ``omega'`` and ``alpha_hat`` follows the KL measured
+        since the last update (:func:`~tailor.algos.kl_control.adapt_scale`)."""
+        cfg, learner = self.cfg, self.learner
+        start = cfg.learning_starts + max(cfg.warm_start_steps, cfg.critic_warmup_steps)
+        if step < start:
+            return
+        if not learner.measure_kl:  # the first phase after the warm-ups: measure from here
+            learner.measure_kl, self.next_kl_update = True, step + cfg.kl_every
+            return
+        if step >= self.next_kl_update:
+            self.kl = learner.take_kl()
+            learner.scale = adapt_scale(
+                learner.scale, self.kl, cfg.kl_target, cfg.kl_every, cfg.kl_horizon
+            )
+            self.next_kl_update += cfg.kl_every
+
+    def kl_text(self) -> str:
+        """The controller's state for a progress line (empty when it is off)."""
+        if self.prior is None or not self.cfg.kl_target:
+            return ""
+        return f"  KL {self.kl:.3f} (target {self.cfg.kl_target:g})  scale {self.learner.scale:.3g}"
 
 
 def _explore(

@@ -28,6 +28,7 @@ from tailor.methods import (
 from tailor.priors import prior_temperature
 
 __all__ = [
+    "PRIOR_TEMPERATURE",
     "check_method_kind",
     "coefficient_layers",
     "describe_coefficients",
@@ -63,6 +64,7 @@ def task_method(
 
 
 _FALLBACK = "tailor's default temperature (the task names no coefficient)"
+PRIOR_TEMPERATURE = "prior temperature"  # the start of the prior's layer's label
 
 
 def coefficient_layers(
@@ -113,7 +115,7 @@ def coefficient_layers(
         )
         if omega is not None or not made_for_it:
             w = 1.0 if omega is None else float(omega)
-            label = f"prior temperature {alpha:g} ({where}), omega {w:g}"
+            label = f"{PRIOR_TEMPERATURE} {alpha:g} ({where}), omega {w:g}"
             layers.append((label, temperature_defaults(alpha, w)))
     layers.append((f"task {task.name!r}", table))
     if mcts:

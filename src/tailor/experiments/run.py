@@ -43,7 +43,7 @@ from tailor.algos.ppo import train as train_ppo
 from tailor.checkpoint import POLICY_FILE
 from tailor.envs import Task, get_task
 from tailor.errors import TailorError
-from tailor.experiments import unknown_temperature
+from tailor.experiments import kl_budget, unknown_temperature
 from tailor.experiments.coefficients import (
     check_method_kind,
     coefficient_layers,
@@ -76,7 +76,7 @@ from tailor.experiments.prior_adapters import describe_import, read_prior
 from tailor.experiments.runners import RUNNERS, RunRequest, log_ppo
 from tailor.experiments.selection import select_iterate
 from tailor.methods import CUSTOMIZATION_METHODS, TRAINING_METHODS, check_coefficient_table, resolve
-from tailor.policyfile import RQL_FORMAT, is_rql_policy, policy_kind
+from tailor.policyfile import RQL_FORMAT, is_rql_policy, policy_kind, task_spaces
 from tailor.policyfile import RQL_KINDS as ALGOS
 from tailor.policyfile import load_rql_policy as load_policy
 from tailor.priors import PolicyPrior
@@ -257,6 +257,10 @@ def customize(
         config = {**config, **chosen, **kept}
         notes += [line, kept_line]
     m = resolve(method, layers, where=where, flags=True, **given)
+    if kl_budget.applies(algo, m, given, opts.omega):
+        chosen, line = kl_budget.sac_settings(len(task_spaces(task)["action_low"]), config)
+        config = {**config, **chosen}
+        notes.append(line)
     if opts.log is not None:
         for line in notes:
             if line is not None:

@@ -150,12 +150,17 @@ def log_ppo(log: Log, method: Method, task: Task, result: Any, out: Path) -> Non
             f"{task.statistic_name} {last['statistic']:.3f}"
         )
     if getattr(result, "kl_scale", 1.0) != 1.0:
-        spec = method.spec
-        log(
-            f"  KL controller: omega'={spec.omega_prime * result.kl_scale:.4g}, "
-            f"alpha_hat={spec.alpha_hat * result.kl_scale:.4g} at the end (x{result.kl_scale:.4g})"
-        )
+        log(kl_controller_line(method, result.kl_scale))
     log(f"  saved {out / POLICY_FILE} and {out / 'metrics.csv'}")
+
+
+def kl_controller_line(method: Method, scale: float) -> str:
+    """What the adaptive KL controller ended at (its scale of ``omega'`` and ``alpha_hat``)."""
+    spec = method.spec
+    return (
+        f"  KL controller: omega'={spec.omega_prime * scale:.4g}, "
+        f"alpha_hat={spec.alpha_hat * scale:.4g} at the end (x{scale:.4g})"
+    )
 
 
 @contextlib.contextmanager
@@ -208,6 +213,8 @@ def _run_sac(r: RunRequest) -> Path:
             "actor_options": actor.options(),
         }
         meta = rql_meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
+        if r.log is not None and "kl_scale" in stats:
+            r.log(kl_controller_line(r.method, stats["kl_scale"]) + f", KL {stats['kl_last']:.3g}")
         return _commit(r.out, tensors, _with_prior(r, meta))
 
 
