@@ -428,3 +428,79 @@ def test_inspect_names_the_algo_and_the_temperature(
     assert main(["inspect", str(dqn_zip), "--prior-temperature", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "--algo dqn, --algo mcts" in out and "temperature   0.5 (temperature given)" in out
+
+
+# ---- the KL budget of a SAC customization from a prior of known temperature ---------------------
+
+
+def test_sac_kl_controller_schedule(sac_zip: Path, tmp_path: Path) -> None:
+    """A KL far below the target lowers the scale by exactly ``1 - 0.2 * every / horizon`` per
+    update, from the end of the warm start (step 70) every ``kl_every`` steps: updates at steps
+    80, 90, ..., 190 of a 200-step run (learning phases on even steps) = 12 updates."""
+    fast = {**SAC_FAST, "kl_target": 1e6, "kl_every": 10, "kl_horizon": 100}
+    out = run.customize(
+        "mountaincar-noleft", "sac", sac_zip, 200, 0, tmp_path / "c", log=None, **fast
+    )
+    stats = run.load_policy(out)[0]["train_stats"]
+    assert stats["kl_scale"] == pytest.approx(0.98**12, rel=1e-12)
+    assert np.isfinite(stats["kl_last"])
+    # A critic warm-up longer than the warm start moves the controller's start with it: 100.
+    fast["critic_warmup_steps"] = 50
+    out = run.customize(
+        "mountaincar-noleft", "sac", sac_zip, 200, 0, tmp_path / "d", log=None, **fast
+    )
+    assert run.load_policy(out)[0]["train_stats"]["kl_scale"] == pytest.approx(0.98**9, rel=1e-12)
+    # kl_scale_max caps every update: min(0.98, 0.5), then 0.5 * 0.98 per update.
+    fast = {**fast, "critic_warmup_steps": 0, "kl_scale_max": 0.5}
+    out = run.customize(
+        "mountaincar-noleft", "sac", sac_zip, 200, 0, tmp_path / "e", log=None, **fast
+    )
+    assert run.load_policy(out)[0]["train_stats"]["kl_scale"] == pytest.approx(0.5 * 0.98**11)
+
+
+def test_sac_kl_controller_scales_the_coefficients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scale multiplies omega' and alpha_hat in the critic target and the actor loss."""
+    from tailor.algos import sac
+
+    seen: list[tuple[float, float]] = []
+    real = sac.sac_actor_loss
+
+    def spy(logp, q1, q2, log_prior, w, alpha_hat):
+        seen.append((w, alpha_hat))
+        return real(logp, q1, q2, log_prior, w, alpha_hat)
+
+    monkeypatch.setattr(sac, "sac_actor_loss", spy)
+    method = resolve("residual", [("t", {"omega_prime": 0.2, "alpha_hat": 0.3})])
+    soft = run.task_method("pointmass", "soft")
+    prior_actor, _ = sac.train_sac(
+        "pointmass", soft, sac.SACConfig(total_steps=60, **SAC_FAST), log=None
+    )
+    seen.clear()  # the prior's own training
+    cfg = sac.SACConfig(total_steps=200, kl_target=1e6, kl_every=10, kl_horizon=100, **SAC_FAST)
+    sac.train_sac("pointmass", method, cfg, prior=prior_actor, log=None)
+    # warm start (x10 on omega') until step 70, then the scale 0.98^k from step 80 on
+    assert seen[0] == pytest.approx((2.0, 0.3))
+    assert seen[-1] == pytest.approx((0.2 * 0.98**12, 0.3 * 0.98**12))
+    ratios = {round(w / a, 12) for w, a in seen[len(seen) // 2 :]}
+    assert ratios == {round(0.2 / 0.3, 12)}
+
+
+def test_known_temperature_sac_gets_the_kl_budget(sac_zip: Path, tmp_path: Path) -> None:
+    """No coefficient given: kl_target = 0.05 nats per action dimension, said in the output;
+    --omega, --omega-prime or the user's own kl_target leave it to them."""
+    lines: list[str] = []
+    out = run.customize(
+        "mountaincar-noleft", "sac", sac_zip, 100, 0, tmp_path / "a", log=lines.append, **SAC_FAST
+    )
+    cfg = run.load_policy(out)[0]["config"]
+    assert cfg["kl_target"] == pytest.approx(0.05) and cfg["kl_horizon"] == 4096
+    assert cfg["kl_scale_max"] == 1.0
+    assert any("KL to the prior held at 0.05 nats/step" in line for line in lines)
+    assert any("KL controller: omega'=" in line for line in lines)
+    for i, given in enumerate(({"omega": 1.0}, {"omega_prime": 0.1}, {"kl_target": 0.2})):
+        out = run.customize(
+            "mountaincar-noleft", "sac", sac_zip, 60, 0, tmp_path / f"b{i}", log=None,
+            **SAC_FAST, **given,
+        )  # fmt: skip
+        want = given.get("kl_target", 0.0)
+        assert run.load_policy(out)[0]["config"]["kl_target"] == want

@@ -165,6 +165,8 @@ class SACConfig:
             ``20% * kl_every / kl_horizon`` per update).
         kl_every: environment steps between the controller's updates; the KL is averaged over
             the actor updates between them.
+        kl_scale_max: the controller's scale never exceeds this (1: the add-on reward never
+            weighs less than at the run's own coefficients; ``None``: no bound).
         basic_weight: the weight ``omega`` of the basic reward for a method trained on both
             rewards (``full``: ``omega r + r_R``, the from-scratch baseline of a customization
             with ``omega' = omega * alpha``); ignored by the other methods.
@@ -194,6 +196,7 @@ class SACConfig:
     kl_target: float = 0.0
     kl_horizon: int = 4096
     kl_every: int = 1000
+    kl_scale_max: float | None = None
     basic_weight: float = 1.0
     seed: int = 0
     log_interval: int = 10_000
@@ -217,7 +220,7 @@ _SAC_BOUNDS = {
         COUNT,
     ),
     **dict.fromkeys(("gamma", "tau"), UNIT),
-    **dict.fromkeys(("actor_lr", "critic_lr"), POSITIVE),
+    **dict.fromkeys(("actor_lr", "critic_lr", "kl_scale_max"), POSITIVE),
     **dict.fromkeys(
         (
             "learning_starts",
@@ -656,9 +659,9 @@ class _SACRun:
             return
         if step >= self.next_kl_update:
             self.kl = learner.take_kl()
-            learner.scale = adapt_scale(
-                learner.scale, self.kl, cfg.kl_target, cfg.kl_every, cfg.kl_horizon
-            )
+            scale = adapt_scale(learner.scale, self.kl, cfg.kl_target, cfg.kl_every, cfg.kl_horizon)
+            cap = cfg.kl_scale_max
+            learner.scale = scale if cap is None else min(scale, cap)
             self.next_kl_update += cfg.kl_every
 
     def kl_text(self) -> str:
