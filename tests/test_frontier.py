@@ -10,7 +10,13 @@ import pytest
 from tailor.cli import main
 from tailor.errors import TailorError
 from tailor.experiments import run
-from tailor.experiments.frontier import frontier_jobs, frontier_table, keeps_basic, knee
+from tailor.experiments.frontier import (
+    frontier_jobs,
+    frontier_points,
+    frontier_table,
+    keeps_basic,
+    knee,
+)
 from tailor.experiments.presets import Job
 
 
@@ -72,3 +78,54 @@ def test_cli_frontier_end_to_end(tmp_path: Path, capsys, monkeypatch) -> None:
     assert {json.loads(r.read_text())["job"]["prior"] for r in results} == {str(tmp_path / "prior")}
     assert main(argv) == 0  # resumable: a rerun trains nothing and prints the same table
     assert "**knee**" in capsys.readouterr().out
+
+
+SAC_FAST = (("learning_starts", 50), ("batch_size", 16), ("warm_start_steps", 20),
+            ("log_interval", 0), ("kl_every", 10), ("kl_horizon", 100))  # fmt: skip
+
+
+def test_frontier_of_a_sac_prior_runs_residual_sac(tmp_path: Path) -> None:
+    """A tanh-squashed prior's frontier customizes it with residual SAC, each run holding its
+    KL target with SAC's controller; the held KL is its last measurements (``kl_held``)."""
+    from tailor.experiments.sweep import run_sweep
+
+    prior = run.train_prior("pointmass", "sac", 120, 0, tmp_path / "p", log=None,
+                            learning_starts=50, batch_size=16, hidden=(16, 16))  # fmt: skip
+    base = Job("customize", "pointmass", "residual", 0, 300, 1, algo="sac", ppo=SAC_FAST)
+    jobs = frontier_jobs("pointmass", str(prior), [0.001, 10.0], 2, base)
+    assert "residual-sac-300-from-p" in jobs[1].id and jobs[0].algo == "ppo"
+    out = tmp_path / "f"
+    assert not run_sweep(jobs, out, workers=1).failed
+    points = frontier_points(jobs, out)
+    assert points[0]["kl"] == 0.0
+    for job, point in zip(jobs[1:], points[1:], strict=True):
+        meta = json.loads((out / job.id / "policy.json").read_text())
+        assert meta["algo"] == "sac" and meta["config"]["kl_target"] == dict(job.ppo)["kl_target"]
+        assert point["kl"] == pytest.approx(meta["train_stats"]["kl_held"])
+    # the tiny target pushes the scale up, the huge one down (clipped steps of 2%)
+    scales = [json.loads((out / j.id / "policy.json").read_text())["train_stats"]["kl_scale"]
+              for j in jobs[1:]]  # fmt: skip
+    assert scales[0] > 1.0 > scales[1]
+
+
+def test_frontier_refuses_a_q_prior_up_front(tmp_path: Path, capsys) -> None:
+    prior = run.train_prior("cartpole-centered", "dqn", 60, 0, tmp_path / "q", log=None,
+                            learning_starts=50, batch_size=16, hidden=(16, 16))  # fmt: skip
+    argv = ["frontier", "--task", "cartpole-centered", "--prior", str(prior), "--steps", "100",
+            "--out", str(tmp_path / "f")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--algo dqn" in err and "PPO and SAC" in err
+    assert not (tmp_path / "f").exists()
+
+
+def test_an_older_job_record_reads_as_a_ppo_job() -> None:
+    job = Job(
+        "customize", "pointmass", "residual", 0, 4096, 2, prior="p", ppo=(("kl_target", 0.1),)
+    )
+    record = job.to_json()
+    del record["algo"], record["prior_options"]
+    again = Job.from_json(record)
+    assert again == job and again.id == "pointmass/residual-4096-from-p-kl_target0.1-seed0"
+    std = Job.from_json({**job.to_json(), "prior_options": [["std", 0.1]], "algo": "ppo"})
+    assert std.id == "pointmass/residual-4096-from-p-std0.1-kl_target0.1-seed0"

@@ -43,7 +43,9 @@ from tailor.methods import Method
 from tailor.nets import SquashedGaussianActor, mlp, obs_affine
 from tailor.rundir import InterruptRequest
 
-__all__ = ["SACConfig", "train_sac"]
+__all__ = ["KL_HELD_WINDOWS", "SACConfig", "train_sac"]
+
+KL_HELD_WINDOWS = 5  # the controller updates a run's "KL held" averages (the last ones)
 
 
 class TwinCritic(nn.Module):
@@ -468,7 +470,8 @@ def train_sac(
     Returns:
         ``(actor, stats)`` with ``wall_s``, ``episodes`` and the last 20 episodes' mean
         ``basic``/``addon`` returns and lengths; with ``kl_target``, the controller's final
-        ``kl_scale`` and its last measured ``kl_last``.
+        ``kl_scale`` and ``kl_held``, the KL per step measured over its last
+        :data:`KL_HELD_WINDOWS` updates (the frontier's "KL held").
 
     Raises:
         TailorError: a discrete action space, a customization without a prior, or a non-finite
@@ -507,7 +510,9 @@ def train_sac(
     check_trained("SAC", {"actor": run.actor, "critic": run.learner.critic})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(run.history)}
     if run.prior is not None and cfg.kl_target:
-        stats.update(kl_scale=run.learner.scale, kl_last=run.kl)
+        recent = run.kl_history[-KL_HELD_WINDOWS:]
+        held = float(np.mean(recent)) if recent else float("nan")
+        stats.update(kl_scale=run.learner.scale, kl_held=held)
     if interrupt is not None and interrupt.requested:
         stats["interrupted_at_step"] = step + n
     return run.actor.eval(), stats
@@ -532,7 +537,7 @@ class _SACRun:
     vector_steps: int
     slots: list[_Slot] = field(default_factory=list)
     history: list[tuple[float, float, int]] = field(default_factory=list)  # finished episodes
-    kl: float = float("nan")  # the KL per step of the controller's last update
+    kl_history: list[float] = field(default_factory=list)  # the KL of each controller update
     next_kl_update: int = 0  # the environment step of the controller's next update
 
     @classmethod
@@ -658,8 +663,9 @@ class _SACRun:
             learner.measure_kl, self.next_kl_update = True, step + cfg.kl_every
             return
         if step >= self.next_kl_update:
-            self.kl = learner.take_kl()
-            scale = adapt_scale(learner.scale, self.kl, cfg.kl_target, cfg.kl_every, cfg.kl_horizon)
+            kl = learner.take_kl()
+            self.kl_history.append(kl)
+            scale = adapt_scale(learner.scale, kl, cfg.kl_target, cfg.kl_every, cfg.kl_horizon)
             cap = cfg.kl_scale_max
             learner.scale = scale if cap is None else min(scale, cap)
             self.next_kl_update += cfg.kl_every
@@ -668,7 +674,8 @@ class _SACRun:
         """The controller's state for a progress line (empty when it is off)."""
         if self.prior is None or not self.cfg.kl_target:
             return ""
-        return f"  KL {self.kl:.3f} (target {self.cfg.kl_target:g})  scale {self.learner.scale:.3g}"
+        kl = self.kl_history[-1] if self.kl_history else float("nan")
+        return f"  KL {kl:.3f} (target {self.cfg.kl_target:g})  scale {self.learner.scale:.3g}"
 
 
 def _explore(

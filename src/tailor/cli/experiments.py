@@ -11,6 +11,7 @@ import functools
 from pathlib import Path
 
 from tailor.cli import args as argtypes
+from tailor.cli.rl import add_prior_arguments, prior_options
 from tailor.errors import TailorError
 from tailor.experiments.presets import BUDGETS, PRESETS
 
@@ -292,8 +293,9 @@ def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
         "--prior",
         required=True,
         type=argtypes.prior_path,
-        help="any prior tailor "
-        "customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, TorchScript)",
+        help="any prior tailor customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, "
+        "TorchScript; a deterministic one with --prior-std) or SAC (SB3 SAC/TQC, a tailor SAC "
+        "run)",
     )
     p.add_argument(
         "--kl",
@@ -311,10 +313,13 @@ def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="default local")
     p.add_argument("--address", help="Ray cluster address (--backend ray), e.g. auto")
     p.add_argument("--tasks-file", metavar="FILE.py", help="a Python file that registers tasks")
+    add_prior_arguments(p)
     p.set_defaults(func=cmd_frontier)
 
 
 def cmd_frontier(args: argparse.Namespace) -> int:
+    from tailor.envs import get_task
+    from tailor.experiments.algo_choice import algo_for_prior
     from tailor.experiments.frontier import (
         DEFAULT_KL_PER_DIM,
         frontier_jobs,
@@ -327,16 +332,28 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     from tailor.experiments.run import load_user_tasks
     from tailor.experiments.sweep import run_sweep
     from tailor.output import write_text
-    from tailor.priors import load_prior
+    from tailor.policyfile import task_spaces
     from tailor.shipped import find_prior
 
     if args.tasks_file:
         load_user_tasks(args.tasks_file)
     # Absolute: a Ray worker on another node (or started in another directory) reads it there.
     prior = str(find_prior(args.prior).resolve())
-    act_dim = load_prior(prior).act_dim  # a clear error for an unreadable prior, before any run
+    options = {k: v for k, v in prior_options(args).items() if v is not None}
+    if options.get("normalizer"):  # a worker may run in another directory
+        options["normalizer"] = str(Path(options["normalizer"]).resolve())
+    # the loop the prior customizes with; a clear error for an unreadable prior, before any run
+    algo = algo_for_prior(prior, options)
+    if algo not in ("ppo", "sac"):
+        raise TailorError(
+            f"tailor frontier holds a KL target per run, which PPO and SAC customizations do; "
+            f"{args.prior!r} customizes with --algo {algo} (residual soft DQN / MCTS, no KL "
+            "target): compare settings with `tailor customize --omega-prime W --alpha-hat A`"
+        )
+    act_dim = len(task_spaces(get_task(args.task))["action_low"])
     tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
-    base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes)
+    base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes,
+               algo=algo, prior_options=tuple(sorted(options.items())))  # fmt: skip
     jobs = frontier_jobs(args.task, prior, args.kl or DEFAULT_KL_PER_DIM, act_dim, base)
     jobs = [dataclasses.replace(j, tasks_file=tasks_file) for j in jobs]
     out = Path(args.out or Path("frontier") / f"{args.task}-{Path(prior).stem}")

@@ -13,11 +13,13 @@ keeps it, the point farthest from the chord between the two ends of the frontier
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tailor.checkpoint import POLICY_JSON
 from tailor.errors import TailorError
 from tailor.experiments.presets import Job
 from tailor.experiments.sweep import load_results
@@ -46,30 +48,45 @@ def frontier_jobs(
     act_dim: int,
     base: Job,
 ) -> list[Job]:
-    """The prior's evaluation and one PPO customization per KL target (``kl_per_dim * act_dim``
-    nats per step); ``base`` gives seed, steps, episodes, method and extra PPOConfig fields."""
+    """The prior's evaluation and one customization per KL target (``kl_per_dim * act_dim``
+    nats per step); ``base`` gives seed, steps, episodes, method, the loop (``algo``: PPO, or
+    SAC for a tanh-squashed prior), the prior's options and extra config fields."""
     if not kl_per_dim or any(not (math.isfinite(k) and k > 0) for k in kl_per_dim):
         raise TailorError(f"--kl takes positive numbers (nats per step per action dimension), "
                           f"got {list(kl_per_dim)}")  # fmt: skip
-    jobs = [Job("prior", task, "prior", base.seed, 0, base.episodes, prior=prior)]
+    options = base.prior_options
+    jobs = [Job("prior", task, "prior", base.seed, 0, base.episodes, prior=prior,
+                prior_options=options)]  # fmt: skip
     for k in sorted(set(kl_per_dim)):
         ppo = (*base.ppo, ("kl_target", round(k * act_dim, 9)))
         jobs.append(Job("customize", task, base.method, base.seed, base.steps, base.episodes,
-                        prior=prior, ppo=ppo))  # fmt: skip
+                        prior=prior, ppo=ppo, algo=base.algo, prior_options=options))  # fmt: skip
     return jobs
 
 
 def held_kl(run: Path) -> float | None:
-    """The per-step KL to the prior a run held: ``-entropy - logp_prior`` of its last rows."""
+    """The per-step KL to the prior a run held: ``-entropy - logp_prior`` of a PPO run's last
+    rows, a SAC run's ``kl_held`` (its controller's last measurements)."""
     try:
         with open(run / "metrics.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("logp_prior") and r.get("entropy")]
+    except FileNotFoundError:
+        return _sac_held_kl(run)
     except OSError:
         return None
     rows = rows[-_LAST_ROWS:]
     if not rows:
         return None
     return sum(-float(r["entropy"]) - float(r["logp_prior"]) for r in rows) / len(rows)
+
+
+def _sac_held_kl(run: Path) -> float | None:
+    try:
+        stats = json.loads((run / POLICY_JSON).read_text()).get("train_stats", {})
+    except (OSError, ValueError):
+        return None
+    kl = stats.get("kl_held")
+    return float(kl) if isinstance(kl, int | float) and math.isfinite(kl) else None
 
 
 def frontier_points(jobs: Sequence[Job], out: str | Path) -> list[dict[str, Any]]:

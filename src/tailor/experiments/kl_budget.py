@@ -46,12 +46,11 @@ def applies(algo: str, method: Method, given: Mapping[str, Any], omega: float | 
 
 def sac_settings(act_dim: int, config: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """``(SACConfig fields, the line that says them)`` for a prior with ``act_dim`` action
-    dimensions; fields already in ``config`` (the user's) are left out."""
-    rule = {
-        "kl_target": round(KL_PER_ACTION_DIM * act_dim, 6),
-        "kl_horizon": KL_HORIZON,
-        "kl_scale_max": 1.0,
-    }
+    dimensions; fields already in ``config`` (the user's) are left out. A ``kl_target`` of the
+    user's (``tailor frontier``'s) is held both ways: no ``kl_scale_max``."""
+    rule: dict[str, Any] = {"kl_horizon": KL_HORIZON}
+    if "kl_target" not in config:  # the rule's budget only lowers; a target you set is held
+        rule.update(kl_target=round(KL_PER_ACTION_DIM * act_dim, 6), kl_scale_max=1.0)
     chosen = {k: v for k, v in rule.items() if k not in config}
     words = ", ".join(f"{k}={v:g}" for k, v in chosen.items()) or "all set by you"
     line = (

@@ -139,6 +139,10 @@ class Job:
             identity.
         tasks_file: a ``--tasks-file`` the worker loads before the job (a user's task; an
             absolute path on a filesystem every node shares); not part of the job's identity.
+        algo: the customization's loop (``"ppo"`` or ``"sac"``, :func:`tailor.experiments.
+            run.customize`'s ``algo``); named in the job's id when not ``"ppo"``.
+        prior_options: :func:`tailor.priors.load_prior` options of the prior as ``(name,
+            value)`` pairs (e.g. ``("std", 0.1)`` for a deterministic prior); part of the id.
     """
 
     kind: str
@@ -151,15 +155,18 @@ class Job:
     prior: str | None = None
     ppo: tuple[tuple[str, Any], ...] = field(default=())
     tasks_file: str | None = None
+    algo: str = "ppo"
+    prior_options: tuple[tuple[str, Any], ...] = field(default=())
 
     @property
     def id(self) -> str:
         """``<task>/<name>``: the job's directory under a sweep's output directory."""
-        extra = "".join(f"-{k}{v}" for k, v in self.ppo)
+        extra = "".join(f"-{k}{v}" for k, v in (*self.prior_options, *self.ppo))
         if self.kind == "prior":
             name = f"prior-{Path(self.prior or '').name}"
         elif self.kind == "customize":
-            name = f"{self.method}-{_steps(self.steps)}-from-{Path(self.prior or '').name}"
+            algo = "" if self.algo == "ppo" else f"{self.algo}-"
+            name = f"{self.method}-{algo}{_steps(self.steps)}-from-{Path(self.prior or '').name}"
         else:
             name = f"{self.method}-{self.std_type}-{_steps(self.steps)}"
         return f"{self.task}/{name}{extra}-seed{self.seed}"
@@ -172,12 +179,14 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["ppo"] = [list(p) for p in self.ppo]
+        d["prior_options"] = [list(p) for p in self.prior_options]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Job:
         d = dict(d)
-        d["ppo"] = tuple(tuple(p) for p in d.get("ppo", ()))
+        for key in ("ppo", "prior_options"):  # an older result has no prior_options
+            d[key] = tuple(tuple(p) for p in d.get(key, ()))
         return cls(**d)
 
 

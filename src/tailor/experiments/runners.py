@@ -214,7 +214,8 @@ def _run_sac(r: RunRequest) -> Path:
         }
         meta = rql_meta(r.task, "sac", r.method, cfg, stats, r.steps, r.seed, **extra)
         if r.log is not None and "kl_scale" in stats:
-            r.log(kl_controller_line(r.method, stats["kl_scale"]) + f", KL {stats['kl_last']:.3g}")
+            held = f", KL held {stats['kl_held']:.3g} nats/step"
+            r.log(kl_controller_line(r.method, stats["kl_scale"]) + held)
         return _commit(r.out, tensors, _with_prior(r, meta))
 
 

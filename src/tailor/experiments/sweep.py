@@ -162,7 +162,8 @@ def _run_job_locked(job: Job, out: str | Path) -> dict[str, Any]:
         else:
             raise TailorError(f"job {job.id}: unknown kind {job.kind!r}")
         t1 = time.perf_counter()
-        ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed)
+        options = dict(job.prior_options) if job.kind == "prior" else None
+        ev = run.evaluate(policy, task, job.episodes, seed=job.eval_seed, prior_options=options)
         best: dict[str, Any] | None = None
         ev_best = None
         if job.kind != "prior":
@@ -223,12 +224,15 @@ def _train_afresh(job: Job, task: Any, job_dir: Path) -> None:
     # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
     # numbers: the run's numbers do not depend on it).
     iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
-    config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
+    config: dict[str, Any] = {}
+    if job.algo == "ppo":  # a SAC run keeps its final policy only
+        config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
     for key, value in job.ppo:
         config[key] = tuple(value) if isinstance(value, list) else value
     if job.kind == "customize":
-        args = (task, "ppo", job.prior, job.steps, job.seed, job_dir)
-        run.customize(*args, method=job.method, log=None, **config)
+        args = (task, job.algo, job.prior, job.steps, job.seed, job_dir)
+        options = dict(job.prior_options) or None
+        run.customize(*args, method=job.method, log=None, prior_options=options, **config)
     else:
         args = (task, "ppo", job.steps, job.seed, job_dir)
         run.train_prior(*args, method=job.method, log=None, **config)
