@@ -22,9 +22,10 @@ from tailor.experiments.presets import Job
 
 def _points(basic: list[float], addon: list[float], kl: list[float]) -> list[dict]:
     return [
-        {"kl_target": k, "kl": k, "basic": b, "addon": a, "run": ""}
-        for b, a, k in zip(basic, addon, kl, strict=True)
-    ]
+        {"setting": "prior" if i == 0 else f"kl_target {k:g}", "kl": k, "basic": b, "addon": a,
+         "run": ""}
+        for i, (b, a, k) in enumerate(zip(basic, addon, kl, strict=True))
+    ]  # fmt: skip
 
 
 def test_knee_is_the_most_addon_that_keeps_the_basic_return() -> None:
@@ -108,15 +109,30 @@ def test_frontier_of_a_sac_prior_runs_residual_sac(tmp_path: Path) -> None:
     assert scales[0] > 1.0 > scales[1]
 
 
-def test_frontier_refuses_a_q_prior_up_front(tmp_path: Path, capsys) -> None:
+def test_frontier_of_a_q_prior_varies_omega(tmp_path: Path, capsys) -> None:
+    """A Q-network prior's frontier: residual soft DQN once per omega, each run's KL held the
+    exact categorical KL of its acting policy to the prior (0 at omega = 1 before any update:
+    Q_R starts at zero and acts as the prior)."""
     prior = run.train_prior("cartpole-centered", "dqn", 60, 0, tmp_path / "q", log=None,
                             learning_starts=50, batch_size=16, hidden=(16, 16))  # fmt: skip
-    argv = ["frontier", "--task", "cartpole-centered", "--prior", str(prior), "--steps", "100",
-            "--out", str(tmp_path / "f")]  # fmt: skip
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "--algo dqn" in err and "PPO and SAC" in err
-    assert not (tmp_path / "f").exists()
+    out = tmp_path / "f"
+    argv = ["frontier", "--task", "cartpole-centered", "--prior", str(prior), "--steps", "300",
+            "--episodes", "1", "--omega", "1,0.2", "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--kl", "0.1"]) == 2  # a KL target is no Q prior's setting
+    assert "--omega" in capsys.readouterr().err and not out.exists()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "| omega 1 | 0.000 |" in text and "| omega 0.2 |" in text
+    metas = {
+        p.parent.name: json.loads(p.read_text())
+        for p in out.glob("cartpole-centered/*/policy.json")
+    }
+    assert sorted(metas) == [
+        "residual-dqn-300-from-q-omega0.2-seed0",
+        "residual-dqn-300-from-q-omega1.0-seed0",
+    ]
+    low, one = (metas[k]["train_stats"]["kl_held"] for k in sorted(metas))
+    assert one == pytest.approx(0.0, abs=1e-6) and low > 1e-3
 
 
 def test_an_older_job_record_reads_as_a_ppo_job() -> None:

@@ -136,7 +136,9 @@ def train_soft_dqn(
 
     Returns:
         ``(qnet, stats)``: the trained network (``Q`` or ``Q_R``) and a dict with
-        ``wall_s``, ``episodes``, and the last 20 episodes' mean ``basic``/``addon`` returns.
+        ``wall_s``, ``episodes``, and the last 20 episodes' mean ``basic``/``addon`` returns;
+        a customization's ``kl_held``: ``KL(pi_hat(.|s) || pi(.|s))`` per step of its acting
+        policy, exact for the categorical, over those episodes (the frontier's "KL held").
 
     Raises:
         TailorError: a continuous action space, a customization method without a prior, or
@@ -168,15 +170,20 @@ def train_soft_dqn(
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=cfg.seed)
-    ep_basic = ep_addon = 0.0
+    ep_basic = ep_addon = ep_kl = 0.0
     history: list[tuple[float, float, int]] = []
+    kls: list[float] = []  # a customization's KL to the prior summed over each episode
     ep_len = 0
     loss_value = float("nan")
     for step in range(cfg.total_steps):
         # -- act: sample the (customized) Boltzmann policy, epsilon-mixed with uniform --------
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
         with torch.no_grad():
-            probs = soft_policy(qnet(obs_t), learner.log_pi(obs_t), omega, alpha_hat)[0]
+            log_pi = learner.log_pi(obs_t)
+            probs = soft_policy(qnet(obs_t), log_pi, omega, alpha_hat)[0]
+            if log_pi is not None:  # KL(pi_hat(.|s) || pi(.|s)), exact (>= 0 but for rounding)
+                kl = torch.special.xlogy(probs, probs).sum() - probs @ log_pi[0]
+                ep_kl += max(0.0, float(kl))
         check_acting("soft DQN", probs, {"q": qnet}, step)
         if rng.random() < _epsilon(cfg, step):
             action = int(rng.integers(n_act))
@@ -193,7 +200,8 @@ def train_soft_dqn(
         obs = next_obs
         if terminated or truncated:
             history.append((ep_basic, ep_addon, ep_len))
-            ep_basic = ep_addon = 0.0
+            kls.append(ep_kl)
+            ep_basic = ep_addon = ep_kl = 0.0
             ep_len = 0
             obs, _ = env.reset()
 
@@ -213,6 +221,9 @@ def train_soft_dqn(
     env.close()
     check_trained("soft DQN", {"q": qnet})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
+    if prior is not None and kls:
+        steps = sum(length for *_, length in history[-20:])
+        stats["kl_held"] = sum(kls[-20:]) / steps
     if interrupt is not None and interrupt.requested:
         stats["interrupted_at_step"] = step + 1
     return qnet.eval(), stats

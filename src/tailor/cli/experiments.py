@@ -282,7 +282,9 @@ def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
         help="the add-on vs basic trade-off of one prior: a few KL targets side by side, "
         "plotted, with the knee named",
         description="Customize PRIOR on TASK once per KL target (nats per step and action "
-        "dimension; the adaptive controller holds it), as one resumable sweep (local worker "
+        "dimension; the adaptive controller of PPO, or of residual SAC for a SAC/TQC prior, "
+        "holds it; a Q-network prior: once per basic-task weight --omega, with residual soft "
+        "DQN), as one resumable sweep (local worker "
         "processes or Ray), evaluate every run and the prior on the add-on and the basic "
         "return, and plot add-on vs KL and vs basic: what each unit of the new requirement "
         "costs in the old skill. The knee is the setting with the most add-on return that "
@@ -293,9 +295,9 @@ def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
         "--prior",
         required=True,
         type=argtypes.prior_path,
-        help="any prior tailor customizes with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, "
-        "TorchScript; a deterministic one with --prior-std) or SAC (SB3 SAC/TQC, a tailor SAC "
-        "run)",
+        help="any prior tailor customizes: with PPO (a tailor run, SB3, rsl-rl, CleanRL, skrl, "
+        "TorchScript; a deterministic one with --prior-std), SAC (SB3 SAC/TQC, a tailor SAC "
+        "run) or soft DQN (SB3 DQN with --prior-temperature, a categorical policy)",
     )
     p.add_argument(
         "--kl",
@@ -303,6 +305,14 @@ def _register_frontier(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="K1,K2,...",
         help="KL targets per action dimension (default 0.01,0.03,0.1,0.3)",
+    )
+    p.add_argument(
+        "--omega",
+        type=argtypes.positives,
+        default=None,
+        metavar="W1,W2,...",
+        help="a Q-network or categorical prior (residual soft DQN): the basic-task weights "
+        "omega to compare, omega' = omega * the prior's temperature (default 1,0.5,0.25,0.1)",
     )
     p.add_argument("--method", choices=("residual", "kl"), default="residual")
     p.add_argument("--steps", type=argtypes.count, default=200_000, help="per run (200000)")
@@ -322,10 +332,12 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     from tailor.experiments.algo_choice import algo_for_prior
     from tailor.experiments.frontier import (
         DEFAULT_KL_PER_DIM,
+        DEFAULT_OMEGAS,
         frontier_jobs,
         frontier_points,
         frontier_table,
         knee,
+        omega_jobs,
         plot_frontier,
     )
     from tailor.experiments.presets import Job
@@ -344,17 +356,20 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         options["normalizer"] = str(Path(options["normalizer"]).resolve())
     # the loop the prior customizes with; a clear error for an unreadable prior, before any run
     algo = algo_for_prior(prior, options)
-    if algo not in ("ppo", "sac"):
-        raise TailorError(
-            f"tailor frontier holds a KL target per run, which PPO and SAC customizations do; "
-            f"{args.prior!r} customizes with --algo {algo} (residual soft DQN / MCTS, no KL "
-            "target): compare settings with `tailor customize --omega-prime W --alpha-hat A`"
-        )
-    act_dim = len(task_spaces(get_task(args.task))["action_low"])
     tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
     base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes,
                algo=algo, prior_options=tuple(sorted(options.items())))  # fmt: skip
-    jobs = frontier_jobs(args.task, prior, args.kl or DEFAULT_KL_PER_DIM, act_dim, base)
+    if algo == "dqn":
+        _check_q_frontier(args, prior, options)
+        jobs = omega_jobs(args.task, prior, args.omega or DEFAULT_OMEGAS, base)
+    else:
+        if args.omega:
+            raise TailorError(
+                f"--omega is the frontier of a Q-network prior; {args.prior!r} customizes with "
+                f"--algo {algo}, whose frontier holds KL targets (--kl)"
+            )
+        act_dim = len(task_spaces(get_task(args.task))["action_low"])
+        jobs = frontier_jobs(args.task, prior, args.kl or DEFAULT_KL_PER_DIM, act_dim, base)
     jobs = [dataclasses.replace(j, tasks_file=tasks_file) for j in jobs]
     out = Path(args.out or Path("frontier") / f"{args.task}-{Path(prior).stem}")
     report = run_sweep(jobs, out, workers=args.workers, backend=args.backend,
@@ -367,6 +382,25 @@ def cmd_frontier(args: argparse.Namespace) -> int:
     print(text, end="")
     print(f"wrote {out / 'frontier.md'} and {png}")
     return 1 if report.failed else 0
+
+
+def _check_q_frontier(args: argparse.Namespace, prior: str, options: dict) -> None:
+    """A Q-network prior's frontier varies ``omega``, which needs the prior's temperature."""
+    from tailor.experiments.prior_adapters import read_prior
+    from tailor.priors import prior_temperature
+
+    if args.kl:
+        raise TailorError(
+            f"--kl holds a KL target in PPO and SAC runs; {args.prior!r} customizes with "
+            "residual soft DQN, whose frontier varies the basic-task weight (--omega W1,W2,...)"
+        )
+    if args.method != "residual":
+        raise TailorError("a Q-network prior's frontier runs --method residual (omega varies)")
+    if prior_temperature(read_prior(prior, options).meta) is None:
+        raise TailorError(
+            f"the frontier of {args.prior!r} varies omega (omega' = omega * tau), which needs "
+            "the prior's temperature tau: give --prior-temperature TAU"
+        )
 
 
 def cmd_table(args: argparse.Namespace) -> int:

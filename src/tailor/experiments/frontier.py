@@ -1,8 +1,10 @@
 """``tailor frontier``: what each unit of the new requirement costs in the old skill.
 
 A few customizations of one prior side by side, each holding a different KL to the prior per step
-(``PPOConfig.kl_target``: the adaptive controller scales ``omega'`` and ``alpha_hat`` together),
-run as one sweep (local worker processes or Ray, resumable). Each point is evaluated on the
+(``kl_target`` of PPO, or of residual SAC for a tanh-squashed prior: the adaptive controller
+scales ``omega'`` and ``alpha_hat`` together), or, for a Q-network / categorical prior (residual
+soft DQN, which holds no KL target), each with a different basic-task weight ``omega``; run as
+one sweep (local worker processes or Ray, resumable). Each point is evaluated on the
 add-on return, the basic return (the task's own reward, which tailor never trains on) and the KL
 to the prior per step the run held (``E[log pi_theta - log pi_prior]`` over its last rollouts);
 the prior itself is the point at KL 0. The *knee* is the setting that gains the most add-on
@@ -26,6 +28,7 @@ from tailor.experiments.sweep import load_results
 
 __all__ = [
     "DEFAULT_KL_PER_DIM",
+    "DEFAULT_OMEGAS",
     "KEEP",
     "frontier_jobs",
     "frontier_points",
@@ -33,10 +36,13 @@ __all__ = [
     "held_kl",
     "keeps_basic",
     "knee",
+    "omega_jobs",
     "plot_frontier",
+    "setting_name",
 ]
 
 DEFAULT_KL_PER_DIM = (0.01, 0.03, 0.1, 0.3)  # nats per step and action dimension
+DEFAULT_OMEGAS = (1.0, 0.5, 0.25, 0.1)  # a Q-network prior's basic-task weights
 KEEP = 0.9  # the share of the prior's basic return the knee must keep
 _LAST_ROWS = 5  # the KL a run held: the mean over its last iterations
 
@@ -64,14 +70,40 @@ def frontier_jobs(
     return jobs
 
 
+def omega_jobs(task: str, prior: str, omegas: Sequence[float], base: Job) -> list[Job]:
+    """The prior's evaluation and one residual soft DQN customization per basic-task weight
+    ``omega`` (``omega' = omega * tau``, ``alpha_hat = tau`` at the prior's temperature ``tau``),
+    the frontier of a Q-network or categorical prior, whose loop holds no KL target; ``base``
+    as for :func:`frontier_jobs`."""
+    if not omegas or any(not (math.isfinite(w) and w > 0) for w in omegas):
+        raise TailorError(f"--omega takes positive numbers, got {list(omegas)}")
+    options = base.prior_options
+    jobs = [Job("prior", task, "prior", base.seed, 0, base.episodes, prior=prior,
+                prior_options=options)]  # fmt: skip
+    for w in sorted(set(omegas), reverse=True):
+        jobs.append(Job("customize", task, "residual", base.seed, base.steps, base.episodes,
+                        prior=prior, ppo=(*base.ppo, ("omega", w)), algo=base.algo,
+                        prior_options=options))  # fmt: skip
+    return jobs
+
+
+def setting_name(job: Job) -> str:
+    """``"kl_target 0.3"`` or ``"omega 0.5"``: what a frontier job varies; ``"prior"``."""
+    if job.kind == "prior":
+        return "prior"
+    given = dict(job.ppo)
+    key = "kl_target" if "kl_target" in given else "omega"
+    return f"{key} {given[key]:g}"
+
+
 def held_kl(run: Path) -> float | None:
     """The per-step KL to the prior a run held: ``-entropy - logp_prior`` of a PPO run's last
-    rows, a SAC run's ``kl_held`` (its controller's last measurements)."""
+    rows; a SAC or DQN run's ``kl_held`` (its last measurements, in ``policy.json``)."""
     try:
         with open(run / "metrics.csv", newline="") as f:
             rows = [r for r in csv.DictReader(f) if r.get("logp_prior") and r.get("entropy")]
     except FileNotFoundError:
-        return _sac_held_kl(run)
+        return _stats_held_kl(run)
     except OSError:
         return None
     rows = rows[-_LAST_ROWS:]
@@ -80,7 +112,7 @@ def held_kl(run: Path) -> float | None:
     return sum(-float(r["entropy"]) - float(r["logp_prior"]) for r in rows) / len(rows)
 
 
-def _sac_held_kl(run: Path) -> float | None:
+def _stats_held_kl(run: Path) -> float | None:
     try:
         stats = json.loads((run / POLICY_JSON).read_text()).get("train_stats", {})
     except (OSError, ValueError):
@@ -90,17 +122,16 @@ def _sac_held_kl(run: Path) -> float | None:
 
 
 def frontier_points(jobs: Sequence[Job], out: str | Path) -> list[dict[str, Any]]:
-    """One point per finished job, the prior first: ``kl_target``, ``kl`` (held), ``basic``,
-    ``addon`` (evaluation means) and the run directory."""
+    """One point per finished job, the prior first: ``setting`` (:func:`setting_name`), ``kl``
+    (held), ``basic``, ``addon`` (evaluation means) and the run directory."""
     results = load_results(jobs, out)
     points = []
     for job in jobs:
         if job.id not in results:
             continue
         ev = results[job.id]["eval"]
-        target = dict(job.ppo).get("kl_target") if job.kind == "customize" else 0.0
         kl = 0.0 if job.kind == "prior" else held_kl(Path(out) / job.id)
-        points.append({"kl_target": target, "kl": kl, "basic": ev["basic"]["mean"],
+        points.append({"setting": setting_name(job), "kl": kl, "basic": ev["basic"]["mean"],
                        "addon": ev["addon"]["mean"], "run": str(Path(out) / job.id)})  # fmt: skip
     if not points or jobs[0].id not in results:
         raise TailorError(f"no evaluation of the prior in {str(out)!r} yet: run the frontier first")
@@ -150,7 +181,7 @@ def frontier_table(points: Sequence[dict[str, Any]], at: int, rule: str) -> str:
         "|---|---|---|---|---|---|",
     ]
     for i, p in enumerate(points):
-        name = "prior" if i == 0 else f"kl_target {p['kl_target']:g}"
+        name = p["setting"]
         kl = "-" if p["kl"] is None else f"{p['kl']:.3f}"
         gained = p["addon"] - prior["addon"]
         lost = prior["basic"] - p["basic"]
