@@ -486,3 +486,11 @@ def test_lm_tokenizer_pad_id_outside_the_embedding(tmp_path: Path, capsys) -> No
     capsys.readouterr()
     assert main(["lm", "sample", "--model", str(tmp_path / "lm"), "--prompt", "a"]) == 2
     assert "pad token" in capsys.readouterr().err
+
+
+def test_a_parameter_scalar_reads_without_a_warning() -> None:
+    """SB3 saves ``log_ent_coef`` as a parameter (requires_grad): read as a number, silently."""
+    value = torch.nn.Parameter(torch.tensor([-1.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert validate_mod.scalar({"log_ent_coef": value}, "log_ent_coef", "x") == -1.5

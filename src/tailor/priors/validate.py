@@ -233,7 +233,7 @@ def scalar(state: dict[str, Any], key: str, where: str, default: float = 0.0) ->
     """A one-element tensor or a number (a normalizer's ``count``) as a finite float."""
     value = state.get(key, default)
     if torch.is_tensor(value) and value.numel() == 1 and not value.is_complex():
-        value = float(value.reshape(-1)[0])
+        value = float(value.detach().reshape(-1)[0])  # e.g. SB3's log_ent_coef, a parameter
     if isinstance(value, bool) or not isinstance(value, _NUMBER) or not math.isfinite(value):
         raise TailorError(f"{where}: {key!r} is not one finite number")
     return float(value)
