@@ -12,11 +12,11 @@ of unknown temperature (:data:`~tailor.experiments.unknown_temperature.KL_PER_AC
 action dimension): ``omega'`` and ``alpha_hat`` are scaled together from the RQL rule's values
 (``SACConfig.kl_target``; at scale ``s`` the run solves ``r + r_R / s``), so the add-on reward
 gets the weight the budget allows: on the same prior, 5 seeds of 5 end at scale 0.31-0.32, keep
-97-99.5% of the basic return and gain +17.5 to +25.9. The controller only lowers them (``kl_scale_max = 1``): a
-narrow prior sits far above any budget at ``omega = 1`` and is still kept there (the zoo's TQC
-Hopper, temperature 0.018: 9.8-22 nats/step through 200k steps, while ``omega = 1`` keeps
-105-113% of its basic return and gains add-on return on 3 seeds of 3), and pulling it back would
-only take the add-on's weight below RQL's own.
+97-99.5% of the basic return and gain +17.5 to +25.9. The controller only lowers them
+(``kl_scale_max = 1``): a narrow prior sits far above any budget at ``omega = 1`` and is still
+kept there (the zoo's TQC Hopper, temperature 0.018: 9.8-22 nats/step through 200k steps,
+while ``omega = 1`` keeps 105-113% of its basic return and gains add-on return on 3 seeds of
+3), and pulling it back would only take the add-on's weight below RQL's own.
 """
 
 from __future__ import annotations
