@@ -133,6 +133,10 @@ def test_frontier_of_a_q_prior_varies_omega(tmp_path: Path, capsys) -> None:
     ]
     low, one = (metas[k]["train_stats"]["kl_held"] for k in sorted(metas))
     assert one == pytest.approx(0.0, abs=1e-6) and low > 1e-3
+    # a tailor MCTS run is a search over its prior, not a prior of its own
+    mcts = run.customize("cartpole-centered", "mcts", prior, 0, 0, tmp_path / "m", log=None)
+    assert main([*argv[:4], str(mcts), "--out", str(tmp_path / "g")]) == 2
+    assert "tailor mcts run" in capsys.readouterr().err
 
 
 def test_an_older_job_record_reads_as_a_ppo_job() -> None:

@@ -356,6 +356,11 @@ def cmd_frontier(args: argparse.Namespace) -> int:
         options["normalizer"] = str(Path(options["normalizer"]).resolve())
     # the loop the prior customizes with; a clear error for an unreadable prior, before any run
     algo = algo_for_prior(prior, options)
+    if algo not in ("ppo", "sac", "dqn"):  # a tailor MCTS run: a search, no trained prior
+        raise TailorError(
+            f"{args.prior!r} is a tailor {algo} run; its frontier is that of the prior it "
+            "searches with: give that prior"
+        )
     tasks_file = str(Path(args.tasks_file).resolve()) if args.tasks_file else None
     base = Job("customize", args.task, args.method, args.seed, args.steps, args.episodes,
                algo=algo, prior_options=tuple(sorted(options.items())))  # fmt: skip
