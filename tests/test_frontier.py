@@ -111,8 +111,8 @@ def test_frontier_of_a_sac_prior_runs_residual_sac(tmp_path: Path) -> None:
 
 def test_frontier_of_a_q_prior_varies_omega(tmp_path: Path, capsys) -> None:
     """A Q-network prior's frontier: residual soft DQN once per omega, each run's KL held the
-    exact categorical KL of its acting policy to the prior (0 at omega = 1 before any update:
-    Q_R starts at zero and acts as the prior)."""
+    exact categorical KL of its final acting policy to the prior on its last states (0 at
+    omega = 1 before any update: Q_R starts at zero and acts as the prior)."""
     prior = run.train_prior("cartpole-centered", "dqn", 60, 0, tmp_path / "q", log=None,
                             learning_starts=50, batch_size=16, hidden=(16, 16))  # fmt: skip
     out = tmp_path / "f"

@@ -35,7 +35,9 @@ from tailor.nets import mlp
 from tailor.priors import QPrior
 from tailor.rundir import InterruptRequest
 
-__all__ = ["SoftDQNConfig", "train_soft_dqn"]
+__all__ = ["KL_HELD_STEPS", "SoftDQNConfig", "held_kl", "train_soft_dqn"]
+
+KL_HELD_STEPS = 5000  # a run's "KL held": its final policy on its last this many states
 
 
 @dataclass
@@ -137,8 +139,8 @@ def train_soft_dqn(
     Returns:
         ``(qnet, stats)``: the trained network (``Q`` or ``Q_R``) and a dict with
         ``wall_s``, ``episodes``, and the last 20 episodes' mean ``basic``/``addon`` returns;
-        a customization's ``kl_held``: ``KL(pi_hat(.|s) || pi(.|s))`` per step of its acting
-        policy, exact for the categorical, over those episodes (the frontier's "KL held").
+        a customization's ``kl_held``, :func:`held_kl` on the states of its last
+        :data:`KL_HELD_STEPS` steps (the frontier's "KL held").
 
     Raises:
         TailorError: a continuous action space, a customization method without a prior, or
@@ -170,20 +172,15 @@ def train_soft_dqn(
 
     t0 = time.perf_counter()
     obs, _ = env.reset(seed=cfg.seed)
-    ep_basic = ep_addon = ep_kl = 0.0
+    ep_basic = ep_addon = 0.0
     history: list[tuple[float, float, int]] = []
-    kls: list[float] = []  # a customization's KL to the prior summed over each episode
     ep_len = 0
     loss_value = float("nan")
     for step in range(cfg.total_steps):
         # -- act: sample the (customized) Boltzmann policy, epsilon-mixed with uniform --------
         obs_t = torch.as_tensor(obs, dtype=torch.float32)[None]
         with torch.no_grad():
-            log_pi = learner.log_pi(obs_t)
-            probs = soft_policy(qnet(obs_t), log_pi, omega, alpha_hat)[0]
-            if log_pi is not None:  # KL(pi_hat(.|s) || pi(.|s)), exact (>= 0 but for rounding)
-                kl = torch.special.xlogy(probs, probs).sum() - probs @ log_pi[0]
-                ep_kl += max(0.0, float(kl))
+            probs = soft_policy(qnet(obs_t), learner.log_pi(obs_t), omega, alpha_hat)[0]
         check_acting("soft DQN", probs, {"q": qnet}, step)
         if rng.random() < _epsilon(cfg, step):
             action = int(rng.integers(n_act))
@@ -200,8 +197,7 @@ def train_soft_dqn(
         obs = next_obs
         if terminated or truncated:
             history.append((ep_basic, ep_addon, ep_len))
-            kls.append(ep_kl)
-            ep_basic = ep_addon = ep_kl = 0.0
+            ep_basic = ep_addon = 0.0
             ep_len = 0
             obs, _ = env.reset()
 
@@ -221,12 +217,28 @@ def train_soft_dqn(
     env.close()
     check_trained("soft DQN", {"q": qnet})
     stats = {"wall_s": time.perf_counter() - t0, **episode_summary(history)}
-    if prior is not None and kls:
-        steps = sum(length for *_, length in history[-20:])
-        stats["kl_held"] = sum(kls[-20:]) / steps
+    if prior is not None and len(buf):
+        stats["kl_held"] = held_kl(learner, _recent_obs(buf, KL_HELD_STEPS))
     if interrupt is not None and interrupt.requested:
         stats["interrupted_at_step"] = step + 1
     return qnet.eval(), stats
+
+
+def held_kl(learner: _SoftQ, obs: torch.Tensor) -> float:
+    """The mean over ``obs`` ``[N, D]`` of ``KL(pi_hat(.|s) || pi(.|s))``, the customized acting
+    policy ``softmax((Q_R + omega' log pi) / alpha_hat)`` against the prior: exact for the
+    categorical, computed once after training (not in the acting loop)."""
+    with torch.no_grad():
+        log_pi = learner.log_pi(obs)
+        probs = soft_policy(learner.qnet(obs), log_pi, learner.omega, learner.alpha_hat)
+        kl = (torch.special.xlogy(probs, probs) - probs * log_pi).sum(-1)
+    return float(kl.clamp_min(0.0).mean())  # >= 0 but for rounding
+
+
+def _recent_obs(buf: ReplayBuffer, n: int) -> torch.Tensor:
+    """The observations of the last ``n`` stored transitions ``[min(n, len), D]``."""
+    idx = (buf.ptr - 1 - np.arange(min(n, len(buf)))) % buf.size
+    return torch.from_numpy(buf.obs[idx])
 
 
 @dataclass

@@ -132,14 +132,15 @@ class Job:
             keeps the prior's architecture).
         prior: path of the prior policy (``customize`` and ``prior`` jobs).
         ppo: extra keyword options of :func:`tailor.experiments.run.customize` /
-            :func:`~tailor.experiments.run.train_prior` as ``(name, value)`` pairs:
-            :class:`tailor.algos.ppo.PPOConfig` fields (tests use tiny batches, the frontier a
-            ``kl_target``) and the coefficients ``omega_prime`` / ``alpha_hat`` / ``omega`` or
-            ``alpha`` (a user sweep's grid, :mod:`tailor.experiments.grid`); part of the job's
-            identity.
+            :func:`~tailor.experiments.run.train_prior` as ``(name, value)`` pairs: fields of
+            the job's loop's config (``PPOConfig``, or ``SACConfig`` / ``SoftDQNConfig`` for an
+            ``algo`` other than PPO; the name is the results files' key; tests use tiny
+            batches, the frontier a ``kl_target`` or an ``omega``) and the coefficients
+            ``omega_prime`` / ``alpha_hat`` / ``omega`` or ``alpha`` (a user sweep's grid,
+            :mod:`tailor.experiments.grid`); part of the job's identity.
         tasks_file: a ``--tasks-file`` the worker loads before the job (a user's task; an
             absolute path on a filesystem every node shares); not part of the job's identity.
-        algo: the customization's loop (``"ppo"`` or ``"sac"``, :func:`tailor.experiments.
+        algo: the customization's loop (``"ppo"``, ``"sac"``, ``"dqn"``; :func:`tailor.experiments.
             run.customize`'s ``algo``); named in the job's id when not ``"ppo"``.
         prior_options: :func:`tailor.priors.load_prior` options of the prior as ``(name,
             value)`` pairs (e.g. ``("std", 0.1)`` for a deterministic prior); part of the id.

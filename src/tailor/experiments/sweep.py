@@ -223,9 +223,9 @@ def _train_afresh(job: Job, task: Any, job_dir: Path) -> None:
 
     # About SNAPSHOTS policy snapshots to choose the best one from (saving draws no random
     # numbers: the run's numbers do not depend on it).
-    iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
     config: dict[str, Any] = {}
-    if job.algo == "ppo":  # a SAC run keeps its final policy only
+    if job.algo == "ppo":  # a SAC / DQN run keeps its final policy only
+        iters = max(1, job.steps // 4096)  # PPOConfig's default batch of 64 x 64
         config = {"std_type": job.std_type, "checkpoint_every": max(1, iters // SNAPSHOTS)}
     for key, value in job.ppo:
         config[key] = tuple(value) if isinstance(value, list) else value
